@@ -1,0 +1,58 @@
+"""Plotly figures for the report. Each function takes result tables and returns a Figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..spectra.summary import GOOD_ALPHA
+
+_TEMPLATE = "plotly_white"
+
+
+def alpha_by_layer(df: pd.DataFrame, column: str = "alpha", title: str = "Power-law alpha by layer") -> go.Figure:
+    """One line per role: ``column`` against block index; the [2, 6] band shaded for alpha."""
+    ok = df[(df["status"] == "success") & (df["block"] >= 0)]
+    fig = go.Figure()
+    for role, g in ok.groupby("role", sort=True):
+        g = g.sort_values("block")
+        fig.add_trace(go.Scatter(x=g["block"], y=g[column], mode="lines+markers", name=role,
+                                 text=g["name"], hovertemplate="%{text}<br>%{y:.3f}<extra></extra>"))
+    if column == "alpha":
+        fig.add_hrect(y0=GOOD_ALPHA[0], y1=GOOD_ALPHA[1], fillcolor="green", opacity=0.07, line_width=0,
+                      annotation_text="2 ≤ α ≤ 6", annotation_position="top left")
+    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title="block", yaxis_title=column, height=420)
+    return fig
+
+
+def esd_loglog(name: str, evals: np.ndarray, alpha: float, xmin: float, erg_lambda_min_raw: float | None = None) -> go.Figure:
+    """Histogram of an ESD on log-log axes (log-spaced bins) with the fitted power-law tail."""
+    x = evals[evals > 1e-12]
+    bins = np.logspace(np.log10(x.min()), np.log10(x.max()), 60)
+    density, edges = np.histogram(x, bins=bins, density=True)
+    centers = np.sqrt(edges[:-1] * edges[1:])
+    keep = density > 0
+    fig = go.Figure(go.Scatter(x=centers[keep], y=density[keep], mode="markers", name="ESD"))
+    if np.isfinite(alpha):
+        tail_share = np.mean(x >= xmin)
+        grid = np.logspace(np.log10(xmin), np.log10(x.max()), 50)
+        pdf = tail_share * (alpha - 1) / xmin * (grid / xmin) ** (-alpha)
+        fig.add_trace(go.Scatter(x=grid, y=pdf, mode="lines", name=f"power law α={alpha:.2f}", line=dict(dash="dash")))
+        fig.add_vline(x=xmin, line_color="red", annotation_text="xmin")
+    if erg_lambda_min_raw is not None and np.isfinite(erg_lambda_min_raw):
+        fig.add_vline(x=erg_lambda_min_raw, line_color="purple", annotation_text="ERG λmin", annotation_position="bottom right")
+    fig.update_layout(template=_TEMPLATE, title=name, xaxis_type="log", yaxis_type="log",
+                      xaxis_title="eigenvalue λ", yaxis_title="density", height=360)
+    return fig
+
+
+def head_heatmap(heads: pd.DataFrame, circuit: str = "ov", column: str = "alpha") -> go.Figure:
+    """Block x head heat map of one circuit's metric."""
+    sub = heads[(heads["circuit"] == circuit) & (heads["status"] == "success")]
+    grid = sub.pivot_table(index="block", columns="head", values=column)
+    fig = go.Figure(go.Heatmap(z=grid.values, x=grid.columns, y=grid.index, colorscale="Viridis",
+                               colorbar=dict(title=column)))
+    fig.update_layout(template=_TEMPLATE, title=f"{circuit.upper()} circuit {column} by head",
+                      xaxis_title="head", yaxis_title="block", height=460)
+    return fig

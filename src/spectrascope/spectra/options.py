@@ -1,0 +1,57 @@
+"""Options of a weight analysis (shared by the engine, the CLI and the Python API)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from .esd import Precision
+
+# weightwatcher's filter defaults (its code uses min_evals=8; its docstring says 10).
+DEFAULT_MIN_EVALS = 8
+DEFAULT_MAX_EVALS = 15000
+DEFAULT_MAX_N = 50000
+
+
+@dataclass(frozen=True)
+class WeightsOptions:
+    """What to compute for each matrix.
+
+    Attributes:
+        precision: "exact" (float64, weightwatcher's numbers) or "fast" (float32).
+        device: "cpu", "cuda" or "auto" (cuda when available).
+        min_evals, max_evals, max_N: matrices with M < min_evals, M > max_evals or
+            N > max_N are skipped (status 'skipped', with the reason).
+        mp_fit: add the Marchenko-Pastur columns.
+        randomize: add the correlation-trap columns (seeded shuffle).
+        heads: also compute per-head and QK/OV circuit spectra.
+        matrices: compute whole-matrix rows (False for a heads-only run).
+        seed: the one seed for all randomness.
+    """
+
+    precision: Precision = "exact"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    min_evals: int = DEFAULT_MIN_EVALS
+    max_evals: int = DEFAULT_MAX_EVALS
+    max_N: int = DEFAULT_MAX_N
+    mp_fit: bool = False
+    randomize: bool = False
+    heads: bool = False
+    matrices: bool = True
+    seed: int = 0
+
+    @property
+    def eps(self) -> float:
+        return float(np.finfo(np.float64 if self.precision == "exact" else np.float32).eps)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,84 @@
+"""Run a full weight analysis: plan, execute, log rows as they arrive, write the tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..models.open_source import open_source
+from ..models.tensor_source import TensorSource
+from ..progress import progress_bar
+from ..tables import RowLog, write_table
+from .engine import Task, execute, order_rows, plan_tasks
+from .options import WeightsOptions
+from .summary import summary_dict
+
+MATRIX_LOG = "weights.rows.jsonl"
+HEADS_LOG = "weights_heads.rows.jsonl"
+HEAD_LEAD = ["block", "head", "kv_head", "circuit"]
+
+
+def run_weights(
+    model: str | Path | torch.nn.Module | Mapping | TensorSource,
+    options: WeightsOptions = WeightsOptions(),
+    out_dir: str | Path | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    show_progress: bool = False,
+    allow_pickle: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Analyze every weight matrix of a model.
+
+    Args:
+        model: anything :func:`open_source` accepts, or an opened source.
+        out_dir: if given, rows are appended to ``weights.rows.jsonl`` as they finish and the
+            tables ``weights.parquet/.csv`` (+ ``weights_heads.*``) and ``summary.json`` are
+            written at the end.
+        resume: skip tasks already in the row logs of ``out_dir``.
+    Returns:
+        (matrix table, head table or None).
+    """
+    source = model if hasattr(model, "tensors") and hasattr(model, "load") else open_source(model, allow_pickle)
+    plan = plan_tasks(source, options)
+    logs = {"matrix": RowLog(Path(out_dir) / MATRIX_LOG), "heads": RowLog(Path(out_dir) / HEADS_LOG)} if out_dir else None
+    if logs and not resume:
+        for log in logs.values():
+            log.reset()
+    results: dict[str, list[dict]] = {}
+    if logs:
+        for log in logs.values():
+            results.update(log.done())
+    todo = [t for t in plan.matrix_tasks + plan.head_tasks if t.key not in results]
+
+    with progress_bar("weight spectra", total=len(plan.matrix_tasks) + len(plan.head_tasks), enabled=show_progress) as advance:
+        advance(len(plan.matrix_tasks) + len(plan.head_tasks) - len(todo))
+
+        def on_result(task: Task, rows: list[dict]) -> None:
+            results[task.key] = rows
+            if logs:
+                logs[task.kind].append(task.key, rows)
+            advance(1)
+
+        execute(source, todo, options, workers, on_result)
+
+    names = [i.name for i in source.tensors()]
+    matrix_rows = [r for t in plan.matrix_tasks for r in results[t.key]] + plan.skipped_rows
+    matrices = order_rows(matrix_rows, names)
+    heads = None
+    if options.heads:
+        head_rows = [r for t in plan.head_tasks for r in results[t.key]]
+        heads = pd.DataFrame(head_rows)
+        if not heads.empty:
+            heads = heads.sort_values(["block", "circuit", "head"], kind="stable").reset_index(drop=True)
+            heads = heads[HEAD_LEAD + [c for c in heads.columns if c not in HEAD_LEAD]]
+    if out_dir:
+        write_table(matrices, out_dir, "weights")
+        if heads is not None:
+            write_table(heads, out_dir, "weights_heads")
+        summary = {"source": source.description, "options": options.to_dict(), **summary_dict(matrices, heads)}
+        (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return matrices, heads

@@ -1,0 +1,66 @@
+"""Python API for weight spectra (the ``weights`` verb)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .spectra.esd import Precision
+from .spectra.options import DEFAULT_MAX_EVALS, DEFAULT_MAX_N, DEFAULT_MIN_EVALS, WeightsOptions
+from .spectra.weights_run import run_weights
+
+ModelLike = str | Path | torch.nn.Module | Mapping
+
+
+def _options(precision, device, mp_fit, randomize, heads, seed, min_evals, max_evals, max_N) -> WeightsOptions:
+    return WeightsOptions(precision=precision, device=device, mp_fit=mp_fit, randomize=randomize, heads=heads,
+                          seed=seed, min_evals=min_evals, max_evals=max_evals, max_N=max_N)
+
+
+def analyze_weights(
+    model: ModelLike,
+    *,
+    precision: Precision = "exact",
+    device: str = "cpu",
+    mp_fit: bool = False,
+    randomize: bool = False,
+    seed: int = 0,
+    min_evals: int = DEFAULT_MIN_EVALS,
+    max_evals: int = DEFAULT_MAX_EVALS,
+    max_N: int = DEFAULT_MAX_N,
+    workers: int = 1,
+    out: str | Path | None = None,
+    resume: bool = False,
+    allow_pickle: bool = False,
+) -> pd.DataFrame:
+    """Spectral metrics of every weight matrix, one row per 2-D tensor.
+
+    Args:
+        model: bundled model name, path (HF dir, .safetensors, .gguf), nn.Module or state dict.
+        precision: "exact" (float64; weightwatcher's numbers) or "fast" (float32).
+    Returns:
+        DataFrame with columns name, block, role, N, M, Q, alpha, xmin, xmax, D, sigma,
+        num_pl_spikes, alpha_weighted, log_norm, log_spectral_norm, log_alpha_norm,
+        stable_rank, entropy, matrix_rank, lambda_max, erg_num, erg_lambda_min,
+        pl_lambda_min, erg_delta, warning, status, reason (+ MP and trap columns on request).
+    """
+    options = _options(precision, device, mp_fit, randomize, False, seed, min_evals, max_evals, max_N)
+    matrices, _ = run_weights(model, options, out, workers, resume, allow_pickle=allow_pickle)
+    return matrices
+
+
+def analyze_heads(
+    model: ModelLike,
+    *,
+    precision: Precision = "exact",
+    workers: int = 1,
+    allow_pickle: bool = False,
+) -> pd.DataFrame:
+    """Per-head spectra (q, k, v, o slices) and QK / OV circuit spectra, one row per
+    (block, head, circuit). See :mod:`spectrascope.spectra.heads` for definitions."""
+    options = WeightsOptions(precision=precision, heads=True, matrices=False)
+    _, heads = run_weights(model, options, None, workers, False, allow_pickle=allow_pickle)
+    return heads
