@@ -19,6 +19,8 @@ from transformers import (
     MistralForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
 )
 
 VOCAB = 100
@@ -38,6 +40,8 @@ def _build(family: str, attn: str) -> nn.Module:
         return LlamaForCausalLM(LlamaConfig(**_DECODER, attn_implementation=attn))
     if family == "qwen2":
         return Qwen2ForCausalLM(Qwen2Config(**_DECODER, attn_implementation=attn))
+    if family == "qwen3":  # head_dim (32) != hidden_size / heads (16)
+        return Qwen3ForCausalLM(Qwen3Config(**_DECODER, head_dim=32, attn_implementation=attn))
     if family == "mistral":
         return MistralForCausalLM(MistralConfig(**_DECODER, attn_implementation=attn))
     if family == "gpt2":
@@ -87,7 +91,7 @@ def _no_hooks(model: nn.Module) -> bool:
 def make_model() -> Callable[..., nn.Module]:
     """``make_model(family, attn="eager", seed=0)``: a fresh tiny model in eval mode.
 
-    Families: llama, qwen2, mistral, gpt2, bert (``BertModel``), bert_mlm (``BertForMaskedLM``).
+    Families: llama, qwen2, qwen3, mistral, gpt2, bert (``BertModel``), bert_mlm (``BertForMaskedLM``).
     """
     return _make_model
 

@@ -83,7 +83,8 @@ def test_editing_resid_mid_edits_the_residual_and_the_mlp_input(make_model, make
     torch.manual_seed(3)
     replacement = torch.randn(2, 9, model.config.hidden_size)
     with hooks(model, {"blocks.0.hook_resid_mid": lambda activation, name: replacement}):
-        _, cache = run_with_cache(model, ids, sites=["blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out", "resid_post"])
+        sites = ["blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out", "resid_post"]
+        _, cache = run_with_cache(model, ids, sites=sites)
     block = bind(model).blocks[0]
     norm = block.post_attention_layernorm if family == "llama" else block.ln_2
     with torch.no_grad():

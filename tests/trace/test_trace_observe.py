@@ -9,8 +9,8 @@ from spectrascope.trace import list_sites, run_with_cache
 from spectrascope.trace.architectures import bind
 from spectrascope.trace.tracer import model_output_tensor
 
-FAMILIES = ["llama", "gpt2", "bert", "bert_mlm", "qwen2", "mistral"]
-PRE_NORM = ["llama", "gpt2", "qwen2", "mistral"]
+FAMILIES = ["llama", "gpt2", "bert", "bert_mlm", "qwen2", "qwen3", "mistral"]
+PRE_NORM = ["llama", "gpt2", "qwen2", "qwen3", "mistral"]
 
 
 def _output_projection(model: torch.nn.Module, layer: int) -> torch.nn.Module:
@@ -48,7 +48,7 @@ def test_every_site_has_its_shape(make_model, make_ids, family: str) -> None:
     d_mlp = getattr(config, "intermediate_size", None) or config.n_inner
     expected = {
         "hook_resid_pre": (batch, pos, d_model),
-        "attn.hook_z": (batch, pos, n_heads, d_model // n_heads),
+        "attn.hook_z": (batch, pos, n_heads, getattr(config, "head_dim", None) or d_model // n_heads),
         "attn.hook_pattern": (batch, n_heads, pos, pos),
         "hook_attn_out": (batch, pos, d_model),
         "hook_resid_mid": (batch, pos, d_model),
@@ -121,7 +121,7 @@ def test_post_norm_sites_of_bert(make_model, make_ids, family: str) -> None:
         assert torch.equal(mlp_out, cache[site + "hook_mlp_out"])
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "mistral"])
 def test_llama_mlp_post_is_the_gated_activation(make_model, make_ids, family: str) -> None:
     model = make_model(family)
     _, cache = run_with_cache(model, make_ids(), sites=["resid_mid", "mlp_post", "mlp_out"])

@@ -43,7 +43,9 @@ def test_expand_keeps_order_and_drops_duplicates() -> None:
     assert expand_sites(None, 1, ALL_KINDS) == [site_name(0, kind) for kind in SiteKind]
 
 
-@pytest.mark.parametrize("bad", ["blocks.0.hook_nothing", "resid", "blocks.x.hook_resid_pre", "hook_attn_pattern", ""])
+@pytest.mark.parametrize(
+    "bad", ["blocks.0.hook_nothing", "resid", "blocks.x.hook_resid_pre", "hook_attn_pattern", ""]
+)
 def test_unknown_site_names_list_the_valid_patterns(bad: str) -> None:
     with pytest.raises(SiteError, match="valid sites: blocks.{L}.hook_resid_pre"):
         expand_sites(bad, 2, ALL_KINDS)
@@ -67,7 +69,7 @@ def test_unknown_site_on_a_model(make_model, make_ids) -> None:
 
 
 def test_unsupported_module_is_refused() -> None:
-    with pytest.raises(SiteError, match="not a Hugging Face transformer .* supported model types: bert, gpt2, llama"):
+    with pytest.raises(SiteError, match="not a Hugging Face transformer .* supported model types: bert, gpt2"):
         list_sites(torch.nn.Sequential(torch.nn.Linear(4, 4)))
 
 
@@ -97,7 +99,7 @@ def test_pattern_needs_eager_attention(make_model, make_ids) -> None:
     assert model.config._attn_implementation == "sdpa"
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "bert", "bert_mlm", "qwen2", "mistral"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert", "bert_mlm", "qwen2", "qwen3", "mistral"])
 def test_list_sites_covers_every_kind_and_layer(make_model, family: str) -> None:
     sites = list_sites(make_model(family))
     n_layers = make_model(family).config.num_hidden_layers

@@ -86,7 +86,9 @@ def load_corpus(
     Args:
         name_or_path: a built-in name (see :func:`list_corpora`) or a path to a ``.txt``,
             ``.jsonl`` or ``.parquet`` file, a directory of ``.txt`` files, or a directory
-            written by ``datasets``' ``save_to_disk``.
+            written by ``datasets``' ``save_to_disk``. A string that is a built-in name
+            means the built-in corpus (write ``./code`` for a path named so); a ``Path``
+            is always a path.
         max_texts: keep only the first this many texts (None: all). Built-in corpora made
             of several documents interleave them, so a prefix covers many documents.
         seed: fixes generated corpora (``calendar``, ``arithmetic``, ``geography``).
@@ -107,7 +109,7 @@ def load_corpus(
     path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if path.exists():
         return load_path(path, max_texts=max_texts, text_field=text_field, split=split)
-    if _looks_like_path(os.fspath(name_or_path)):
+    if not isinstance(name_or_path, str) or _looks_like_path(name_or_path):
         raise CorpusError(f"corpus path does not exist: {os.fspath(name_or_path)}")
     raise CorpusError(
         f"unknown corpus {os.fspath(name_or_path)!r}: built-in corpora are "

@@ -61,7 +61,7 @@ def eager_attention(hf_model: nn.Module) -> Iterator[nn.Module]:
     setter(EAGER)
     if not uses_eager_attention(hf_model):
         setter(previous)
-        raise SiteError(f"{type(hf_model).__name__} does not support switching its attention implementation to eager")
+        raise SiteError(f"{type(hf_model).__name__} cannot switch its attention implementation to eager")
     try:
         yield hf_model
     finally:

@@ -80,7 +80,8 @@ class RunningMoments:
         if mask is not None:
             if tuple(mask.shape) != tuple(vectors.shape[:-1]):
                 raise SpectrascopeError(
-                    f"mask shape {tuple(mask.shape)} does not match vectors' leading shape {tuple(vectors.shape[:-1])}"
+                    f"mask shape {tuple(mask.shape)} does not match the vectors' leading shape "
+                    f"{tuple(vectors.shape[:-1])}"
                 )
             rows = rows[mask.reshape(-1).to(device=rows.device, dtype=torch.bool)]
         rows64 = rows.to(device=self._device, dtype=torch.float64)

@@ -87,11 +87,13 @@ def _as_inputs(batch: Batch, device: torch.device | None) -> dict[str, torch.Ten
         if batch[1] is not None:
             inputs["attention_mask"] = batch[1]
     else:
-        raise SiteError(f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {type(batch).__name__}")
+        kind = type(batch).__name__
+        raise SiteError(f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {kind}")
     if "input_ids" not in inputs:
         raise SiteError(f"a batch mapping needs 'input_ids'; got keys {sorted(inputs)}")
-    return {key: value.to(device) if device is not None and isinstance(value, torch.Tensor) else value
-            for key, value in inputs.items()}
+    if device is None:
+        return inputs
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
 
 
 def _model_device(hf_model: nn.Module) -> torch.device | None:

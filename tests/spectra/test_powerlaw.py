@@ -1,0 +1,71 @@
+"""Power-law fit: hand-computable cases, a naive reference loop, and known answers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from spectrascope.spectra.powerlaw import _standard_candidates, fit_power_law
+
+
+def naive_fit(x):
+    """The DESIGN.md formula, written as the obvious O(n^2) loop."""
+    x = np.sort(x)
+    n = len(x)
+    best = None
+    for i in range(n - 1):
+        tail = x[i:]
+        m = len(tail)
+        alpha = 1 + m / (np.sum(np.log(tail)) - m * np.log(x[i]))
+        D = 1.0
+        if alpha > 1:
+            D = max(abs(1 - (tail[k] / x[i]) ** (1 - alpha) - k / m) for k in range(m))
+        if best is None or D < best[1]:
+            best = (alpha, D, x[i], m)
+    return best
+
+
+def test_two_point_candidate_by_hand():
+    # tail {1, e} from xmin = 1: alpha = 1 + 2 / (ln 1 + ln e - 2 ln 1) = 3
+    # D = max(|1 - 1 - 0|, |1 - e^(-2) - 1/2|) = 1/2 - e^-2
+    alphas, Ds = _standard_candidates(np.array([1.0, math.e]))
+    assert alphas[0] == pytest.approx(3.0, rel=1e-15)
+    assert Ds[0] == pytest.approx(0.5 - math.exp(-2), rel=1e-14)
+
+
+def test_matches_naive_loop_on_random_spectra():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        x = rng.pareto(1.0 + 2 * rng.random(), 200) + 0.1
+        alpha, D, xmin, m = naive_fit(x)
+        fit = fit_power_law(x)
+        assert fit.alpha == pytest.approx(alpha, rel=1e-10)
+        assert fit.D == pytest.approx(D, rel=1e-10)
+        assert fit.xmin == xmin
+        assert fit.sigma == pytest.approx((alpha - 1) / math.sqrt(m), rel=1e-10)
+        assert fit.num_pl_spikes == m
+
+
+def test_pareto_samples_recover_alpha():
+    rng = np.random.default_rng(0)
+    x = rng.pareto(1.5, 5000) + 1.0  # density ~ x^-2.5 on [1, inf)
+    assert fit_power_law(x).alpha == pytest.approx(2.5, abs=0.1)
+
+
+def test_threshold_and_failures():
+    assert not fit_power_law(np.array([1e-9, 2e-9, 3e-9])).ok  # everything below 1e-5
+    assert not fit_power_law(np.full(50, 2.0)).ok  # no tail
+    assert not fit_power_law(np.array([1.0, np.nan, 2.0])).ok
+    fit = fit_power_law(np.concatenate([np.full(10, 1e-7), np.linspace(1, 50, 100)]))
+    assert fit.ok and fit.num_pl_spikes <= 100
+
+
+def test_large_spectrum_blocked_equals_unblocked(monkeypatch):
+    import spectrascope.spectra.powerlaw as pl
+
+    x = np.sort(np.random.default_rng(1).pareto(2.0, 3000) + 1)
+    full = pl._standard_candidates(x)
+    monkeypatch.setattr(pl, "_BLOCK_ELEMENTS", 3000 * 7)  # force many small blocks
+    blocked = pl._standard_candidates(x)
+    np.testing.assert_array_equal(full[0], blocked[0])
+    np.testing.assert_allclose(full[1], blocked[1], rtol=0, atol=0)
