@@ -58,8 +58,12 @@ class RowLog:
     def append(self, key: str, rows: list[dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"key": key, "rows": [{k: _jsonable(v) for k, v in r.items()} for r in rows]})
-        with open(self.path, "a") as fh:
-            fh.write(line + "\n")
+        with open(self.path, "a+b") as fh:
+            torn = False
+            if fh.seek(0, 2) > 0:  # a previous run may have been cut mid-line
+                fh.seek(-1, 2)
+                torn = fh.read(1) != b"\n"
+            fh.write((b"\n" if torn else b"") + line.encode() + b"\n")
             fh.flush()
 
     def reset(self) -> None:

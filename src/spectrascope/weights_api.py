@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .spectra.esd import Precision
 from .spectra.options import DEFAULT_MAX_EVALS, DEFAULT_MAX_N, DEFAULT_MIN_EVALS, WeightsOptions
 from .spectra.weights_run import run_weights
 
-ModelLike = str | Path | torch.nn.Module | Mapping
+if TYPE_CHECKING:
+    import torch
+
+ModelLike = "str | Path | torch.nn.Module | Mapping"
 
 
 def _options(precision, device, mp_fit, randomize, heads, seed, min_evals, max_evals, max_N) -> WeightsOptions:

@@ -120,14 +120,16 @@ def gguf_name(hf: str) -> str:
     return f"blk.{block}.{_GGUF_BLOCK[module]}.{parts[-1]}"
 
 
-def write_llama_gguf(path: Path, model: LlamaForCausalLM) -> dict[str, np.ndarray]:
-    """Write the model as an F32 GGUF the way llama.cpp's converter does (q/k rows permuted,
-    tensors under llama.cpp names). Returns the HF state dict (float32 numpy) written."""
+def write_llama_gguf(path: Path, model, arch: str = "llama", permute: bool = True) -> dict[str, np.ndarray]:
+    """Write a Llama-layout model as an F32 GGUF the way llama.cpp's converter does: tensors
+    under llama.cpp names and, for arch "llama" (``LlamaModel.modify_tensors``), the rows of
+    q and k -- weights and biases -- permuted. llama.cpp's Qwen2 converter does not permute
+    (``permute=False``). Returns the HF tensors written (float32 numpy, HF layout)."""
     import gguf
 
     cfg = model.config
     state = {k: v.detach().float().numpy().copy() for k, v in model.named_parameters()}
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), arch)
     writer.add_block_count(cfg.num_hidden_layers)
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_feed_forward_length(cfg.intermediate_size)
@@ -137,9 +139,9 @@ def write_llama_gguf(path: Path, model: LlamaForCausalLM) -> dict[str, np.ndarra
     writer.add_vocab_size(cfg.vocab_size)
     for name, W in state.items():
         data = W
-        if name.endswith("self_attn.q_proj.weight"):
+        if permute and name.endswith(("self_attn.q_proj.weight", "self_attn.q_proj.bias")):
             data = llama_cpp_permute(W, cfg.num_attention_heads)
-        elif name.endswith("self_attn.k_proj.weight"):
+        elif permute and name.endswith(("self_attn.k_proj.weight", "self_attn.k_proj.bias")):
             data = llama_cpp_permute(W, cfg.num_key_value_heads)
         writer.add_tensor(gguf_name(name), np.ascontiguousarray(data, dtype=np.float32))
     writer.write_header_to_file()

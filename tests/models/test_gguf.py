@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from model_builders import gguf_name, llama_cpp_permute, plain_state, tiny_llama, write_hf_dir, write_llama_gguf
 from spectrascope.models.gguf_names import hf_name, rotary_permute, unpermute_rotary
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import tensor_role
-from spectrascope.weights_api import analyze_weights
+from spectrascope.weights_api import analyze_heads, analyze_weights
 
 EXPECTED_HF_NAMES = {
     "model.embed_tokens.weight", "model.norm.weight",
@@ -152,3 +153,52 @@ def test_gguf_roles_follow_hf_names(llama_gguf):
     assert roles["model.layers.0.self_attn.k_proj.weight"] == (0, "k")
     assert roles["model.layers.0.mlp.gate_proj.weight"] == (0, "mlp_gate")
     assert roles["model.embed_tokens.weight"] == (-1, "embed")
+
+
+def test_gguf_two_workers_equal_one_worker(llama_gguf):
+    path, _, _ = llama_gguf
+    pd.testing.assert_frame_equal(analyze_weights(path, workers=2), analyze_weights(path, workers=1))
+
+
+def test_gguf_and_safetensors_copies_give_identical_head_spectra(llama_gguf, tmp_path):
+    # Per-head slices depend on the row order of q and k: this fails if the unpermutation is off.
+    path, state, model = llama_gguf
+    folder = write_hf_dir(tmp_path / "copy", {k: torch.from_numpy(v) for k, v in state.items()},
+                          model.config.to_dict())
+    from_gguf, from_st = analyze_heads(path), analyze_heads(folder)
+    assert len(from_gguf) > 0
+    pd.testing.assert_frame_equal(from_gguf, from_st)
+
+
+def _small_config(cls, **extra):
+    return cls(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, vocab_size=120, max_position_embeddings=64, **extra)
+
+
+def test_llama_gguf_q_k_biases_are_unpermuted_too(tmp_path):
+    # llama.cpp's LlamaModel.modify_tensors permutes q_proj/k_proj biases like the weights.
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(_small_config(LlamaConfig, attention_bias=True, tie_word_embeddings=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.normal_()  # biases start at 0: make them distinguishable
+    path = tmp_path / "llama-bias.gguf"
+    state = write_llama_gguf(path, model)
+    source = open_source(path)
+    for name in ["model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias"]:
+        np.testing.assert_array_equal(source.load(name), state[name], err_msg=name)
+
+
+def test_qwen2_gguf_is_read_without_unpermuting(tmp_path):
+    # llama.cpp's Qwen2Model (arch "qwen2") does NOT permute q/k (it uses NEOX rope), and
+    # transformers' GGUF loader only reverses the permutation for arch "llama".
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(_small_config(Qwen2Config, tie_word_embeddings=True))
+    path = tmp_path / "qwen2.gguf"
+    state = write_llama_gguf(path, model, arch="qwen2", permute=False)
+    source = open_source(path)
+    assert source.config()["model_type"] == "qwen2"
+    assert {i.name for i in source.tensors()} == set(state)
+    for name, W in state.items():
+        np.testing.assert_array_equal(source.load(name), W, err_msg=name)

@@ -42,6 +42,7 @@ def test_missing_bundled_model_names_the_install_command(monkeypatch):
     assert not list_models()["installed"].any()
 
 
+@pytest.mark.integration
 def test_bundled_minilm_opens_as_bert_safetensors():
     source = open_source("minilm-l6")
     assert source.config()["model_type"] == "bert"
@@ -50,6 +51,7 @@ def test_bundled_minilm_opens_as_bert_safetensors():
     assert len(query) == 1 and shapes[query[0]] == (384, 384)
 
 
+@pytest.mark.integration
 def test_bundled_smollm2_opens_as_llama_gguf_with_hf_names():
     source = open_source("smollm2-135m")
     cfg = source.config()

@@ -60,12 +60,18 @@ def test_threshold_and_failures():
     assert fit.ok and fit.num_pl_spikes <= 100
 
 
-def test_large_spectrum_blocked_equals_unblocked(monkeypatch):
+def test_blocking_and_pruning_keep_the_argmin(monkeypatch):
     import spectrascope.spectra.powerlaw as pl
 
-    x = np.sort(np.random.default_rng(1).pareto(2.0, 3000) + 1)
-    full = pl._standard_candidates(x)
-    monkeypatch.setattr(pl, "_BLOCK_ELEMENTS", 3000 * 7)  # force many small blocks
-    blocked = pl._standard_candidates(x)
-    np.testing.assert_array_equal(full[0], blocked[0])
-    np.testing.assert_allclose(full[1], blocked[1], rtol=0, atol=0)
+    rng = np.random.default_rng(1)
+    for x in [np.sort(rng.pareto(2.0, 3000) + 1), np.sort(rng.standard_normal((400, 300)).std(0) ** 2 * 50)]:
+        a_full, d_full = pl._standard_candidates(x, prune=False)
+        a_pruned, d_pruned = pl._standard_candidates(x, prune=True)
+        best = int(np.argmin(d_full))
+        assert int(np.argmin(d_pruned)) == best and d_pruned[best] == d_full[best]
+        np.testing.assert_array_equal(a_full, a_pruned)
+        assert np.all(d_pruned <= d_full + 1e-15)  # elsewhere a lower bound or exact
+        monkeypatch.setattr(pl, "_BLOCK_ELEMENTS", x.size * 7)  # many small blocks
+        a_blocked, d_blocked = pl._standard_candidates(x, prune=False)
+        np.testing.assert_array_equal(d_blocked, d_full)
+        monkeypatch.undo()

@@ -13,6 +13,11 @@ import re
 import numpy as np
 
 LLAMA_FAMILY = {"llama", "qwen2", "qwen3", "mistral", "smollm"}
+"""Architectures whose GGUF tensor names map to HF's Llama-style names."""
+
+ROTARY_PERMUTED = {"llama"}
+"""Architectures whose q/k rows (weights and biases) llama.cpp's converter permutes
+(Mistral is written as "llama"; Qwen2/Qwen3 are not permuted)."""
 
 _GLOBAL = {
     "token_embd.weight": "model.embed_tokens.weight",

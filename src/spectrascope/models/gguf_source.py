@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
-from .gguf_names import LLAMA_FAMILY, hf_name, unpermute_rotary
+from .gguf_names import ROTARY_PERMUTED, hf_name, unpermute_rotary
 from .tensor_source import SourceSpec, TensorInfo
 
 GGUF_MAGIC = b"GGUF"
+ROTARY_TENSORS = ("q_proj.weight", "k_proj.weight", "q_proj.bias", "k_proj.bias")
 
 
 def _field(reader, key: str, default=None):
@@ -82,7 +83,7 @@ class GGUFSource:
         except Exception as err:
             raise SourceError(f"{self.path}: cannot dequantize {tensor.name} ({err})") from None
         W = np.asarray(W, dtype=np.float32).reshape(self._infos_shape(name))
-        if self._arch in LLAMA_FAMILY and name.endswith(("q_proj.weight", "k_proj.weight")):
+        if self._arch in ROTARY_PERMUTED and name.endswith(ROTARY_TENSORS):
             heads_key = "num_attention_heads" if "q_proj" in name else "num_key_value_heads"
             W = unpermute_rotary(W, int(self._config[heads_key]))
         return W

@@ -41,13 +41,14 @@ class StateDictSource:
 
 
 def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop entries that share storage with an earlier one (tied weights)."""
+    """Drop entries that are the same tensor as an earlier one (tied weights): same data
+    pointer (storage start + offset), shape and strides. Distinct views of one buffer stay."""
     seen: set[tuple[int, tuple, tuple]] = set()
     out = {}
     for k, v in tensors.items():
         if not isinstance(v, torch.Tensor):
             continue
-        key = (v.untyped_storage().data_ptr(), tuple(v.shape), tuple(v.stride())) if v.numel() else (id(v), (), ())
+        key = (v.data_ptr(), tuple(v.shape), tuple(v.stride())) if v.numel() else (id(v), (), ())
         if key in seen:
             continue
         seen.add(key)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from ..errors import SourceError
 from .gguf_source import GGUF_MAGIC, GGUFSource
-from .memory_source import StateDictSource
-from .safetensors_source import SafetensorsSource
+from .safetensors_source import SafetensorsSource, read_config
 from .tensor_source import SourceSpec, TensorSource
 from .zoo import BUNDLED, bundled_path
 
@@ -23,19 +22,31 @@ def _looks_like_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
-def _open_pickle(path: Path, allow_pickle: bool) -> TensorSource:
+def _open_pickle(paths: Path | list[Path], allow_pickle: bool, config: dict | None = None) -> TensorSource:
+    """State dict(s) from pickle checkpoint file(s); shards are merged (all held in memory)."""
+    paths = [paths] if isinstance(paths, Path) else paths
+    path = paths[0]
     if not allow_pickle:
         raise SourceError(
             f"{path}: refusing to unpickle a checkpoint (it can run arbitrary code); convert it to "
             "safetensors, or pass --allow-pickle to load it with torch.load(weights_only=True)"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise SourceError(f"{path}: cannot load with weights_only=True ({err})") from None
-    if not isinstance(state, Mapping):
-        raise SourceError(f"{path}: does not hold a state dict")
-    return StateDictSource(state)
+    import torch
+
+    from .memory_source import StateDictSource
+
+    state: dict = {}
+    for p in paths:
+        try:
+            shard = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise SourceError(f"{p}: cannot load with weights_only=True ({err})") from None
+        if not isinstance(shard, Mapping):
+            raise SourceError(f"{p}: does not hold a state dict")
+        state.update(shard)
+    source = StateDictSource(state, config)
+    source.description = f"pickle: {path if len(paths) == 1 else path.parent}"
+    return source
 
 
 def _open_file(path: Path, allow_pickle: bool) -> TensorSource:
@@ -61,13 +72,27 @@ def _open_dir(path: Path, allow_pickle: bool) -> TensorSource:
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return GGUFSource(ggufs[0])
-    pickles = [p for s in PICKLE_SUFFIXES for p in path.glob(f"*{s}")]
+    index = path / "pytorch_model.bin.index.json"
+    if index.exists():
+        try:
+            shards = sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
+        except (ValueError, KeyError) as err:
+            raise SourceError(f"{index}: not a valid checkpoint index ({err})") from None
+        return _open_pickle(shards, allow_pickle, read_config(path))
+    pickles = sorted(p for s in PICKLE_SUFFIXES for p in path.glob(f"*{s}"))
+    if len(pickles) > 1:
+        raise SourceError(f"{path}: several checkpoint files and no pytorch_model.bin.index.json; name one file")
     if pickles:
-        return _open_pickle(pickles[0], allow_pickle)
+        return _open_pickle(pickles[0], allow_pickle, read_config(path))
     raise SourceError(f"{path}: no model weights found (no .safetensors or .gguf files)")
 
 
-def open_source(model: str | Path | torch.nn.Module | Mapping, allow_pickle: bool = False) -> TensorSource:
+def _is_module(obj) -> bool:
+    torch = sys.modules.get("torch")  # an nn.Module can only exist if torch is imported
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def open_source(model, allow_pickle: bool = False) -> TensorSource:
     """Open a model source.
 
     Args:
@@ -77,7 +102,9 @@ def open_source(model: str | Path | torch.nn.Module | Mapping, allow_pickle: boo
     Raises:
         SourceError (or ModelNotInstalledError) with a one-line message.
     """
-    if isinstance(model, (torch.nn.Module, Mapping)):
+    if _is_module(model) or isinstance(model, Mapping):
+        from .memory_source import StateDictSource
+
         return StateDictSource(model)
     if isinstance(model, str) and model in BUNDLED:
         model = bundled_path(model)

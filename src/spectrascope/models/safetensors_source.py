@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors import safe_open
 
 from ..errors import SourceError
 from .tensor_source import SourceSpec, TensorInfo
 
 INDEX_NAME = "model.safetensors.index.json"
+NUMPY_DTYPES = {"F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL"}
 
 
 def safetensors_files(path: Path) -> list[Path]:
@@ -59,13 +59,15 @@ class SafetensorsSource:
         self._config = config
         self.description = description or f"safetensors: {self.files[0]}"
         self._where: dict[str, Path] = {}
+        self._dtype: dict[str, str] = {}
         infos: list[TensorInfo] = []
         for f in self.files:
             try:
-                with safe_open(str(f), framework="pt") as handle:
+                with safe_open(str(f), framework="np") as handle:
                     for key in handle.keys():
                         sl = handle.get_slice(key)
                         self._where[key] = f
+                        self._dtype[key] = sl.get_dtype()
                         infos.append(TensorInfo(key, tuple(sl.get_shape()), sl.get_dtype()))
             except Exception as err:  # safetensors raises its own error types
                 raise SourceError(f"{f}: not a readable safetensors file ({err})") from None
@@ -84,11 +86,17 @@ class SafetensorsSource:
     def load(self, name: str) -> np.ndarray:
         if name not in self._where:
             raise SourceError(f"no tensor named {name!r} in {self.description}")
+        # numpy has no bfloat16/float8: those go through torch (imported only then)
+        numpy_ok = self._dtype[name] in NUMPY_DTYPES
         try:
-            with safe_open(str(self._where[name]), framework="pt") as handle:
+            with safe_open(str(self._where[name]), framework="np" if numpy_ok else "pt") as handle:
                 tensor = handle.get_tensor(name)
         except Exception as err:
             raise SourceError(f"{self._where[name]}: cannot read tensor {name!r} ({err})") from None
+        if numpy_ok:
+            return np.asarray(tensor, dtype=np.float32)
+        import torch
+
         return tensor.to(torch.float32).numpy()
 
     def config(self) -> dict:

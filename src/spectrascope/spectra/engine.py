@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -93,11 +94,12 @@ _WORKER_SOURCES: dict[SourceSpec, TensorSource] = {}
 
 
 def _worker_init() -> None:
+    import sys
+
     from threadpoolctl import threadpool_limits
 
-    import torch
-
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     threadpool_limits(1)
     _WORKER_SOURCES.clear()
 
@@ -142,8 +144,11 @@ def execute(
     device = options.resolved_device()
     spec = source.spec()
     if workers <= 1 or spec is None or device == "cuda" or len(tasks) <= 1:
-        for task in tasks:
-            on_result(task, run_task(source, task, options, device))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # multi-threaded BLAS is slower on matrices of this size
+            for task in tasks:
+                on_result(task, run_task(source, task, options, device))
         return
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
@@ -152,13 +157,19 @@ def execute(
             on_result(futures[future], future.result())
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key under which layers.2 comes before layers.10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 def order_rows(rows: list[dict], names: list[str]) -> pd.DataFrame:
-    """Matrix rows as a DataFrame in the source's tensor order, lead columns first."""
+    """Matrix rows as a DataFrame in natural name order, lead columns first (a GGUF and a
+    safetensors copy of one model give the same table)."""
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=LEAD_COLUMNS + ["status", "reason"])
-    position = {n: i for i, n in enumerate(names)}
-    df = df.assign(_pos=df["name"].map(position)).sort_values("_pos").drop(columns="_pos")
+    del names  # rows are ordered by name, numbers compared as numbers, whatever the file order
+    df = df.iloc[sorted(range(len(df)), key=lambda i: natural_key(df["name"].iat[i]))]
     return df[LEAD_COLUMNS + [c for c in df.columns if c not in LEAD_COLUMNS]].reset_index(drop=True)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from ..errors import SpectrascopeError
 from ..models.open_source import open_source
 from ..models.tensor_source import TensorSource
 from ..progress import progress_bar
@@ -17,13 +19,31 @@ from .engine import Task, execute, order_rows, plan_tasks
 from .options import WeightsOptions
 from .summary import summary_dict
 
+if TYPE_CHECKING:
+    import torch
+
 MATRIX_LOG = "weights.rows.jsonl"
 HEADS_LOG = "weights_heads.rows.jsonl"
 HEAD_LEAD = ["block", "head", "kv_head", "circuit"]
+OPTIONS_FILE = "weights.options.json"
+
+
+def _fingerprint(options: WeightsOptions) -> dict:
+    """The options that change results (not where they are computed)."""
+    return {k: v for k, v in options.to_dict().items() if k != "device"}
+
+
+def _check_resumed_options(logged: dict, options: WeightsOptions) -> None:
+    if logged != _fingerprint(options):
+        changed = sorted(k for k, v in _fingerprint(options).items() if logged.get(k) != v)
+        raise SpectrascopeError(
+            f"--resume with different options than the interrupted run ({', '.join(changed)}); "
+            "rerun with the same options or without --resume"
+        )
 
 
 def run_weights(
-    model: str | Path | torch.nn.Module | Mapping | TensorSource,
+    model: "str | Path | torch.nn.Module | Mapping | TensorSource",
     options: WeightsOptions = WeightsOptions(),
     out_dir: str | Path | None = None,
     workers: int = 1,
@@ -52,6 +72,11 @@ def run_weights(
     if logs:
         for log in logs.values():
             results.update(log.done())
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        options_file = Path(out_dir) / OPTIONS_FILE
+        if resume and options_file.exists():
+            _check_resumed_options(json.loads(options_file.read_text()), options)
+        options_file.write_text(json.dumps(_fingerprint(options)))
     todo = [t for t in plan.matrix_tasks + plan.head_tasks if t.key not in results]
 
     with progress_bar("weight spectra", total=len(plan.matrix_tasks) + len(plan.head_tasks), enabled=show_progress) as advance:
