@@ -1,6 +1,45 @@
-"""spectrascope: weight spectra, activation spectra and mechanisms of LLMs in one report."""
+"""spectrascope: weight spectra, activation spectra and mechanisms of LLMs in one report.
+
+The public API is flat (``spectrascope.analyze_weights``, ``spectrascope.run_with_cache``
+...); names are imported on first use so that ``import spectrascope`` stays fast.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    # weights
+    "analyze_weights": "spectrascope.weights_api",
+    "analyze_heads": "spectrascope.weights_api",
+    "open_source": "spectrascope.models.open_source",
+    "list_models": "spectrascope.models.zoo",
+    # models
+    "load_model": "spectrascope.models.loaded",
+    "LoadedModel": "spectrascope.models.loaded",
+    # activations
+    "run_with_cache": "spectrascope.trace",
+    "hooks": "spectrascope.trace",
+    "list_sites": "spectrascope.trace",
+    "analyze_activations": "spectrascope.activations.api",
+    "text_energy": "spectrascope.activations.energy_profile",
+    # corpora
+    "list_corpora": "spectrascope.corpora",
+    "load_corpus": "spectrascope.corpora",
+    # study
+    "run_study": "spectrascope.study",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'spectrascope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

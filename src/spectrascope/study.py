@@ -50,7 +50,7 @@ def overview_sentences(df: pd.DataFrame, heads: pd.DataFrame | None, source_desc
         if len(ov):
             best = ov.loc[ov["alpha"].idxmin()]
             lines.append(f"Across {len(ov)} attention heads the OV circuits have mean alpha {ov['alpha'].mean():.2f}; "
-                         f"the heaviest-tailed is block {int(best.block)} head {int(best.head)} (alpha {best.alpha:.2f}).")
+                         f"the heaviest-tailed is block {int(best['block'])} head {int(best['head'])} (alpha {best['alpha']:.2f}).")
     failed = df[df["status"] == "failed"]
     if len(failed):
         lines.append(f"{len(failed)} matrices failed: " + "; ".join(f"{r.name} ({r.reason})" for r in failed.itertuples()))
@@ -77,8 +77,12 @@ def _esd_examples(source, df: pd.DataFrame, k: int = 4) -> list:
 
 
 def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, seed: int = 0,
-              show_progress: bool = False) -> Path:
-    """Run the study and return the path of ``report.html``."""
+              show_progress: bool = False, stages: tuple[str, ...] = ("weights",)) -> Path:
+    """Run the study and return the path of ``report.html``.
+
+    Args:
+        stages: which stages to run (see module docstring).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(model)

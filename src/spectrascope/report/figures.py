@@ -39,12 +39,19 @@ def esd_loglog(name: str, evals: np.ndarray, alpha: float, xmin: float, erg_lamb
         grid = np.logspace(np.log10(xmin), np.log10(x.max()), 50)
         pdf = tail_share * (alpha - 1) / xmin * (grid / xmin) ** (-alpha)
         fig.add_trace(go.Scatter(x=grid, y=pdf, mode="lines", name=f"power law α={alpha:.2f}", line=dict(dash="dash")))
-        fig.add_vline(x=xmin, line_color="red", annotation_text="xmin")
+    y_span = [density[keep].min(), density[keep].max()]
+    if np.isfinite(xmin):
+        fig.add_trace(_vertical(xmin, y_span, "xmin", "red"))
     if erg_lambda_min_raw is not None and np.isfinite(erg_lambda_min_raw):
-        fig.add_vline(x=erg_lambda_min_raw, line_color="purple", annotation_text="ERG λmin", annotation_position="bottom right")
+        fig.add_trace(_vertical(erg_lambda_min_raw, y_span, "ERG λmin", "purple"))
     fig.update_layout(template=_TEMPLATE, title=name, xaxis_type="log", yaxis_type="log",
                       xaxis_title="eigenvalue λ", yaxis_title="density", height=360)
     return fig
+
+
+def _vertical(x: float, y_span: list[float], name: str, color: str) -> go.Scatter:
+    """A vertical marker line as a trace (shapes misplace x on log axes)."""
+    return go.Scatter(x=[x, x], y=y_span, mode="lines", name=name, line=dict(color=color, width=1.5))
 
 
 def head_heatmap(heads: pd.DataFrame, circuit: str = "ov", column: str = "alpha") -> go.Figure:

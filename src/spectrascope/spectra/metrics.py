@@ -18,6 +18,12 @@ shape. Column names and definitions follow weightwatcher where it has them:
     erg_lambda_min     smallest ERG-tail eigenvalue, normalized units (mean eigenvalue = 1)
     pl_lambda_min      xmin in the same normalized units
     erg_delta          pl_lambda_min - erg_lambda_min (ideal: near 0)
+    trace_log_energy   -(1/r) sum ln(lambda_i * r / sum lambda) over the r numerically nonzero
+                       eigenvalues: minus the mean log of the unit-mean spectrum, i.e.
+                       -log det(X~)/r for X normalized to trace r. 0 for an isotropic
+                       spectrum, growing as the variance concentrates in few directions; the
+                       ERG tail is where partial sums of the same logs cross 0, so both sit
+                       on one axis for weights and activations alike.
 """
 
 from __future__ import annotations
@@ -34,8 +40,14 @@ _ENTROPY_EPS = 1e-10
 METRIC_COLUMNS = [
     "alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted", "log_norm",
     "log_spectral_norm", "log_alpha_norm", "stable_rank", "entropy", "matrix_rank",
-    "lambda_max", "erg_num", "erg_lambda_min", "pl_lambda_min", "erg_delta", "warning",
+    "lambda_max", "erg_num", "erg_lambda_min", "pl_lambda_min", "erg_delta", "trace_log_energy", "warning",
 ]
+
+
+def trace_log_energy(evals: np.ndarray) -> float:
+    """-(1/r) sum ln(lambda_i r / sum lambda) over the r eigenvalues given (all must be > 0)."""
+    evals = np.asarray(evals, dtype=np.float64)
+    return float(-np.mean(np.log(evals * evals.size / evals.sum())))
 
 
 def numerical_rank_tolerance(lambda_max: float, N: int, M: int, eps: float) -> float:
@@ -55,13 +67,17 @@ def training_warning(alpha: float) -> str:
     return ""
 
 
-def spectrum_metrics(evals: np.ndarray, N: int, M: int, eps: float = np.finfo(np.float64).eps) -> dict:
+def spectrum_metrics(
+    evals: np.ndarray, N: int, M: int, eps: float = np.finfo(np.float64).eps, threshold: float = EVALS_THRESHOLD
+) -> dict:
     """All per-spectrum metrics of one ESD.
 
     Args:
         evals: eigenvalues, shape (M,), nonnegative, any order (raw units).
         N, M: the matrix shape with N >= M (Q = N / M).
         eps: machine epsilon of the precision the eigenvalues were computed in.
+        threshold: eigenvalues at or below it are left out of the power-law fit
+            (weightwatcher's absolute 1e-5 by default).
     Returns:
         dict with the columns in METRIC_COLUMNS plus ``status`` ('success' or 'failed')
         and ``reason`` (why it failed, '' on success).
@@ -86,10 +102,11 @@ def spectrum_metrics(evals: np.ndarray, N: int, M: int, eps: float = np.finfo(np
         stable_rank=total / lambda_max,
         matrix_rank=rank,
         entropy=float(-np.sum(p * np.log(p)) / np.log(rank + _ENTROPY_EPS)) if rank > 1 else 0.0,
+        trace_log_energy=trace_log_energy(evals[evals > tol]) if rank else np.nan,
     )
     if rank < 2:
         return {**row, "status": "failed", "reason": f"numerical rank {rank}: no spectrum to fit"}
-    fit = fit_power_law(evals[evals > tol], threshold=EVALS_THRESHOLD)
+    fit = fit_power_law(evals[evals > tol], threshold=threshold)
     if not fit.ok:
         return {**row, "status": "failed", "reason": f"power-law fit failed: {fit.reason}"}
     erg = erg_tail(evals)

@@ -27,6 +27,10 @@ from spectrascope.trace.moments import RunningMoments
 from spectrascope.trace.sites import SiteKind, parse_site
 from spectrascope.trace.tracer import SiteRequest, hooks, resolve_sites
 
+STATS_MASK_KEY = "stats_mask"
+"""Optional batch key: a (batch, pos) 0/1 mask of the tokens that enter the statistics
+(e.g. all but the first position); not passed to the model. Defaults to attention_mask."""
+
 Batch = torch.Tensor | Mapping[str, torch.Tensor] | tuple[torch.Tensor, torch.Tensor | None]
 """``input_ids`` (batch, pos); or a mapping with ``input_ids`` and optionally
 ``attention_mask`` (and any other forward keyword, e.g. a tokenizer's ``BatchEncoding``);
@@ -71,7 +75,8 @@ def accumulate_site_moments(
     with hooks(hf_model, {name: accumulate for name in names}), torch.no_grad():
         for batch in batches:
             inputs = _as_inputs(batch, device)
-            token_mask[0] = inputs.get("attention_mask")
+            stats_mask = inputs.pop(STATS_MASK_KEY, None)
+            token_mask[0] = stats_mask if stats_mask is not None else inputs.get("attention_mask")
             hf_model(**inputs, **forward_kwargs)
     return moments
 

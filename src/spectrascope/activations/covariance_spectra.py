@@ -1,0 +1,52 @@
+"""Spectra of activation covariances: the same metrics as weights, plus effective rank.
+
+From a site's streaming moments (count n, mean, covariance C, d x d, float64):
+
+    ESD                 eigenvalues of C (ascending), analyzed like a weight ESD with N = n
+                        tokens and M = d (so Q = n / d); activation scales are arbitrary, so
+                        the fit's lower cut is 1e-5 x the mean eigenvalue (weights use
+                        weightwatcher's absolute 1e-5)
+    effective_rank      exp(-sum p ln p), p = lambda / sum lambda (spectral entropy, nats)
+    participation_ratio (sum lambda)^2 / sum lambda^2
+    top_share           lambda_max / sum lambda
+    trace_log_energy    see spectrascope.spectra.metrics
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spectra.metrics import spectrum_metrics
+from ..spectra.powerlaw import EVALS_THRESHOLD
+from ..trace.moments import RunningMoments
+
+
+def covariance_eigenvalues(moments: RunningMoments) -> np.ndarray:
+    """Eigenvalues of the (ddof=1) covariance, ascending, float64, clipped at 0."""
+    cov = moments.covariance(ddof=1).double().cpu().numpy()
+    return np.clip(np.linalg.eigvalsh(cov), 0.0, None)
+
+
+def shape_metrics(evals: np.ndarray) -> dict:
+    """effective_rank, participation_ratio and top_share of a spectrum."""
+    total = evals.sum()
+    if total <= 0:
+        return {"effective_rank": np.nan, "participation_ratio": np.nan, "top_share": np.nan}
+    p = evals[evals > 0] / total
+    return {
+        "effective_rank": float(np.exp(-np.sum(p * np.log(p)))),
+        "participation_ratio": float(total**2 / np.sum(evals**2)),
+        "top_share": float(evals.max() / total),
+    }
+
+
+def activation_spectrum_row(moments: RunningMoments) -> dict:
+    """One table row of metrics for one site's moments (n_tokens, d, then the metrics)."""
+    n = int(moments.count)
+    evals = covariance_eigenvalues(moments)
+    d = evals.size
+    row = {"n_tokens": n, "d": d}
+    threshold = EVALS_THRESHOLD * float(evals.mean()) if evals.size else EVALS_THRESHOLD
+    row.update(spectrum_metrics(evals, max(n, d), d, threshold=threshold))
+    row.update(shape_metrics(evals))
+    return row

@@ -1,0 +1,82 @@
+"""Per-token energy of one text, layer by layer, against a cached reference Gaussian.
+
+The reference at each site is the pooled moments of the reference corpora (default: all
+built-in domains, ``max_tokens`` each). It is computed once per (model, sites, corpora,
+budget) and cached on disk as an .npz (mean and covariance per site, float64).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..corpora import corpus_texts
+from ..errors import SpectrascopeError
+from ..models.gguf_convert import cache_root
+from ..trace import run_with_cache
+from ..trace.moments import RunningMoments
+from .run import DEFAULT_CORPORA, _as_loaded, _label, _site_list, domain_moments
+from .token_energy import DEFAULT_RIDGE, ReferenceGaussian
+
+REFERENCE_VERSION = 1
+
+
+def _reference_path(loaded, names: list[str], corpora: str, max_tokens: int, seq_len: int) -> Path:
+    model_id = str(getattr(loaded, "source_path", None) or getattr(loaded, "name", "model"))
+    key = json.dumps([REFERENCE_VERSION, model_id, names, corpora, max_tokens, seq_len])
+    return cache_root() / "references" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+
+
+def reference_gaussians(loaded, names: list[str], corpora: str = DEFAULT_CORPORA, max_tokens: int = 2048,
+                        seq_len: int = 128, ridge: float = DEFAULT_RIDGE, cache: bool = True) -> dict[str, ReferenceGaussian]:
+    """Reference Gaussian per site from the pooled corpora (cached on disk when ``cache``)."""
+    path = _reference_path(loaded, names, corpora, max_tokens, seq_len)
+    if cache and path.exists():
+        data = np.load(path)
+        return {n: ReferenceGaussian.from_arrays(data[f"{n}|mu"], data[f"{n}|cov"], ridge) for n in names}
+    pooled = {n: RunningMoments() for n in names}
+    for corpus in corpus_texts(corpora):
+        for n, m in domain_moments(loaded, corpus, names, max_tokens, seq_len).items():
+            pooled[n].merge(m)
+    arrays = {}
+    for n, m in pooled.items():
+        arrays[f"{n}|mu"] = m.mean.double().cpu().numpy()
+        arrays[f"{n}|cov"] = m.covariance(ddof=1).double().cpu().numpy()
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    return {n: ReferenceGaussian.from_arrays(arrays[f"{n}|mu"], arrays[f"{n}|cov"], ridge) for n in names}
+
+
+def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFAULT_CORPORA,
+                max_tokens: int = 2048, seq_len: int = 128, cache: bool = True) -> pd.DataFrame:
+    """Energy of every token of ``text`` at every site.
+
+    Returns:
+        long DataFrame with columns site, layer, position, token, energy.
+    """
+    if not text or not text.strip():
+        raise SpectrascopeError("the text is empty")
+    loaded = _as_loaded(model)
+    names = _site_list(loaded, sites)
+    references = reference_gaussians(loaded, names, corpora, max_tokens, seq_len, cache=cache)
+    encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)
+    device = next(loaded.hf.parameters()).device
+    _, cache_acts = run_with_cache(loaded.hf, encoded["input_ids"].to(device), sites=names)
+    tokens = loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    rows = []
+    for n in names:
+        act = cache_acts[n][0]
+        vectors = act.flatten(start_dim=1) if act.dim() == 3 else act
+        energies = references[n].energy(vectors).numpy()
+        site, layer = _label(n)
+        rows += [{"site": site, "layer": layer, "position": i, "token": t, "energy": float(e)}
+                 for i, (t, e) in enumerate(zip(tokens, energies))]
+    return pd.DataFrame(rows)
