@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,7 @@ from .spectra.options import DEFAULT_MAX_EVALS, DEFAULT_MAX_N, DEFAULT_MIN_EVALS
 from .spectra.weights_run import run_weights
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 ModelLike = "str | Path | torch.nn.Module | Mapping"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from model_builders import gguf_name, llama_cpp_permute, plain_state, tiny_llama, write_hf_dir, write_llama_gguf
+from model_builders import gguf_name, llama_cpp_permute, tiny_llama, write_hf_dir, write_llama_gguf
 from spectrascope.models.gguf_names import hf_name, rotary_permute, unpermute_rotary
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import tensor_role

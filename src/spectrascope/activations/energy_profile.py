@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..corpora import corpus_texts
 from ..errors import SpectrascopeError

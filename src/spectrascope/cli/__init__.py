@@ -1,0 +1,51 @@
+"""The ``spectrascope`` command line: one subcommand per verb of the Python API.
+
+User errors (SpectrascopeError) end in one line on stderr and exit code 2, never a traceback.
+Set SPECTRASCOPE_DEBUG=1 to see tracebacks of unexpected errors. Each verb family lives in
+its own module that registers its commands on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import SpectrascopeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
+
+
+def _register_commands() -> None:
+    """Import the modules that define the subcommands (each decorates ``app``)."""
+    from . import weights_cmd, activations_cmd, study_cmd  # noqa: F401, I001 (import order = help order)
+
+
+def main() -> None:
+    """Console-script entry point with one-line user errors."""
+    _register_commands()
+    try:
+        app(standalone_mode=False)
+    except SpectrascopeError as err:
+        err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - last resort: never a bare traceback
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if os.environ.get("SPECTRASCOPE_DEBUG"):
+            raise
+        err_console.print(f"internal error: {type(err).__name__}: {err} (set SPECTRASCOPE_DEBUG=1 for the traceback)",
+                          markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
