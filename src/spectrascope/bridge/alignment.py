@@ -1,0 +1,87 @@
+"""Cross-layer alignment: do the directions layer L writes match those later layers read?
+
+Writers: left singular vectors (output space, d_model) of the tails of o_proj and
+down_proj-like matrices (roles o, mlp_down, mlp_out). Readers: right singular vectors (input
+space, d_model) of the tails of q, k, v, gate, up (roles q, k, v, mlp_gate, mlp_up, mlp_in).
+For orthonormal bases A (d, a) and B (d, b) of a writer's and a reader's tail:
+
+    overlap  = ||A^T B||_F^2 / min(a, b)      mean squared cosine, in [0, 1]
+    random   = max(a, b) / d                  expectation for random subspaces
+    enrichment = overlap / random
+
+Also linear CKA between the layers' activations (on a sample of tokens) and the propagation
+of spectral entropy (effective rank) through depth, per domain, from the activations table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .subspaces import MatrixSubspaces
+
+WRITERS = ("o", "mlp_down", "mlp_out")
+READERS = ("q", "k", "v", "mlp_gate", "mlp_up", "mlp_in")
+
+
+def subspace_overlap(A: np.ndarray, B: np.ndarray) -> float:
+    """||A^T B||_F^2 / min(a, b) for orthonormal bases A (d, a), B (d, b); 0 if either is empty."""
+    if A.shape[1] == 0 or B.shape[1] == 0:
+        return 0.0
+    return float(np.sum((A.T @ B) ** 2) / min(A.shape[1], B.shape[1]))
+
+
+def alignment_table(subspaces: dict[str, MatrixSubspaces], roles: dict[str, tuple[int, str]],
+                    part: str = "tail", max_gap: int | None = None) -> pd.DataFrame:
+    """Writer (layer L) x reader (layer L' > L) overlaps of their ``part`` subspaces.
+
+    Args:
+        subspaces: weight name -> MatrixSubspaces.
+        roles: weight name -> (block, role).
+        max_gap: only reader layers L' <= L + max_gap (None: all later layers).
+    Returns:
+        columns writer, reader, writer_layer, reader_layer, writer_role, reader_role, k_writer,
+        k_reader, overlap, random_overlap, enrichment.
+    """
+    writers = [(n, roles[n]) for n in subspaces if roles[n][1] in WRITERS]
+    readers = [(n, roles[n]) for n in subspaces if roles[n][1] in READERS]
+    rows = []
+    for wname, (wl, wrole) in writers:
+        A = subspaces[wname].writes(part)
+        for rname, (rl, rrole) in readers:
+            if rl <= wl or (max_gap is not None and rl - wl > max_gap):
+                continue
+            B = subspaces[rname].reads(part)
+            if A.shape[0] != B.shape[0]:
+                continue
+            ov = subspace_overlap(A, B)
+            rnd = max(A.shape[1], B.shape[1]) / A.shape[0]
+            rows.append({"writer": wname, "reader": rname, "writer_layer": wl, "reader_layer": rl,
+                         "writer_role": wrole, "reader_role": rrole, "k_writer": A.shape[1], "k_reader": B.shape[1],
+                         "overlap": ov, "random_overlap": rnd, "enrichment": ov / rnd if rnd > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA of two representations of the same n tokens, X (n, d1), Y (n, d2):
+    ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centered Xc, Yc."""
+    Xc = X - X.mean(axis=0)
+    Yc = Y - Y.mean(axis=0)
+    cross = np.linalg.norm(Xc.T @ Yc) ** 2
+    denom = np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc)
+    return float(cross / denom) if denom > 0 else np.nan
+
+
+def cka_matrix(layers: dict[int, np.ndarray]) -> pd.DataFrame:
+    """Linear CKA between every pair of layers' activations (same tokens): long table
+    layer_a, layer_b, cka."""
+    keys = sorted(layers)
+    X = {k: np.asarray(layers[k], dtype=np.float64) for k in keys}
+    rows = []
+    for i, a in enumerate(keys):
+        for b in keys[i:]:
+            c = 1.0 if a == b else linear_cka(X[a], X[b])
+            rows.append({"layer_a": a, "layer_b": b, "cka": c})
+            if a != b:
+                rows.append({"layer_a": b, "layer_b": a, "cka": c})
+    return pd.DataFrame(rows)

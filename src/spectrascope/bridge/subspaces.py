@@ -1,0 +1,64 @@
+"""Singular subspaces of a weight matrix: power-law tail, ERG tail, bulk.
+
+For W (out, in) with singular values sigma_1 >= ... (eigenvalues lambda = sigma^2 of the
+ESD), the right singular vectors (rows of V^T, in the input space) are the directions the
+matrix reads; the left singular vectors (columns of U, in the output space) the directions
+it writes. The tail subspaces:
+
+    power-law tail (ECS)  singular directions with lambda >= xmin of the power-law fit
+    ERG tail              the erg_num directions with the largest lambda
+    bulk                  the directions not in the power-law tail
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spectra.erg import erg_tail
+from ..spectra.powerlaw import fit_power_law
+
+
+@dataclass
+class MatrixSubspaces:
+    """SVD of one matrix with its tail sizes. U (out, r), s (r,) descending, Vt (r, in)."""
+
+    U: np.ndarray
+    s: np.ndarray
+    Vt: np.ndarray
+    n_tail: int
+    n_erg: int
+    alpha: float
+    xmin: float
+
+    @property
+    def rank(self) -> int:
+        return self.s.size
+
+    def reads(self, part: str) -> np.ndarray:
+        """Orthonormal basis (in, k) of the input directions of ``part`` (tail, erg, bulk)."""
+        return self.Vt[self._slice(part)].T
+
+    def writes(self, part: str) -> np.ndarray:
+        """Orthonormal basis (out, k) of the output directions of ``part``."""
+        return self.U[:, self._slice(part)]
+
+    def _slice(self, part: str) -> slice:
+        if part == "tail":
+            return slice(0, self.n_tail)
+        if part == "erg":
+            return slice(0, self.n_erg)
+        if part == "bulk":
+            return slice(self.n_tail, self.rank)
+        raise ValueError(f"unknown part {part!r} (tail, erg, bulk)")
+
+
+def matrix_subspaces(W: np.ndarray) -> MatrixSubspaces:
+    """SVD (float64) and the tail sizes of W (out, in). If the fit fails, the tail is empty."""
+    U, s, Vt = np.linalg.svd(np.asarray(W, dtype=np.float64), full_matrices=False)
+    evals = s**2
+    fit = fit_power_law(evals)
+    n_tail = int(np.count_nonzero(evals >= fit.xmin)) if fit.ok else 0
+    n_erg = erg_tail(evals).num if evals.sum() > 0 else 0
+    return MatrixSubspaces(U, s, Vt, n_tail, n_erg, fit.alpha, fit.xmin)

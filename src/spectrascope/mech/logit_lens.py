@@ -1,0 +1,259 @@
+"""Logit lens: read every layer's residual stream with the model's own final norm and unembedding.
+
+For a prompt of ``n_pos`` tokens, the lens takes the residual stream at ``n_layers + 1``
+points and turns each vector into a next-token distribution,
+``softmax(lm_head(final_norm(resid)))`` (see :mod:`spectrascope.mech.unembed`):
+
+- ``layer = -1``: the embedding output, i.e. ``blocks.0.hook_resid_pre`` (token embeddings,
+  plus position embeddings for GPT-2);
+- ``layer = L`` (0 .. n_layers - 1): ``blocks.{L}.hook_resid_post``, the residual stream
+  leaving block ``L``.
+
+At the last layer this *is* the model's own computation (same modules, same tensor), so
+the lens there reproduces the model's next-token distribution.
+
+:func:`logit_lens` returns a long table, one row per (layer, position, reported token):
+
+==================  ======================================================================
+``layer``           -1 (embeddings = ``blocks.0.hook_resid_pre``) or the block index L
+``site``            the site read: ``blocks.0.hook_resid_pre`` or ``blocks.{L}.hook_resid_post``
+``position``        0-based token position in the prompt
+``input_token``     the prompt's token at that position (decoded string)
+``kind``            ``"top"``: one of the k most probable tokens; ``"target"``: a requested token
+``token``           the reported token (decoded string)
+``token_id``        its id
+``prob``            its probability under the lens at (layer, position), in [0, 1]
+``rank``            1 + the number of tokens with a higher probability (1 = the top token)
+==================  ======================================================================
+
+The distribution at ``position`` p is the prediction of the token at p + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from spectrascope.errors import SpectrascopeError
+from spectrascope.mech.unembed import hf_model_of, unembed_parts
+from spectrascope.trace import run_with_cache
+from spectrascope.trace.architectures import bind
+from spectrascope.trace.sites import SiteKind, site_name
+
+EMBED_LAYER = -1
+"""The ``layer`` label of the embedding output (``blocks.0.hook_resid_pre``)."""
+
+LENS_COLUMNS = ["layer", "site", "position", "input_token", "kind", "token", "token_id", "prob", "rank"]
+
+
+def first_token_id(tokenizer: Any, text: str | int) -> int:
+    """The id of the first token of ``text`` (no special tokens added); an int is returned as is.
+
+    ``" Paris"`` (leading space) and ``"Paris"`` are different tokens in most BPE vocabularies.
+    """
+    if isinstance(text, int):
+        return int(text)
+    if tokenizer is None:
+        raise SpectrascopeError(f"cannot turn {text!r} into a token id: the model has no tokenizer (pass token ids)")
+    if not isinstance(text, str) or not text:
+        raise SpectrascopeError(f"a target token must be a non-empty string or a token id (got {text!r})")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise SpectrascopeError(f"{text!r} encodes to no token")
+    return int(ids[0])
+
+
+def encode_prompt(model: Any, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """(1, pos) token ids of a prompt (a string, tokenized as the tokenizer does by default, or ids).
+
+    Raises:
+        SpectrascopeError: empty prompt, no tokenizer for a string, several sequences.
+    """
+    hf = hf_model_of(model)
+    if isinstance(prompt, str):
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise SpectrascopeError("the model has no tokenizer: pass the prompt as token ids")
+        if not prompt:
+            raise SpectrascopeError("the prompt is empty")
+        ids = torch.tensor([tokenizer(prompt)["input_ids"]], dtype=torch.long)
+    else:
+        ids = torch.as_tensor(prompt, dtype=torch.long)
+        if ids.dim() == 1:
+            ids = ids.unsqueeze(0)
+        if ids.dim() != 2 or ids.shape[0] != 1:
+            raise SpectrascopeError(f"expected one sequence of token ids, got shape {tuple(ids.shape)}")
+    if ids.shape[1] == 0:
+        raise SpectrascopeError(f"the prompt {prompt!r} encodes to no tokens")
+    vocab = getattr(getattr(hf, "config", None), "vocab_size", None)
+    if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise SpectrascopeError(f"token ids must lie in 0..{vocab - 1} (got {int(ids.min())}..{int(ids.max())})")
+    return ids.to(next(hf.parameters()).device)
+
+
+def lens_sites(model: Any) -> list[tuple[int, str]]:
+    """(layer label, site name) of every point the lens reads, in forward order (embeddings first)."""
+    n_layers = bind(hf_model_of(model)).n_layers
+    return [(EMBED_LAYER, site_name(0, SiteKind.RESID_PRE))] + [
+        (layer, site_name(layer, SiteKind.RESID_POST)) for layer in range(n_layers)
+    ]
+
+
+@torch.no_grad()
+def lens_logits(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], torch.Tensor, torch.Tensor]:
+    """Logits of every lens point for one sequence, and the model's own logits.
+
+    Args:
+        model: a LoadedModel (``.hf``) or a supported Hugging Face causal LM.
+        input_ids: (1, pos) token ids.
+
+    Returns:
+        ``(points, lens, logits)``: ``points`` as :func:`lens_sites`; ``lens`` the
+        (n_layers + 1, pos, vocab) logits of each point in the model's dtype; ``logits`` the
+        model's own (1, pos, vocab) output logits.
+    """
+    hf = hf_model_of(model)
+    readout = unembed_parts(hf)
+    points = lens_sites(hf)
+    logits, cache = run_with_cache(hf, input_ids, [name for _, name in points])
+    lens = torch.stack([readout(cache[name][0]) for _, name in points])
+    return points, lens, logits
+
+
+def logit_lens(
+    model: Any,
+    prompt: str | Sequence[int] | torch.Tensor,
+    targets: Sequence[str | int] | None = None,
+    k: int = 5,
+) -> pd.DataFrame:
+    """The logit lens of one prompt: top-k tokens and the targets' probability and rank per layer and position.
+
+    Args:
+        model: a LoadedModel (anything with ``.hf`` and ``.tokenizer``) of a supported causal
+            LM (Llama family, GPT-2).
+        prompt: the text (tokenized as the tokenizer does by default) or its token ids.
+        targets: tokens to follow: strings (the first token of each is used, e.g. ``" Paris"``)
+            or token ids; None for none.
+        k: number of top tokens reported per (layer, position).
+
+    Returns:
+        the long table described in the module docstring (columns :data:`LENS_COLUMNS`),
+        sorted by layer, position, kind (targets after top), rank.
+    """
+    if k < 0:
+        raise SpectrascopeError(f"k must be >= 0 (got {k})")
+    tokenizer = getattr(model, "tokenizer", None)
+    input_ids = encode_prompt(model, prompt)
+    target_ids = [first_token_id(tokenizer, t) for t in (targets or [])]
+    points, lens, _ = lens_logits(model, input_ids)
+    vocab = lens.shape[-1]
+    bad = [t for t in target_ids if not 0 <= t < vocab]
+    if bad:
+        raise SpectrascopeError(f"target token id(s) {bad} outside the vocabulary (0..{vocab - 1})")
+    k = min(k, vocab)
+    decode = _decoder(tokenizer)
+    input_tokens = [decode(int(t)) for t in input_ids[0]]
+    n_pos = input_ids.shape[1]
+    frames = []
+    for (layer, site), layer_logits in zip(points, lens):
+        probs = torch.softmax(layer_logits.float(), dim=-1)  # (pos, vocab)
+        top_prob, top_id = probs.topk(k, dim=-1)
+        rows = {
+            "position": torch.arange(n_pos).repeat_interleave(k).tolist(),
+            "kind": ["top"] * (n_pos * k),
+            "token_id": top_id.flatten().tolist(),
+            "prob": top_prob.flatten().tolist(),
+            "rank": list(range(1, k + 1)) * n_pos,
+        }
+        if target_ids:
+            ids = torch.tensor(target_ids, device=probs.device)
+            target_prob = probs[:, ids]  # (pos, n_targets)
+            target_rank = 1 + (probs.unsqueeze(1) > target_prob.unsqueeze(-1)).sum(-1)  # (pos, n_targets)
+            rows["position"] += torch.arange(n_pos).repeat_interleave(len(ids)).tolist()
+            rows["kind"] += ["target"] * (n_pos * len(ids))
+            rows["token_id"] += target_ids * n_pos
+            rows["prob"] += target_prob.flatten().tolist()
+            rows["rank"] += target_rank.flatten().tolist()
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "layer", layer)
+        frame.insert(1, "site", site)
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True)
+    df["input_token"] = [input_tokens[p] for p in df["position"]]
+    vocab_strings = {t: decode(t) for t in df["token_id"].unique().tolist()}
+    df["token"] = df["token_id"].map(vocab_strings)
+    df["kind"] = pd.Categorical(df["kind"], categories=["top", "target"])
+    df = df.sort_values(["layer", "position", "kind", "rank"], kind="stable").reset_index(drop=True)
+    df["kind"] = df["kind"].astype(str)
+    return df[LENS_COLUMNS]
+
+
+def top1_grid(lens_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(layer x position) grids of the top-1 token's probability and its text, from :func:`logit_lens`."""
+    top = lens_df[(lens_df["kind"] == "top") & (lens_df["rank"] == 1)]
+    prob = top.pivot(index="layer", columns="position", values="prob").sort_index()
+    token = top.pivot(index="layer", columns="position", values="token").sort_index()
+    return prob, token
+
+
+def save_lens_heatmap(lens_df: pd.DataFrame, out_dir: str | Path, title: str = "logit lens") -> tuple[Path, Path]:
+    """Write the top-1 heat map (layers x positions, colour = top-1 probability, cell text = top-1 token).
+
+    Writes ``out_dir/lens_heatmap.html`` (plotly, plotly.js inlined, works offline) and
+    ``out_dir/lens_heatmap.png`` (matplotlib); returns both paths.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prob, token = top1_grid(lens_df)
+    inputs = lens_df.drop_duplicates("position").sort_values("position")["input_token"].tolist()
+    x_labels = [f"{p}:{t!r}" for p, t in enumerate(inputs)]
+    y_labels = ["emb" if layer == EMBED_LAYER else str(layer) for layer in prob.index]
+    cells = [[repr(t)[1:-1] for t in row] for row in token.values.tolist()]
+
+    fig = go.Figure(go.Heatmap(
+        z=prob.values, x=x_labels, y=y_labels, text=cells, texttemplate="%{text}", zmin=0, zmax=1,
+        colorscale="Viridis", colorbar={"title": "top-1 prob"},
+        hovertemplate="layer %{y}<br>input %{x}<br>top-1 %{text}<br>prob %{z:.3f}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title="position (input token)", yaxis_title="layer",
+                      template="plotly_white", height=max(400, 22 * len(y_labels) + 150))
+    html = out / "lens_heatmap.html"
+    fig.write_html(html, include_plotlyjs=True)
+
+    n_layers, n_pos = prob.shape
+    fig_mpl, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_pos + 2), max(4.0, 0.32 * n_layers + 1.5)))
+    image = ax.imshow(prob.values, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)
+    font = 7 if n_pos <= 16 else 5
+    for i in range(n_layers):
+        for j in range(n_pos):
+            value = prob.values[i, j]
+            ax.text(j, i, cells[i][j][:10], ha="center", va="center", fontsize=font,
+                    color="black" if value > 0.6 else "white")
+    ax.set_xticks(range(n_pos), x_labels, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n_layers), y_labels, fontsize=7)
+    ax.set_xlabel("position (input token)")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=9)
+    fig_mpl.colorbar(image, ax=ax, label="top-1 prob")
+    fig_mpl.tight_layout()
+    png = out / "lens_heatmap.png"
+    fig_mpl.savefig(png, dpi=120)
+    plt.close(fig_mpl)
+    return html, png
+
+
+def _decoder(tokenizer: Any):
+    """id -> token text (the id as ``<id>`` when there is no tokenizer)."""
+    if tokenizer is None:
+        return lambda token_id: f"<{token_id}>"
+    return lambda token_id: tokenizer.decode([token_id])

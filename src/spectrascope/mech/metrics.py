@@ -1,0 +1,423 @@
+"""Evaluation batches and the metrics that ablation measures effects on.
+
+A :class:`Metric` is a scalar computed from a model's logits on a fixed batch of token ids.
+It knows its batch (``input_ids``, ``attention_mask``), which query positions' logits it
+reads (``logit_positions``, so a forward can skip the unembedding elsewhere), and how to
+reduce logits of exactly that batch to a number (:meth:`Metric.score`); ``metric(model)``
+runs one forward and scores it. Sweeps stack several copies of the batch in one forward
+and score each copy's slice of the logits separately.
+
+Metrics:
+
+- :class:`NextTokenLoss`: mean next-token cross-entropy (nats) over the target tokens,
+  padding ignored, optionally restricted to some target positions (e.g. the second copy
+  of a repeated sequence: :func:`repeated_loss`; a corpus: :func:`corpus_loss`);
+- :class:`LogitDifference`: logit of the correct minus the logit of the wrong next token at
+  the last real position of each prompt, averaged (:func:`logit_difference`).
+
+Repeated random sequences (the induction setting): :func:`repeated_random_tokens`,
+:func:`repeated_batch`; the ordinary (non-special) token ids of a model: :func:`token_pool`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from spectrascope.errors import SpectrascopeError
+
+
+# ----------------------------------------------------------------------------- model handles
+
+
+def as_hf(model: Any) -> torch.nn.Module:
+    """The Hugging Face module of a LoadedModel / ToyModel, or ``model`` itself."""
+    return getattr(model, "hf", model)
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of the model's parameters."""
+    return next(as_hf(model).parameters()).device
+
+
+def _text_config(hf: torch.nn.Module) -> Any:
+    config = hf.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def bos_token_id(model: Any) -> int | None:
+    """The BOS token: the handle's ``bos_token_id``, else the config's, else the tokenizer's."""
+    value = getattr(model, "bos_token_id", None)
+    if value is None:
+        value = getattr(_text_config(as_hf(model)), "bos_token_id", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if value is None and tokenizer is not None:
+        value = tokenizer.bos_token_id
+    return None if value is None else int(value)
+
+
+def token_pool(model: Any) -> torch.Tensor:
+    """(n,) the ordinary token ids of a model, for random sequences: no special tokens.
+
+    A handle with ``token_ids`` (the toy models) gives them directly. Otherwise: ids
+    ``0 .. vocab - 1`` (vocab = the smaller of the config's and the tokenizer's size)
+    minus the tokenizer's special and added tokens and the config's BOS / EOS / PAD ids.
+    """
+    explicit = getattr(model, "token_ids", None)
+    if explicit is not None:
+        return torch.as_tensor(explicit, dtype=torch.long)
+    config = _text_config(as_hf(model))
+    vocab = int(config.vocab_size)
+    excluded: set[int] = set()
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(config, key, None)
+        if value is None:
+            continue
+        excluded.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None:
+        vocab = min(vocab, len(tokenizer))
+        excluded.update(int(i) for i in tokenizer.all_special_ids)
+        excluded.update(int(i) for i in getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    keep = torch.ones(vocab, dtype=torch.bool)
+    for i in excluded:
+        if 0 <= i < vocab:
+            keep[i] = False
+    return torch.nonzero(keep).flatten()
+
+
+# ----------------------------------------------------------------------------- repeated sequences
+
+
+def repeated_random_tokens(
+    n: int, length: int, seed: int, token_ids: torch.Tensor, bos_token_id: int | None = None
+) -> torch.Tensor:
+    """(n, [1 +] 2 * length) token ids: ``[BOS] r r`` with ``r`` random, one row per sequence.
+
+    ``r`` is ``length`` *distinct* tokens drawn uniformly from ``token_ids`` (each token occurs
+    exactly once per copy, so "the earlier occurrence" of a second-copy token is unique).
+    Seeded by ``seed`` alone (a private generator; global RNG state untouched).
+    """
+    if n < 1:
+        raise SpectrascopeError(f"the number of sequences must be at least 1 (got {n})")
+    if length < 2:
+        raise SpectrascopeError(f"the repeated sequence length must be at least 2 (got {length})")
+    pool = torch.as_tensor(token_ids, dtype=torch.long).flatten()
+    if length > pool.numel():
+        raise SpectrascopeError(f"cannot draw {length} distinct tokens from a vocabulary of {pool.numel()}")
+    generator = torch.Generator().manual_seed(int(seed))
+    order = torch.rand(n, pool.numel(), generator=generator).argsort(dim=1)[:, :length]
+    first = pool[order]
+    rows = torch.cat([first, first], dim=1)
+    if bos_token_id is not None:
+        rows = torch.cat([torch.full((n, 1), int(bos_token_id), dtype=torch.long), rows], dim=1)
+    return rows
+
+
+@dataclass(frozen=True)
+class RepeatedBatch:
+    """A batch of repeated random sequences ``[BOS] r r`` and where each copy lies.
+
+    Attributes:
+        input_ids: (n, offset + 2 * length) token ids.
+        length: length of ``r``.
+        offset: 1 with a BOS token, else 0. The first copy is positions
+            ``offset .. offset + length - 1``, the second ``offset + length .. offset + 2 * length - 1``.
+    """
+
+    input_ids: torch.Tensor
+    length: int
+    offset: int
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def first_copy_targets(self) -> torch.Tensor:
+        """(pos,) bool: targets of the first copy whose prediction is possible at all
+        (positions ``max(1, offset) .. offset + length - 1``: every first-copy token but one
+        at position 0). In-context unpredictable: the loss here is ~ ln(vocab)."""
+        mask = torch.zeros(self.n_positions, dtype=torch.bool)
+        mask[max(1, self.offset) : self.offset + self.length] = True
+        return mask
+
+    def second_copy_targets(self) -> torch.Tensor:
+        """(pos,) bool: second-copy targets predictable by induction (all but its first token,
+        which follows the last first-copy token and is as unpredictable as the first copy)."""
+        mask = torch.zeros(self.n_positions, dtype=torch.bool)
+        mask[self.offset + self.length + 1 : self.offset + 2 * self.length] = True
+        return mask
+
+
+def repeated_batch(
+    model: Any, n: int, length: int, seed: int = 0, prepend_bos: bool | None = None
+) -> RepeatedBatch:
+    """Repeated random sequences for ``model``: ordinary tokens (:func:`token_pool`), with the
+    model's BOS token in front when it has one (``prepend_bos=None``) or as asked, on its device."""
+    bos = bos_token_id(model)
+    if prepend_bos is False:
+        bos = None
+    elif prepend_bos and bos is None:
+        raise SpectrascopeError("prepend_bos=True but the model has no BOS token")
+    ids = repeated_random_tokens(n, length, seed, token_pool(model), bos)
+    max_positions = getattr(_text_config(as_hf(model)), "max_position_embeddings", None)
+    if max_positions is not None and ids.shape[1] > int(max_positions):
+        raise SpectrascopeError(
+            f"repeated sequences of length {length} need {ids.shape[1]} positions; the model has "
+            f"{max_positions} (use a length of at most {(int(max_positions) - (bos is not None)) // 2})"
+        )
+    return RepeatedBatch(ids.to(model_device(model)), int(length), 0 if bos is None else 1)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+class Metric:
+    """A scalar from the logits of a model on a fixed batch (see the module docstring).
+
+    Attributes:
+        name: the metric's name in tables.
+        input_ids: (batch, pos) token ids.
+        attention_mask: (batch, pos) 1 for real tokens, 0 for padding; None = all real.
+        higher_is_worse: True for a loss; False for a logit difference. Ablation "damage"
+            is the change in the bad direction.
+    """
+
+    name: str = "metric"
+    higher_is_worse: bool = True
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+
+    @property
+    def logit_positions(self) -> torch.Tensor | None:
+        """(k,) sorted query positions whose logits :meth:`score` reads; None = all positions."""
+        return None
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """The metric from logits (batch, k, vocab) of this batch at :attr:`logit_positions`
+        (every position when that is None); a float64 scalar tensor."""
+        raise NotImplementedError
+
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the model forward for this batch (logits only where read)."""
+        kwargs: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if self.logit_positions is not None:
+            kwargs["logits_to_keep"] = self.logit_positions
+        return kwargs
+
+    @torch.no_grad()
+    def __call__(self, model: Any) -> float:
+        """Run the model on the batch and return the metric."""
+        output = as_hf(model)(**self.forward_kwargs(), use_cache=False)
+        return float(self.score(output.logits))
+
+
+def _valid_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    if attention_mask is None:
+        return torch.ones_like(input_ids, dtype=torch.bool)
+    if attention_mask.shape != input_ids.shape:
+        raise SpectrascopeError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}; input_ids has {tuple(input_ids.shape)}"
+        )
+    return attention_mask.to(torch.bool)
+
+
+class NextTokenLoss(Metric):
+    """Mean next-token cross-entropy (nats) over the batch's target tokens.
+
+    A target is the token at position ``t >= 1``, predicted from the logits at ``t - 1``; it
+    counts when both tokens are real (padding ignored) and, with ``target_positions``, when
+    ``target_positions`` selects it: a (pos,) or (batch, pos) bool mask, or a sequence of
+    position indices. The mean is over all counted targets of the batch (a token-weighted
+    corpus loss).
+    """
+
+    higher_is_worse = True
+
+    def __init__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        target_positions: torch.Tensor | Sequence[int] | None = None,
+        name: str = "loss",
+    ) -> None:
+        if input_ids.ndim != 2 or input_ids.shape[1] < 2:
+            raise SpectrascopeError(f"a loss needs (batch, pos) token ids with pos >= 2 (got {tuple(input_ids.shape)})")
+        self.name = name
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+        valid = _valid_mask(input_ids, attention_mask)
+        targets = torch.zeros_like(valid)
+        targets[:, 1:] = valid[:, 1:] & valid[:, :-1]
+        if target_positions is not None:
+            targets &= _position_mask(target_positions, input_ids.shape).to(targets.device)
+        if not targets.any():
+            raise SpectrascopeError("the loss has no target tokens (all padding, or no position selected)")
+        self.targets = targets  # (batch, pos) bool: which tokens are predicted and scored
+        query = targets[:, 1:].any(dim=0)  # query position t - 1 for target t
+        self._positions = torch.nonzero(query).flatten()
+
+    @property
+    def logit_positions(self) -> torch.Tensor:
+        return self._positions
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.targets.sum())
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        positions = self._positions.to(logits.device)
+        if logits.shape[1] != positions.numel():  # given every position
+            logits = logits[:, positions]
+        target_ids = self.input_ids[:, positions + 1]
+        counted = self.targets[:, positions + 1]
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        nll = -log_probs.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1).double()
+        return (nll * counted).sum() / counted.sum()
+
+
+def _position_mask(selection: torch.Tensor | Sequence[int], shape: torch.Size) -> torch.Tensor:
+    batch, n_pos = shape
+    if isinstance(selection, torch.Tensor) and selection.dtype == torch.bool:
+        if selection.shape == (n_pos,):
+            return selection.unsqueeze(0).expand(batch, n_pos)
+        if selection.shape == (batch, n_pos):
+            return selection
+        raise SpectrascopeError(
+            f"target_positions mask has shape {tuple(selection.shape)}; expected ({n_pos},) or ({batch}, {n_pos})"
+        )
+    index = torch.as_tensor(selection, dtype=torch.long).flatten()
+    if index.numel() and (index.min() < -n_pos or index.max() >= n_pos):
+        raise SpectrascopeError(f"target position out of range for sequences of {n_pos} tokens")
+    mask = torch.zeros(n_pos, dtype=torch.bool)
+    mask[index] = True
+    return mask.unsqueeze(0).expand(batch, n_pos)
+
+
+class LogitDifference(Metric):
+    """Mean over prompts of ``logit[correct] - logit[wrong]`` at each prompt's last real token.
+
+    Args:
+        input_ids: (batch, pos) prompts (right padding allowed with ``attention_mask``).
+        correct, wrong: the correct / wrong next token, one id for all prompts or (batch,) ids.
+    """
+
+    higher_is_worse = False
+
+    def __init__(
+        self,
+        input_ids: torch.Tensor,
+        correct: int | torch.Tensor,
+        wrong: int | torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        name: str = "logit_diff",
+    ) -> None:
+        if input_ids.ndim != 2 or input_ids.shape[1] < 1:
+            raise SpectrascopeError(f"prompts must be (batch, pos) token ids (got {tuple(input_ids.shape)})")
+        batch = input_ids.shape[0]
+        self.name = name
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+        valid = _valid_mask(input_ids, attention_mask)
+        if not valid[:, 0].all():
+            raise SpectrascopeError("logit difference needs right-padded prompts with at least one real token")
+        self.last = valid.long().sum(dim=1) - 1  # (batch,) last real position
+        self.correct = torch.as_tensor(correct, dtype=torch.long, device=input_ids.device).expand(batch).clone()
+        self.wrong = torch.as_tensor(wrong, dtype=torch.long, device=input_ids.device).expand(batch).clone()
+        self._positions = torch.unique(self.last)
+
+    @property
+    def logit_positions(self) -> torch.Tensor:
+        return self._positions
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        positions = self._positions.to(logits.device)
+        last = self.last.to(logits.device)
+        # logits at the kept positions only (column = index among them), or at every position
+        column = torch.searchsorted(positions, last) if logits.shape[1] == positions.numel() else last
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        picked = logits[rows, column].double()  # (batch, vocab)
+        diff = picked[rows, self.correct] - picked[rows, self.wrong]
+        return diff.mean()
+
+
+# ----------------------------------------------------------------------------- factories
+
+
+def repeated_loss(
+    model: Any, n_seq: int = 8, seq_len: int = 20, seed: int = 0, copy: str = "second",
+    prepend_bos: bool | None = None,
+) -> NextTokenLoss:
+    """Loss on repeated random sequences, restricted to one copy.
+
+    ``copy="second"`` (name ``induction_loss``): the second copy's targets but its first token,
+    which induction predicts; ``"first"`` (``first_copy_loss``): the unpredictable first copy;
+    ``"all"`` (``repeated_loss``): every target.
+    """
+    batch = repeated_batch(model, n_seq, seq_len, seed, prepend_bos)
+    if copy == "second":
+        return NextTokenLoss(batch.input_ids, target_positions=batch.second_copy_targets(), name="induction_loss")
+    if copy == "first":
+        return NextTokenLoss(batch.input_ids, target_positions=batch.first_copy_targets(), name="first_copy_loss")
+    if copy == "all":
+        return NextTokenLoss(batch.input_ids, name="repeated_loss")
+    raise SpectrascopeError(f"unknown copy {copy!r}: use first, second or all")
+
+
+def corpus_loss(model: Any, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0) -> NextTokenLoss:
+    """Loss on the first texts of a corpus (built-in name or path), one padded batch.
+
+    Texts are tokenized one by one (truncated to ``seq_len`` tokens) until ``max_tokens``
+    tokens are collected; the batch is right-padded and padding is ignored.
+    """
+    from spectrascope.corpora import load_corpus
+
+    if max_tokens < 2:
+        raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise SpectrascopeError(f"model {getattr(model, 'name', '')!r} has no tokenizer: cannot compute a corpus loss")
+    texts = load_corpus(corpus, seed=seed).texts
+    rows: list[list[int]] = []
+    total = 0
+    for text in texts:
+        ids = tokenizer(text, truncation=True, max_length=seq_len)["input_ids"]
+        if len(ids) < 2:
+            continue
+        rows.append(list(ids))
+        total += len(ids)
+        if total >= max_tokens:
+            break
+    if not rows:
+        raise SpectrascopeError(f"corpus {corpus!r} gave no text of at least 2 tokens")
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    device = model_device(model)
+    return NextTokenLoss(input_ids.to(device), mask.to(device), name=f"loss[{corpus}]")
+
+
+def logit_difference(model: Any, prompts: str | Sequence[str], correct: str | int, wrong: str | int) -> LogitDifference:
+    """Logit difference ``correct - wrong`` after text prompts; tokens as ids or single-token strings."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise SpectrascopeError("a text prompt needs a model with a tokenizer")
+    batch = model.tokenize([prompts] if isinstance(prompts, str) else list(prompts))
+
+    def single(token: str | int) -> int:
+        if isinstance(token, int):
+            return token
+        ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise SpectrascopeError(f"{token!r} is {len(ids)} tokens; the logit difference needs single tokens")
+        return int(ids[0])
+
+    return LogitDifference(batch["input_ids"], single(correct), single(wrong), batch.get("attention_mask"))

@@ -1,0 +1,488 @@
+"""Activation patching, clean -> corrupted, at any site, position or head; batched sweeps.
+
+Two prompts of the same token length: *clean* (the model does the task, e.g. "The capital
+of France is" -> " Paris") and *corrupted* (the evidence changed, "... of Italy is").
+Patching runs the corrupted prompt but overwrites one activation with its value from
+the clean run, and measures how much of the clean behaviour comes back, with a
+``metric``: a function of the output logits.
+
+*Metric.* ``metric(logits) -> values``: ``logits`` is (batch, pos, vocab); the result is
+one value per row, shape (batch,). A metric that returns a single number is accepted too
+(then it is called once per row). :func:`logit_diff` is the usual one: the logit of the
+correct token minus the logit of the wrong one, at the last position.
+
+*Effect.* With ``m_clean``, ``m_corrupted`` the metric on the unpatched runs and
+``m_patched`` on the patched corrupted run:
+
+- ``delta = m_patched - m_corrupted`` (metric units);
+- ``effect = (m_patched - m_corrupted) / (m_clean - m_corrupted)``, the *normalized
+  patching effect*: 0 = patching changed nothing, 1 = it restored the clean metric fully
+  (it can be < 0 or > 1).
+
+*What is patched.* ``site`` is a full site name (:mod:`spectrascope.trace.sites`);
+``position`` None patches every position, an int one position (negative counts from the
+end); ``head`` (only for ``blocks.{L}.attn.hook_z``, shape (batch, pos, head, d_head))
+patches one head's output, None all heads.
+
+*Batching.* A sweep stacks ``batch_size`` copies of the corrupted prompt into one forward
+pass, each copy with a different patch (hooks at every layer involved, each writing only
+its own rows), and evaluates the metric per row. The copies do not interact, so a batched
+sweep gives the same numbers as one forward per patch (up to float rounding of batched
+matrix products).
+
+Sweep tables (columns):
+
+- :func:`patch_sweep_layers_positions`: ``site``, ``layer``, ``position``, ``effect``, ``delta``;
+- :func:`patch_sweep_heads`: ``site``, ``layer``, ``head``, ``effect``, ``delta``.
+
+``df.attrs`` holds ``clean_metric`` and ``corrupted_metric``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from spectrascope.errors import SpectrascopeError
+from spectrascope.mech.logit_lens import encode_prompt
+from spectrascope.mech.unembed import hf_model_of
+from spectrascope.trace import hooks, run_with_cache
+from spectrascope.trace.architectures import BoundModel, bind
+from spectrascope.trace.sites import SHORT_FORMS, SiteKind, parse_site, site_name
+from spectrascope.trace.tracer import model_output_tensor
+
+Metric = Callable[[torch.Tensor], torch.Tensor]
+"""``metric(logits (batch, pos, vocab)) -> (batch,)`` (or one number when batch is 1)."""
+
+Prompt = str | Sequence[int] | torch.Tensor
+"""A prompt: text (tokenized by the model's tokenizer) or one sequence of token ids."""
+
+DEFAULT_BATCH_SIZE = 32
+"""Patched copies per forward pass in the sweeps."""
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+class LogitDiff:
+    """``logits[:, position, correct] - logits[:, position, wrong]``, one value per row.
+
+    Attributes:
+        correct_token_id, wrong_token_id: vocabulary ids.
+        position: the position read (default -1, the last).
+    """
+
+    def __init__(self, correct_token_id: int, wrong_token_id: int, position: int = -1):
+        self.correct_token_id = int(correct_token_id)
+        self.wrong_token_id = int(wrong_token_id)
+        self.position = int(position)
+
+    @property
+    def last_position_only(self) -> bool:
+        """True when the metric reads only the last position's logits (lets the runner skip the others)."""
+        return self.position == -1
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        vocab = logits.shape[-1]
+        for token in (self.correct_token_id, self.wrong_token_id):
+            if not 0 <= token < vocab:
+                raise SpectrascopeError(f"logit_diff: token id {token} outside the vocabulary (0..{vocab - 1})")
+        at = logits[:, self.position]
+        return at[:, self.correct_token_id] - at[:, self.wrong_token_id]
+
+    def __repr__(self) -> str:
+        return f"logit_diff({self.correct_token_id}, {self.wrong_token_id}, position={self.position})"
+
+
+def logit_diff(correct_token_id: int, wrong_token_id: int, position: int = -1) -> LogitDiff:
+    """The logit difference metric: correct minus wrong token logit at ``position`` (default the last)."""
+    return LogitDiff(correct_token_id, wrong_token_id, position)
+
+
+def normalized_effect(patched: float, clean: float, corrupted: float) -> float:
+    """``(patched - corrupted) / (clean - corrupted)``: 0 = no change, 1 = clean behaviour restored."""
+    return (patched - corrupted) / (clean - corrupted)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """One patch: at ``layer`` (site kind given by the sweep), ``position`` (None = all), ``head`` (None = all)."""
+
+    layer: int
+    position: int | None = None
+    head: int | None = None
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """The outcome of one patch.
+
+    Attributes:
+        site: the full site name patched.
+        position, head: what was patched (None = all).
+        clean, corrupted, patched: the metric on the clean, corrupted and patched runs.
+    """
+
+    site: str
+    position: int | None
+    head: int | None
+    clean: float
+    corrupted: float
+    patched: float
+
+    @property
+    def delta(self) -> float:
+        """``patched - corrupted`` in metric units."""
+        return self.patched - self.corrupted
+
+    @property
+    def effect(self) -> float:
+        """The normalized patching effect (see the module docstring)."""
+        return normalized_effect(self.patched, self.clean, self.corrupted)
+
+
+@dataclass(frozen=True)
+class PairInputs:
+    """A validated clean/corrupted pair on one model."""
+
+    hf: Any
+    bound: BoundModel
+    clean_ids: torch.Tensor
+    corrupted_ids: torch.Tensor
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.clean_ids.shape[1])
+
+
+def prepare_pair(model: Any, clean: Prompt, corrupted: Prompt) -> PairInputs:
+    """Tokenize and check a clean/corrupted pair: one sequence each, the same token length.
+
+    Raises:
+        SpectrascopeError: different token lengths (with both token lists), empty prompts,
+            unsupported model.
+    """
+    hf = hf_model_of(model)
+    bound = bind(hf)
+    clean_ids, corrupted_ids = encode_prompt(model, clean), encode_prompt(model, corrupted)
+    if clean_ids.shape != corrupted_ids.shape:
+        raise SpectrascopeError(
+            "patching needs clean and corrupted prompts of the same token length: clean has "
+            f"{clean_ids.shape[1]} tokens {_tokens(model, clean_ids)}, corrupted has {corrupted_ids.shape[1]} "
+            f"{_tokens(model, corrupted_ids)}"
+        )
+    return PairInputs(hf=hf, bound=bound, clean_ids=clean_ids, corrupted_ids=corrupted_ids)
+
+
+def site_kind_of(site_kind: str | SiteKind) -> SiteKind:
+    """A :class:`SiteKind` from a kind or a short form (``resid_pre``, ``attn_out``, ``z`` ...)."""
+    if isinstance(site_kind, SiteKind):
+        kind = site_kind
+    elif site_kind in SHORT_FORMS:
+        kind = SHORT_FORMS[site_kind]
+    else:
+        try:
+            kind = SiteKind(site_kind)
+        except ValueError:
+            raise SpectrascopeError(
+                f"unknown site kind {site_kind!r}; use one of {', '.join(k.value for k in SiteKind if k is not SiteKind.PATTERN)} "
+                "or a short form (resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, mlp_post)"
+            ) from None
+    if kind is SiteKind.PATTERN:
+        raise SpectrascopeError("attn.hook_pattern cannot be patched (it is observe-only); patch attn.hook_z instead")
+    return kind
+
+
+def check_layer(bound: BoundModel, layer: int) -> int:
+    """``layer`` if it exists (0 .. n_layers - 1), else a SpectrascopeError."""
+    layer = _as_int(layer, "layer")
+    if not 0 <= layer < bound.n_layers:
+        raise SpectrascopeError(f"layer {layer} out of range: the model has layers 0..{bound.n_layers - 1}")
+    return layer
+
+
+def check_position(n_pos: int, position: int | None) -> int | None:
+    """``position`` made non-negative (None stays None); out of range -> SpectrascopeError."""
+    if position is None:
+        return None
+    position = _as_int(position, "position")
+    if not -n_pos <= position < n_pos:
+        raise SpectrascopeError(f"position {position} out of range: the prompts have {n_pos} tokens (0..{n_pos - 1})")
+    return position % n_pos
+
+
+def check_head(bound: BoundModel, head: int | None) -> int | None:
+    """``head`` if it exists (None stays None), else a SpectrascopeError."""
+    if head is None:
+        return None
+    head = _as_int(head, "head")
+    if not 0 <= head < bound.n_heads:
+        raise SpectrascopeError(f"head {head} out of range: the model has heads 0..{bound.n_heads - 1}")
+    return head
+
+
+def _as_int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise SpectrascopeError(f"{what} must be an integer (got {value!r})")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SpectrascopeError(f"{what} must be an integer (got {value!r})") from None
+
+
+def _tokens(model: Any, ids: torch.Tensor) -> list[str]:
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return [str(int(t)) for t in ids[0]]
+    return [tokenizer.decode([int(t)]) for t in ids[0]]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def metric_per_row(metric: Metric, logits: torch.Tensor) -> torch.Tensor:
+    """The metric as a (batch,) tensor: called on the whole batch, or once per row for a scalar metric."""
+    batch = logits.shape[0]
+    values = torch.as_tensor(metric(logits))
+    if values.dim() == 1 and values.shape[0] == batch:
+        return values
+    if values.numel() == 1:
+        if batch == 1:
+            return values.reshape(1)
+        return torch.stack([torch.as_tensor(metric(logits[i : i + 1])).reshape(()) for i in range(batch)])
+    raise SpectrascopeError(
+        f"the metric returned shape {tuple(values.shape)} for logits of shape {tuple(logits.shape)}; "
+        "it must return one value per row, shape (batch,), or a single number"
+    )
+
+
+def logits_kwargs(hf: Any, metric: Metric) -> dict[str, Any]:
+    """Forward keyword arguments for a metric: ``logits_to_keep=1`` when it reads only the last position."""
+    if getattr(metric, "last_position_only", False) and _accepts_logits_to_keep(hf):
+        return {"logits_to_keep": 1}
+    return {}
+
+
+def forward_logits(hf: Any, input_ids: torch.Tensor, metric: Metric) -> torch.Tensor:
+    """The model's logits for ``input_ids`` (only the last position's when the metric reads only that)."""
+    return model_output_tensor(hf(input_ids=input_ids, **logits_kwargs(hf, metric)))
+
+
+def _accepts_logits_to_keep(hf: Any) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(hf.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@torch.no_grad()
+def baseline_metrics(pair: PairInputs, metric: Metric, kind: SiteKind | None = None,
+                     layers: Sequence[int] = ()) -> tuple[float, float, dict[int, torch.Tensor]]:
+    """(clean metric, corrupted metric, clean activations of ``kind`` per layer, each (1, pos, ...)).
+
+    Raises SpectrascopeError when the two metrics are equal (the normalized effect is undefined).
+    """
+    names = [site_name(layer, kind) for layer in layers] if kind is not None else []
+    kwargs = logits_kwargs(pair.hf, metric)
+    clean_logits, clean_cache = run_with_cache(pair.hf, pair.clean_ids, names, **kwargs)
+    clean_metric = float(metric_per_row(metric, clean_logits)[0])
+    corrupted_metric = float(metric_per_row(metric, forward_logits(pair.hf, pair.corrupted_ids, metric))[0])
+    check_metrics_differ(clean_metric, corrupted_metric)
+    return clean_metric, corrupted_metric, {layer: clean_cache[site_name(layer, kind)] for layer in layers} if names else {}
+
+
+def check_metrics_differ(clean_metric: float, corrupted_metric: float) -> None:
+    """SpectrascopeError unless the clean and corrupted metrics differ (relative 1e-6) and are finite."""
+    if not (abs(clean_metric - corrupted_metric) > 1e-6 * max(1.0, abs(clean_metric), abs(corrupted_metric))):
+        raise SpectrascopeError(
+            f"the metric is the same on the clean and the corrupted prompt ({clean_metric:.6g} vs "
+            f"{corrupted_metric:.6g}): the normalized patching effect is undefined; choose prompts or a "
+            "metric that tell them apart"
+        )
+
+
+@torch.no_grad()
+def run_patched(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], clean_acts: dict[int, torch.Tensor],
+                metric: Metric) -> torch.Tensor:
+    """The metric of one forward pass over ``len(specs)`` copies of the corrupted prompt, row i patched by specs[i].
+
+    Returns:
+        (len(specs),) metric values, float64 on the CPU.
+    """
+    batch = len(specs)
+    rows_by_layer: dict[int, list[int]] = {}
+    for row, spec in enumerate(specs):
+        rows_by_layer.setdefault(spec.layer, []).append(row)
+
+    def patcher(layer: int):
+        rows = rows_by_layer[layer]
+        clean = clean_acts[layer][0]  # (pos, ...) for this layer
+
+        def fn(activation: torch.Tensor, _name: str) -> torch.Tensor:
+            patched = activation.clone()
+            for row in rows:
+                spec = specs[row]
+                pos = slice(None) if spec.position is None else spec.position
+                if spec.head is None:
+                    patched[row, pos] = clean[pos]
+                else:
+                    patched[row, pos, spec.head] = clean[pos, spec.head]
+            return patched
+
+        return fn
+
+    input_ids = pair.corrupted_ids.expand(batch, -1)
+    with hooks(pair.hf, {site_name(layer, kind): patcher(layer) for layer in rows_by_layer}):
+        logits = forward_logits(pair.hf, input_ids, metric)
+    return metric_per_row(metric, logits).detach().to("cpu", torch.float64)
+
+
+def sweep(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], metric: Metric,
+          batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[list[float], float, float]:
+    """(patched metric per spec, clean metric, corrupted metric), ``batch_size`` patches per forward."""
+    if batch_size < 1:
+        raise SpectrascopeError(f"batch_size must be at least 1 (got {batch_size})")
+    layers = sorted({spec.layer for spec in specs})
+    clean_metric, corrupted_metric, clean_acts = baseline_metrics(pair, metric, kind, layers)
+    patched: list[float] = []
+    for start in range(0, len(specs), batch_size):
+        chunk = specs[start : start + batch_size]
+        patched.extend(run_patched(pair, kind, chunk, clean_acts, metric).tolist())
+    return patched, clean_metric, corrupted_metric
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def patch(
+    model: Any,
+    clean_ids: Prompt,
+    corrupted_ids: Prompt,
+    site: str,
+    position: int | None = None,
+    head: int | None = None,
+    *,
+    metric: Metric,
+) -> PatchResult:
+    """Run the corrupted prompt with ``site`` (at ``position``, ``head``) taken from the clean run.
+
+    Args:
+        model: a LoadedModel or a supported Hugging Face causal LM.
+        clean_ids, corrupted_ids: prompts (text or token ids) of the same token length.
+        site: a full site name, e.g. ``"blocks.3.hook_resid_pre"`` or ``"blocks.5.attn.hook_z"``.
+        position: the token position patched (negative counts from the end); None = all.
+        head: the head patched (``attn.hook_z`` only); None = all heads.
+        metric: see the module docstring, e.g. ``logit_diff(correct_id, wrong_id)``.
+
+    Returns:
+        :class:`PatchResult` with the clean, corrupted and patched metric, ``delta`` and ``effect``.
+
+    Raises:
+        SpectrascopeError: different token lengths, unknown site, layer / position / head out
+            of range, a head for a site that is not ``attn.hook_z``, equal clean and corrupted metric.
+    """
+    pair = prepare_pair(model, clean_ids, corrupted_ids)
+    layer, kind = _parse_patch_site(pair.bound, site)
+    position = check_position(pair.n_pos, position)
+    if head is not None and kind is not SiteKind.Z:
+        raise SpectrascopeError(f"a head can only be patched at attn.hook_z (got site {site!r})")
+    head = check_head(pair.bound, head)
+    (patched,), clean_metric, corrupted_metric = sweep(pair, kind, [PatchSpec(layer, position, head)], metric)
+    return PatchResult(site=site_name(layer, kind), position=position, head=head, clean=clean_metric,
+                       corrupted=corrupted_metric, patched=patched)
+
+
+def patch_sweep_layers_positions(
+    model: Any,
+    clean: Prompt,
+    corrupted: Prompt,
+    site_kind: str | SiteKind = "resid_pre",
+    *,
+    metric: Metric,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> pd.DataFrame:
+    """Patch ``site_kind`` at each (layer, position), one position at a time.
+
+    Args:
+        site_kind: a site kind or short form (``resid_pre``, ``resid_mid``, ``resid_post``,
+            ``attn_out``, ``mlp_out``, ``z`` = all heads, ``mlp_post``).
+        layers, positions: restrict the sweep (default: all).
+        batch_size: patched copies per forward pass.
+
+    Returns:
+        DataFrame (``site``, ``layer``, ``position``, ``effect``, ``delta``), one row per
+        (layer, position) in layer-major order; ``attrs``: ``clean_metric``, ``corrupted_metric``.
+    """
+    pair = prepare_pair(model, clean, corrupted)
+    kind = site_kind_of(site_kind)
+    layer_list = [check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))]
+    position_list = [check_position(pair.n_pos, p) for p in (positions if positions is not None else range(pair.n_pos))]
+    specs = [PatchSpec(layer, position) for layer in layer_list for position in position_list]
+    patched, clean_metric, corrupted_metric = sweep(pair, kind, specs, metric, batch_size)
+    df = pd.DataFrame({
+        "site": [site_name(s.layer, kind) for s in specs],
+        "layer": [s.layer for s in specs],
+        "position": [s.position for s in specs],
+    })
+    return _with_effects(df, patched, clean_metric, corrupted_metric)
+
+
+def patch_sweep_heads(
+    model: Any,
+    clean: Prompt,
+    corrupted: Prompt,
+    *,
+    metric: Metric,
+    layers: Sequence[int] | None = None,
+    position: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> pd.DataFrame:
+    """Patch each attention head's output (``blocks.{L}.attn.hook_z``, one head at a time).
+
+    Args:
+        layers: restrict the sweep (default: all).
+        position: patch the head only at this position; None = at every position.
+        batch_size: patched copies per forward pass.
+
+    Returns:
+        DataFrame (``site``, ``layer``, ``head``, ``effect``, ``delta``), one row per
+        (layer, head); ``attrs``: ``clean_metric``, ``corrupted_metric``.
+    """
+    pair = prepare_pair(model, clean, corrupted)
+    layer_list = [check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))]
+    position = check_position(pair.n_pos, position)
+    specs = [PatchSpec(layer, position, head) for layer in layer_list for head in range(pair.bound.n_heads)]
+    patched, clean_metric, corrupted_metric = sweep(pair, SiteKind.Z, specs, metric, batch_size)
+    df = pd.DataFrame({
+        "site": [site_name(s.layer, SiteKind.Z) for s in specs],
+        "layer": [s.layer for s in specs],
+        "head": [s.head for s in specs],
+    })
+    return _with_effects(df, patched, clean_metric, corrupted_metric)
+
+
+def _with_effects(df: pd.DataFrame, patched: Sequence[float], clean_metric: float, corrupted_metric: float) -> pd.DataFrame:
+    patched_values = pd.Series(list(patched), index=df.index, dtype="float64")
+    df["effect"] = (patched_values - corrupted_metric) / (clean_metric - corrupted_metric)
+    df["delta"] = patched_values - corrupted_metric
+    df.attrs.update(clean_metric=clean_metric, corrupted_metric=corrupted_metric)
+    return df
+
+
+def _parse_patch_site(bound: BoundModel, site: str) -> tuple[int, SiteKind]:
+    if not isinstance(site, str):
+        raise SpectrascopeError(f"site must be a full site name such as 'blocks.0.hook_resid_pre' (got {site!r})")
+    layer, kind = parse_site(site)
+    check_layer(bound, layer)
+    return layer, site_kind_of(kind)
