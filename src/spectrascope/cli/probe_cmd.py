@@ -1,5 +1,150 @@
-"""Mechanistic verbs (see spectrascope.mech); commands register on the shared app."""
+"""Probe and steering verbs: probe (linear probes, the calendar experiment), steer."""
 
 from __future__ import annotations
 
-from . import app, console  # noqa: F401
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import SpectrascopeError
+from . import app, console
+
+_EXPERIMENTS = ("calendar", "corpus")
+
+
+def parse_layers(spec: Optional[str]) -> Optional[list[int]]:
+    """``None``/``"all"`` -> None; ``"0,5,10"``, ``"4-12"`` or a mix -> sorted layer indices."""
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return None
+    layers: set[int] = set()
+    for part in (p.strip() for p in spec.split(",")):
+        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        if span:
+            layers.update(range(int(span.group(1)), int(span.group(2)) + 1))
+        elif re.fullmatch(r"-?\d+", part):
+            layers.add(int(part))
+        elif part:
+            raise SpectrascopeError(f"cannot read layers {spec!r}: use e.g. 0,5,10 or 4-12 or all")
+    if not layers:
+        raise SpectrascopeError(f"no layers in {spec!r}")
+    return sorted(layers)
+
+
+def _position(value: str) -> str | int:
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _print_frame(df, title: str, columns: list[str]) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("target", "token", "metric") else "right")
+    for row in df[columns].itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+@app.command()
+def probe(
+    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
+    experiment: str = typer.Option("calendar", "--experiment",
+                                   help="calendar (month/weekday identity and circles) or corpus (--corpus/--label)"),
+    out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
+    max_texts: int = typer.Option(240, "--max-texts", help="texts per target (calendar) or from the corpus"),
+    position: str = typer.Option("", "--position",
+                                 help="calendar: word (default) or last; corpus: last (default), mean, a token index or a word"),
+    layers: Optional[str] = typer.Option(None, "--layers", help="e.g. 0,5,10 or 4-12 (default all)"),
+    site: str = typer.Option("resid_post", "--site", help="resid_post, resid_pre, resid_mid, attn_out, mlp_out, mlp_post, z"),
+    plane: str = typer.Option("lda", "--plane", help="calendar circle plane: lda (Fisher discriminant) or pca"),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="corpus experiment: built-in name or path"),
+    label: Optional[str] = typer.Option(None, "--label", help="corpus experiment: the label column to probe"),
+    kind: str = typer.Option("logistic", "--kind", help="corpus experiment: logistic or ridge"),
+    seed: int = typer.Option(0, help="seed for all randomness (texts, split, control task)"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+) -> None:
+    """Linear probes per layer with a shuffled-label control: writes OUT/probes.parquet and .csv."""
+    from ..models.loaded import load_model
+    from ..tables import write_table
+
+    if experiment not in _EXPERIMENTS:
+        raise SpectrascopeError(f"unknown experiment {experiment!r}: use {' or '.join(_EXPERIMENTS)}")
+    layer_list = parse_layers(layers)
+    if experiment == "corpus" and (corpus is None or label is None):
+        raise SpectrascopeError("--experiment corpus needs --corpus NAME_OR_PATH and --label COLUMN")
+    loaded = load_model(model, device=device)
+    if experiment == "calendar":
+        from ..mech.circular import calendar_experiment
+
+        df = calendar_experiment(loaded, max_texts=max_texts, seed=seed, layers=layer_list,
+                                 position=position or "word", site=site, plane=plane)
+        columns = ["target", "layer", "accuracy", "control_accuracy", "selectivity", "circle_r2",
+                   "circle_r2_control", "order_score"]
+        title = f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday)"
+    else:
+        df = _corpus_probe(loaded, corpus, label, kind, max_texts, _position(position or "last"), layer_list, site, seed)
+        columns = ["layer", "metric", "accuracy", "control_accuracy", "selectivity", "chance", "n_train", "n_test"]
+        title = f"{kind} probes for {label!r} in {corpus}: {model}"
+    _print_frame(df, title, columns)
+    pq, csv = write_table(df, out, "probes")
+    console.print(f"wrote {pq}, {csv}")
+
+
+def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, position, layers, site: str, seed: int):
+    from ..corpora import load_corpus
+    from ..mech.activation_cache import collect_activations
+    from ..mech.probes import probe_layers
+
+    data = load_corpus(corpus, seed=seed)
+    if data.labels is None or label not in data.labels.columns:
+        have = ", ".join(map(str, data.labels.columns)) if data.labels is not None else "none"
+        raise SpectrascopeError(f"corpus {data.name!r} has no label column {label!r} (label columns: {have})")
+    keep = data.labels[label].notna().to_numpy().nonzero()[0][:max_texts]
+    if len(keep) < 4:
+        raise SpectrascopeError(f"corpus {data.name!r} has only {len(keep)} texts with a {label!r} label")
+    texts = [data.texts[i] for i in keep]
+    values = data.labels[label].iloc[keep].to_numpy()
+    acts = collect_activations(loaded, texts, site=site, position=position, layers=layers)
+    return probe_layers(acts, values, kind=kind, seed=seed)
+
+
+@app.command()
+def steer(
+    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
+    positive: str = typer.Option(..., "--positive", help="prompts of the direction to add, separated by |"),
+    negative: str = typer.Option(..., "--negative", help="prompts of the direction to subtract, separated by |"),
+    layer: int = typer.Option(..., "--layer", help="block whose output (resid_post) is steered"),
+    scale: float = typer.Option(1.0, "--scale", help="multiple of the difference of means to add"),
+    prompt: str = typer.Option(..., "--prompt", help="the prompt whose next token is shown"),
+    top_k: int = typer.Option(10, "--top-k", help="tokens shown"),
+    site: str = typer.Option("resid_post", "--site", help="site kind steered"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+) -> None:
+    """Next-token distribution of PROMPT before and after adding SCALE x (mean(positive) - mean(negative))."""
+    from ..mech.steering import next_token_table, steering_effect, steering_vector
+    from ..models.loaded import load_model
+
+    pos = [p for p in (s.strip() for s in positive.split("|")) if p]
+    neg = [p for p in (s.strip() for s in negative.split("|")) if p]
+    if not pos or not neg:
+        raise SpectrascopeError("--positive and --negative each need at least one prompt (separate prompts with |)")
+    if not prompt.strip():
+        raise SpectrascopeError("--prompt is empty")
+    if top_k < 1:
+        raise SpectrascopeError(f"--top-k must be at least 1 (got {top_k})")
+    loaded = load_model(model, device=device)
+    vector = steering_vector(loaded, pos, neg, layer, site=site)
+    before = next_token_table(loaded, prompt, top_k)
+    after = next_token_table(loaded, prompt, top_k, steering={"layer": layer, "vector": vector, "scale": scale, "site": site})
+    effect = steering_effect(loaded, [prompt], vector, layer, scales=[scale], site=site)
+    table = Table(title=f"next token of {prompt!r}: before / after steering at layer {layer}, scale {scale:g}")
+    for col in ["rank", "before", "p", "after", "p "]:
+        table.add_column(col, justify="right" if col in ("rank", "p", "p ") else "left")
+    for b, a in zip(before.itertuples(), after.itertuples(), strict=True):
+        table.add_row(str(b.rank), repr(b.token), f"{b.prob:.3f}", repr(a.token), f"{a.prob:.3f}")
+    console.print(table)
+    console.print(f"|vector| = {float(vector.norm()):.2f}; KL(before || after) = {effect['kl_from_unsteered'].iloc[0]:.3f} nats")

@@ -8,18 +8,31 @@ import typer
 
 from . import DEFAULT_WORKERS, app, console
 
+
 @app.command()
 def study(
     model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
     out: Path = typer.Option(Path("study-out"), "--out", help="output directory"),
-    workers: int = typer.Option(DEFAULT_WORKERS, help="worker processes"),
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted study"),
+    corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",
+                               help="domains: comma-separated built-in names and/or paths"),
+    stages: str = typer.Option("weights,activations,mechanisms,bridge", help="stages to run, in order"),
+    activation_tokens: int = typer.Option(1024, "--activation-tokens", help="tokens per domain for activation spectra"),
+    loss_tokens: int = typer.Option(256, "--loss-tokens", help="tokens per domain per ablation loss"),
+    ablation_layers: int = typer.Option(4, "--ablation-layers", help="layers with the full spectral vs head comparison"),
+    small: bool = typer.Option(False, "--small", help="tiny budgets: a smoke run in a minute or two"),
+    workers: int = typer.Option(DEFAULT_WORKERS, help="worker processes for the weight spectra"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted study without redoing finished stages"),
     seed: int = typer.Option(0, help="seed for all randomness"),
 ) -> None:
-    """The main job: every analysis on a model, tables plus OUT/report.html."""
-    from ..study import run_study
+    """The main job: weights, activations, mechanisms and the bridge on one model; tables plus OUT/report.html."""
+    from dataclasses import replace
 
-    report = run_study(model, out, workers=workers, resume=resume, seed=seed, show_progress=True)
+    from ..study import StudyBudget, run_study
+
+    budget = StudyBudget.small() if small else StudyBudget(activation_tokens=activation_tokens, loss_tokens=loss_tokens,
+                                                           ablation_layers=ablation_layers)
+    budget = replace(budget, corpora=corpus)
+    report = run_study(model, out, workers=workers, resume=resume, seed=seed, show_progress=True,
+                       stages=tuple(s.strip() for s in stages.split(",") if s.strip()), budget=budget,
+                       log=lambda line: console.print(f"[bold]study[/bold] {line}"))
     console.print(f"report: {report}")
-
-

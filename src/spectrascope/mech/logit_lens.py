@@ -23,7 +23,8 @@ the lens there reproduces the model's next-token distribution.
 ``token``           the reported token (decoded string)
 ``token_id``        its id
 ``prob``            its probability under the lens at (layer, position), in [0, 1]
-``rank``            1 + the number of tokens with a higher probability (1 = the top token)
+``rank``            1 + the number of tokens with a higher logit (1 = the top token); from
+                    logits, so tokens whose probability underflows to 0 still get distinct ranks
 ==================  ======================================================================
 
 The distribution at ``position`` p is the prediction of the token at p + 1.
@@ -31,6 +32,7 @@ The distribution at ``position`` p is the prediction of the token at p + 1.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -160,8 +162,10 @@ def logit_lens(
     n_pos = input_ids.shape[1]
     frames = []
     for (layer, site), layer_logits in zip(points, lens):
-        probs = torch.softmax(layer_logits.float(), dim=-1)  # (pos, vocab)
-        top_prob, top_id = probs.topk(k, dim=-1)
+        scores = layer_logits.float()  # (pos, vocab); ranks from logits: probabilities underflow to ties
+        probs = torch.softmax(scores, dim=-1)
+        top_id = scores.topk(k, dim=-1).indices
+        top_prob = probs.gather(-1, top_id)
         rows = {
             "position": torch.arange(n_pos).repeat_interleave(k).tolist(),
             "kind": ["top"] * (n_pos * k),
@@ -172,7 +176,7 @@ def logit_lens(
         if target_ids:
             ids = torch.tensor(target_ids, device=probs.device)
             target_prob = probs[:, ids]  # (pos, n_targets)
-            target_rank = 1 + (probs.unsqueeze(1) > target_prob.unsqueeze(-1)).sum(-1)  # (pos, n_targets)
+            target_rank = 1 + (scores.unsqueeze(1) > scores[:, ids].unsqueeze(-1)).sum(-1)  # (pos, n_targets)
             rows["position"] += torch.arange(n_pos).repeat_interleave(len(ids)).tolist()
             rows["kind"] += ["target"] * (n_pos * len(ids))
             rows["token_id"] += target_ids * n_pos
@@ -206,50 +210,98 @@ def save_lens_heatmap(lens_df: pd.DataFrame, out_dir: str | Path, title: str = "
     Writes ``out_dir/lens_heatmap.html`` (plotly, plotly.js inlined, works offline) and
     ``out_dir/lens_heatmap.png`` (matplotlib); returns both paths.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import plotly.graph_objects as go
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     prob, token = top1_grid(lens_df)
     inputs = lens_df.drop_duplicates("position").sort_values("position")["input_token"].tolist()
     x_labels = [f"{p}:{t!r}" for p, t in enumerate(inputs)]
     y_labels = ["emb" if layer == EMBED_LAYER else str(layer) for layer in prob.index]
-    cells = [[repr(t)[1:-1] for t in row] for row in token.values.tolist()]
+    cells = [[show_token(t) for t in row] for row in token.values.tolist()]
+    return write_heatmap(
+        prob.values, x_labels, y_labels, out_dir, "lens_heatmap", title=title, cells=cells,
+        x_title="position (input token)", colorbar="top-1 prob", zmin=0.0, zmax=1.0,
+    )
 
-    fig = go.Figure(go.Heatmap(
-        z=prob.values, x=x_labels, y=y_labels, text=cells, texttemplate="%{text}", zmin=0, zmax=1,
-        colorscale="Viridis", colorbar={"title": "top-1 prob"},
-        hovertemplate="layer %{y}<br>input %{x}<br>top-1 %{text}<br>prob %{z:.3f}<extra></extra>",
-    ))
-    fig.update_layout(title=title, xaxis_title="position (input token)", yaxis_title="layer",
-                      template="plotly_white", height=max(400, 22 * len(y_labels) + 150))
-    html = out / "lens_heatmap.html"
+
+def write_heatmap(
+    values: Any,
+    x_labels: Sequence[str],
+    y_labels: Sequence[str],
+    out_dir: str | Path,
+    stem: str,
+    *,
+    title: str,
+    cells: Sequence[Sequence[str]] | None = None,
+    x_title: str = "position",
+    y_title: str = "layer",
+    colorbar: str = "value",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    diverging: bool = False,
+) -> tuple[Path, Path]:
+    """A (rows = y, columns = x) heat map as ``out_dir/stem.html`` (plotly, offline) and ``stem.png`` (matplotlib).
+
+    ``cells`` (same shape as ``values``) is written in each cell; ``diverging`` uses a
+    red-blue scale centred on 0 (for effects that can be negative). Row 0 is drawn at the bottom.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import plotly.graph_objects as go
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    z = np.asarray(values, dtype=float)
+    if diverging and zmin is None and zmax is None:
+        bound = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
+        zmin, zmax = -bound, bound
+    heat = dict(z=z, x=list(x_labels), y=list(y_labels), zmin=zmin, zmax=zmax,
+                colorscale="RdBu" if diverging else "Viridis", reversescale=diverging,
+                colorbar={"title": colorbar})
+    if cells is not None:
+        heat.update(text=[list(row) for row in cells], texttemplate="%{text}",
+                    hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}<br>{colorbar} %{{z:.3f}}<extra></extra>")
+    fig = go.Figure(go.Heatmap(**heat))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, template="plotly_white",
+                      height=max(400, 22 * len(y_labels) + 150))
+    html = out / f"{stem}.html"
     fig.write_html(html, include_plotlyjs=True)
 
-    n_layers, n_pos = prob.shape
-    fig_mpl, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_pos + 2), max(4.0, 0.32 * n_layers + 1.5)))
-    image = ax.imshow(prob.values, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)
-    font = 7 if n_pos <= 16 else 5
-    for i in range(n_layers):
-        for j in range(n_pos):
-            value = prob.values[i, j]
-            ax.text(j, i, cells[i][j][:10], ha="center", va="center", fontsize=font,
-                    color="black" if value > 0.6 else "white")
-    ax.set_xticks(range(n_pos), x_labels, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(n_layers), y_labels, fontsize=7)
-    ax.set_xlabel("position (input token)")
-    ax.set_ylabel("layer")
+    n_rows, n_cols = z.shape
+    fig_mpl, ax = plt.subplots(figsize=(max(6.0, 0.9 * n_cols + 2.5), max(4.0, 0.32 * n_rows + 1.5)))
+    image = ax.imshow(z, aspect="auto", origin="lower", cmap="RdBu_r" if diverging else "viridis", vmin=zmin, vmax=zmax)
+    if cells is not None:
+        font = 7 if n_cols <= 16 else 5
+        for i in range(n_rows):
+            for j in range(n_cols):
+                ax.text(j, i, str(cells[i][j])[:10], ha="center", va="center", fontsize=font,
+                        color=_text_colour(image, z[i, j]))
+    ax.set_xticks(range(n_cols), list(x_labels), rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n_rows), list(y_labels), fontsize=7)
+    ax.set_xlabel(x_title)
+    ax.set_ylabel(y_title)
     ax.set_title(title, fontsize=9)
-    fig_mpl.colorbar(image, ax=ax, label="top-1 prob")
-    fig_mpl.tight_layout()
-    png = out / "lens_heatmap.png"
-    fig_mpl.savefig(png, dpi=120)
+    fig_mpl.colorbar(image, ax=ax, label=colorbar)
+    png = out / f"{stem}.png"
+    with warnings.catch_warnings():  # tokens in scripts the default font lacks: drawn as boxes, no warning
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font")
+        fig_mpl.tight_layout()
+        fig_mpl.savefig(png, dpi=120)
     plt.close(fig_mpl)
     return html, png
+
+
+def _text_colour(image: Any, value: float) -> str:
+    """Black on light cells, white on dark ones."""
+    if value != value:  # NaN
+        return "black"
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
+def show_token(text: str) -> str:
+    """A token for a figure cell: escapes (``\\n``) shown; a whitespace-only token quoted so it stays visible."""
+    return repr(text) if not text.strip() else repr(text)[1:-1]
 
 
 def _decoder(tokenizer: Any):

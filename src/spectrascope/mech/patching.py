@@ -28,7 +28,9 @@ patches one head's output, None all heads.
 pass, each copy with a different patch (hooks at every layer involved, each writing only
 its own rows), and evaluates the metric per row. The copies do not interact, so a batched
 sweep gives the same numbers as one forward per patch (up to float rounding of batched
-matrix products).
+matrix products). Patches that write the value already there (bit for bit; in a causal
+LM, every position before the first token where the two prompts differ) are not run:
+their delta is exactly 0.
 
 Sweep tables (columns):
 
@@ -285,19 +287,25 @@ def _accepts_logits_to_keep(hf: Any) -> bool:
 
 
 @torch.no_grad()
-def baseline_metrics(pair: PairInputs, metric: Metric, kind: SiteKind | None = None,
-                     layers: Sequence[int] = ()) -> tuple[float, float, dict[int, torch.Tensor]]:
-    """(clean metric, corrupted metric, clean activations of ``kind`` per layer, each (1, pos, ...)).
+def baseline_runs(
+    pair: PairInputs, metric: Metric, kind: SiteKind | None = None, layers: Sequence[int] = ()
+) -> tuple[float, float, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """The two unpatched runs: (clean metric, corrupted metric, clean and corrupted activations).
 
+    The activations are those of ``kind`` at each of ``layers``, each (1, pos, ...), keyed by layer.
     Raises SpectrascopeError when the two metrics are equal (the normalized effect is undefined).
     """
     names = [site_name(layer, kind) for layer in layers] if kind is not None else []
     kwargs = logits_kwargs(pair.hf, metric)
     clean_logits, clean_cache = run_with_cache(pair.hf, pair.clean_ids, names, **kwargs)
+    corrupted_logits, corrupted_cache = run_with_cache(pair.hf, pair.corrupted_ids, names, **kwargs)
     clean_metric = float(metric_per_row(metric, clean_logits)[0])
-    corrupted_metric = float(metric_per_row(metric, forward_logits(pair.hf, pair.corrupted_ids, metric))[0])
+    corrupted_metric = float(metric_per_row(metric, corrupted_logits)[0])
     check_metrics_differ(clean_metric, corrupted_metric)
-    return clean_metric, corrupted_metric, {layer: clean_cache[site_name(layer, kind)] for layer in layers} if names else {}
+    by_layer = {site_name(layer, kind): layer for layer in layers} if names else {}
+    clean_acts = {layer: clean_cache[name] for name, layer in by_layer.items()}
+    corrupted_acts = {layer: corrupted_cache[name] for name, layer in by_layer.items()}
+    return clean_metric, corrupted_metric, clean_acts, corrupted_acts
 
 
 def check_metrics_differ(clean_metric: float, corrupted_metric: float) -> None:
@@ -346,17 +354,33 @@ def run_patched(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], cl
     return metric_per_row(metric, logits).detach().to("cpu", torch.float64)
 
 
+def is_noop(spec: PatchSpec, clean_acts: dict[int, torch.Tensor], corrupted_acts: dict[int, torch.Tensor]) -> bool:
+    """Whether the patch writes exactly the value the corrupted run already has there."""
+    index = (0, slice(None) if spec.position is None else spec.position)
+    if spec.head is not None:
+        index = (*index, spec.head)
+    return torch.equal(clean_acts[spec.layer][index], corrupted_acts[spec.layer][index])
+
+
 def sweep(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], metric: Metric,
           batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[list[float], float, float]:
-    """(patched metric per spec, clean metric, corrupted metric), ``batch_size`` patches per forward."""
+    """(patched metric per spec, clean metric, corrupted metric), ``batch_size`` patches per forward.
+
+    A patch whose clean value equals the corrupted one bit for bit (in a causal LM: every
+    position before the first token where the prompts differ) changes nothing; it is not
+    run and gets the corrupted metric, so its delta is exactly 0.
+    """
     if batch_size < 1:
         raise SpectrascopeError(f"batch_size must be at least 1 (got {batch_size})")
     layers = sorted({spec.layer for spec in specs})
-    clean_metric, corrupted_metric, clean_acts = baseline_metrics(pair, metric, kind, layers)
-    patched: list[float] = []
-    for start in range(0, len(specs), batch_size):
-        chunk = specs[start : start + batch_size]
-        patched.extend(run_patched(pair, kind, chunk, clean_acts, metric).tolist())
+    clean_metric, corrupted_metric, clean_acts, corrupted_acts = baseline_runs(pair, metric, kind, layers)
+    patched = [corrupted_metric] * len(specs)
+    to_run = [i for i, spec in enumerate(specs) if not is_noop(spec, clean_acts, corrupted_acts)]
+    for start in range(0, len(to_run), batch_size):
+        chunk = to_run[start : start + batch_size]
+        values = run_patched(pair, kind, [specs[i] for i in chunk], clean_acts, metric).tolist()
+        for i, value in zip(chunk, values):
+            patched[i] = value
     return patched, clean_metric, corrupted_metric
 
 

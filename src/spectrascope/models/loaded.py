@@ -23,7 +23,7 @@ one-line :class:`~spectrascope.errors.SpectrascopeError`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,6 @@ class LoadedModel:
     name: str
     source_path: Path
     hf_dir: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -212,9 +211,10 @@ def _pickles(folder: Path) -> list[Path]:
 
 
 def _refuse_pickle(path: Path) -> SourceError:
+    what = "holds only pickle checkpoints (.bin/.pt)" if path.is_dir() else "is a pickle checkpoint"
     return SourceError(
-        f"{path}: only pickle checkpoints (.bin/.pt), which load_model refuses to unpickle (they can run "
-        "arbitrary code); convert the model to safetensors (model.save_pretrained(dir, safe_serialization=True))"
+        f"{path}: {what}, which load_model refuses to unpickle (they can run arbitrary code); convert the "
+        "model to safetensors (model.save_pretrained(dir, safe_serialization=True))"
     )
 
 
@@ -276,12 +276,12 @@ def _load_hf(folder: Path, config: dict, dtype: torch.dtype, attn_implementation
             model, info = auto.from_pretrained(str(folder), **kwargs)
     except MemoryError:
         raise
-    except Exception as err:  # transformers reports bad inputs as ValueError/OSError/KeyError/RuntimeError
+    except Exception as err:  # noqa: BLE001 -- transformers reports bad inputs as ValueError/OSError/KeyError/RuntimeError
         raise SourceError(f"{folder}: transformers cannot load this model ({type(err).__name__}: {_one_line(err)})") from None
     missing = [k for k in info.get("missing_keys", ()) if "pooler" not in k]
     if missing:
         raise SourceError(
-            f"{folder}: the weights do not match the config ({len(missing)} tensors missing, e.g. {sorted(missing)[0]!r})"
+            f"{folder}: the weights do not match the config ({len(missing)} tensors missing, e.g. {min(missing)!r})"
         )
     return model.eval(), kind
 
@@ -300,7 +300,7 @@ def _load_tokenizer(folder: Path):
             return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except MemoryError:
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 -- any failure here is a bad input
         raise SourceError(f"{folder}: cannot load the tokenizer ({type(err).__name__}: {_one_line(err)})") from None
 
 
@@ -388,22 +388,22 @@ def load_model(
                 path = ggufs[0]
             elif len(ggufs) > 1:
                 raise SourceError(f"{folder}: several .gguf files and no config.json; name one file")
-            elif _pickles(folder) and not _has_weights(folder):
-                raise _refuse_pickle(folder)
-    if path.is_file():
-        if _is_gguf_file(path):
-            folder, tokenizer = _gguf_parts(path)
-        elif path.suffix.lower() in PICKLE_SUFFIXES:
-            raise _refuse_pickle(path)
-        elif path.suffix.lower() == ".safetensors" and (path.parent / "config.json").exists():
-            folder = path.parent
-        elif path.suffix.lower() == ".safetensors":
-            raise SourceError(
-                f"{path}: a lone .safetensors file has no config: pass its HF directory (config.json + safetensors)"
-            )
-        else:
-            raise SourceError(f"{path}: unknown model format (expected a HF directory, a .safetensors or a .gguf file)")
+    if path.is_file() and _is_gguf_file(path):
+        folder, tokenizer = _gguf_parts(path)
     else:
+        if path.is_file():
+            suffix = path.suffix.lower()
+            if suffix in PICKLE_SUFFIXES:
+                raise _refuse_pickle(path)
+            if suffix != ".safetensors":
+                raise SourceError(
+                    f"{path}: unknown model format (expected a HF directory, a .safetensors or a .gguf file)"
+                )
+            if not (path.parent / "config.json").exists():
+                raise SourceError(
+                    f"{path}: a lone .safetensors file has no config: pass its HF directory (config.json + safetensors)"
+                )
+            folder = path.parent
         if not _has_weights(folder):
             if _pickles(folder):
                 raise _refuse_pickle(folder)

@@ -48,7 +48,7 @@ def build_gguf_tokenizer(gguf_path: str | Path):
             return AutoTokenizer.from_pretrained(
                 str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True
             )
-    except Exception as err:  # transformers raises ValueError/KeyError/OSError for unsupported files
+    except Exception as err:  # noqa: BLE001 -- transformers raises ValueError/KeyError/OSError for unsupported files
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SourceError(f"{gguf_path}: cannot build a tokenizer from this GGUF file ({msg})") from None
 
@@ -59,7 +59,7 @@ def gguf_has_tokenizer(gguf_path: str | Path) -> bool:
 
     try:
         return "tokenizer.ggml.tokens" in gguf.GGUFReader(str(gguf_path)).fields
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 -- gguf raises anything on a bad file
         raise SourceError(f"{gguf_path}: corrupt or truncated GGUF file ({err})") from None
 
 
@@ -76,7 +76,7 @@ def gguf_tokenizer(gguf_path: str | Path, folder: str | Path):
     if has_cached_tokenizer(folder):
         try:
             return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        except Exception:  # a damaged cache: rebuild it below
+        except Exception:  # noqa: BLE001 -- a damaged cache: rebuild it below
             (folder / TOKENIZER_MARKER).unlink(missing_ok=True)
     try:
         tokenizer = build_gguf_tokenizer(gguf_path)

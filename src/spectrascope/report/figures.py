@@ -63,3 +63,34 @@ def head_heatmap(heads: pd.DataFrame, circuit: str = "ov", column: str = "alpha"
     fig.update_layout(template=_TEMPLATE, title=f"{circuit.upper()} circuit {column} by head",
                       xaxis_title="head", yaxis_title="block", height=460)
     return fig
+
+
+def heatmap(grid: pd.DataFrame, title: str, colorbar: str, x_title: str, y_title: str,
+            colorscale: str = "Viridis", zmid: float | None = None, text: pd.DataFrame | None = None) -> go.Figure:
+    """A labeled heat map of a pivoted table (index = rows, columns = columns)."""
+    fig = go.Figure(go.Heatmap(z=grid.values, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+                               colorscale=colorscale, zmid=zmid, colorbar=dict(title=colorbar),
+                               text=None if text is None else text.values,
+                               texttemplate="%{text}" if text is not None else None))
+    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title=x_title, yaxis_title=y_title,
+                      height=max(360, 18 * len(grid.index) + 140))
+    return fig
+
+
+def lines_by(df: pd.DataFrame, x: str, y: str, color: str, title: str, y_title: str | None = None) -> go.Figure:
+    """One line per value of ``color``."""
+    fig = go.Figure()
+    for key, g in df.groupby(color, sort=True):
+        g = g.sort_values(x)
+        fig.add_trace(go.Scatter(x=g[x], y=g[y], mode="lines+markers", name=str(key)))
+    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title=x, yaxis_title=y_title or y, height=400)
+    return fig
+
+
+def grouped_bars(df: pd.DataFrame, x: str, y: str, color: str, title: str, y_title: str) -> go.Figure:
+    """Bars of ``y`` per ``x`` with one bar per ``color`` value."""
+    fig = go.Figure()
+    for key, g in df.groupby(color, sort=True):
+        fig.add_trace(go.Bar(x=g[x], y=g[y], name=str(key)))
+    fig.update_layout(template=_TEMPLATE, title=title, barmode="group", yaxis_title=y_title, height=440)
+    return fig

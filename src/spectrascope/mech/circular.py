@@ -1,0 +1,377 @@
+"""Circular structure of cyclic classes (months, weekdays) in activations.
+
+The research notes' calendar experiment: are months and weekdays laid out on a circle,
+in calendar order, in a low-dimensional subspace of the residual stream? For K classes
+``k = 0 .. K-1`` (January = 0, Monday = 0) the calendar circle puts class ``k`` at angle
+``2 pi k / K``. :func:`circle_scores` measures, from (n, d) activations and class
+indices, with a seeded held-out split:
+
+- the **plane**: the top two principal directions of the (training) class means, i.e.
+  the 2-D subspace in which the classes differ most (``plane="pca"``), or the top two
+  Fisher discriminant directions: class-mean PCA after whitening by the shrunk
+  within-class covariance (``plane="lda"``), which discounts directions that vary a lot
+  within a class;
+- ``circle_r2``: held-out R^2 of an affine map from each example's 2-D coordinates in the
+  plane to ``(cos 2 pi k/K, sin 2 pi k/K)`` of its class. Only two inputs: an affine map
+  can turn an ellipse traversed in calendar order into the unit circle, but it cannot
+  reorder the classes, so a high value needs the classes to sit around the plane in
+  calendar order (a full-dimensional regression could fit *any* assignment of angles to
+  linearly separable classes, which would make it no test of circularity);
+- ``circle_r2_control``: the same with the class -> angle assignment randomly permuted
+  (mean over ``n_controls``); a circle in calendar order scores well above it;
+- ``order_score``: with the classes sorted by the angle of their mean in the plane, the
+  share of calendar-adjacent pairs ``(k, k+1 mod K)`` that are adjacent on the fitted
+  circle: 1 for calendar order (either direction), ``2 / (K - 1)`` expected for a random
+  order (``order_chance``);
+- ``radius_cv``: coefficient of variation of the class means' distances from their
+  centroid in the plane (0 for points on a circle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SpectrascopeError
+from .probes import r2_score, small_blas, split_indices
+
+#: Columns of :func:`circle_scores` (one value each).
+CIRCLE_COLUMNS: dict[str, str] = {
+    "circle_r2": "held-out R^2 of (cos, sin) of the calendar angle from the 2-D plane coordinates",
+    "circle_r2_control": "the same with a random class -> angle assignment (mean over controls)",
+    "order_score": "share of calendar-adjacent class pairs adjacent on the fitted circle (1 = calendar order)",
+    "order_chance": "expected order_score of a random order: 2 / (K - 1)",
+    "radius_cv": "std / mean of the class means' radii in the plane (0 = on a circle)",
+}
+
+
+@dataclass
+class CirclePlane:
+    """A 2-D plane in activation space and the classes' positions in it.
+
+    Attributes:
+        center: (d,) mean of the class means (the circle's center in activation space).
+        basis: (d, 2) directions; ``coords = (x - center) @ basis``.
+        class_coords: (K, 2) class means in the plane (NaN rows for classes without training examples).
+        angles: (K,) angle of each class mean, radians in (-pi, pi].
+    """
+
+    center: np.ndarray
+    basis: np.ndarray
+    class_coords: np.ndarray
+    angles: np.ndarray
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """(n, 2) coordinates of (n, d) activations."""
+        return (np.asarray(x, dtype=np.float64) - self.center) @ self.basis
+
+
+def calendar_angles(classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, 2) points ``(cos 2 pi k/K, sin 2 pi k/K)`` of class indices ``k``."""
+    theta = 2 * np.pi * np.asarray(classes, dtype=np.float64) / n_classes
+    return np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+def fit_plane(x: np.ndarray, classes: np.ndarray, n_classes: int, plane: str = "lda", shrinkage: float = 0.5) -> CirclePlane:
+    """The 2-D plane of the class means of ``x`` (n, d) (see the module doc for ``plane``).
+
+    ``shrinkage`` (``lda`` only) mixes the within-class covariance with its mean variance
+    times the identity: ``(1 - s) S_w + s tr(S_w)/d I``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    classes = np.asarray(classes)
+    present = [k for k in range(n_classes) if np.any(classes == k)]
+    if len(present) < 3:
+        raise SpectrascopeError(f"a circle needs at least 3 classes with examples (got {len(present)})")
+    means = np.full((n_classes, x.shape[1]), np.nan)
+    for k in present:
+        means[k] = x[classes == k].mean(axis=0)
+    center = means[present].mean(axis=0)
+    centered = means[present] - center
+    if plane == "pca":
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        basis = vt[:2].T
+    elif plane == "lda":
+        within = x - means[classes]
+        d = x.shape[1]
+        # whitening by (1-s) S_w + s m I, done in the span of the within-class residuals + class means
+        cov_scale = float((within**2).sum() / max(len(x) - len(present), 1) / d)
+        u, s, vt = np.linalg.svd(within / np.sqrt(max(len(x) - len(present), 1)), full_matrices=False)
+        eig = (1 - shrinkage) * s**2 + shrinkage * cov_scale
+        floor = shrinkage * cov_scale if shrinkage > 0 else max(float(eig.max(initial=0.0)) * 1e-9, 1e-12)
+        eig = np.maximum(eig, floor)
+
+        def inv_sqrt(v: np.ndarray) -> np.ndarray:  # (m, d) -> rows times C^-1/2
+            along = v @ vt.T
+            return along / np.sqrt(eig) @ vt + (v - along @ vt) / np.sqrt(floor)
+
+        whitened = inv_sqrt(centered)
+        _, _, wt = np.linalg.svd(whitened, full_matrices=False)
+        directions = inv_sqrt(wt[:2]).T  # back to activation space: coords = C^-1/2 x projected
+        basis = directions
+    else:
+        raise SpectrascopeError(f"unknown circle plane {plane!r}: use 'pca' or 'lda'")
+    if basis.shape[1] < 2:
+        basis = np.pad(basis, ((0, 0), (0, 2 - basis.shape[1])))
+    coords = (means - center) @ basis
+    angles = np.arctan2(coords[:, 1], coords[:, 0])
+    return CirclePlane(center=center, basis=basis, class_coords=coords, angles=angles)
+
+
+def order_score(angles: np.ndarray) -> float:
+    """Share of calendar-adjacent pairs ``(k, k+1 mod K)`` adjacent in the angular order of ``angles`` (K,).
+
+    NaN angles (classes without a position) count as not adjacent.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    n_classes = len(angles)
+    if n_classes < 3:
+        raise SpectrascopeError("an order score needs at least 3 classes")
+    known = np.flatnonzero(np.isfinite(angles))
+    ring = known[np.argsort(angles[known], kind="stable")]
+    neighbors = {int(k): set() for k in ring}
+    for i, k in enumerate(ring):
+        neighbors[int(k)].update({int(ring[i - 1]), int(ring[(i + 1) % len(ring)])})
+    hits = sum(1 for k in range(n_classes) if (k + 1) % n_classes in neighbors.get(k, ()))
+    return hits / n_classes
+
+
+def circle_scores(
+    x: np.ndarray,
+    classes: np.ndarray,
+    n_classes: int,
+    seed: int = 0,
+    test_size: float = 0.25,
+    plane: str = "lda",
+    n_controls: int = 5,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Circularity of the classes ``classes`` (n,) in ``0..n_classes-1`` in activations ``x`` (n, d).
+
+    Returns a dict with the keys of :data:`CIRCLE_COLUMNS`. The plane and the affine map
+    are fitted on the training split (seeded, stratified; or ``split=(train, test)``),
+    R^2 is measured on the held-out split, ``order_score`` uses the training class means.
+    """
+    with small_blas():
+        return _circle_scores(x, classes, n_classes, seed, test_size, plane, n_controls, split)
+
+
+def _circle_scores(x, classes, n_classes, seed, test_size, plane, n_controls, split) -> dict[str, float]:
+    x = np.asarray(x, dtype=np.float64)
+    classes = np.asarray(classes)
+    if x.ndim != 2 or len(x) != len(classes):
+        raise SpectrascopeError(f"got {len(classes)} class labels for activations of shape {x.shape}")
+    if not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or classes.max() >= n_classes:
+        raise SpectrascopeError(f"circle classes must be integers in 0..{n_classes - 1}")
+    train, test = split if split is not None else split_indices(len(x), test_size, seed, stratify=classes)
+    fitted = fit_plane(x[train], classes[train], n_classes, plane)
+    z_train, z_test = fitted.project(x[train]), fitted.project(x[test])
+
+    def held_out_r2(assignment: np.ndarray) -> float:
+        target_train = calendar_angles(assignment[classes[train]], n_classes)
+        target_test = calendar_angles(assignment[classes[test]], n_classes)
+        design = np.hstack([z_train, np.ones((len(z_train), 1))])
+        coef, *_ = np.linalg.lstsq(design, target_train, rcond=None)
+        predicted = np.hstack([z_test, np.ones((len(z_test), 1))]) @ coef
+        return r2_score(target_test, predicted)
+
+    rng = np.random.default_rng(seed + 7919)
+    identity = np.arange(n_classes)
+    controls = [held_out_r2(rng.permutation(n_classes)) for _ in range(max(1, n_controls))]
+    coords = fitted.class_coords[np.isfinite(fitted.angles)]
+    radii = np.linalg.norm(coords - coords.mean(axis=0), axis=1)
+    return {
+        "circle_r2": held_out_r2(identity),
+        "circle_r2_control": float(np.mean(controls)),
+        "order_score": order_score(fitted.angles),
+        "order_chance": 2.0 / (n_classes - 1),
+        "radius_cv": float(radii.std() / radii.mean()) if radii.mean() > 0 else float("nan"),
+    }
+
+
+# ----------------------------------------------------------------------------- the calendar experiment
+
+#: Extra month contexts (the ``calendar`` corpus has only a few per month; see :func:`calendar_texts`).
+MONTH_TEMPLATES: tuple[str, ...] = (
+    "{name} was born in {w}.",
+    "The festival in {city} takes place every {w}.",
+    "We moved to {city} in {w}.",
+    "Her contract with the company ends in {w}.",
+    "The report is due at the end of {w}.",
+    "It was a cold and rainy morning in {w}.",
+    "The conference in {city} starts in early {w}.",
+    "{name} always takes a long holiday in {w}.",
+    "The next board meeting is scheduled for {w}.",
+    "The shop reopened on {day} {w}.",
+    "{name}'s birthday is on the {ordinal} of {w}.",
+    "Prices in {city} went up sharply last {w}.",
+)
+
+#: Extra weekday contexts.
+WEEKDAY_TEMPLATES: tuple[str, ...] = (
+    "Let's meet on {w}.",
+    "{name} works from home every {w}.",
+    "The museum in {city} is closed on {w}.",
+    "See you next {w}.",
+    "The package from {city} arrived on {w}.",
+    "The exam was moved to {w}.",
+    "{name} goes swimming every {w}.",
+    "The market in {city} opens early on {w}.",
+    "We usually order pizza on {w}.",
+    "The deadline for the project is this {w}.",
+    "{name} called me last {w}.",
+    "The train to {city} does not run on {w}.",
+)
+
+_NAMES = ("Anna", "Ben", "Carlos", "Dana", "Elif", "Farah", "George", "Hana", "Ivan", "Julia", "Kofi", "Lena")
+_CITIES = ("Paris", "Lagos", "Tokyo", "Lima", "Oslo", "Cairo", "Denver", "Madrid", "Seoul", "Perth", "Quito", "Rome")
+
+#: Calendar targets: corpus label column, class names (index = class), templates.
+CALENDAR_TARGETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _targets_table() -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    if not CALENDAR_TARGETS:
+        from ..corpora.dates import MONTHS, WEEKDAYS
+
+        CALENDAR_TARGETS["month"] = ("month", MONTHS, MONTH_TEMPLATES)
+        CALENDAR_TARGETS["weekday"] = ("weekday", WEEKDAYS, WEEKDAY_TEMPLATES)
+    return CALENDAR_TARGETS
+
+
+def calendar_texts(
+    target: str = "month", max_texts: int = 240, seed: int = 0, position: str = "word"
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """Balanced texts naming a month (``target="month"``) or a weekday, with their classes.
+
+    Each class gets ``max_texts // K`` texts: first distinct statements of the built-in
+    ``calendar`` corpus (at most half), then sentences from :data:`MONTH_TEMPLATES` /
+    :data:`WEEKDAY_TEMPLATES` with seeded fillers. ``position="word"``: the corpus
+    statements whose labeled month/weekday is not their first word, distinct up to that
+    word (a causal model sees nothing after it); ``position="last"``: the corpus statements
+    that end with the labeled word (their last token is the period right after it), as
+    all template sentences do.
+
+    Returns:
+        ``(texts, classes, words)``: classes (n,) int (January = 0, Monday = 0) and the
+        class word of each text (its probe position for ``position="word"``).
+    """
+    import random
+
+    from ..corpora import load_corpus
+    from ..corpora.dates import ORDINALS
+
+    table = _targets_table()
+    if target not in table:
+        raise SpectrascopeError(f"unknown calendar target {target!r}: use {' or '.join(table)}")
+    if position not in ("word", "last"):
+        raise SpectrascopeError(f"calendar position must be 'word' or 'last' (got {position!r})")
+    column, names, templates = table[target]
+    n_classes = len(names)
+    per_class = max_texts // n_classes
+    if per_class < 2:
+        raise SpectrascopeError(f"max_texts must be at least {2 * n_classes} for {target} ({n_classes} classes)")
+    corpus = load_corpus("calendar", seed=seed)
+    labels = corpus.labels
+    offset = 1 if column == "month" else 0  # corpus months are 1..12, weekdays 0..6
+    pools: dict[int, list[str]] = {k: [] for k in range(n_classes)}
+    seen: set[str] = set()
+    for text, value, answer in zip(corpus.texts, labels[column], labels["answer"], strict=True):
+        if value is None or value is np.nan or (isinstance(value, float) and np.isnan(value)) or str(value) == "<NA>":
+            continue
+        k = int(value) - offset
+        word = names[k]
+        start = text.find(word)
+        if start <= 0:  # absent or the first word: no context before it
+            continue
+        if position == "last" and answer != word:
+            continue
+        key = text[: start + len(word)] if position == "word" else text
+        if key not in seen:
+            seen.add(key)
+            pools[k].append(text)
+    rng = random.Random(seed)
+    texts: list[str] = []
+    classes: list[int] = []
+    for k in range(n_classes):
+        from_corpus = rng.sample(pools[k], min(len(pools[k]), per_class // 2))
+        chosen = list(from_corpus)
+        attempts = 0
+        while len(chosen) < per_class and attempts < 100 * per_class:
+            attempts += 1
+            sentence = rng.choice(templates).format(
+                w=names[k], name=rng.choice(_NAMES), city=rng.choice(_CITIES),
+                day=rng.randint(1, 28), ordinal=rng.choice(ORDINALS),
+            )
+            if sentence not in seen:
+                seen.add(sentence)
+                chosen.append(sentence)
+        texts.extend(chosen)
+        classes.extend([k] * len(chosen))
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    texts = [texts[i] for i in order]
+    class_array = np.array([classes[i] for i in order], dtype=np.int64)
+    return texts, class_array, [names[k] for k in class_array]
+
+
+#: Columns of :func:`calendar_experiment`.
+CALENDAR_COLUMNS: dict[str, str] = {
+    "layer": "layer index",
+    "target": "'month' (12 classes) or 'weekday' (7)",
+    "accuracy": "held-out accuracy of a logistic probe for the class",
+    "control_accuracy": "held-out accuracy on shuffled labels",
+    "selectivity": "accuracy - control_accuracy",
+    "chance": "held-out share of the most frequent class",
+    **CIRCLE_COLUMNS,
+    "n_train": "training examples",
+    "n_test": "held-out examples",
+}
+
+
+def calendar_experiment(
+    model,
+    max_texts: int = 240,
+    seed: int = 0,
+    targets: tuple[str, ...] = ("month", "weekday"),
+    layers=None,
+    position: str = "word",
+    site: str = "resid_post",
+    plane: str = "lda",
+    test_size: float = 0.25,
+    batch_size: int = 32,
+    l2: float = 1.0,
+) -> "pd.DataFrame":
+    """Month and weekday identity and their circular structure, layer by layer.
+
+    For each target, :func:`calendar_texts` (``max_texts`` texts, balanced), the
+    activations at the month/weekday word (``position="word"``) or at the last token
+    (``"last"``), then per layer a logistic probe with a shuffled-label control
+    (:func:`~spectrascope.mech.probes.probe_layer`) and :func:`circle_scores` on the same
+    seeded split.
+
+    Returns:
+        a DataFrame with one row per (target, layer) and the columns of :data:`CALENDAR_COLUMNS`.
+    """
+    import pandas as pd
+
+    from .activation_cache import as_loaded, collect_activations
+    from .probes import probe_layer
+
+    model = as_loaded(model)
+    rows = []
+    for target in targets:
+        texts, classes, words = calendar_texts(target, max_texts, seed, position)
+        n_classes = len(_targets_table()[target][1])
+        acts = collect_activations(
+            model, texts, site=site, position=words if position == "word" else "last",
+            layers=layers, batch_size=batch_size,
+        )
+        split = split_indices(len(texts), test_size, seed, stratify=classes)
+        for layer, x in acts.items():
+            probe = probe_layer(x, classes, "logistic", seed=seed, test_size=test_size, l2=l2)
+            circle = circle_scores(x, classes, n_classes, seed=seed, plane=plane, split=split)
+            rows.append({"layer": layer, "target": target, **probe, **circle})
+    frame = pd.DataFrame(rows)
+    return frame[list(CALENDAR_COLUMNS)]

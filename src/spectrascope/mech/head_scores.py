@@ -1,0 +1,119 @@
+"""Attention-head scores on repeated random token sequences: induction, previous-token, duplicate-token.
+
+Inputs are ``[BOS] r r``: ``r`` is ``seq_len`` distinct random ordinary tokens
+(:func:`spectrascope.mech.metrics.repeated_batch`); with BOS the first copy starts at
+position 1. With ``L = seq_len`` and ``A[q, k]`` a head's attention probability from query
+position ``q`` to key position ``k`` (``blocks.{layer}.attn.hook_pattern``), averaged over
+sequences and over the query positions named:
+
+- ``induction``: ``A[q, q - L + 1]`` for ``q`` in the second copy: attention to the token
+  right after the earlier copy of the current token (the "offset seq_len - 1" diagonal);
+- ``previous_token``: ``A[q, q - 1]`` for every ``q >= 1``;
+- ``duplicate_token``: ``A[q, q - L]`` for ``q`` in the second copy: attention to the earlier
+  occurrence of the same token.
+
+Each score is a mean attention probability, in [0, 1]. The patterns need eager attention:
+the model is switched to eager for the computation and back afterwards; the patterns are
+reduced to scores inside the hook, so memory stays O(batch x heads x pos^2) for one layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from spectrascope.errors import SpectrascopeError
+from spectrascope.mech.metrics import as_hf, repeated_batch
+from spectrascope.trace import eager_attention, hooks
+
+HEAD_SCORE_KINDS: tuple[str, ...] = ("induction", "previous_token", "duplicate_token")
+"""The scores :func:`head_scores` knows, in column order."""
+
+
+def _check_kinds(kinds: Sequence[str] | str) -> list[str]:
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    if not kinds:
+        raise SpectrascopeError(f"no head score requested; choose from {', '.join(HEAD_SCORE_KINDS)}")
+    unknown = [k for k in kinds if k not in HEAD_SCORE_KINDS]
+    if unknown:
+        raise SpectrascopeError(f"unknown head score {unknown[0]!r}; choose from {', '.join(HEAD_SCORE_KINDS)}")
+    return list(dict.fromkeys(kinds))
+
+
+def _query_key_pairs(kind: str, n_positions: int, length: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(queries, keys): the position pairs whose attention a score averages."""
+    if kind == "previous_token":
+        queries = torch.arange(1, n_positions)
+        return queries, queries - 1
+    queries = torch.arange(offset + length, offset + 2 * length)
+    if kind == "induction":
+        return queries, queries - length + 1
+    return queries, queries - length  # duplicate_token
+
+
+@torch.no_grad()
+def head_scores(
+    model: Any,
+    kinds: Sequence[str] = HEAD_SCORE_KINDS,
+    n_seq: int = 16,
+    seq_len: int = 20,
+    seed: int = 0,
+    batch_size: int = 8,
+    prepend_bos: bool | None = None,
+) -> pd.DataFrame:
+    """Induction, previous-token and duplicate-token scores of every attention head.
+
+    Args:
+        model: a LoadedModel, ToyModel or Hugging Face model (supported by the tracer).
+        kinds: which scores (see :data:`HEAD_SCORE_KINDS` and the module docstring).
+        n_seq: number of random sequences averaged over.
+        seq_len: length ``L`` of the repeated random sequence (each input has [1 +] 2L tokens).
+        seed: seeds the random sequences.
+        batch_size: sequences per forward pass.
+        prepend_bos: put the model's BOS token in front (None: when it has one).
+
+    Returns:
+        DataFrame, one row per (layer, head) in order, columns ``layer``, ``head`` and one
+        float column per requested kind (mean attention probability, 0..1).
+
+    The model's attention implementation is restored afterwards (eager only inside).
+    """
+    kinds = _check_kinds(kinds)
+    if batch_size < 1:
+        raise SpectrascopeError(f"batch_size must be at least 1 (got {batch_size})")
+    hf = as_hf(model)
+    batch = repeated_batch(model, n_seq, seq_len, seed, prepend_bos)
+    n_layers = int(hf.config.num_hidden_layers)
+    n_heads = int(hf.config.num_attention_heads)
+    pairs = {kind: _query_key_pairs(kind, batch.n_positions, batch.length, batch.offset) for kind in kinds}
+    sums = {kind: torch.zeros(n_layers, n_heads, dtype=torch.float64) for kind in kinds}
+
+    def reduce(pattern: torch.Tensor, name: str) -> None:
+        layer = int(name.split(".")[1])
+        for kind, (queries, keys) in pairs.items():
+            picked = pattern[:, :, queries.to(pattern.device), keys.to(pattern.device)]  # (batch, head, n_pairs)
+            sums[kind][layer] += picked.double().mean(dim=2).sum(dim=0).cpu()
+
+    was_training = hf.training
+    hf.eval()
+    try:
+        with eager_attention(hf), hooks(hf, {"attn.hook_pattern": reduce}):
+            for start in range(0, n_seq, batch_size):
+                hf(input_ids=batch.input_ids[start : start + batch_size], use_cache=False)
+    finally:
+        hf.train(was_training)
+    layers, heads = torch.meshgrid(torch.arange(n_layers), torch.arange(n_heads), indexing="ij")
+    table = pd.DataFrame({"layer": layers.flatten().numpy(), "head": heads.flatten().numpy()})
+    for kind in kinds:
+        table[kind] = (sums[kind] / n_seq).flatten().numpy()
+    return table
+
+
+def top_heads(scores: pd.DataFrame, kind: str, k: int = 5) -> pd.DataFrame:
+    """The ``k`` heads with the highest ``kind`` score, best first (rows of ``scores``)."""
+    if kind not in scores.columns:
+        raise SpectrascopeError(f"no {kind!r} column in the head scores (columns: {', '.join(scores.columns)})")
+    return scores.sort_values(kind, ascending=False, kind="stable").head(k).reset_index(drop=True)

@@ -1,0 +1,104 @@
+"""Head scores: exact values where attention is known, invariances, restoration, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from spectrascope.errors import SpectrascopeError
+from spectrascope.mech.head_scores import HEAD_SCORE_KINDS, head_scores, top_heads
+from spectrascope.mech.metrics import repeated_batch, repeated_random_tokens, token_pool
+from spectrascope.mech.toy_models import load_toy_induction
+
+
+def _uniform_attention_model(bos: int | None) -> transformers.LlamaForCausalLM:
+    """W_Q = W_K = 0: every head attends uniformly over its causal window, A[q, k] = 1 / (q + 1)."""
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                   num_key_value_heads=1, vocab_size=30, max_position_embeddings=64,
+                                   bos_token_id=bos, eos_token_id=None, pad_token_id=None)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    for layer in model.model.layers:
+        with torch.no_grad():
+            layer.self_attn.q_proj.weight.zero_()
+            layer.self_attn.k_proj.weight.zero_()
+    return model
+
+
+@pytest.mark.parametrize("bos", [0, None])
+def test_scores_are_the_definitions_on_uniform_attention(bos):
+    model = _uniform_attention_model(bos)
+    L = 7
+    scores = head_scores(model, n_seq=3, seq_len=L, seed=1, batch_size=2)
+    offset = 0 if bos is None else 1
+    T = offset + 2 * L
+    second = np.arange(offset + L, offset + 2 * L)
+    expected = {
+        "previous_token": np.mean(1.0 / (np.arange(1, T) + 1)),
+        "induction": np.mean(1.0 / (second + 1)),
+        "duplicate_token": np.mean(1.0 / (second + 1)),
+    }
+    assert list(scores.columns) == ["layer", "head", *HEAD_SCORE_KINDS]
+    assert len(scores) == 4
+    for kind, value in expected.items():
+        np.testing.assert_allclose(scores[kind], value, rtol=1e-6)
+
+
+def test_toy_scores_and_batch_invariance():
+    toy = load_toy_induction()
+    a = head_scores(toy, n_seq=12, seq_len=20, seed=5, batch_size=12)
+    b = head_scores(toy, n_seq=12, seq_len=20, seed=5, batch_size=5)
+    np.testing.assert_allclose(a[list(HEAD_SCORE_KINDS)], b[list(HEAD_SCORE_KINDS)], atol=1e-6)
+    best = top_heads(a, "induction", 2)
+    assert (best["layer"] == 1).all() and best["induction"].iloc[0] > 0.9
+    assert top_heads(a, "previous_token", 1)["layer"].iloc[0] == 0
+    only = head_scores(toy, kinds=["induction"], n_seq=4, seq_len=10)
+    assert list(only.columns) == ["layer", "head", "induction"]
+
+
+def test_attention_implementation_is_restored():
+    model = _uniform_attention_model(0)
+    model.set_attn_implementation("sdpa")
+    head_scores(model, n_seq=2, seq_len=5)
+    assert model.config._attn_implementation == "sdpa"
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 0
+
+
+def test_random_sequences_avoid_special_tokens():
+    class WithTokenizer:  # a LoadedModel-like handle with special tokens 0, 1 and an added token 29
+        hf = _uniform_attention_model(1)
+
+        class tokenizer:  # noqa: N801
+            all_special_ids = [0, 1]
+            added_tokens_decoder = {29: "<x>"}
+            bos_token_id = 1
+
+            def __len__(self):
+                return 30
+
+        tokenizer = tokenizer()
+
+    pool = token_pool(WithTokenizer())
+    assert set(pool.tolist()) == set(range(2, 29))
+    batch = repeated_batch(WithTokenizer(), 50, 20, seed=0)
+    body = batch.input_ids[:, 1:]
+    assert (batch.input_ids[:, 0] == 1).all() and body.min() >= 2 and body.max() <= 28
+    with pytest.raises(SpectrascopeError, match="cannot draw 30 distinct tokens"):
+        repeated_random_tokens(2, 30, 0, pool)
+
+
+def test_bad_input():
+    model = _uniform_attention_model(0)
+    with pytest.raises(SpectrascopeError, match="unknown head score 'copying'"):
+        head_scores(model, kinds=["induction", "copying"])
+    with pytest.raises(SpectrascopeError, match="at least 2"):
+        head_scores(model, seq_len=1)
+    with pytest.raises(SpectrascopeError, match="cannot draw 40 distinct tokens from a vocabulary of 29"):
+        head_scores(model, seq_len=40)
+    model.config.max_position_embeddings = 16
+    with pytest.raises(SpectrascopeError, match="need 21 positions; the model has 16"):
+        head_scores(model, seq_len=10)
+    with pytest.raises(SpectrascopeError, match="at least 1"):
+        head_scores(model, n_seq=0)
