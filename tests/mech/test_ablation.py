@@ -290,7 +290,7 @@ def test_tail_rebuild_of_low_rank_plus_noise_barely_changes_outputs():
     clean = clean_cache["blocks.0.hook_mlp_out"]
     tail_only = mlp_out(SpectralComponent(name, "tail"))
     bulk_only = mlp_out(SpectralComponent(name, "bulk"))
-    relative = lambda x: float((x - clean).norm() / clean.norm())  # noqa: E731
+    relative = lambda x: float((x - clean).norm() / clean.norm())
     assert relative(tail_only) < 0.02
     assert relative(bulk_only) > 0.9
 
@@ -304,23 +304,21 @@ def test_bad_components_and_modes_are_clear_errors(tiny_llama):
         resolve_components(tiny_llama, "3.0")
     with pytest.raises(SpectrascopeError, match=r"head 4 does not exist \(layer 1 has heads 0..3\)"):
         ablation_sweep(tiny_llama, [Head(1, 4)], NextTokenLoss(ids))
-    with pytest.raises(SpectrascopeError, match="layer -1 does not exist"):
-        with ablate(tiny_llama, MlpBlock(-1)):
-            pass
+    with pytest.raises(SpectrascopeError, match="layer -1 does not exist"), ablate(tiny_llama, MlpBlock(-1)):
+        pass
     with pytest.raises(SpectrascopeError, match="cannot parse component"):
         parse_component("attn:x")
     with pytest.raises(SpectrascopeError, match="unknown ablation mode"):
         ablation_sweep(tiny_llama, "0.0", NextTokenLoss(ids), mode="median")
-    with pytest.raises(SpectrascopeError, match="needs a reference batch"):
-        with ablate(tiny_llama, "0.0", mode=AblationMode.MEAN):
-            pass
+    with pytest.raises(SpectrascopeError, match="needs a reference batch"), ablate(tiny_llama, "0.0", mode=AblationMode.MEAN):
+        pass
     with pytest.raises(SpectrascopeError, match="no weight matrix named"):
         resolve_components(tiny_llama, "spectral:model.layers.0.nope:tail")
     with pytest.raises(SpectrascopeError, match="k must be between 1 and 32"):
         resolve_components(tiny_llama, "spectral:model.layers.0.self_attn.o_proj:drop_top:33")
-    with pytest.raises(SpectrascopeError, match="resample ablation of head:0.0"):
-        with ablate(tiny_llama, "0.0", mode="resample", reference=ids[:1]):
-            tiny_llama(input_ids=ids)
+    with pytest.raises(SpectrascopeError, match="resample ablation of head:0.0"), \
+            ablate(tiny_llama, "0.0", mode="resample", reference=ids[:1]):
+        tiny_llama(input_ids=ids)
     assert _hook_count(tiny_llama) == 0
 
 

@@ -21,6 +21,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+from test_patching import CLEAN, CORRUPTED, METRIC, micro_llama, tiny_llama
 from torch import nn
 
 from spectrascope.errors import SpectrascopeError
@@ -30,8 +31,25 @@ from spectrascope.mech.attribution import (
     compare_attribution,
     patching_comparison,
 )
-from spectrascope.mech.patching import logit_diff, patch_sweep_heads, patch_sweep_layers_positions
-from test_patching import CLEAN, CORRUPTED, METRIC, micro_llama, tiny_llama
+from spectrascope.mech.patching import (
+    logit_diff,
+    patch_sweep_heads,
+    patch_sweep_layers_positions,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Run this module on one torch thread, restoring the setting after.
+
+    The tensors here are small: a second thread only adds synchronisation, and on a loaded
+    machine (other processes on the 2 cores) each parallel region waits for a descheduled
+    thread; measured on this machine: 1 thread 23 s for the four mech test files, 2 threads 183 s.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def identity_norm_llama(zero_last_mlp: bool) -> nn.Module:

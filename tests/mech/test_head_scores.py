@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import pytest
 import torch
@@ -70,21 +72,29 @@ def test_random_sequences_avoid_special_tokens():
     class WithTokenizer:  # a LoadedModel-like handle with special tokens 0, 1 and an added token 29
         hf = _uniform_attention_model(1)
 
-        class tokenizer:  # noqa: N801
-            all_special_ids = [0, 1]
-            added_tokens_decoder = {29: "<x>"}
+        class tokenizer:
+            all_special_ids = (0, 1)
+            added_tokens_decoder = MappingProxyType({29: "<x>"})
             bos_token_id = 1
+            adds_bos = True
 
             def __len__(self):
                 return 30
 
+            def __call__(self, text):
+                return {"input_ids": [1, 7] if self.adds_bos else [7]}
+
         tokenizer = tokenizer()
 
-    pool = token_pool(WithTokenizer())
+    handle = WithTokenizer()
+    pool = token_pool(handle)
     assert set(pool.tolist()) == set(range(2, 29))
-    batch = repeated_batch(WithTokenizer(), 50, 20, seed=0)
+    batch = repeated_batch(handle, 50, 20, seed=0)  # the tokenizer adds BOS: so do we
     body = batch.input_ids[:, 1:]
-    assert (batch.input_ids[:, 0] == 1).all() and body.min() >= 2 and body.max() <= 28
+    assert batch.offset == 1 and (batch.input_ids[:, 0] == 1).all() and body.min() >= 2 and body.max() <= 28
+    handle.tokenizer.adds_bos = False  # like SmolLM2's: no BOS unless asked
+    assert repeated_batch(handle, 2, 5).offset == 0
+    assert repeated_batch(handle, 2, 5, prepend_bos=True).input_ids[0, 0] == 1
     with pytest.raises(SpectrascopeError, match="cannot draw 30 distinct tokens"):
         repeated_random_tokens(2, 30, 0, pool)
 

@@ -42,6 +42,20 @@ METRIC = logit_diff(5, 6)
 HAND_TOL = 1e-7
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Run this module on one torch thread, restoring the setting after.
+
+    The tensors here are small: a second thread only adds synchronisation, and on a loaded
+    machine (other processes on the 2 cores) each parallel region waits for a descheduled
+    thread; measured on this machine: 1 thread 23 s for the four mech test files, 2 threads 183 s.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_llama(n_layers: int = 3, seed: int = 0, dtype: torch.dtype = torch.float64, n_kv_heads: int = 2) -> LlamaForCausalLM:
     """A random tiny Llama (d_model 32, 4 heads of 8, d_mlp 64) in eval mode, seeded."""
     torch.manual_seed(seed)
@@ -107,7 +121,7 @@ def test_micro_model_position_patching_matches_the_hand_formula():
 
 def test_micro_model_head_patching_matches_the_hand_formula():
     model = micro_llama()
-    u, A, A_heads, dx = micro_terms(model, CLEAN, CORRUPTED)
+    u, _, A_heads, dx = micro_terms(model, CLEAN, CORRUPTED)
     df = patch_sweep_heads(model, CLEAN, CORRUPTED, metric=METRIC)
     expected = [float(u @ A_h @ dx.mean(0)) for A_h in A_heads]
     assert df["delta"].tolist() == pytest.approx(expected, abs=HAND_TOL)
@@ -175,6 +189,14 @@ def test_batched_head_sweep_equals_single_patches_float32():
     assert len(batched) == 12 and batched[["layer", "head"]].values.tolist()[:5] == [[0, 0], [0, 1], [0, 2], [0, 3], [1, 0]]
 
 
+def test_head_subset_equals_the_rows_of_the_full_sweep():
+    model = tiny_llama()
+    full = patch_sweep_heads(model, CLEAN, CORRUPTED, metric=METRIC).set_index(["layer", "head"])
+    subset = patch_sweep_heads(model, CLEAN, CORRUPTED, metric=METRIC, layers=[1], heads=[2, 0])
+    assert subset[["layer", "head"]].values.tolist() == [[1, 2], [1, 0]]
+    assert subset["delta"].tolist() == pytest.approx(full.loc[[(1, 2), (1, 0)], "delta"].tolist(), abs=1e-12)
+
+
 def test_noop_patches_are_not_run():
     model = tiny_llama()
     rows: list[int] = []
@@ -222,6 +244,7 @@ def test_sweeps_leave_the_model_unchanged():
         (lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, layers=[0, 7]), "layer 7 out of range"),
         (lambda m: patch_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, layers=[-1]), "layer -1 out of range"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.attn.hook_z", head=4, metric=METRIC), "head 4 out of range"),
+        (lambda m: patch_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, heads=[0, -1]), "head -1 out of range"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", head=0, metric=METRIC), "only be patched at attn.hook_z"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", position=6, metric=METRIC), "position 6 out of range"),
         (lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, positions=[-7]), "position -7"),

@@ -4,6 +4,7 @@ and per-example activation collection on a tiny random Llama."""
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -184,7 +185,7 @@ def test_r2_score() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny() -> types.SimpleNamespace:
+def tiny() -> Iterator[types.SimpleNamespace]:
     """A tiny random Llama reading the bundled MiniLM tokenizer's ids (fast tokenizer, right padding)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
     torch.manual_seed(0)
@@ -192,7 +193,13 @@ def tiny() -> types.SimpleNamespace:
         hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
         num_key_value_heads=2, vocab_size=tokenizer.vocab_size,
     )
-    return types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer)
+    model = types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only add overhead (and contention on a busy machine)
+    try:
+        yield model
+    finally:
+        torch.set_num_threads(threads)
 
 
 TEXTS = ["Let's meet on Tuesday at noon.", "Hi", "The month after June is July and then August.", "May I come in May?"]

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from . import app, console  # noqa: F401
+from . import app, console
 
 MODEL_HELP = "bundled model name, HF directory, .safetensors or .gguf file, or toy-induction (the shipped toy model)"
 
@@ -89,7 +89,7 @@ def ablate(
                                "tokens) or loss (next-token loss on --corpus)"),
     mode: str = typer.Option("zero", "--mode", help="zero, mean or resample"),
     corpus: str = typer.Option("code", "--corpus", help="corpus of --metric loss (built-in name or path)"),
-    n_seq: int = typer.Option(8, "--n-seq", help="random sequences of --metric induction-loss"),
+    n_seq: int = typer.Option(4, "--n-seq", help="random sequences of --metric induction-loss"),
     seq_len: int = typer.Option(20, "--seq-len", help="repeated sequence length (or corpus text length for loss)"),
     max_tokens: int = typer.Option(1024, "--max-tokens", help="corpus tokens of --metric loss"),
     seed: int = typer.Option(0, help="seed for all randomness"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -28,7 +27,7 @@ def _model_and_prompt(words: list[str]) -> tuple[str, str]:
 def lens(
     words: list[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
                                       help="optional model (bundled name or path; default smollm2-135m), then the prompt"),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="token to follow, e.g. ' Paris' (repeatable; first token used)"),
+    target: list[str] | None = typer.Option(None, "--target", help="token to follow, e.g. ' Paris' (repeatable; first token used)"),
     k: int = typer.Option(5, "--k", help="top tokens kept per layer and position"),
     out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -52,9 +51,9 @@ def lens(
         table.add_column(col, justify="left" if col == "top-1" else "right")
     for t in targets.itertuples():
         table.add_column(f"p({t.token!r})", justify="right")
-        table.add_column("rank", justify="right")
+        table.add_column("rank (0 = top)", justify="right")
     for layer, rows in last.groupby("layer", sort=True):
-        top = rows[(rows["kind"] == "top") & (rows["rank"] == 1)].iloc[0]
+        top = rows[(rows["kind"] == "top") & (rows["rank"] == 0)].iloc[0]
         cells = ["emb" if layer == EMBED_LAYER else str(layer), repr(top["token"]), f"{top['prob']:.3f}"]
         for t in targets.itertuples():
             hit = rows[(rows["kind"] == "target") & (rows["token_id"] == t.token_id)].iloc[0]
@@ -87,7 +86,11 @@ def patch(
     """
     from ..mech.attribution import patching_comparison
     from ..mech.logit_lens import first_token_id, write_heatmap
-    from ..mech.patching import logit_diff, patch_sweep_heads, patch_sweep_layers_positions
+    from ..mech.patching import (
+        logit_diff,
+        patch_sweep_heads,
+        patch_sweep_layers_positions,
+    )
     from ..models.loaded import load_model
     from ..tables import write_table
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -15,7 +14,7 @@ from . import app, console
 _EXPERIMENTS = ("calendar", "corpus")
 
 
-def parse_layers(spec: Optional[str]) -> Optional[list[int]]:
+def parse_layers(spec: str | None) -> list[int] | None:
     """``None``/``"all"`` -> None; ``"0,5,10"``, ``"4-12"`` or a mix -> sorted layer indices."""
     if spec is None or spec.strip().lower() in ("", "all"):
         return None
@@ -40,10 +39,14 @@ def _position(value: str) -> str | int:
         return value
 
 
+_SHORT = {"accuracy": "acc", "control_accuracy": "control", "selectivity": "select", "circle_r2": "circle R2",
+          "circle_r2_control": "ctrl R2", "order_score": "order", "n_train": "train", "n_test": "test"}
+
+
 def _print_frame(df, title: str, columns: list[str]) -> None:
     table = Table(title=title)
     for col in columns:
-        table.add_column(col, justify="left" if col in ("target", "token", "metric") else "right")
+        table.add_column(_SHORT.get(col, col), justify="left" if col in ("target", "metric") else "right")
     for row in df[columns].itertuples(index=False):
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
     console.print(table)
@@ -58,11 +61,11 @@ def probe(
     max_texts: int = typer.Option(240, "--max-texts", help="texts per target (calendar) or from the corpus"),
     position: str = typer.Option("", "--position",
                                  help="calendar: word (default) or last; corpus: last (default), mean, a token index or a word"),
-    layers: Optional[str] = typer.Option(None, "--layers", help="e.g. 0,5,10 or 4-12 (default all)"),
+    layers: str | None = typer.Option(None, "--layers", help="e.g. 0,5,10 or 4-12 (default all)"),
     site: str = typer.Option("resid_post", "--site", help="resid_post, resid_pre, resid_mid, attn_out, mlp_out, mlp_post, z"),
     plane: str = typer.Option("lda", "--plane", help="calendar circle plane: lda (Fisher discriminant) or pca"),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="corpus experiment: built-in name or path"),
-    label: Optional[str] = typer.Option(None, "--label", help="corpus experiment: the label column to probe"),
+    corpus: str | None = typer.Option(None, "--corpus", help="corpus experiment: built-in name or path"),
+    label: str | None = typer.Option(None, "--label", help="corpus experiment: the label column to probe"),
     kind: str = typer.Option("logistic", "--kind", help="corpus experiment: logistic or ridge"),
     seed: int = typer.Option(0, help="seed for all randomness (texts, split, control task)"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -84,7 +87,8 @@ def probe(
                                  position=position or "word", site=site, plane=plane)
         columns = ["target", "layer", "accuracy", "control_accuracy", "selectivity", "circle_r2",
                    "circle_r2_control", "order_score"]
-        title = f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday)"
+        title = (f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday; "
+                 "random order 0.18 / 0.33)")
     else:
         df = _corpus_probe(loaded, corpus, label, kind, max_texts, _position(position or "last"), layer_list, site, seed)
         columns = ["layer", "metric", "accuracy", "control_accuracy", "selectivity", "chance", "n_train", "n_test"]

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from spectrascope.errors import SpectrascopeError
-from spectrascope.mech.metrics import Metric, as_hf
+from spectrascope.mech.metrics import Metric, as_hf, keep_logits
 from spectrascope.progress import progress_bar
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.tracer import model_output_tensor
@@ -153,12 +153,12 @@ class SpectralComponent:
     def layer(self) -> int | None:
         parts = self.weight.split(".")
         for i, part in enumerate(parts[:-1]):
-            if part in ("layers", "h", "layer") and parts[i + 1].isdigit():
+            if part in ("layers", "h", "layer", "blk") and parts[i + 1].isdigit():
                 return int(parts[i + 1])
         return None
 
 
-Component = Union[Head, AttnBlock, MlpBlock, SpectralComponent]
+Component = Head | AttnBlock | MlpBlock | SpectralComponent
 """Anything :func:`ablate` and :func:`ablation_sweep` can ablate."""
 
 ACTIVATION_KINDS = (Head, AttnBlock, MlpBlock)
@@ -251,9 +251,15 @@ def check_component(model: Any, component: Component) -> None:
 
 def find_weight(model: Any, name: str) -> nn.Parameter:
     """The 2-D parameter called ``name`` (``.weight`` and a ``model.`` prefix may be left out)."""
-    params = dict(as_hf(model).named_parameters())
+    hf = as_hf(model)
+    params = dict(hf.named_parameters())
     for candidate in (name, f"{name}.weight", f"model.{name}", f"model.{name}.weight"):
         param = params.get(candidate)
+        if param is None:  # a tied weight is listed once (lm_head.weight is embed_tokens.weight)
+            try:
+                param = hf.get_parameter(candidate)
+            except AttributeError:
+                param = None
         if param is not None:
             if param.ndim != 2:
                 raise SpectrascopeError(f"{candidate} has shape {tuple(param.shape)}: a spectral ablation needs a matrix")
@@ -527,7 +533,7 @@ def ablation_sweep(
     prefix = batched and reuse_prefix and _resumable(hf) and bool(activation)
     sites = [f"blocks.{layer}.hook_resid_pre" for layer in layers] if prefix else []
     logits, cache = run_with_cache(hf, metric.input_ids, sites, attention_mask=metric.attention_mask,
-                                   use_cache=False, **({} if keep is None else {"logits_to_keep": keep}))
+                                   use_cache=False, **keep_logits(hf, keep))
     baseline = float(metric.score(logits))
     if prefix:
         prefix = _prefix_agrees(hf, cache, layers[-1], metric, logits)
@@ -600,9 +606,7 @@ def _stacked_scores(
             logits = _forward_from_layer(hf, layer, hidden, mask, keep)
         else:
             kwargs = {"input_ids": _stack(metric.input_ids, copies), "attention_mask": mask, "use_cache": False}
-            if keep is not None:
-                kwargs["logits_to_keep"] = keep
-            logits = model_output_tensor(hf(**kwargs))
+            logits = model_output_tensor(hf(**kwargs, **keep_logits(hf, keep)))
     return [float(metric.score(part)) for part in logits.split(rows)]
 
 

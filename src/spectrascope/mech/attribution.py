@@ -43,6 +43,7 @@ from spectrascope.mech.patching import (
     Metric,
     PairInputs,
     Prompt,
+    check_head,
     check_layer,
     check_metrics_differ,
     check_position,
@@ -143,11 +144,13 @@ def attribution_sweep_heads(
     *,
     metric: Metric,
     layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
     position: int | None = None,
 ) -> pd.DataFrame:
     """First-order estimate of :func:`~spectrascope.mech.patching.patch_sweep_heads` (heads via ``attn.hook_z``).
 
     Args:
+        layers, heads: restrict the sweep (default: all layers, all heads of each).
         position: estimate the patch of each head at this position only; None = all positions.
 
     Returns:
@@ -155,6 +158,7 @@ def attribution_sweep_heads(
     """
     pair = prepare_pair(model, clean, corrupted)
     layer_list = _layers(pair, layers)
+    head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(pair.bound.n_heads))]
     position = check_position(pair.n_pos, position)
     clean_metric, corrupted_metric, difference, gradient = attribution_gradients(
         pair, SiteKind.Z, sorted(set(layer_list)), metric
@@ -165,7 +169,7 @@ def attribution_sweep_heads(
         if position is not None:
             product = product[position : position + 1]
         per_head = product.sum(dim=(0, 2)).double().cpu()
-        rows.extend((site_name(layer, SiteKind.Z), layer, head, float(per_head[head])) for head in range(per_head.shape[0]))
+        rows.extend((site_name(layer, SiteKind.Z), layer, head, float(per_head[head])) for head in head_list)
     df = pd.DataFrame(rows, columns=["site", "layer", "head", "delta"])
     return _finish(df, clean_metric, corrupted_metric)
 

@@ -6,11 +6,12 @@ in calendar order, in a low-dimensional subspace of the residual stream? For K c
 ``2 pi k / K``. :func:`circle_scores` measures, from (n, d) activations and class
 indices, with a seeded held-out split:
 
-- the **plane**: the top two principal directions of the (training) class means, i.e.
-  the 2-D subspace in which the classes differ most (``plane="pca"``), or the top two
-  Fisher discriminant directions: class-mean PCA after whitening by the shrunk
-  within-class covariance (``plane="lda"``), which discounts directions that vary a lot
-  within a class;
+- the **plane**: the top two Fisher discriminant directions (``plane="lda"``, default):
+  the principal directions of the (training) class means after whitening by the
+  within-class covariance (shrunk towards a multiple of the identity, Ledoit-Wolf), i.e.
+  the 2-D subspace of the probe directions that separates the classes best relative to
+  their spread; or simply the top two principal directions of the class means
+  (``plane="pca"``), which a direction with large within-class variance can dominate;
 - ``circle_r2``: held-out R^2 of an affine map from each example's 2-D coordinates in the
   plane to ``(cos 2 pi k/K, sin 2 pi k/K)`` of its class. Only two inputs: an affine map
   can turn an ellipse traversed in calendar order into the unit circle, but it cannot
@@ -25,6 +26,10 @@ indices, with a seeded held-out split:
   order (``order_chance``);
 - ``radius_cv``: coefficient of variation of the class means' distances from their
   centroid in the plane (0 for points on a circle).
+
+:func:`calendar_experiment` runs this with month and weekday probes on a model, layer by
+layer, on texts from :func:`calendar_texts` (the built-in ``calendar`` corpus plus
+templates).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..errors import SpectrascopeError
 from .probes import r2_score, small_blas, split_indices
@@ -73,11 +79,13 @@ def calendar_angles(classes: np.ndarray, n_classes: int) -> np.ndarray:
     return np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-def fit_plane(x: np.ndarray, classes: np.ndarray, n_classes: int, plane: str = "lda", shrinkage: float = 0.5) -> CirclePlane:
+def fit_plane(
+    x: np.ndarray, classes: np.ndarray, n_classes: int, plane: str = "lda", shrinkage: float | None = None
+) -> CirclePlane:
     """The 2-D plane of the class means of ``x`` (n, d) (see the module doc for ``plane``).
 
-    ``shrinkage`` (``lda`` only) mixes the within-class covariance with its mean variance
-    times the identity: ``(1 - s) S_w + s tr(S_w)/d I``.
+    ``lda`` whitens with the shrunk within-class covariance ``(1 - s) S_w + s tr(S_w)/d I``;
+    ``shrinkage`` ``s`` in [0, 1], or ``None`` for the Ledoit-Wolf estimate.
     """
     x = np.asarray(x, dtype=np.float64)
     classes = np.asarray(classes)
@@ -93,23 +101,7 @@ def fit_plane(x: np.ndarray, classes: np.ndarray, n_classes: int, plane: str = "
         _, _, vt = np.linalg.svd(centered, full_matrices=False)
         basis = vt[:2].T
     elif plane == "lda":
-        within = x - means[classes]
-        d = x.shape[1]
-        # whitening by (1-s) S_w + s m I, done in the span of the within-class residuals + class means
-        cov_scale = float((within**2).sum() / max(len(x) - len(present), 1) / d)
-        u, s, vt = np.linalg.svd(within / np.sqrt(max(len(x) - len(present), 1)), full_matrices=False)
-        eig = (1 - shrinkage) * s**2 + shrinkage * cov_scale
-        floor = shrinkage * cov_scale if shrinkage > 0 else max(float(eig.max(initial=0.0)) * 1e-9, 1e-12)
-        eig = np.maximum(eig, floor)
-
-        def inv_sqrt(v: np.ndarray) -> np.ndarray:  # (m, d) -> rows times C^-1/2
-            along = v @ vt.T
-            return along / np.sqrt(eig) @ vt + (v - along @ vt) / np.sqrt(floor)
-
-        whitened = inv_sqrt(centered)
-        _, _, wt = np.linalg.svd(whitened, full_matrices=False)
-        directions = inv_sqrt(wt[:2]).T  # back to activation space: coords = C^-1/2 x projected
-        basis = directions
+        basis = _discriminant_plane(x - means[classes], centered, shrinkage)
     else:
         raise SpectrascopeError(f"unknown circle plane {plane!r}: use 'pca' or 'lda'")
     if basis.shape[1] < 2:
@@ -117,6 +109,44 @@ def fit_plane(x: np.ndarray, classes: np.ndarray, n_classes: int, plane: str = "
     coords = (means - center) @ basis
     angles = np.arctan2(coords[:, 1], coords[:, 0])
     return CirclePlane(center=center, basis=basis, class_coords=coords, angles=angles)
+
+
+def ledoit_wolf_shrinkage(residuals: np.ndarray) -> float:
+    """Ledoit-Wolf shrinkage intensity of the covariance of centered rows ``residuals`` (n, d), in [0, 1].
+
+    The same estimate as scikit-learn's ``ledoit_wolf_shrinkage``, computed from the n x n Gram matrix.
+    """
+    n, d = residuals.shape
+    gram = residuals @ residuals.T
+    norms2 = np.diag(gram)
+    trace = norms2.sum() / n
+    mu = trace / d
+    cov_frob2 = (gram**2).sum() / n**2  # ||X^T X / n||_F^2
+    delta = (cov_frob2 - 2 * mu * trace + d * mu**2) / d
+    beta = ((norms2**2).sum() / n - cov_frob2) / (d * n)
+    if delta <= 0:
+        return 1.0
+    return float(np.clip(min(beta, delta) / delta, 0.0, 1.0))
+
+
+def _discriminant_plane(within: np.ndarray, centered_means: np.ndarray, shrinkage: float | None) -> np.ndarray:
+    """(d, 2) Fisher discriminant directions: top PCs of the class means whitened by the shrunk within-class covariance."""
+    n, d = within.shape
+    s = ledoit_wolf_shrinkage(within) if shrinkage is None else float(shrinkage)
+    if not 0 <= s <= 1:
+        raise SpectrascopeError(f"shrinkage must be between 0 and 1 (got {s})")
+    mu = float((within**2).sum() / n / d)
+    _, sing, vt = np.linalg.svd(within / np.sqrt(n), full_matrices=False)
+    floor = max(s * mu, 1e-9 * max(float(sing.max(initial=0.0)) ** 2, 1e-30))
+    eig = np.maximum((1 - s) * sing**2 + s * mu, floor)  # covariance eigenvalues in the residual span
+    # outside that span the covariance is s * mu (or the floor)
+
+    def inv_sqrt(v: np.ndarray) -> np.ndarray:  # rows of v times C^(-1/2)
+        along = v @ vt.T
+        return (along / np.sqrt(eig)) @ vt + (v - along @ vt) / np.sqrt(floor)
+
+    _, _, wt = np.linalg.svd(inv_sqrt(centered_means), full_matrices=False)
+    return inv_sqrt(wt[:2]).T  # coordinates (x - c) C^(-1/2) w  =  (x - c) @ (C^(-1/2) w)
 
 
 def order_score(angles: np.ndarray) -> float:
@@ -278,7 +308,7 @@ def calendar_texts(
     pools: dict[int, list[str]] = {k: [] for k in range(n_classes)}
     seen: set[str] = set()
     for text, value, answer in zip(corpus.texts, labels[column], labels["answer"], strict=True):
-        if value is None or value is np.nan or (isinstance(value, float) and np.isnan(value)) or str(value) == "<NA>":
+        if pd.isna(value):
             continue
         k = int(value) - offset
         word = names[k]
@@ -342,7 +372,7 @@ def calendar_experiment(
     test_size: float = 0.25,
     batch_size: int = 32,
     l2: float = 1.0,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Month and weekday identity and their circular structure, layer by layer.
 
     For each target, :func:`calendar_texts` (``max_texts`` texts, balanced), the
@@ -354,8 +384,6 @@ def calendar_experiment(
     Returns:
         a DataFrame with one row per (target, layer) and the columns of :data:`CALENDAR_COLUMNS`.
     """
-    import pandas as pd
-
     from .activation_cache import as_loaded, collect_activations
     from .probes import probe_layer
 

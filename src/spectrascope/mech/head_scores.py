@@ -1,8 +1,9 @@
 """Attention-head scores on repeated random token sequences: induction, previous-token, duplicate-token.
 
 Inputs are ``[BOS] r r``: ``r`` is ``seq_len`` distinct random ordinary tokens
-(:func:`spectrascope.mech.metrics.repeated_batch`); with BOS the first copy starts at
-position 1. With ``L = seq_len`` and ``A[q, k]`` a head's attention probability from query
+(:func:`spectrascope.mech.metrics.repeated_batch`); BOS only where the model's tokenizer adds
+one to text (or, without a tokenizer, where the config has one); with BOS the first copy
+starts at position 1. With ``L = seq_len`` and ``A[q, k]`` a head's attention probability from query
 position ``q`` to key position ``k`` (``blocks.{layer}.attn.hook_pattern``), averaged over
 sequences and over the query positions named:
 
@@ -73,7 +74,8 @@ def head_scores(
         seq_len: length ``L`` of the repeated random sequence (each input has [1 +] 2L tokens).
         seed: seeds the random sequences.
         batch_size: sequences per forward pass.
-        prepend_bos: put the model's BOS token in front (None: when it has one).
+        prepend_bos: put the model's BOS token in front (None: as the model sees text, see
+            :func:`spectrascope.mech.metrics.default_prepend_bos`).
 
     Returns:
         DataFrame, one row per (layer, head) in order, columns ``layer``, ``head`` and one

@@ -23,8 +23,9 @@ the lens there reproduces the model's next-token distribution.
 ``token``           the reported token (decoded string)
 ``token_id``        its id
 ``prob``            its probability under the lens at (layer, position), in [0, 1]
-``rank``            1 + the number of tokens with a higher logit (1 = the top token); from
-                    logits, so tokens whose probability underflows to 0 still get distinct ranks
+``rank``            the number of tokens with a higher logit: 0 = the top token (0-based, as
+                    TransformerLens reports ranks); from logits, so tokens whose probability
+                    underflows to 0 still get distinct ranks
 ==================  ======================================================================
 
 The distribution at ``position`` p is the prediction of the token at p + 1.
@@ -32,6 +33,7 @@ The distribution at ``position`` p is the prediction of the token at p + 1.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,8 +108,26 @@ def lens_sites(model: Any) -> list[tuple[int, str]]:
 
 
 @torch.no_grad()
+def lens_residuals(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], dict[str, torch.Tensor], torch.Tensor]:
+    """One forward pass recording the residual stream at every lens point.
+
+    Returns:
+        ``(points, residuals, logits)``: ``points`` as :func:`lens_sites`; ``residuals`` site name
+        -> (1, pos, d_model); ``logits`` the model's own (1, pos, vocab) output of that pass
+        (bit-identical to a plain forward: the hooks only observe).
+    """
+    hf = hf_model_of(model)
+    points = lens_sites(hf)
+    logits, cache = run_with_cache(hf, input_ids, [name for _, name in points])
+    return points, cache, logits
+
+
+@torch.no_grad()
 def lens_logits(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], torch.Tensor, torch.Tensor]:
     """Logits of every lens point for one sequence, and the model's own logits.
+
+    Holds all (n_layers + 1) x pos x vocab logits at once; :func:`logit_lens` goes layer by
+    layer instead.
 
     Args:
         model: a LoadedModel (``.hf``) or a supported Hugging Face causal LM.
@@ -118,12 +138,9 @@ def lens_logits(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, st
         (n_layers + 1, pos, vocab) logits of each point in the model's dtype; ``logits`` the
         model's own (1, pos, vocab) output logits.
     """
-    hf = hf_model_of(model)
-    readout = unembed_parts(hf)
-    points = lens_sites(hf)
-    logits, cache = run_with_cache(hf, input_ids, [name for _, name in points])
-    lens = torch.stack([readout(cache[name][0]) for _, name in points])
-    return points, lens, logits
+    readout = unembed_parts(model)
+    points, residuals, logits = lens_residuals(model, input_ids)
+    return points, torch.stack([readout(residuals[name][0]) for _, name in points]), logits
 
 
 def logit_lens(
@@ -151,8 +168,9 @@ def logit_lens(
     tokenizer = getattr(model, "tokenizer", None)
     input_ids = encode_prompt(model, prompt)
     target_ids = [first_token_id(tokenizer, t) for t in (targets or [])]
-    points, lens, _ = lens_logits(model, input_ids)
-    vocab = lens.shape[-1]
+    readout = unembed_parts(model)
+    points, residuals, logits = lens_residuals(model, input_ids)
+    vocab = logits.shape[-1]
     bad = [t for t in target_ids if not 0 <= t < vocab]
     if bad:
         raise SpectrascopeError(f"target token id(s) {bad} outside the vocabulary (0..{vocab - 1})")
@@ -161,8 +179,9 @@ def logit_lens(
     input_tokens = [decode(int(t)) for t in input_ids[0]]
     n_pos = input_ids.shape[1]
     frames = []
-    for (layer, site), layer_logits in zip(points, lens):
-        scores = layer_logits.float()  # (pos, vocab); ranks from logits: probabilities underflow to ties
+    for layer, site in points:
+        with torch.no_grad():
+            scores = readout(residuals[site][0]).float()  # (pos, vocab); ranks from logits: probabilities underflow to ties
         probs = torch.softmax(scores, dim=-1)
         top_id = scores.topk(k, dim=-1).indices
         top_prob = probs.gather(-1, top_id)
@@ -171,12 +190,12 @@ def logit_lens(
             "kind": ["top"] * (n_pos * k),
             "token_id": top_id.flatten().tolist(),
             "prob": top_prob.flatten().tolist(),
-            "rank": list(range(1, k + 1)) * n_pos,
+            "rank": list(range(k)) * n_pos,
         }
         if target_ids:
             ids = torch.tensor(target_ids, device=probs.device)
             target_prob = probs[:, ids]  # (pos, n_targets)
-            target_rank = 1 + (scores.unsqueeze(1) > scores[:, ids].unsqueeze(-1)).sum(-1)  # (pos, n_targets)
+            target_rank = (scores.unsqueeze(1) > scores[:, ids].unsqueeze(-1)).sum(-1)  # (pos, n_targets)
             rows["position"] += torch.arange(n_pos).repeat_interleave(len(ids)).tolist()
             rows["kind"] += ["target"] * (n_pos * len(ids))
             rows["token_id"] += target_ids * n_pos
@@ -198,7 +217,7 @@ def logit_lens(
 
 def top1_grid(lens_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(layer x position) grids of the top-1 token's probability and its text, from :func:`logit_lens`."""
-    top = lens_df[(lens_df["kind"] == "top") & (lens_df["rank"] == 1)]
+    top = lens_df[(lens_df["kind"] == "top") & (lens_df["rank"] == 0)]
     prob = top.pivot(index="layer", columns="position", values="prob").sort_index()
     token = top.pivot(index="layer", columns="position", values="token").sort_index()
     return prob, token
@@ -255,9 +274,9 @@ def write_heatmap(
     if diverging and zmin is None and zmax is None:
         bound = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
         zmin, zmax = -bound, bound
-    heat = dict(z=z, x=list(x_labels), y=list(y_labels), zmin=zmin, zmax=zmax,
-                colorscale="RdBu" if diverging else "Viridis", reversescale=diverging,
-                colorbar={"title": colorbar})
+    heat = {"z": z, "x": list(x_labels), "y": list(y_labels), "zmin": zmin, "zmax": zmax,
+            "colorscale": "RdBu" if diverging else "Viridis", "reversescale": diverging,
+            "colorbar": {"title": colorbar}}
     if cells is not None:
         heat.update(text=[list(row) for row in cells], texttemplate="%{text}",
                     hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}<br>{colorbar} %{{z:.3f}}<extra></extra>")
@@ -293,7 +312,7 @@ def write_heatmap(
 
 def _text_colour(image: Any, value: float) -> str:
     """Black on light cells, white on dark ones."""
-    if value != value:  # NaN
+    if math.isnan(value):
         return "black"
     red, green, blue, _ = image.cmap(image.norm(value))
     return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"

@@ -21,6 +21,7 @@ Repeated random sequences (the induction setting): :func:`repeated_random_tokens
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from spectrascope.errors import SpectrascopeError
-
 
 # ----------------------------------------------------------------------------- model handles
 
@@ -153,15 +153,41 @@ class RepeatedBatch:
         return mask
 
 
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` puts its BOS token in front of encoded text by itself."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    try:
+        ids = tokenizer("a")["input_ids"]
+    except Exception:  # noqa: BLE001 - an odd tokenizer: fall back on its flag
+        return bool(getattr(tokenizer, "add_bos_token", False))
+    return bool(ids) and int(ids[0]) == int(bos)
+
+
+def default_prepend_bos(model: Any) -> bool:
+    """Whether repeated sequences start with BOS by default: as the model sees text.
+
+    A toy handle (``bos_token_id`` attribute) or a model without a tokenizer: when the model
+    has a BOS token. With a tokenizer: when the tokenizer adds BOS itself (SmolLM2's does not:
+    its ``<|im_start|>`` "BOS" opens chat turns and raises the second-copy loss from ~3.9 to
+    ~5.7 nats).
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if getattr(model, "bos_token_id", None) is not None or tokenizer is None:
+        return bos_token_id(model) is not None
+    return tokenizer_adds_bos(tokenizer)
+
+
 def repeated_batch(
     model: Any, n: int, length: int, seed: int = 0, prepend_bos: bool | None = None
 ) -> RepeatedBatch:
     """Repeated random sequences for ``model``: ordinary tokens (:func:`token_pool`), with the
-    model's BOS token in front when it has one (``prepend_bos=None``) or as asked, on its device."""
-    bos = bos_token_id(model)
-    if prepend_bos is False:
-        bos = None
-    elif prepend_bos and bos is None:
+    model's BOS token in front as asked (None: :func:`default_prepend_bos`), on its device."""
+    if prepend_bos is None:
+        prepend_bos = default_prepend_bos(model)
+    bos = bos_token_id(model) if prepend_bos else None
+    if prepend_bos and bos is None:
         raise SpectrascopeError("prepend_bos=True but the model has no BOS token")
     ids = repeated_random_tokens(n, length, seed, token_pool(model), bos)
     max_positions = getattr(_text_config(as_hf(model)), "max_position_embeddings", None)
@@ -202,18 +228,30 @@ class Metric:
         (every position when that is None); a float64 scalar tensor."""
         raise NotImplementedError
 
-    def forward_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the model forward for this batch (logits only where read)."""
+    def forward_kwargs(self, model: Any) -> dict[str, Any]:
+        """Keyword arguments of the model forward for this batch (logits only where read,
+        when the model's forward takes ``logits_to_keep``)."""
         kwargs: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        if self.logit_positions is not None:
-            kwargs["logits_to_keep"] = self.logit_positions
-        return kwargs
+        return {**kwargs, **keep_logits(model, self.logit_positions)}
 
     @torch.no_grad()
     def __call__(self, model: Any) -> float:
         """Run the model on the batch and return the metric."""
-        output = as_hf(model)(**self.forward_kwargs(), use_cache=False)
+        output = as_hf(model)(**self.forward_kwargs(model), use_cache=False)
         return float(self.score(output.logits))
+
+
+def keep_logits(model: Any, positions: torch.Tensor | None) -> dict[str, Any]:
+    """``{"logits_to_keep": positions}`` when the model's forward takes it and positions are
+    given, else ``{}`` (all positions are computed; :meth:`Metric.score` accepts both)."""
+    if positions is None:
+        return {}
+    forward = as_hf(model).forward
+    try:
+        takes = "logits_to_keep" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return {"logits_to_keep": positions} if takes else {}
 
 
 def _valid_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

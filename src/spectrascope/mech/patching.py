@@ -469,13 +469,14 @@ def patch_sweep_heads(
     *,
     metric: Metric,
     layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
     position: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> pd.DataFrame:
     """Patch each attention head's output (``blocks.{L}.attn.hook_z``, one head at a time).
 
     Args:
-        layers: restrict the sweep (default: all).
+        layers, heads: restrict the sweep (default: all layers, all heads of each).
         position: patch the head only at this position; None = at every position.
         batch_size: patched copies per forward pass.
 
@@ -486,7 +487,8 @@ def patch_sweep_heads(
     pair = prepare_pair(model, clean, corrupted)
     layer_list = [check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))]
     position = check_position(pair.n_pos, position)
-    specs = [PatchSpec(layer, position, head) for layer in layer_list for head in range(pair.bound.n_heads)]
+    head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(pair.bound.n_heads))]
+    specs = [PatchSpec(layer, position, head) for layer in layer_list for head in head_list]
     patched, clean_metric, corrupted_metric = sweep(pair, SiteKind.Z, specs, metric, batch_size)
     df = pd.DataFrame({
         "site": [site_name(s.layer, SiteKind.Z) for s in specs],

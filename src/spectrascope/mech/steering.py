@@ -28,7 +28,13 @@ import torch
 from ..errors import SpectrascopeError
 from ..trace import hooks
 from ..trace.sites import site_name
-from .activation_cache import as_loaded, check_layers, collect_activations, hf_module, site_kind
+from .activation_cache import (
+    as_loaded,
+    check_layers,
+    collect_activations,
+    hf_module,
+    site_kind,
+)
 
 #: Columns of :func:`steering_effect`.
 EFFECT_COLUMNS: dict[str, str] = {

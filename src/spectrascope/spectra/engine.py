@@ -3,8 +3,19 @@ memory, write each result as it arrives, resume what was done.
 
 Parallelism: ``workers`` processes (fork), each with single-threaded BLAS, each holding at
 most one tensor (or, for head tasks, one block's q/k/v/o) at a time. File-backed sources are
-reopened in each worker from their picklable spec; in-memory sources and CUDA run in-process.
+reopened in each worker from their picklable spec; in-memory sources run in-process.
 Two single-threaded processes beat one two-threaded process on matrices of this size.
+
+Memory: besides one tensor per worker, the driver admits a task only while the estimated
+working sets of the tasks in flight (:func:`task_bytes`) fit in ``memory_budget`` bytes
+(one task always runs), so the peak is about (workers + 1) x the interpreter's own
+footprint plus the budget, whatever the worker count. bf16/f16/f32 tensors of a
+safetensors checkpoint are read straight from the file in row chunks (no torch, no mmap
+pages held, no second full-size copy).
+
+Devices and backends: on CUDA (``device="cuda"``, or "auto" with a GPU) full spectra are
+computed in process on the GPU, batched across matrices of the same shape (gpu.py);
+``backend="ray"`` sends per-tensor tasks to a Ray cluster (ray_backend.py).
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +35,12 @@ from ..models.open_source import reopen
 from ..models.roles import family, head_geometry, tensor_role
 from ..models.tensor_source import SourceSpec, TensorSource
 from .heads import head_rows, split_projections
-from .matrix_analysis import analyze_matrix, skip_reason
+from .esd import LARGE_M
+from .matrix_analysis import analyze_matrix, skip_reason, uses_partial
 from .options import WeightsOptions
+
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+"""Default bytes of tensor working sets in flight at once (see :func:`task_bytes`)."""
 
 LEAD_COLUMNS = ["name", "block", "role", "N", "M", "Q"]
 HEAD_ROLES = {"q", "k", "v", "o", "qkv"}
@@ -112,6 +127,95 @@ def _source_for(spec_or_source) -> TensorSource:
     return _WORKER_SOURCES[spec_or_source]
 
 
+# ----------------------------------------------------------------------------- direct reads
+
+_ST_DTYPES = {"BF16": (np.uint16, 2), "F16": (np.float16, 2), "F32": (np.float32, 4), "F64": (np.float64, 8)}
+_READ_CHUNK_BYTES = 32 * 2**20
+
+
+class SafetensorsDirect:
+    """Reads 2-D bf16/f16/f32/f64 tensors of safetensors files into float32 numpy arrays,
+    row chunk by row chunk with plain reads: peak memory is the float32 result plus one
+    chunk (no torch import for bf16, no memory-mapped pages kept resident, no full-size
+    intermediate). Anything else (other dtypes, errors) is left to the source's ``load``."""
+
+    def __init__(self, paths: tuple[str, ...]):
+        self.entries: dict[str, tuple[str, int, str, tuple]] = {}
+        import json
+        import struct
+
+        for path in paths:
+            with open(path, "rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+            for name, meta in header.items():
+                if name != "__metadata__":
+                    self.entries[name] = (path, 8 + size + meta["data_offsets"][0], meta["dtype"], tuple(meta["shape"]))
+
+    def can_read(self, name: str) -> bool:
+        entry = self.entries.get(name)
+        return entry is not None and entry[2] in _ST_DTYPES and len(entry[3]) == 2
+
+    def load(self, name: str) -> np.ndarray:
+        path, offset, dtype, (rows, cols) = self.entries[name]
+        np_dtype, itemsize = _ST_DTYPES[dtype]
+        out = np.empty((rows, cols), dtype=np.float32)
+        step = max(1, _READ_CHUNK_BYTES // max(1, cols * itemsize))
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            for start in range(0, rows, step):
+                stop = min(rows, start + step)
+                count = (stop - start) * cols
+                buf = np.fromfile(fh, dtype=np_dtype, count=count)
+                if buf.size != count:
+                    raise SourceError(f"{path}: tensor {name!r} is truncated")
+                buf = buf.reshape(stop - start, cols)
+                if dtype == "BF16":
+                    out[start:stop] = (buf.astype(np.uint32) << 16).view(np.float32)
+                else:
+                    out[start:stop] = buf
+        return out
+
+
+_DIRECT: dict[SourceSpec, SafetensorsDirect | None] = {}
+
+
+def load_matrix(source: TensorSource, name: str) -> np.ndarray:
+    """One tensor as float32, read directly from a safetensors file when possible."""
+    spec = source.spec() if hasattr(source, "spec") else None
+    if spec is not None and spec.kind == "safetensors":
+        if spec not in _DIRECT:
+            try:
+                _DIRECT[spec] = SafetensorsDirect(spec.paths)
+            except Exception:
+                _DIRECT[spec] = None
+        direct = _DIRECT[spec]
+        if direct is not None and direct.can_read(name):
+            try:
+                return direct.load(name)
+            except (OSError, ValueError):
+                pass  # let the source report the problem in its own words
+    return source.load(name)
+
+
+def task_bytes(task: Task, options: WeightsOptions) -> int:
+    """Estimated peak working set of a task in a worker (bytes): the float32 tensor, the
+    float64 copy or Gram matrix of a full spectrum, the Krylov basis of a partial one."""
+    if task.kind != "matrix" or len(task.shape) != 2:
+        return 64 * 2**20
+    N, M = max(task.shape), min(task.shape)
+    item = 8 if options.precision == "exact" else 4
+    size = 4 * N * M + 32 * 2**20
+    if uses_partial(task.shape, options):
+        size += M * (M // 2) * item + (N * M * 8 if item == 8 and N * M * 8 <= 128 * 2**20 else 0)
+    else:
+        copy = N * M * item if (M < LARGE_M and item == 8) else 0
+        size += copy + 2 * M * M * item
+    if options.randomize:
+        size += 4 * N * M + M * M * item
+    return size
+
+
 def run_task(spec_or_source, task: Task, options: WeightsOptions, device: str = "cpu") -> list[dict]:
     """Execute one task; errors reading a tensor become a 'failed' row, not a crash."""
     source = _source_for(spec_or_source)
@@ -119,7 +223,7 @@ def run_task(spec_or_source, task: Task, options: WeightsOptions, device: str = 
     if task.kind == "matrix":
         lead = {"name": task.key, "block": task.block, "role": task.role}
         try:
-            W = source.load(task.key)
+            W = load_matrix(source, task.key)
         except SourceError as err:
             N, M = max(task.shape), min(task.shape)
             return [{**lead, "N": N, "M": M, "Q": N / M, "status": "failed", "reason": str(err)}]
@@ -139,22 +243,63 @@ def execute(
     options: WeightsOptions,
     workers: int,
     on_result: Callable[[Task, list[dict]], None],
+    backend: str = "local",
+    address: str | None = None,
+    memory_budget: int | None = None,
 ) -> None:
-    """Run tasks, calling ``on_result`` in the driver as each finishes (in completion order)."""
+    """Run tasks, calling ``on_result`` in the driver as each finishes (in completion order).
+
+    Args:
+        backend: "local" (process pool) or "ray" (see ray_backend.py).
+        address: Ray cluster address ("auto" for a running one; None starts a local one).
+        memory_budget: bytes of task working sets admitted at once (default 2 GiB).
+    """
+    if backend == "ray":
+        from .ray_backend import execute_ray
+
+        execute_ray(source, tasks, options, workers, on_result, address=address)
+        return
+    if backend != "local":
+        raise SpectrascopeError(f"unknown backend {backend!r} (expected local or ray)")
     device = options.resolved_device()
+    if device == "cuda":
+        from .gpu import execute_batched
+
+        execute_batched(source, tasks, options, on_result, torch_device="cuda")
+        return
     spec = source.spec()
-    if workers <= 1 or spec is None or device == "cuda" or len(tasks) <= 1:
+    if workers <= 1 or spec is None or len(tasks) <= 1:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # multi-threaded BLAS is slower on matrices of this size
             for task in tasks:
                 on_result(task, run_task(source, task, options, device))
         return
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(run_task, spec, task, options, device): task for task in tasks}
-        for future in as_completed(futures):
-            on_result(futures[future], future.result())
+        queue = list(tasks)
+        futures: dict = {}
+        in_flight = 0
+
+        def admit() -> None:
+            nonlocal in_flight
+            while queue and len(futures) < 2 * workers:  # a little queue keeps workers busy
+                need = task_bytes(queue[0], options)
+                if futures and in_flight + need > budget:
+                    return
+                task = queue.pop(0)
+                futures[pool.submit(run_task, spec, task, options, device)] = (task, need)
+                in_flight += need
+
+        admit()
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, need = futures.pop(future)
+                in_flight -= need
+                on_result(task, future.result())
+            admit()
 
 
 def natural_key(name: str) -> tuple:

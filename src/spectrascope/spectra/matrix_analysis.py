@@ -10,17 +10,36 @@ from .esd import gram_eigenvalues, gram_eigenvalues_torch
 from .marchenko_pastur import fit_marchenko_pastur
 from .metrics import spectrum_metrics
 from .options import WeightsOptions
+from .partial import PartialConfig, partial_metrics, partial_spectrum
 from .traps import correlation_traps
 
 MP_COLUMNS = ["num_spikes", "sigma_mp", "bulk_max", "mp_softrank"]
 TRAP_COLUMNS = ["rand_lambda_max", "rand_distance", "num_traps", "num_rand_spikes"]
+PARTIAL_MIN_COLUMNS = 64
+"""Below this many columns a "partial" request computes the full spectrum (it is cheaper)."""
+
+
+def uses_partial(shape: tuple[int, ...], options: WeightsOptions) -> bool:
+    """Whether a matrix of this shape gets a partial spectrum under these options."""
+    N, M = max(shape), min(shape)
+    if options.spectrum == "full" or M < PARTIAL_MIN_COLUMNS:
+        return False
+    if options.spectrum == "partial":
+        return True
+    return M > options.partial_min_m or M > options.max_evals or N > options.max_N
 
 
 def skip_reason(shape: tuple[int, ...], options: WeightsOptions) -> str:
-    """Why a matrix of this shape is not analyzed ('' if it is)."""
+    """Why a matrix of this shape is not analyzed ('' if it is).
+
+    The max_evals / max_N filters apply only to full spectra: a matrix that gets a partial
+    spectrum (spectrum "partial", or "auto" for huge matrices) is never skipped for size.
+    """
     N, M = max(shape), min(shape)
     if M < options.min_evals:
         return f"M={M} < min_evals={options.min_evals}"
+    if uses_partial(shape, options):
+        return ""
     if M > options.max_evals:
         return f"M={M} > max_evals={options.max_evals}"
     if N > options.max_N:
@@ -33,25 +52,49 @@ def matrix_seed(name: str, seed: int) -> int:
     return (zlib.crc32(name.encode()) + 1_000_003 * seed) % (2**32)
 
 
-def analyze_matrix(name: str, W: np.ndarray, options: WeightsOptions, device: str = "cpu") -> dict:
+def _all_finite(W: np.ndarray) -> bool:
+    """np.isfinite over row chunks (no full-size boolean temporary for huge matrices)."""
+    W = np.asarray(W)
+    step = max(1, (16 * 2**20) // max(1, W.shape[-1]))
+    return all(bool(np.isfinite(W[i : i + step]).all()) for i in range(0, W.shape[0], step))
+
+
+def analyze_matrix(name: str, W: np.ndarray, options: WeightsOptions, device: str = "cpu",
+                   evals: np.ndarray | None = None) -> dict:
     """All weight metrics of one matrix.
 
     Args:
         name: tensor name (used for the per-matrix randomization seed).
         W: the matrix, shape (N, M) in either orientation.
+        evals: its full ESD when already computed (e.g. batched on a GPU).
     Returns:
-        a dict with N, M, Q, the metric columns, status and reason; never raises for
-        degenerate input (NaN/Inf, all-zero, rank 1): those give status 'failed'.
+        a dict with N, M, Q, the metric columns, ``spectrum`` ('full' or 'partial'), ``k``
+        (eigenvalues computed), ``approx`` (columns approximated on a partial row), status
+        and reason; never raises for degenerate input (NaN/Inf, all-zero, rank 1): those
+        give status 'failed'. A partial row has NaN in the MP and trap columns.
     """
     N, M = max(W.shape), min(W.shape)
     row: dict = {"N": N, "M": M, "Q": N / M}
-    if not np.all(np.isfinite(W)):
-        return {**row, **spectrum_metrics(np.array([np.nan]), N, M), "reason": "tensor has NaN or Inf entries"}
-    if device == "cuda":
-        evals = gram_eigenvalues_torch(W, options.precision, device="cuda")
+    if not _all_finite(W):
+        return {**row, **spectrum_metrics(np.array([np.nan]), N, M), "spectrum": "full", "k": 0, "approx": "",
+                "reason": "tensor has NaN or Inf entries"}
+    if evals is None and uses_partial(W.shape, options):  # partial spectra run on the CPU
+        ps = partial_spectrum(W, options.precision, PartialConfig(seed=options.seed))
+        row.update(partial_metrics(ps, eps=options.eps))
+        if ps.kind == "full":
+            evals = ps.top[::-1]
+        else:
+            for flag, cols in ((options.mp_fit, MP_COLUMNS), (options.randomize, TRAP_COLUMNS)):
+                if flag:
+                    row.update({c: np.nan for c in cols})
+            return row
     else:
-        evals = gram_eigenvalues(W, options.precision)
-    row.update(spectrum_metrics(evals, N, M, eps=options.eps))
+        if evals is None:
+            if device == "cuda":
+                evals = gram_eigenvalues_torch(W, options.precision, device="cuda")
+            else:
+                evals = gram_eigenvalues(W, options.precision)
+        row.update(spectrum_metrics(evals, N, M, eps=options.eps), spectrum="full", k=M, approx="")
     if options.mp_fit:
         if row["status"] == "success":
             mp = fit_marchenko_pastur(evals, N, M)

@@ -13,6 +13,11 @@ from .esd import Precision
 DEFAULT_MIN_EVALS = 8
 DEFAULT_MAX_EVALS = 15000
 DEFAULT_MAX_N = 50000
+DEFAULT_PARTIAL_MIN_M = 16384
+"""``spectrum="auto"`` computes a partial spectrum for matrices with more columns (short
+side) than this, and for matrices the max_evals / max_N filter would otherwise skip."""
+
+Spectrum = Literal["auto", "full", "partial"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,11 @@ class WeightsOptions:
         mp_fit: add the Marchenko-Pastur columns.
         randomize: add the correlation-trap columns (seeded shuffle).
         heads: also compute per-head and QK/OV circuit spectra.
+        spectrum: "full" (every eigenvalue), "partial" (the top by block Lanczos, see
+            partial.py) or "auto": partial where M > partial_min_m and for matrices beyond
+            max_evals / max_N, full otherwise. With "partial" or "auto" the max_evals and
+            max_N filters do not skip a matrix: it gets a partial spectrum instead.
+        partial_min_m: the M above which "auto" goes partial.
         matrices: compute whole-matrix rows (False for a heads-only run).
         seed: the one seed for all randomness.
     """
@@ -41,17 +51,34 @@ class WeightsOptions:
     heads: bool = False
     matrices: bool = True
     seed: int = 0
+    spectrum: Spectrum = "auto"
+    partial_min_m: int = DEFAULT_PARTIAL_MIN_M
 
     @property
     def eps(self) -> float:
         return float(np.finfo(np.float64 if self.precision == "exact" else np.float32).eps)
 
     def resolved_device(self) -> str:
+        """"cuda" or "cpu". "auto" is "cuda" only when an NVIDIA driver is present and torch
+        sees a GPU (without a driver, torch is not even imported: start-up stays cheap)."""
         if self.device != "auto":
             return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_available() else "cpu"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def cuda_available() -> bool:
+    """True when torch can use a CUDA device (checked without importing torch when no
+    NVIDIA driver is loaded)."""
+    import os
+    import sys
+
+    if "torch" not in sys.modules and not os.path.exists("/proc/driver/nvidia/version") and sys.platform == "linux":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

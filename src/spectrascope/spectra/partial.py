@@ -5,9 +5,10 @@ X = W^T W from the power-law xmin upward, the largest eigenvalue and the trace; 
 else is either exact from those or an approximation documented below. This module computes
 
 * the top eigenvalues of X by **block Lanczos** (a randomized block Krylov method, seeded)
-  on the Gram operator. By default the operator is ``V -> W^T (W V)``: two matrix products
-  with W per block of vectors, never an N x N matrix and never the M x M Gram matrix
-  (``operator="gram"`` forms the M x M Gram once instead, for moderate M). Each new block
+  on the Gram operator X = W^T W, never an N x N matrix. Up to M = GRAM_MAX_M the M x M
+  Gram matrix is formed once (one large matrix product, the fastest way on a CPU) and the
+  Krylov products are products with it; beyond, the operator is ``V -> W^T (W V)``: two
+  products with W per block of vectors and no M x M matrix at all. Each new block
   is orthogonalized against the whole Krylov basis twice (full reorthogonalization, so no
   ghost eigenvalues); the projected matrix T = Q^T X Q is block tridiagonal and its
   eigenvalues (the Ritz values) come from a banded eigensolver, O(L^2 b) for a basis of
@@ -74,6 +75,13 @@ Operator = Literal["auto", "matvec", "gram"]
 APPROX_LAST = ("log_alpha_norm",)
 APPROX_ERG = ("erg_num", "erg_lambda_min", "erg_delta")
 NOT_COMPUTABLE = ("entropy", "matrix_rank", "trace_log_energy")
+GRAM_MAX_M = 8192
+"""operator="auto" forms the M x M Gram matrix up to this M (one big matrix product, then
+cheap products with it; measured faster than products with W on this machine) and applies
+W and W^T beyond (no M x M matrix at all)."""
+MIN_WINDOW = 64
+"""The fit rule is tried only on at least this many converged eigenvalues (the power-law
+fit switches to its small-sample estimator below 20 points; a window must not)."""
 CONVERT_WHOLE_BYTES = 128 * 2**20
 """A float32 W is converted to float64 once when the copy is at most this big, else one
 row chunk per product (exact precision, bounded memory)."""
@@ -83,9 +91,9 @@ row chunk per product (exact precision, bounded memory)."""
 class PartialConfig:
     """Knobs of the partial-spectrum solver (defaults measured by benchmarks/scale.py)."""
 
-    k0: int = 64
-    k0_fraction: float = 0.02
-    block: int = 32
+    k0: int = 16
+    k0_fraction: float = 0.125
+    block: int = 0  # 0: by M (see block_size)
     tol_exact: float = 1e-6
     tol_fast: float = 1e-4
     margin: float = 0.25
@@ -93,11 +101,18 @@ class PartialConfig:
     growth: float = 1.25
     max_fraction: float = 0.5
     probes: int = 32
-    operator: Operator = "auto"
+    operator: Operator = "auto"  # gram up to GRAM_MAX_M, matvec beyond
     seed: int = 0
 
     def tol(self, precision: Precision) -> float:
         return self.tol_exact if precision == "exact" else self.tol_fast
+
+    def block_size(self, M: int) -> int:
+        """``block`` if set, else 8 up to M = 1024, 16 up to 8192, 32 beyond: a small block
+        converges in fewer products on flat spectra, a larger one uses the BLAS better."""
+        if self.block:
+            return self.block
+        return 8 if M <= 1024 else 16 if M <= 8192 else 32
 
 
 @dataclass
@@ -300,15 +315,17 @@ class BlockLanczos:
 # ----------------------------------------------------------------------------- adaptive k
 
 
-def _converged_count(theta: np.ndarray, previous: np.ndarray | None, tol: float, complete: bool) -> int:
-    """Leading Ritz values that moved by at most ``tol`` (relative) since the last checkpoint."""
+def _converged_count(theta: np.ndarray, previous: np.ndarray | None, tol: float, complete: bool,
+                     floor: float = 0.0) -> int:
+    """Leading Ritz values that moved by at most ``tol`` (relative to max(value, floor))
+    since the last checkpoint."""
     if complete:
         return int(theta.size)
     if previous is None or previous.size == 0:
         return 0
     n = previous.size
     with np.errstate(divide="ignore", invalid="ignore"):
-        change = np.abs(theta[:n] - previous) / np.maximum(theta[:n], np.finfo(float).tiny)
+        change = np.abs(theta[:n] - previous) / np.maximum(theta[:n], max(floor, np.finfo(float).tiny))
     bad = np.flatnonzero(~(change <= tol))
     return int(bad[0]) if bad.size else n
 
@@ -356,10 +373,10 @@ def partial_spectrum(W: np.ndarray, precision: Precision = "fast", config: Parti
     """
     A = oriented(np.asarray(W))
     N, M = A.shape
-    kind = config.operator if config.operator != "auto" else "matvec"
+    kind = config.operator if config.operator != "auto" else ("gram" if M <= GRAM_MAX_M else "matvec")
     op = GramOperator(A, precision, kind)
     tol = config.tol(precision)
-    lanczos = BlockLanczos(op, M, op.dtype, config.block, config.seed)
+    lanczos = BlockLanczos(op, M, op.dtype, config.block_size(M), config.seed)
     b = lanczos.b
     k_want = min(M, max(config.k0, int(np.ceil(config.k0_fraction * M)), 2 * b) if force_k is None else force_k)
     L_max = M if config.max_fraction >= 1 else int(config.max_fraction * M)
@@ -374,16 +391,18 @@ def partial_spectrum(W: np.ndarray, precision: Precision = "fast", config: Parti
         lanczos.extend(L)
         theta = lanczos.ritz_values()
         complete = lanczos.L >= M
-        c = _converged_count(theta, previous, tol, complete)
+        tol_rank = numerical_rank_tolerance(float(theta[0]), N, M, np.finfo(op.dtype).eps)
+        c = _converged_count(theta, previous, tol, complete, floor=tol_rank)
         checkpoints.append((lanczos.L, c))
         previous = theta
-        if c >= min(M, 2 * b):
+        if c and theta[c - 1] <= tol_rank:
+            break  # the converged part reaches the numerically zero eigenvalues: all of the rest
+        if c >= (min(M, force_k) if force_k is not None else min(M, max(2 * b, MIN_WINDOW, k_want))):
             top = theta[:c]
-            tol_rank = numerical_rank_tolerance(float(top[0]), N, M, np.finfo(op.dtype).eps)
             if force_k is not None:
-                done = c >= force_k or complete
+                done = c >= force_k
             else:
-                done = complete or top[-1] <= tol_rank or window_accepts(top, config.margin, config.trend, tol_rank)[0]
+                done = window_accepts(top, config.margin, config.trend, tol_rank)[0]
             if done:
                 break
         if complete:

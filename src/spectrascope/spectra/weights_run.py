@@ -50,6 +50,9 @@ def run_weights(
     resume: bool = False,
     show_progress: bool = False,
     allow_pickle: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    memory_budget: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Analyze every weight matrix of a model.
 
@@ -59,9 +62,21 @@ def run_weights(
             tables ``weights.parquet/.csv`` (+ ``weights_heads.*``) and ``summary.json`` are
             written at the end.
         resume: skip tasks already in the row logs of ``out_dir``.
+        backend: "local" (process pool of ``workers``) or "ray" (a Ray cluster; see
+            ray_backend.py). Results are the same row for row.
+        address: Ray cluster address ("auto" for a running one); None starts a local one
+            with ``workers`` CPUs.
+        memory_budget: bytes of tensor working sets in flight at once (local backend;
+            default 2 GiB).
     Returns:
         (matrix table, head table or None).
     """
+    if backend == "ray":
+        from .ray_backend import import_ray
+
+        import_ray()  # one clear line if Ray is missing, before anything is opened or written
+    elif backend != "local":
+        raise SpectrascopeError(f"unknown backend {backend!r} (expected local or ray)")
     source = model if hasattr(model, "tensors") and hasattr(model, "load") else open_source(model, allow_pickle)
     plan = plan_tasks(source, options)
     logs = {"matrix": RowLog(Path(out_dir) / MATRIX_LOG), "heads": RowLog(Path(out_dir) / HEADS_LOG)} if out_dir else None
@@ -88,7 +103,8 @@ def run_weights(
                 logs[task.kind].append(task.key, rows)
             advance(1)
 
-        execute(source, todo, options, workers, on_result)
+        execute(source, todo, options, workers, on_result, backend=backend, address=address,
+                memory_budget=memory_budget)
 
     names = [i.name for i in source.tensors()]
     matrix_rows = [r for t in plan.matrix_tasks for r in results[t.key]] + plan.skipped_rows
