@@ -12,8 +12,10 @@ zero-ablated on its own. Strategies (all give the same numbers; the script check
 
     python benchmarks/head_sweep.py [--n-seq 4] [--seq-len 20] [--threads 1] [--skip-slow]
 
-Prints one line per strategy: seconds, heads per second, speed-up over one forward per head,
-and the largest difference from the one-forward-per-head numbers.
+Prints one line per strategy: wall and CPU seconds with the speed-up over one forward per
+head, heads per second, and the largest difference from the one-forward-per-head numbers.
+The strategies run interleaved layer by layer, so that load from other processes on a shared
+machine hits them alike.
 
 Structure: each section is a function ``section(model, args) -> list[Result]`` listed in
 :data:`SECTIONS`; ``main`` loads the model once, runs the sections in order and prints
@@ -43,17 +45,18 @@ class Result:
 
     section: str
     strategy: str
-    seconds: float
+    seconds: float  # wall clock
+    cpu_seconds: float  # CPU time of this process (less sensitive to other load on the machine)
     items: int  # components (heads, sites ...) handled
     max_abs_diff: float = float("nan")  # against the section's reference strategy
     note: str = ""
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """(fn(), wall seconds)."""
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(fn(), wall seconds, CPU seconds of this process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return value, time.perf_counter() - start
+    return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def fixed_batch(model: Any, args: argparse.Namespace) -> Metric:
@@ -62,25 +65,36 @@ def fixed_batch(model: Any, args: argparse.Namespace) -> Metric:
 
 
 def head_ablation_sweep(model: Any, args: argparse.Namespace) -> list[Result]:
-    """Zero-ablate every head in turn: one forward per head vs the batched sweeps."""
+    """Zero-ablate every head in turn: one forward per head vs the batched sweeps.
+
+    The strategies are interleaved layer by layer (each strategy sweeps one layer's heads, in
+    an order that rotates from layer to layer), so load from other processes hits all of them
+    alike; each per-layer call includes the sweep's own clean baseline forward.
+    """
     metric = fixed_batch(model, args)
     heads = all_heads(model)
     metric(model)  # warm-up
-    strategies: dict[str, dict[str, Any]] = {
-        "stacked_resumed": {},
-        "stacked": {"reuse_prefix": False},
-    }
+    strategies: dict[str, dict[str, Any]] = {"stacked_resumed": {}, "stacked": {"reuse_prefix": False}}
     if not args.skip_slow:
         strategies = {"one_forward_per_head": {"batched": False}, **strategies}
-    tables: dict[str, pd.DataFrame] = {}
-    results = []
-    for name, options in strategies.items():
-        table, seconds = timed(lambda options=options: ablation_sweep(model, heads, metric, **options))
-        tables[name] = table
-        reference = tables.get("one_forward_per_head", tables[next(iter(tables))])
-        diff = float(np.max(np.abs(table["value"].to_numpy() - reference["value"].to_numpy())))
-        results.append(Result("head_ablation", name, seconds, len(heads), diff, f"batch {tuple(metric.input_ids.shape)}"))
-    return results
+    names = list(strategies)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    layers = sorted({h.layer for h in heads})
+    for i, layer in enumerate(layers):
+        group = [h for h in heads if h.layer == layer]
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            table, seconds, cpu_seconds = timed(
+                lambda name=name, group=group: ablation_sweep(model, group, metric, **strategies[name]))
+            parts[name].append(table)
+            wall[name] += seconds
+            cpu[name] += cpu_seconds
+    values = {name: pd.concat(parts[name])["value"].to_numpy() for name in names}
+    reference = values[names[0]]
+    note = f"batch {tuple(metric.input_ids.shape)}"
+    return [Result("head_ablation", name, wall[name], cpu[name], len(heads),
+                   float(np.max(np.abs(values[name] - reference))), note) for name in names]
 
 
 SECTIONS: list[Callable[[Any, argparse.Namespace], list[Result]]] = [head_ablation_sweep]
@@ -92,10 +106,12 @@ def report(results: list[Result]) -> None:
     for section in dict.fromkeys(r.section for r in results):
         rows = [r for r in results if r.section == section]
         base = rows[0].seconds
+        base_cpu = rows[0].cpu_seconds
         print(f"\n{section}:")
         for r in rows:
-            print(f"  {r.strategy:<22} {r.seconds:8.1f} s  {r.items / r.seconds:7.2f} items/s  "
-                  f"x{base / r.seconds:5.2f}  max |diff| {r.max_abs_diff:.2e}  {r.note}")
+            print(f"  {r.strategy:<22} wall {r.seconds:7.1f} s (x{base / r.seconds:5.2f})  "
+                  f"cpu {r.cpu_seconds:7.1f} s (x{base_cpu / r.cpu_seconds:5.2f})  {r.items / r.seconds:6.2f} items/s  "
+                  f"max |diff| {r.max_abs_diff:.2e}  {r.note}")
 
 
 def main() -> None:
@@ -109,7 +125,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, load_seconds = timed(lambda: load_model(args.model))
+    model, load_seconds, _ = timed(lambda: load_model(args.model))
     print(f"{args.model}: loaded in {load_seconds:.1f} s; torch threads {torch.get_num_threads()}")
     results: list[Result] = []
     for section in SECTIONS:

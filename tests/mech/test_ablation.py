@@ -20,6 +20,7 @@ from spectrascope.mech.ablation import (
     SpectralKeep,
     ablate,
     ablation_sweep,
+    find_weight,
     parse_component,
     rank_by_damage,
     resolve_components,
@@ -329,3 +330,16 @@ def test_component_names_round_trip():
         assert parse_component(component.name) == component
     assert parse_component("3.2") == Head(3, 2)
     assert parse_component("spectral:model.layers.1.mlp.up_proj.weight:drop_top:5").layer == 1
+
+
+def test_tied_weights_resolve_and_restore():
+    cfg = transformers.LlamaConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   vocab_size=20, tie_word_embeddings=True)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    embed = model.model.embed_tokens.weight
+    assert find_weight(model, "lm_head") is embed and find_weight(model, "embed_tokens") is embed
+    before = embed.detach().clone()
+    with ablate(model, "spectral:lm_head.weight:drop_top:2"):
+        assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)  # one tensor, edited once
+        assert not torch.equal(embed, before)
+    assert torch.equal(embed, before)

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from ..errors import SpectrascopeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="spectrascope: weight spectra, activation spectra and mechanisms of LLMs, in one report.")
 console = Console()
 err_console = Console(stderr=True)
 

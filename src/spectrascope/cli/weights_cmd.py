@@ -67,7 +67,7 @@ def weights(
                                  "which are then analyzed instead of skipped"),
     partial_min_m: int = typer.Option(16384, "--partial-min-m", help="with --spectrum auto, partial spectra above this M"),
     backend: str = typer.Option("local", help="local (process pool) or ray (per-tensor tasks on a Ray cluster; "
-                                "pip install 'spectrascope[ray]')"),
+                                "pip install 'spectrascope\\[ray]')"),
     address: str = typer.Option(None, "--address", help="Ray cluster address ('auto' for a running one); "
                                 "default: start a local Ray instance with --workers CPUs"),
     max_memory: float = typer.Option(2.0, "--max-memory", help="GiB of tensor working sets in flight at once "

@@ -527,7 +527,6 @@ def ablation_sweep(
         raise SpectrascopeError("the model is in training mode (dropout); call .eval() before an ablation sweep")
     activation = [c for c in resolved if isinstance(c, ACTIVATION_KINDS)]
     values = reference_values(hf, activation, mode, reference) if batched else {}
-    rows_per_copy, n_pos = metric.input_ids.shape
     keep = metric.logit_positions
     layers = sorted({c.layer for c in activation})
     prefix = batched and reuse_prefix and _resumable(hf) and bool(activation)
@@ -540,7 +539,7 @@ def ablation_sweep(
     results: dict[Component, float] = {}
     with progress_bar("ablation sweep", len(resolved), show_progress) as advance:
         if batched:
-            copies = max(1, max_batch_tokens // (rows_per_copy * n_pos))
+            copies = _copies_per_forward(hf, metric, max_batch_tokens)
             for layer in layers:
                 group = [c for c in activation if c.layer == layer]
                 for start in range(0, len(group), copies):
@@ -569,6 +568,21 @@ def ablation_sweep(
     for column in ("layer", "head"):
         table[column] = table[column].astype("Int64")
     return table
+
+
+MAX_LOGIT_BYTES = 512 * 2**20
+"""Bound on the float32 logits of one stacked forward (rows x kept positions x vocab x 4 bytes)."""
+
+
+def _copies_per_forward(hf: nn.Module, metric: Metric, max_batch_tokens: int) -> int:
+    """How many copies of the metric's batch one stacked forward holds: at most
+    ``max_batch_tokens`` rows x positions, and at most :data:`MAX_LOGIT_BYTES` of logits."""
+    rows, n_pos = metric.input_ids.shape
+    kept = n_pos if metric.logit_positions is None else int(metric.logit_positions.numel())
+    vocab = int(getattr(hf.config, "vocab_size", 0) or 0)
+    by_tokens = max_batch_tokens // (rows * n_pos)
+    by_logits = MAX_LOGIT_BYTES // max(1, rows * kept * vocab * 4)
+    return max(1, min(by_tokens, by_logits))
 
 
 def _prefix_agrees(hf: nn.Module, cache: dict[str, torch.Tensor], layer: int, metric: Metric,

@@ -207,7 +207,13 @@ def task_bytes(task: Task, options: WeightsOptions) -> int:
     item = 8 if options.precision == "exact" else 4
     size = 4 * N * M + 32 * 2**20
     if uses_partial(task.shape, options):
-        size += M * (M // 2) * item + (N * M * 8 if item == 8 and N * M * 8 <= 128 * 2**20 else 0)
+        from .partial import GRAM_MAX_M, PartialConfig
+
+        size += int(PartialConfig().max_fraction * M) * M * item  # the Krylov basis
+        if M <= GRAM_MAX_M:
+            size += M * M * item  # the Gram operator
+        elif item == 8 and N * M * 8 <= 128 * 2**20:
+            size += N * M * 8  # a float64 copy of W
     else:
         copy = N * M * item if (M < LARGE_M and item == 8) else 0
         size += copy + 2 * M * M * item
