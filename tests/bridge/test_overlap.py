@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spectrascope.bridge.overlap import mode_table, overlap_rows, variance_share
+from spectrascope.bridge.overlap import mode_shares, mode_table, overlap_rows, variance_share
 from spectrascope.bridge.subspaces import matrix_subspaces
 
 
@@ -39,5 +39,5 @@ def test_domain_planted_in_top_singular_subspace():
     iso = rows[("isotropic", "tail")]
     assert iso["share"] == pytest.approx(iso["random_share"], abs=0.03)
     assert iso["random_share"] == pytest.approx(sub.n_tail / 200)
-    modes = mode_table("W", sub, covs, top=5)
+    modes = mode_table("W", {d: mode_shares(sub, C, top=5) for d, C in covs.items()})
     assert (modes["top_domain"].iloc[: min(5, sub.n_tail)] == "planted").all()

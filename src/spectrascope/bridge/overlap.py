@@ -46,15 +46,19 @@ def overlap_rows(name: str, sub: MatrixSubspaces, covariances: dict[str, np.ndar
     return rows
 
 
-def mode_table(name: str, sub: MatrixSubspaces, covariances: dict[str, np.ndarray], top: int = 10) -> pd.DataFrame:
-    """Per top right-singular mode: its variance share in each domain and its specificity."""
-    k = min(top, sub.rank)
-    V = sub.Vt[:k].T
-    shares = {dom: np.einsum("ik,ij,jk->k", V, C, V) / np.trace(C) for dom, C in covariances.items()}
+def mode_shares(sub: MatrixSubspaces, C: np.ndarray, top: int = 10) -> np.ndarray:
+    """Variance share v_i^T C v_i / tr(C) of each of the top right-singular modes, shape (k,)."""
+    V = sub.Vt[: min(top, sub.rank)].T
+    return np.einsum("ik,ij,jk->k", V, C, V) / np.trace(C)
+
+
+def mode_table(name: str, shares: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per top mode: its variance share in each domain (from :func:`mode_shares`), the domain
+    with the largest share and the specificity (max over domains / mean over domains)."""
     df = pd.DataFrame(shares)
-    df.insert(0, "mode", np.arange(k))
+    df.insert(0, "mode", np.arange(len(df)))
     df.insert(0, "name", name)
-    values = df[list(covariances)].to_numpy()
-    df["top_domain"] = np.array(list(covariances))[values.argmax(axis=1)]
+    values = df[list(shares)].to_numpy()
+    df["top_domain"] = np.array(list(shares))[values.argmax(axis=1)]
     df["specificity"] = values.max(axis=1) / np.maximum(values.mean(axis=1), 1e-300)
     return df

@@ -10,7 +10,7 @@ from ..corpora import corpus_texts
 from ..models.roles import tensor_role
 from ..progress import progress_bar
 from .matrix_inputs import SHARED_INPUT, accumulate_input_moments
-from .overlap import mode_table, overlap_rows
+from .overlap import mode_shares, mode_table, overlap_rows
 from .subspaces import MatrixSubspaces, matrix_subspaces
 
 OVERLAP_ROLES = ("q", "k", "v", "o", "mlp_gate", "mlp_up", "mlp_down", "mlp_in", "mlp_out")
@@ -50,20 +50,22 @@ def run_overlap(loaded, corpora: str, max_tokens: int = 1024, seq_len: int = 128
     by_role = {(roles[n][0], roles[n][1]): n for n in subs}
     hooked = sorted({by_role.get((roles[n][0], SHARED_INPUT.get(roles[n][1], roles[n][1])), n) for n in subs})
     domains = corpus_texts(corpora)
-    rows, modes = [], []
+    rows: list[dict] = []
+    shares: dict[str, dict[str, np.ndarray]] = {n: {} for n in subs}
     with progress_bar("eigenmode overlap", total=len(domains), enabled=show_progress) as advance:
-        covs: dict[str, dict[str, np.ndarray]] = {n: {} for n in subs}
-        for corpus in domains:
+        for corpus in domains:  # one domain's moments in memory at a time
             batches = token_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len)
             moments = accumulate_input_moments(loaded.hf, hooked, batches)
-            for n in subs:
-                source = by_role.get((roles[n][0], SHARED_INPUT.get(roles[n][1], roles[n][1])), n)
-                covs[n][corpus.name] = moments[source].covariance(ddof=1).double().cpu().numpy()
+            covariances = {src: m.covariance(ddof=1).double().cpu().numpy() for src, m in moments.items()}
+            del moments
+            for n, sub in subs.items():
+                block, role = roles[n]
+                C = covariances[by_role.get((block, SHARED_INPUT.get(role, role)), n)]
+                rows += [{**r, "block": block, "role": role} for r in overlap_rows(n, sub, {corpus.name: C})]
+                shares[n][corpus.name] = mode_shares(sub, C)
+            del covariances
             advance(1)
-    for n, sub in subs.items():
-        block, role = roles[n]
-        rows += [{"name": n, "block": block, "role": role, **r} for r in overlap_rows(n, sub, covs[n])]
-        modes.append(mode_table(n, sub, covs[n]))
+    modes = [mode_table(n, shares[n]) for n in subs]
     overlap = pd.DataFrame(rows)
     overlap = overlap[["name", "block", "role"] + [c for c in overlap.columns if c not in ("name", "block", "role")]]
     return overlap, pd.concat(modes, ignore_index=True), subs

@@ -28,11 +28,11 @@ class StudyBudget:
     activation_tokens: int = 1024
     energy_tokens: int = 256
     overlap_tokens: int = 512
-    loss_tokens: int = 256
-    ablation_layers: int = 4
+    loss_tokens: int = 128
+    ablation_layers: int = 2
     top_k: int = 8
     cka_tokens: int = 512
-    head_sequences: int = 8
+    head_sequences: int = 4
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
     attribution_text: str = "The capital of France is Paris, and the capital of Italy is Rome."
