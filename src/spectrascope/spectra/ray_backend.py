@@ -7,6 +7,9 @@ be visible at the same path on every node (a shared or replicated file system). 
 waits on the tasks and hands each result to ``on_result`` as it arrives, so the row log is
 written exactly as by the local engine and ``--resume`` works the same way.
 
+Each task declares its estimated working set (``memory=``, engine.task_bytes) so a node
+runs only as many tasks at once as its memory holds.
+
 A worker process that dies (killed, out of memory, node lost) is retried by Ray: the remote
 function has ``max_retries`` (default 3), so its tensor is computed again, not lost. An
 exception raised inside a task (a bug, not a death) is not retried and stops the run.
@@ -78,6 +81,8 @@ def execute_ray(source, tasks: list, options, workers: int, on_result: Callable,
     Raises:
         SpectrascopeError: Ray missing, or an in-memory source (no path for the workers).
     """
+    from .engine import task_bytes
+
     spec = source.spec()
     if spec is None:
         raise SpectrascopeError("--backend ray needs a model on disk (a path): workers read tensors from files")
@@ -99,7 +104,10 @@ def execute_ray(source, tasks: list, options, workers: int, on_result: Callable,
                             retry_exceptions=False)(run_remote_task)
         spec_ref = ray.put(spec)
         options_ref = ray.put(options)
-        pending = {remote.remote(spec_ref, task, options_ref, device): task for task in tasks}
+        # each task declares its working set, so Ray does not pack more tasks on a node than
+        # its memory holds (the local engine's memory budget, per node)
+        pending = {remote.options(memory=task_bytes(task, options)).remote(spec_ref, task, options_ref, device): task
+                   for task in tasks}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
