@@ -41,3 +41,19 @@ def test_domain_planted_in_top_singular_subspace():
     assert iso["random_share"] == pytest.approx(sub.n_tail / 200)
     modes = mode_table("W", {d: mode_shares(sub, C, top=5) for d, C in covs.items()})
     assert (modes["top_domain"].iloc[: min(5, sub.n_tail)] == "planted").all()
+
+
+def test_part_shares_equal_the_projection_onto_each_part():
+    """overlap_rows sums per-mode shares; it must equal tr(B^T C B) / tr(C) for each part's basis,
+    including a wide matrix whose rank is below d_in (the bulk stops at the rank)."""
+    rng = np.random.default_rng(3)
+    for shape in [(60, 40), (30, 50)]:
+        sub = matrix_subspaces(rng.standard_t(3, size=shape))
+        A = rng.standard_normal((200, shape[1])) * rng.uniform(0.2, 3, size=shape[1])
+        C = np.cov(A.T)
+        rows = {r["part"]: r for r in overlap_rows("W", sub, {"d": C})}
+        for part in ("tail", "erg", "bulk"):
+            B = sub.reads(part)
+            assert rows[part]["k"] == B.shape[1]
+            assert rows[part]["share"] == pytest.approx(variance_share(C, B), rel=1e-10, abs=1e-14)
+        assert rows["tail"]["k"] + rows["bulk"]["k"] == min(shape)

@@ -29,17 +29,6 @@ from spectrascope.mech.ablation import (
 from spectrascope.mech.metrics import LogitDifference, NextTokenLoss
 from spectrascope.mech.toy_models import load_toy_induction
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and on a shared 2-core machine a second thread
-    only contends (tests/mech/conftest.py would be the place for this, for every mech test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- the micro model
 #
 # A 1-layer Llama in float64 with d_model 4, 2 heads of width 2, vocab 4, RMSNorm eps 0 and

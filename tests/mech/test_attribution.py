@@ -38,20 +38,6 @@ from spectrascope.mech.patching import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module on one torch thread, restoring the setting after.
-
-    The tensors here are small: a second thread only adds synchronisation, and on a loaded
-    machine (other processes on the 2 cores) each parallel region waits for a descheduled
-    thread; measured on this machine: 1 thread 23 s for the four mech test files, 2 threads 183 s.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def identity_norm_llama(zero_last_mlp: bool) -> nn.Module:
     """3-layer random Llama, final norm = identity; optionally the last block's MLP output = 0."""
     model = tiny_llama(n_layers=3)

@@ -3,16 +3,12 @@ and the calendar experiment end to end on a tiny random Llama."""
 
 from __future__ import annotations
 
-import types
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-import transformers
 from typer.testing import CliRunner
 
 from spectrascope.errors import SpectrascopeError
@@ -25,7 +21,6 @@ from spectrascope.mech.circular import (
     ledoit_wolf_shrinkage,
     order_score,
 )
-from spectrascope.models.zoo import bundled_path
 
 
 def circle_data(
@@ -137,28 +132,10 @@ def test_calendar_texts_errors() -> None:
         calendar_texts("month", position="mean")
 
 
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[types.SimpleNamespace]:
-    """A 2-layer random Llama reading the bundled MiniLM tokenizer's ids."""
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=tokenizer.vocab_size,
-    )
-    model = types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add overhead (and contention on a busy machine)
-    try:
-        yield model
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_calendar_experiment_runs_on_a_tiny_llama(tiny) -> None:
     df = calendar_experiment(tiny, max_texts=84, seed=0)
     assert list(df.columns) == list(CALENDAR_COLUMNS)
-    assert len(df) == 4 and set(df["target"]) == {"month", "weekday"} and set(df["layer"]) == {0, 1}
+    assert len(df) == 6 and set(df["target"]) == {"month", "weekday"} and set(df["layer"]) == {0, 1, 2}
     # month and weekday words are distinct tokens: even a random model's layer 0 tells them apart
     assert (df["accuracy"] > df["chance"] + 0.3).all()
     assert df[["accuracy", "control_accuracy", "circle_r2", "order_score"]].notna().all().all()
@@ -192,7 +169,7 @@ def test_probe_cli(tiny, tmp_path: Path) -> None:
     result = runner.invoke(app, ["probe", str(folder), "--experiment", "corpus", "--corpus", "geography",
                                  "--label", "continent", "--max-texts", "60", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(pd.read_parquet(out / "probes.parquet")) == 2
+    assert len(pd.read_parquet(out / "probes.parquet")) == 3  # one row per layer
     for args, message in [
         (["--experiment", "dates"], "unknown experiment"),
         (["--experiment", "corpus"], "needs --corpus"),

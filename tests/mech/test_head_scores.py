@@ -15,16 +15,6 @@ from spectrascope.mech.metrics import repeated_batch, repeated_random_tokens, to
 from spectrascope.mech.toy_models import load_toy_induction
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and on a shared 2-core machine a second thread
-    only contends (tests/mech/conftest.py would be the place for this, for every mech test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _uniform_attention_model(bos: int | None) -> transformers.LlamaForCausalLM:
     """W_Q = W_K = 0: every head attends uniformly over its causal window, A[q, k] = 1 / (q + 1)."""
     torch.manual_seed(0)

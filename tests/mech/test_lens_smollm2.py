@@ -31,20 +31,6 @@ CLEAN, CORRUPTED = "The capital of France is", "The capital of Italy is"
 SUBJECT = 3  # " France" / " Italy"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module on one torch thread, restoring the setting after.
-
-    The tensors here are small: a second thread only adds synchronisation, and on a loaded
-    machine (other processes on the 2 cores) each parallel region waits for a descheduled
-    thread; measured on this machine: 1 thread 23 s for the four mech test files, 2 threads 183 s.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def smol():
     from spectrascope.models.loaded import load_model

@@ -42,20 +42,6 @@ METRIC = logit_diff(5, 6)
 HAND_TOL = 1e-7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module on one torch thread, restoring the setting after.
-
-    The tensors here are small: a second thread only adds synchronisation, and on a loaded
-    machine (other processes on the 2 cores) each parallel region waits for a descheduled
-    thread; measured on this machine: 1 thread 23 s for the four mech test files, 2 threads 183 s.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_llama(n_layers: int = 3, seed: int = 0, dtype: torch.dtype = torch.float64, n_kv_heads: int = 2) -> LlamaForCausalLM:
     """A random tiny Llama (d_model 32, 4 heads of 8, d_mlp 64) in eval mode, seeded."""
     torch.manual_seed(seed)

@@ -4,13 +4,11 @@ and per-example activation collection on a tiny random Llama."""
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import transformers
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.activation_cache import collect_activations
@@ -23,7 +21,6 @@ from spectrascope.mech.probes import (
     r2_score,
     split_indices,
 )
-from spectrascope.models.zoo import bundled_path
 from spectrascope.trace import run_with_cache
 
 N_CLASSES = 6
@@ -182,24 +179,6 @@ def test_r2_score() -> None:
 
 
 # ----------------------------------------------------------------------------- activation collection
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[types.SimpleNamespace]:
-    """A tiny random Llama reading the bundled MiniLM tokenizer's ids (fast tokenizer, right padding)."""
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=tokenizer.vocab_size,
-    )
-    model = types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add overhead (and contention on a busy machine)
-    try:
-        yield model
-    finally:
-        torch.set_num_threads(threads)
 
 
 TEXTS = ["Let's meet on Tuesday at noon.", "Hi", "The month after June is July and then August.", "May I come in May?"]

@@ -7,7 +7,6 @@ in each test, so that they hold on any machine but still fail if the method brea
 from __future__ import annotations
 
 import pytest
-import torch
 
 from spectrascope.mech.circular import calendar_experiment
 from spectrascope.mech.steering import steering_effect, steering_vector
@@ -28,15 +27,10 @@ ENGLISH_PROMPTS = ["My favourite food is", "Yesterday I went to the", "The child
 
 @pytest.fixture(scope="module")
 def smollm2():
-    """SmolLM2-135M on one torch thread (much faster than two on a busy 2-core machine; restored after)."""
+    """SmolLM2-135M (on one torch thread: tests/mech/conftest.py)."""
     from spectrascope.models.loaded import load_model
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield load_model("smollm2-135m")
-    finally:
-        torch.set_num_threads(threads)
+    return load_model("smollm2-135m")
 
 
 def test_month_identity_is_decodable_at_the_last_token_in_middle_layers(smollm2) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from spectrascope.mech.ablation import Head, ablation_sweep, all_heads, rank_by_damage
 from spectrascope.mech.head_scores import head_scores
@@ -38,15 +37,6 @@ from spectrascope.mech.metrics import (
 pytestmark = pytest.mark.integration
 
 SEQ_LEN = 12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads contend (10x slower seen)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

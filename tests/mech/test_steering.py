@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import transformers
 from typer.testing import CliRunner
 
 from spectrascope.errors import SpectrascopeError
@@ -21,29 +19,11 @@ from spectrascope.mech.steering import (
     steering_effect,
     steering_vector,
 )
-from spectrascope.models.zoo import bundled_path
 from spectrascope.trace import run_with_cache
 
 PROMPTS = ["The weather today is", "My favourite food is pizza and", "Hello"]
 POSITIVE = ["I love this, it is wonderful.", "What a great day."]
 NEGATIVE = ["I hate this, it is awful.", "What a terrible day."]
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[types.SimpleNamespace]:
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=tokenizer.vocab_size,
-    )
-    model = types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add overhead (and contention on a busy machine)
-    try:
-        yield model
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _hook_count(model: torch.nn.Module) -> int:

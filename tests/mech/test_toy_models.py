@@ -19,16 +19,6 @@ from spectrascope.mech.toy_models import (
 from spectrascope.trace import run_with_cache
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and on a shared 2-core machine a second thread
-    only contends (tests/mech/conftest.py would be the place for this, for every mech test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def toy():
     return load_toy_induction()

@@ -66,8 +66,9 @@ def test_in_process_peak_is_one_tensor_not_the_checkpoint(checkpoints):
     proc = subprocess.run([sys.executable, "-c", TRACE, str(big), str(N_TENSORS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     peak = int(proc.stdout.split()[-1])
-    # the float32 tensor, one read chunk, the Gram matrix and fit temporaries; not 40 tensors
-    assert peak <= 2 * TENSOR_F32 + 16 * MiB, peak / MiB
+    # the float32 tensor, one bf16 read chunk, the Gram matrix and fit temporaries (about
+    # 12.5 MiB measured); not 40 tensors
+    assert peak <= 2 * TENSOR_F32 + 4 * MiB, peak / MiB
     assert peak < N_TENSORS * TENSOR_F32 / 10
 
 

@@ -28,7 +28,19 @@ def variance_share(C: np.ndarray, basis: np.ndarray) -> float:
     total = float(np.trace(C))
     if basis.shape[1] == 0 or total <= 0:
         return 0.0
-    return float(np.einsum("ik,ij,jk->", basis, C, basis) / total)
+    return float(np.sum((C @ basis) * basis) / total)
+
+
+def all_mode_shares(sub: MatrixSubspaces, C: np.ndarray) -> np.ndarray:
+    """v_i^T C v_i / tr(C) for every right singular vector v_i of the matrix, shape (rank,).
+
+    One (rank, d) x (d, d) product; a part's share is then the sum over its modes (the parts
+    are runs of consecutive modes), so all parts cost one product per (matrix, domain).
+    """
+    total = float(np.trace(C))
+    if total <= 0:
+        return np.zeros(sub.rank)
+    return np.sum((sub.Vt @ C) * sub.Vt, axis=1) / total
 
 
 def overlap_rows(name: str, sub: MatrixSubspaces, covariances: dict[str, np.ndarray]) -> list[dict]:
@@ -36,11 +48,13 @@ def overlap_rows(name: str, sub: MatrixSubspaces, covariances: dict[str, np.ndar
     d_in = sub.Vt.shape[1]
     rows = []
     for domain, C in covariances.items():
+        per_mode = all_mode_shares(sub, C)
         for part in PARTS:
-            B = sub.reads(part)
-            share = variance_share(C, B)
-            random = B.shape[1] / d_in
-            rows.append({"name": name, "domain": domain, "part": part, "k": B.shape[1], "d_in": d_in,
+            modes = sub.part_slice(part)
+            k = len(range(sub.rank)[modes])
+            share = float(per_mode[modes].sum())
+            random = k / d_in
+            rows.append({"name": name, "domain": domain, "part": part, "k": k, "d_in": d_in,
                          "share": share, "random_share": random,
                          "enrichment": share / random if random > 0 else np.nan})
     return rows
@@ -48,8 +62,8 @@ def overlap_rows(name: str, sub: MatrixSubspaces, covariances: dict[str, np.ndar
 
 def mode_shares(sub: MatrixSubspaces, C: np.ndarray, top: int = 10) -> np.ndarray:
     """Variance share v_i^T C v_i / tr(C) of each of the top right-singular modes, shape (k,)."""
-    V = sub.Vt[: min(top, sub.rank)].T
-    return np.einsum("ik,ij,jk->k", V, C, V) / np.trace(C)
+    V = sub.Vt[: min(top, sub.rank)]
+    return np.sum((V @ C) * V, axis=1) / np.trace(C)
 
 
 def mode_table(name: str, shares: dict[str, np.ndarray]) -> pd.DataFrame:

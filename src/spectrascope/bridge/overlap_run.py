@@ -56,8 +56,9 @@ def run_overlap(loaded, corpora: str, max_tokens: int = 1024, seq_len: int = 128
         for corpus in domains:  # one domain's moments in memory at a time
             batches = token_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len)
             moments = accumulate_input_moments(loaded.hf, hooked, batches)
-            covariances = {src: m.covariance(ddof=1).double().cpu().numpy() for src, m in moments.items()}
-            del moments
+            covariances = {}
+            for src in list(moments):  # each accumulator freed as soon as its covariance exists
+                covariances[src] = moments.pop(src).covariance(ddof=1).double().cpu().numpy()
             for n, sub in subs.items():
                 block, role = roles[n]
                 C = covariances[by_role.get((block, SHARED_INPUT.get(role, role)), n)]

@@ -22,7 +22,11 @@ from ..spectra.powerlaw import fit_power_law
 
 @dataclass
 class MatrixSubspaces:
-    """SVD of one matrix with its tail sizes. U (out, r), s (r,) descending, Vt (r, in)."""
+    """SVD of one matrix with its tail sizes. U (out, r), s (r,) descending, Vt (r, in).
+
+    U and Vt are stored as float32 (computed in float64): a model's worth of singular
+    vectors is the largest thing the bridge holds, and shares and overlaps need ~1e-7 only.
+    """
 
     U: np.ndarray
     s: np.ndarray
@@ -38,13 +42,14 @@ class MatrixSubspaces:
 
     def reads(self, part: str) -> np.ndarray:
         """Orthonormal basis (in, k) of the input directions of ``part`` (tail, erg, bulk)."""
-        return self.Vt[self._slice(part)].T
+        return self.Vt[self.part_slice(part)].T
 
     def writes(self, part: str) -> np.ndarray:
         """Orthonormal basis (out, k) of the output directions of ``part``."""
-        return self.U[:, self._slice(part)]
+        return self.U[:, self.part_slice(part)]
 
-    def _slice(self, part: str) -> slice:
+    def part_slice(self, part: str) -> slice:
+        """The modes of ``part`` as a slice of the singular values (descending)."""
         if part == "tail":
             return slice(0, self.n_tail)
         if part == "erg":
@@ -57,6 +62,7 @@ class MatrixSubspaces:
 def matrix_subspaces(W: np.ndarray) -> MatrixSubspaces:
     """SVD (float64) and the tail sizes of W (out, in). If the fit fails, the tail is empty."""
     U, s, Vt = np.linalg.svd(np.asarray(W, dtype=np.float64), full_matrices=False)
+    U, Vt = U.astype(np.float32), Vt.astype(np.float32)
     evals = s**2
     fit = fit_power_law(evals)
     n_tail = int(np.count_nonzero(evals >= fit.xmin)) if fit.ok else 0

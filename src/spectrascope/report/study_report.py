@@ -156,8 +156,10 @@ def build_report(ctx) -> Path:
                 figs.append(heatmap(scores.pivot_table(index="layer", columns="head", values=kind),
                                     f"{kind.replace('_', '-')} score by head", kind, "head", "layer"))
         if abl_heads is not None:
+            mode = abl_heads["mode"].iloc[0] if "mode" in abl_heads and len(abl_heads) else "zero"
             figs.append(heatmap(abl_heads.pivot_table(index="layer", columns="head", values="damage"),
-                                "Induction-loss increase when each head is ablated (zero)", "Δ loss", "head", "layer", "Reds"))
+                                f"Induction-loss increase when each head is ablated ({mode})", "Δ loss", "head", "layer",
+                                "Reds"))
         sections.append(Section("mechanisms", "Logit lens and attention heads", [], figs))
     overlap = _read(out, "bridge", "overlap")
     if overlap is not None:

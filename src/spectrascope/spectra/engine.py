@@ -130,7 +130,7 @@ def _source_for(spec_or_source) -> TensorSource:
 # ----------------------------------------------------------------------------- direct reads
 
 _ST_DTYPES = {"BF16": (np.uint16, 2), "F16": (np.float16, 2), "F32": (np.float32, 4), "F64": (np.float64, 8)}
-_READ_CHUNK_BYTES = 32 * 2**20
+_READ_CHUNK_BYTES = 16 * 2**20
 
 
 class SafetensorsDirect:
@@ -170,8 +170,10 @@ class SafetensorsDirect:
                 if buf.size != count:
                     raise SourceError(f"{path}: tensor {name!r} is truncated")
                 buf = buf.reshape(stop - start, cols)
-                if dtype == "BF16":
-                    out[start:stop] = (buf.astype(np.uint32) << 16).view(np.float32)
+                if dtype == "BF16":  # bf16 is the top half of a float32: widen and shift in place
+                    bits = out[start:stop].view(np.uint32)
+                    bits[...] = buf
+                    bits <<= np.uint32(16)
                 else:
                     out[start:stop] = buf
         return out

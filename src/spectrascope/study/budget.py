@@ -20,6 +20,10 @@ class StudyBudget:
         top_k: singular directions removed by the "drop_top" spectral edit.
         cka_tokens: tokens (mixed domains) for layer-to-layer CKA.
         head_sequences: repeated random sequences for head scores and the induction-loss sweep.
+        ablation_mode: how heads and blocks are removed: "mean" (their mean activation over a
+            reference batch: other repeated sequences for the induction sweep, all domains
+            pooled for the domain losses) or "zero". Zero ablation takes the model off its
+            distribution and over-weights early heads.
         lens_prompt, lens_target: the logit-lens example.
         attribution_text: the energy-vs-attribution example.
     """
@@ -33,6 +37,7 @@ class StudyBudget:
     top_k: int = 8
     cka_tokens: int = 512
     head_sequences: int = 4
+    ablation_mode: str = "mean"
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
     attribution_text: str = "The capital of France is Paris, and the capital of Italy is Rome."

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..progress import progress_bar
 from ..tables import write_table
 from .context import StudyContext
 
@@ -47,7 +48,9 @@ def mechanisms_stage(ctx: StudyContext) -> None:
     write_table(logit_lens(loaded, b.lens_prompt, targets=[b.lens_target]), out, "lens")
     second = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed, copy="second")
     first = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed, copy="first")
-    sweep = ablation_sweep(loaded, "all", second, show_progress=ctx.show_progress)
+    reference = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 1, copy="all")  # other sequences
+    sweep = ablation_sweep(loaded, "all", second, mode=b.ablation_mode, reference=reference,
+                           show_progress=ctx.show_progress)
     sweep["first_copy_loss"] = float(first(loaded))
     write_table(sweep, out, "ablation_heads")
 
@@ -75,15 +78,31 @@ def _domain_ablations(ctx: StudyContext, roles: dict[str, tuple[int, str]]) -> p
                        SpectralComponent(name, "drop_top", b.top_k)]
     tables = []
     items = [item.strip() for item in b.corpora.split(",") if item.strip()]
-    for item, corpus in zip(items, corpus_texts(b.corpora)):
-        metric = corpus_loss(loaded, item, max_tokens=b.loss_tokens, seq_len=b.seq_len, seed=ctx.seed)
-        t = ablation_sweep(loaded, components, metric)
-        t.insert(0, "domain", corpus.name)
-        tables.append(t)
+    domains = corpus_texts(b.corpora)
+    metrics = [corpus_loss(loaded, item, max_tokens=b.loss_tokens, seq_len=b.seq_len, seed=ctx.seed) for item in items]
+    reference = _pooled_batch(metrics)
+    with progress_bar(f"domain ablations ({len(components)} edits)", len(domains), ctx.show_progress) as advance:
+        for metric, corpus in zip(metrics, domains, strict=True):
+            t = ablation_sweep(loaded, components, metric, mode=b.ablation_mode, reference=reference)
+            t.insert(0, "domain", corpus.name)
+            tables.append(t)
+            advance(1)
     df = pd.concat(tables, ignore_index=True)
     mean_damage = df.groupby("component")["damage"].transform("mean")
     df["domain_specificity"] = df["damage"] / mean_damage.where(mean_damage.abs() > 1e-12)
     return df
+
+
+def _pooled_batch(metrics: list) -> dict[str, torch.Tensor]:
+    """The batches of several losses stacked into one right-padded batch (input_ids, attention_mask)."""
+    width = max(m.input_ids.shape[1] for m in metrics)
+    ids, masks = [], []
+    for m in metrics:
+        mask = m.attention_mask if m.attention_mask is not None else torch.ones_like(m.input_ids)
+        pad = width - m.input_ids.shape[1]
+        ids.append(torch.nn.functional.pad(m.input_ids, (0, pad)))
+        masks.append(torch.nn.functional.pad(mask, (0, pad)))
+    return {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks)}
 
 
 def _layer_table(ctx: StudyContext, ablations: pd.DataFrame) -> pd.DataFrame:
