@@ -109,6 +109,29 @@ def _esd_figures(model: str, df: pd.DataFrame, k: int = 4) -> list:
     return figs
 
 
+_SPECTRAL_EDITS = {"tail": "tail only", "bulk": "bulk only (tail removed)"}
+
+
+def edit_label(component: str) -> str:
+    """A short axis label for an ablation component name.
+
+    'spectral:model.layers.0.mlp.down_proj.weight:bulk' -> 'L0 mlp.down_proj: bulk only (tail removed)',
+    'spectral:...:drop_top:8' -> 'L0 ...: top 8 removed', 'attn:3' -> 'L3 attention', 'mlp:3' -> 'L3 MLP';
+    anything else unchanged.
+    """
+    kind, _, rest = component.partition(":")
+    if kind in ("attn", "mlp") and rest.isdigit():
+        return f"L{rest} {'attention' if kind == 'attn' else 'MLP'}"
+    if kind != "spectral":
+        return component
+    name, _, edit = rest.partition(":")
+    parts = name.removesuffix(".weight").split(".")
+    layer = next((parts[i + 1] for i, p in enumerate(parts[:-1]) if p in ("layers", "h", "layer") and parts[i + 1].isdigit()), None)
+    matrix = ".".join(parts[-2:])
+    edit = f"top {edit.split(':')[1]} removed" if edit.startswith("drop_top:") else _SPECTRAL_EDITS.get(edit, edit)
+    return f"{'L' + layer + ' ' if layer is not None else ''}{matrix}: {edit}"
+
+
 def _lens_figure(lens: pd.DataFrame):
     top = lens[(lens["kind"] == "top") & (lens["rank"] == 0)]
     grid = top.pivot_table(index="layer", columns="position", values="prob")
@@ -176,6 +199,7 @@ def build_report(ctx) -> Path:
         summary = chosen.assign(component=np.where(chosen["kind"] == "head", "max head (layer " + chosen["layer"].astype(str) + ")",
                                                    chosen["component"]))
         summary = summary.groupby(["component", "domain"])["damage"].max().reset_index()
+        summary["component"] = summary["component"].map(edit_label)
         sections.append(Section("ablation", "Spectral ablation vs component ablation",
                                 ["Loss change per domain when a matrix keeps only its power-law tail or its bulk, or loses "
                                  "its top singular directions, beside ablating heads and whole blocks at the same layers."],
@@ -185,7 +209,8 @@ def build_report(ctx) -> Path:
         grid = align.groupby(["writer_layer", "reader_layer"])["enrichment"].mean().unstack()
         sections.append(Section("alignment", "Cross-layer alignment",
                                 ["Overlap of the directions each layer writes (o / down tails) with those later layers read "
-                                 "(q, k, v, gate, up tails), relative to random subspaces; and linear CKA of the residual stream."],
+                                 "(q, k, v, gate, up tails), relative to random subspaces; and linear CKA of the residual stream "
+                                 "(it weights directions by their variance, so a few high-variance channels can dominate it)."],
                                 [heatmap(grid, "Writer → reader tail alignment (× random)", "× random", "reader layer", "writer layer", "RdBu_r", zmid=1.0),
                                  heatmap(cka.pivot_table(index="layer_a", columns="layer_b", values="cka"), "Linear CKA between layers", "CKA", "layer", "layer")]))
     corr = _read(out, "bridge", "correlation")
