@@ -217,3 +217,17 @@ def test_console_script_reports_errors_the_same_way(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["study", "--no-such-option"], ["weights", "--workers", "many"]])
+def test_usage_errors_are_click_usage_messages_not_internal_errors(argv, monkeypatch, capsys):
+    from spectrascope.cli import main
+
+    monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["spectrascope", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert "Usage:" in err or "Error" in err

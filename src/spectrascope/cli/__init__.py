@@ -40,9 +40,7 @@ def main() -> None:
         err_console.print("interrupted", markup=False)
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - last resort: never a bare traceback
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+        if _is_usage_error(err):  # click's, or the copy of click that newer typer releases vendor
             err.show()
             sys.exit(err.exit_code)
         if os.environ.get("SPECTRASCOPE_DEBUG"):
@@ -50,3 +48,8 @@ def main() -> None:
         err_console.print(f"internal error: {type(err).__name__}: {err} (set SPECTRASCOPE_DEBUG=1 for the traceback)",
                           markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _is_usage_error(err: Exception) -> bool:
+    """A click-style exception (bad option, missing argument ...) that knows how to show itself."""
+    return any(cls.__name__ == "ClickException" for cls in type(err).__mro__) and hasattr(err, "show")
