@@ -71,3 +71,11 @@ def test_resume_skips_finished_stages(study, tiny_model_dir):
     assert all(before[s] == after[s] for s in ("weights", "activations", "mechanisms"))
     assert (out / "bridge" / "overlap.parquet").exists()
     assert json.loads((out / "study.json").read_text())["seconds"].keys() == {"bridge"}
+
+
+def test_budget_refuses_an_unknown_ablation_mode():
+    from spectrascope.errors import SpectrascopeError
+
+    with pytest.raises(SpectrascopeError, match="unknown ablation mode 'resample'"):
+        StudyBudget(ablation_mode="resample")
+    assert StudyBudget(ablation_mode="zero").ablation_mode == "zero"

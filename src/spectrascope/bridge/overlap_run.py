@@ -48,23 +48,26 @@ def run_overlap(loaded, corpora: str, max_tokens: int = 1024, seq_len: int = 128
         roles = {n: r for n, r in roles.items() if r[0] in layers}
     subs = model_subspaces(loaded.hf, roles)
     by_role = {(roles[n][0], roles[n][1]): n for n in subs}
-    hooked = sorted({by_role.get((roles[n][0], SHARED_INPUT.get(roles[n][1], roles[n][1])), n) for n in subs})
+    source = {n: by_role.get((roles[n][0], SHARED_INPUT.get(roles[n][1], roles[n][1])), n) for n in subs}
+    readers: dict[str, list[str]] = {}
+    for n in subs:
+        readers.setdefault(source[n], []).append(n)
     domains = corpus_texts(corpora)
     rows: list[dict] = []
     shares: dict[str, dict[str, np.ndarray]] = {n: {} for n in subs}
     with progress_bar("eigenmode overlap", total=len(domains), enabled=show_progress) as advance:
         for corpus in domains:  # one domain's moments in memory at a time
             batches = token_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len)
-            moments = accumulate_input_moments(loaded.hf, hooked, batches)
-            covariances = {}
-            for src in list(moments):  # each accumulator freed as soon as its covariance exists
-                covariances[src] = moments.pop(src).covariance(ddof=1).double().cpu().numpy()
-            for n, sub in subs.items():
-                block, role = roles[n]
-                C = covariances[by_role.get((block, SHARED_INPUT.get(role, role)), n)]
-                rows += [{**r, "block": block, "role": role} for r in overlap_rows(n, sub, {corpus.name: C})]
-                shares[n][corpus.name] = mode_shares(sub, C)
-            del covariances
+            moments = accumulate_input_moments(loaded.hf, sorted(readers), batches)
+            by_matrix: dict[str, list[dict]] = {}
+            for src in sorted(readers):  # one covariance at a time; each accumulator freed after use
+                C = moments.pop(src).covariance(ddof=1).double().cpu().numpy()
+                for n in readers[src]:
+                    block, role = roles[n]
+                    by_matrix[n] = [{**r, "block": block, "role": role} for r in overlap_rows(n, subs[n], {corpus.name: C})]
+                    shares[n][corpus.name] = mode_shares(subs[n], C)
+                del C
+            rows += [r for n in subs for r in by_matrix[n]]
             advance(1)
     modes = [mode_table(n, shares[n]) for n in subs]
     overlap = pd.DataFrame(rows)

@@ -19,7 +19,8 @@ def study(
     activation_tokens: int = typer.Option(1024, "--activation-tokens", help="tokens per domain for activation spectra"),
     loss_tokens: int = typer.Option(128, "--loss-tokens", help="tokens per domain per ablation loss"),
     ablation_layers: int = typer.Option(2, "--ablation-layers", help="layers with the full spectral vs head comparison"),
-    small: bool = typer.Option(False, "--small", help="tiny budgets: a smoke run in a minute or two"),
+    ablation_mode: str = typer.Option("mean", "--ablation-mode", help="mean (over a reference batch) or zero"),
+    small: bool = typer.Option(False, "--small", help="tiny budgets: a smoke run in a few minutes"),
     workers: int = typer.Option(DEFAULT_WORKERS, help="worker processes for the weight spectra"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted study without redoing finished stages"),
     seed: int = typer.Option(0, help="seed for all randomness"),
@@ -31,7 +32,7 @@ def study(
 
     budget = StudyBudget.small() if small else StudyBudget(activation_tokens=activation_tokens, loss_tokens=loss_tokens,
                                                            ablation_layers=ablation_layers)
-    budget = replace(budget, corpora=corpus)
+    budget = replace(budget, corpora=corpus, ablation_mode=ablation_mode)
     report = run_study(model, out, workers=workers, resume=resume, seed=seed, show_progress=True,
                        stages=tuple(s.strip() for s in stages.split(",") if s.strip()), budget=budget,
                        log=lambda line: console.print(f"[bold]study[/bold] {line}"))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..errors import SpectrascopeError
+
+ABLATION_MODES = ("mean", "zero")
+
 
 @dataclass(frozen=True)
 class StudyBudget:
@@ -43,6 +47,10 @@ class StudyBudget:
     attribution_text: str = "The capital of France is Paris, and the capital of Italy is Rome."
     seq_len: int = 128
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ablation_mode not in ABLATION_MODES:
+            raise SpectrascopeError(f"unknown ablation mode {self.ablation_mode!r}: use {' or '.join(ABLATION_MODES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

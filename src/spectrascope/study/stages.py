@@ -133,6 +133,7 @@ def bridge_stage(ctx: StudyContext) -> None:
     write_table(modes, out, "overlap_modes")
     roles = model_roles(loaded.hf)
     write_table(alignment_table(subs, roles), out, "alignment")
+    del subs  # every matrix's singular vectors: ~1 GB on SmolLM2, not needed by the rest
     write_table(cka_matrix(_resid_sample(ctx)), out, "cka")
 
     ablations = _domain_ablations(ctx, roles)
