@@ -79,3 +79,24 @@ def test_budget_refuses_an_unknown_ablation_mode():
     with pytest.raises(SpectrascopeError, match="unknown ablation mode 'resample'"):
         StudyBudget(ablation_mode="resample")
     assert StudyBudget(ablation_mode="zero").ablation_mode == "zero"
+
+
+def test_pooled_batch_right_pads_and_masks():
+    from types import SimpleNamespace
+
+    from spectrascope.study.stages import _pooled_batch
+
+    a = SimpleNamespace(input_ids=torch.tensor([[5, 6, 7]]), attention_mask=None)
+    b = SimpleNamespace(input_ids=torch.tensor([[8, 9], [3, 0]]), attention_mask=torch.tensor([[1, 1], [1, 0]]))
+    pooled = _pooled_batch([a, b])
+    assert pooled["input_ids"].tolist() == [[5, 6, 7], [8, 9, 0], [3, 0, 0]]
+    assert pooled["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0], [1, 0, 0]]
+
+
+def test_ablation_tables_record_the_mode(study):
+    out, _, budget = study
+    assert budget.ablation_mode == "mean"
+    for stage, name in [("mechanisms", "ablation_heads"), ("bridge", "ablation_domains")]:
+        df = pd.read_parquet(out / stage / f"{name}.parquet")
+        activation = df[df["kind"].isin(["head", "attn", "mlp"])]
+        assert len(activation) and (activation["mode"] == "mean").all(), name
