@@ -70,7 +70,10 @@ def test_resume_skips_finished_stages(study, tiny_model_dir):
     after = {s: json.loads((out / s / "done.json").read_text())["finished"] for s in TABLES}
     assert all(before[s] == after[s] for s in ("weights", "activations", "mechanisms"))
     assert (out / "bridge" / "overlap.parquet").exists()
-    assert json.loads((out / "study.json").read_text())["seconds"].keys() == {"bridge"}
+    info = json.loads((out / "study.json").read_text())
+    assert info["resumed"] == ["weights", "activations", "mechanisms"]
+    assert info["seconds"].keys() == set(TABLES)
+    assert all(info["seconds"][s] == json.loads((out / s / "done.json").read_text())["seconds"] for s in TABLES)
 
 
 def test_budget_refuses_an_unknown_ablation_mode():

@@ -27,6 +27,9 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
         resume: skip stages already finished with the same budget (the weights stage also
             resumes matrix by matrix).
         log: optional callable(str) for progress lines.
+
+    ``OUT/study.json`` records each stage's seconds (for a resumed stage, those of the run that
+    finished it) and which stages were resumed.
     """
     unknown = [s for s in stages if s not in STAGE_FUNCTIONS]
     if unknown:
@@ -34,15 +37,17 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = StudyContext(str(model), out, budget or StudyBudget(), workers, seed, show_progress)
-    timings = {}
+    timings, resumed = {}, []
     for stage in stages:
         if resume and ctx.is_done(stage):
+            timings[stage] = json.loads((ctx.stage_dir(stage) / "done.json").read_text())["seconds"]
+            resumed.append(stage)
             if log:
                 log(f"{stage}: done earlier, skipped")
             continue
         start = time.perf_counter()
         STAGE_FUNCTIONS[stage](ctx)
-        timings[stage] = time.perf_counter() - start
+        timings[stage] = round(time.perf_counter() - start, 2)
         ctx.mark_done(stage, timings[stage])
         if log:
             log(f"{stage}: {timings[stage]:.1f} s")
@@ -50,5 +55,6 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
 
     report = build_report(ctx)
     (out / "study.json").write_text(json.dumps({"model": str(model), "seed": seed, "stages": list(stages),
-                                                "seconds": timings, "budget": ctx.budget.to_dict()}, indent=2))
+                                                "seconds": timings, "resumed": resumed,
+                                                "budget": ctx.budget.to_dict()}, indent=2))
     return report
