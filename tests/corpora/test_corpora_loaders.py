@@ -180,7 +180,7 @@ def test_saved_dataset_without_datasets_installed(tmp_path, monkeypatch):
 
 
 def test_real_datasets_save_to_disk_round_trip(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a test extra
     datasets.Dataset.from_dict({"text": ["x", "y"], "n": [1, 2]}).save_to_disk(tmp_path / "ds")
     corpus = load_corpus(tmp_path / "ds")
     assert corpus.texts == ["x", "y"] and list(corpus.labels["n"]) == [1, 2]

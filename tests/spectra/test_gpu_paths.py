@@ -63,7 +63,11 @@ def test_batched_engine_path_on_cpu_matches_numpy_rows(checkpoint, precision):
     assert set(torch_rows.columns) == set(numpy_rows.columns)
 
 
-def test_auto_device_is_cpu_without_a_gpu():
-    if cuda_available():
-        pytest.skip("a GPU is present")
-    assert WeightsOptions(device="auto").resolved_device() == "cpu"
+def test_auto_device_follows_gpu_presence(monkeypatch):
+    from spectrascope.spectra import options
+
+    assert WeightsOptions(device="auto").resolved_device() == ("cuda" if cuda_available() else "cpu")
+    for present, expected in [(False, "cpu"), (True, "cuda")]:
+        monkeypatch.setattr(options, "cuda_available", lambda present=present: present)
+        assert WeightsOptions(device="auto").resolved_device() == expected
+        assert WeightsOptions(device="cpu").resolved_device() == "cpu"

@@ -38,7 +38,7 @@ def checkpoint(tmp_path_factory):
 def ray_cluster(tmp_path_factory):
     """One local Ray instance with 2 CPUs for the module. Its workers see the crash hook:
     the task CRASH_KEY kills its worker when the flag file does not exist."""
-    ray = pytest.importorskip("ray")
+    import ray  # a test extra
     flag = tmp_path_factory.mktemp("flag") / "crashed"
     flag.write_text("disarmed")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -84,7 +84,6 @@ def test_without_ray_one_clear_line(checkpoint):
 
 
 def test_in_memory_source_is_refused_by_ray():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("ray")
+    import torch
     with pytest.raises(SpectrascopeError, match="model on disk"):
         run_weights({"w": torch.randn(20, 10)}, WeightsOptions(), workers=2, backend="ray")

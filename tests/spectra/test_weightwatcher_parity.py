@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def both():
-    ww = pytest.importorskip("weightwatcher")
+    import weightwatcher as ww  # a test extra
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     path = bundled_path("minilm-l6")
     ref = ww.WeightWatcher(model=load_file(str(path / "model.safetensors"))).analyze(detX=True)
