@@ -3,9 +3,6 @@ CPU gives the numbers of the numpy path; device resolution without a GPU."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,20 +14,11 @@ from spectrascope.spectra.gpu import batched_gram_eigenvalues, execute_batched
 from spectrascope.spectra.options import WeightsOptions, cuda_available
 from spectrascope.spectra.weights_run import run_weights
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_checkpoint.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("make_synthetic_checkpoint", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, synthetic_checkpoints):
     """A small sharded bf16 Llama checkpoint (d_model 64, MLP 172, vocab 1000, 2 layers)."""
-    return _script().make_checkpoint(tmp_path_factory.mktemp("gpu") / "ckpt", seed=1, scale=1 / 64, layers=2, shard_mb=0.2)
+    return synthetic_checkpoints.make_checkpoint(tmp_path_factory.mktemp("gpu") / "ckpt", seed=1, scale=1 / 64, layers=2, shard_mb=0.2)
 
 
 @pytest.mark.parametrize("precision,rtol", [("exact", 1e-10), ("fast", 2e-4)])

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "make_synthetic_checkpoint.py"
 N_TENSORS, ROWS, COLS = 40, 8192, 256
 TENSOR_F32 = ROWS * COLS * 4  # 8 MiB; the checkpoint holds 40 of them (320 MiB as float32)
 MiB = 2**20
@@ -27,9 +26,9 @@ def _load(path: Path, name: str):
     return module
 
 
-def _write(folder: Path, n: int, rows: int = ROWS, cols: int = COLS) -> Path:
-    """n tensors of rows x cols in bf16, four shards, an index, a config."""
-    make = _load(SCRIPT, "make_synthetic_checkpoint")
+def _write(make, folder: Path, n: int, rows: int = ROWS, cols: int = COLS) -> Path:
+    """n tensors of rows x cols in bf16, four shards, an index, a config (``make``: the
+    synthetic-checkpoint script)."""
     folder.mkdir(parents=True)
     names = [(f"model.layers.{i}.mlp.down_proj.weight", (cols, rows) if i % 2 else (rows, cols)) for i in range(n)]
     shards = [names[i::4] for i in range(4)] if n >= 4 else [names]
@@ -44,10 +43,11 @@ def _write(folder: Path, n: int, rows: int = ROWS, cols: int = COLS) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, synthetic_checkpoints):
     root = tmp_path_factory.mktemp("mem")
     # the baseline: the same run (driver + 2 pool workers) on two negligible tensors
-    return _write(root / "big", N_TENSORS), _write(root / "small", 2, 64, 32)
+    return (_write(synthetic_checkpoints, root / "big", N_TENSORS),
+            _write(synthetic_checkpoints, root / "small", 2, 64, 32))
 
 
 TRACE = """

@@ -4,11 +4,9 @@ Ray, one clear error line."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,20 +16,13 @@ from spectrascope.spectra.options import WeightsOptions
 from spectrascope.spectra.ray_backend import CRASH_ENV
 from spectrascope.spectra.weights_run import MATRIX_LOG, run_weights
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_checkpoint.py"
 CRASH_KEY = "model.layers.1.mlp.up_proj.weight"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("make_synthetic_checkpoint", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return _script().make_checkpoint(tmp_path_factory.mktemp("ray") / "ckpt", seed=2, scale=1 / 32, layers=2, shard_mb=0.5)
+def checkpoint(tmp_path_factory, synthetic_checkpoints):
+    return synthetic_checkpoints.make_checkpoint(tmp_path_factory.mktemp("ray") / "ckpt", seed=2, scale=1 / 32, layers=2, shard_mb=0.5)
 
 
 @pytest.fixture(scope="module")
