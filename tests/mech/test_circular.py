@@ -151,12 +151,10 @@ def test_ledoit_wolf_matches_scikit_learn() -> None:
         assert ledoit_wolf_shrinkage(x) == pytest.approx(expected, rel=1e-9)
 
 
-def test_probe_cli(tiny, tmp_path: Path) -> None:
+def test_probe_cli(tiny_dir: Path, tmp_path: Path) -> None:
     from spectrascope.cli import _register_commands, app
 
-    folder = tmp_path / "tiny-llama"
-    tiny.hf.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
+    folder = tiny_dir
     _register_commands()
     runner = CliRunner()
     out = tmp_path / "out"

@@ -5,7 +5,6 @@ ranks, unsupported models and bad input as clear errors, and the ``lens`` / ``pa
 
 from __future__ import annotations
 
-import sys
 
 import pandas as pd
 import pytest
@@ -176,23 +175,10 @@ def model_dir(tmp_path_factory, bert_tokenizer):
     return folder
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from spectrascope.cli import main
 
-    monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["spectrascope", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_cli_lens_prints_the_last_position_and_writes_tables_and_heatmaps(model_dir, tmp_path, monkeypatch, capsys):
+def test_cli_lens_prints_the_last_position_and_writes_tables_and_heatmaps(model_dir, tmp_path, run_cli):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "lens", str(model_dir), "the capital of france is",
+    code, stdout, stderr = run_cli("lens", str(model_dir), "the capital of france is",
                                    "--target", "paris", "--out", str(out))
     assert code == 0, stderr
     assert "p('paris')" in stdout and "emb" in stdout
@@ -203,9 +189,9 @@ def test_cli_lens_prints_the_last_position_and_writes_tables_and_heatmaps(model_
     assert (out / "lens_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_patch_writes_the_sweep(model_dir, tmp_path, monkeypatch, capsys):
+def test_cli_patch_writes_the_sweep(model_dir, tmp_path, run_cli):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "patch", str(model_dir), "--clean", "the capital of france is",
+    code, stdout, stderr = run_cli("patch", str(model_dir), "--clean", "the capital of france is",
                                    "--corrupted", "the capital of italy is", "--correct", "paris", "--wrong", "rome",
                                    "--sweep", "resid_pre", "--out", str(out))
     assert code == 0, stderr
@@ -222,9 +208,9 @@ def test_cli_patch_writes_the_sweep(model_dir, tmp_path, monkeypatch, capsys):
     (["patch", "{model}", "--clean", "a b", "--corrupted", "a c", "--correct", "x", "--wrong", "y", "--sweep", "up"],
      "unknown sweep"),
 ])
-def test_cli_bad_input_is_one_error_line(model_dir, tmp_path, monkeypatch, capsys, args, message):
+def test_cli_bad_input_is_one_error_line(model_dir, tmp_path, run_cli, args, message):
     args = [a.replace("{model}", str(model_dir)) for a in args] + ["--out", str(tmp_path)]
-    code, _, stderr = run_cli(monkeypatch, capsys, *args)
+    code, _, stderr = run_cli(*args)
     assert code == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], stderr

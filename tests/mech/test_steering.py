@@ -128,12 +128,10 @@ def test_next_token_table(tiny) -> None:
     assert not np.allclose(steered["prob"], table["prob"])
 
 
-def test_steer_cli(tiny, tmp_path: Path) -> None:
+def test_steer_cli(tiny_dir: Path, tmp_path: Path) -> None:
     from spectrascope.cli import _register_commands, app
 
-    folder = tmp_path / "tiny-llama"
-    tiny.hf.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
+    folder = tiny_dir
     _register_commands()
     runner = CliRunner()
     result = runner.invoke(app, ["steer", str(folder), "--positive", "|".join(POSITIVE), "--negative",

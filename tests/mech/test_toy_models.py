@@ -109,36 +109,20 @@ def test_ablating_the_circuit_destroys_in_context_learning(toy, scores, losses):
     assert table.loc[[h in others for h in all_heads(toy)], "damage"].max() < 0.05
 
 
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``spectrascope ARGS`` in-process through the real entry point: (exit code, stdout, stderr)."""
-    import sys
 
-    from spectrascope.cli import main
-
-    monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["spectrascope", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_cli_heads_and_ablate_on_the_toy(monkeypatch, capsys, tmp_path):
+def test_cli_heads_and_ablate_on_the_toy(run_cli, tmp_path):
     import pandas as pd
 
-    code, out, _ = _cli(monkeypatch, capsys, "heads", "toy-induction", "--n-seq", "8", "--out", str(tmp_path))
+    code, out, _ = run_cli("heads", "toy-induction", "--n-seq", "8", "--out", str(tmp_path))
     assert code == 0 and "induction" in out
     scores = pd.read_parquet(tmp_path / "head_scores.parquet")
     assert list(scores.columns) == ["layer", "head", "induction", "previous_token", "duplicate_token"]
-    code, out, _ = _cli(monkeypatch, capsys, "ablate", "toy-induction", "--heads", "all", "--quiet", "--out", str(tmp_path))
+    code, out, _ = run_cli("ablate", "toy-induction", "--heads", "all", "--quiet", "--out", str(tmp_path))
     assert code == 0
     table = pd.read_parquet(tmp_path / "ablation.parquet")
     assert len(table) == 8 and set(table["metric"]) == {"induction_loss"}
     assert (tmp_path / "ablation.csv").exists()
-    code, _, err = _cli(monkeypatch, capsys, "ablate", "toy-induction", "--heads", "5.1", "--out", str(tmp_path))
+    code, _, err = run_cli("ablate", "toy-induction", "--heads", "5.1", "--out", str(tmp_path))
     assert code == 2 and err.strip() == "error: head:5.1: layer 5 does not exist (the model has layers 0..1)"
-    code, _, err = _cli(monkeypatch, capsys, "ablate", "toy-induction", "--heads", "0.7", "--out", str(tmp_path))
+    code, _, err = run_cli("ablate", "toy-induction", "--heads", "0.7", "--out", str(tmp_path))
     assert code == 2 and "head 7 does not exist (layer 0 has heads 0..3)" in err and len(err.strip().splitlines()) == 1
