@@ -12,8 +12,16 @@ num_pl_spikes = number of eigenvalues >= xmin.
 
 The naive loop is O(n^2) in Python; here candidates are evaluated in vectorized blocks, and
 a lower bound on each D prunes the candidates that cannot be the minimum (same argmin, a
-fraction of the arithmetic). For fewer than 20 points weightwatcher
-switches to a bias-corrected small-sample fit; that path is reproduced so results match.
+fraction of the arithmetic).
+
+For fewer than 20 points weightwatcher (0.7.7, ``WW_powerlaw.WWFit``) switches to a
+bias-corrected small-sample fit: alpha_i = 1 + (n_i - 1) / sum_{j >= i} ln(x_j / x_i), only
+for tails of at least 8 points; it scores each candidate by J_i = D_i - 0.868 / sqrt(n_i),
+but the fit object then re-selects the candidate with the smallest KS distance D (candidates
+it skipped keep D = 1), and that re-selected candidate is what it reports. This module
+reproduces that final choice (smallest D, first one on ties), so small fits match too; when
+no tail of 8 points gives a valid alpha, the whole sample is the tail (weightwatcher's
+fallback).
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ EVALS_THRESHOLD = 1e-5
 
 SMALL_N = 20
 """Below this many eigenvalues the small-sample fit is used (as weightwatcher does)."""
+
+SMALL_N_MIN_TAIL = 8
+"""Smallest tail the small-sample fit scores (weightwatcher's ``k_min``)."""
 
 _BLOCK_ELEMENTS = 4_000_000
 
@@ -107,29 +118,35 @@ def _standard_candidates(x: np.ndarray, prune: bool = True) -> tuple[np.ndarray,
     return alphas, Ds
 
 
-def _small_n_candidates(x: np.ndarray, k_min: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bias-corrected small-sample fit: alpha = 1 + (n-1)/S, objective J = D - 0.868/sqrt(n)."""
+def _small_n_candidates(x: np.ndarray, k_min: int = SMALL_N_MIN_TAIL) -> tuple[np.ndarray, np.ndarray]:
+    """alpha_i (bias-corrected, 1 + (n_i - 1) / S_i) and D_i of the small-sample fit.
+
+    Candidates with fewer than ``k_min`` tail points, S_i <= 1e-12 or alpha_i <= 1 keep D = 1
+    (weightwatcher's initial value). If no candidate qualifies, candidate 0 (the whole sample)
+    is evaluated regardless of ``k_min``, as weightwatcher's fallback does.
+    """
     n = x.size
     logs = np.log(x)
     alphas = np.zeros(n - 1)
     Ds = np.ones(n - 1)
-    Js = np.full(n - 1, np.inf)
-    for i in range(n - 1):
+
+    def evaluate(i: int) -> bool:
         tail = n - i
-        if tail < k_min:
-            continue
         s = logs[i:].sum() - tail * logs[i]
         if s <= 1e-12:
-            continue
+            return False
         a = 1.0 + (tail - 1.0) / s
         alphas[i] = a
         if a <= 1.0:
-            continue
+            return False
         fit_cdf = 1.0 - (x[i:] / x[i]) ** (1.0 - a)
-        D = float(np.max(np.abs(np.arange(tail) / tail - fit_cdf)))
-        Ds[i] = D
-        Js[i] = D - 0.868 / np.sqrt(tail)
-    return alphas, Ds, Js
+        Ds[i] = float(np.max(np.abs(np.arange(tail) / tail - fit_cdf)))
+        return True
+
+    scored = [evaluate(i) for i in range(n - 1) if n - i >= k_min]
+    if not any(scored):
+        evaluate(0)
+    return alphas, Ds
 
 
 def fit_power_law(evals: np.ndarray, threshold: float = EVALS_THRESHOLD) -> PowerLawFit:
@@ -150,14 +167,8 @@ def fit_power_law(evals: np.ndarray, threshold: float = EVALS_THRESHOLD) -> Powe
         return _failed(f"only {n} eigenvalue(s) above {threshold:g}")
     if x[0] == x[-1]:
         return _failed("all eigenvalues are equal: no tail to fit")
-    if n < SMALL_N:
-        alphas, Ds, Js = _small_n_candidates(x)
-        best = int(np.argmin(Js)) if np.isfinite(Js).any() else -1
-        if best < 0:
-            return _failed(f"too few eigenvalues ({n}) for a power-law fit")
-    else:
-        alphas, Ds = _standard_candidates(x)
-        best = int(np.argmin(Ds))
+    alphas, Ds = _small_n_candidates(x) if n < SMALL_N else _standard_candidates(x)
+    best = int(np.argmin(Ds))
     alpha = float(alphas[best])
     if not np.isfinite(alpha) or alpha <= 1.0:
         return _failed("no candidate tail gave alpha > 1")
