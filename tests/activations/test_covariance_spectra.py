@@ -37,3 +37,9 @@ def test_row_from_moments_matches_numpy_covariance():
     assert row["n_tokens"] == 5000 and row["d"] == 40
     assert row["lambda_max"] == pytest.approx(evals[-1], rel=1e-10)
     assert row["status"] == "success" and np.isfinite(row["alpha"])
+
+
+def test_activation_rows_carry_no_training_warning():
+    x = torch.randn(500, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    row = activation_spectrum_row(RunningMoments().update(x))
+    assert "warning" not in row and row["status"] == "success"

@@ -10,6 +10,10 @@ From a site's streaming moments (count n, mean, covariance C, d x d, float64):
     participation_ratio (sum lambda)^2 / sum lambda^2
     top_share           lambda_max / sum lambda
     trace_log_energy    see spectrascope.spectra.metrics
+
+Weight rows carry weightwatcher's ``warning`` ('over-trained' / 'under-trained' from alpha);
+those labels are about training a weight matrix and mean nothing for an activation
+covariance, so activation rows do not have the column.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def activation_spectrum_row(moments: RunningMoments) -> dict:
     d = evals.size
     row = {"n_tokens": n, "d": d}
     threshold = EVALS_THRESHOLD * float(evals.mean()) if evals.size else EVALS_THRESHOLD
-    row.update(spectrum_metrics(evals, max(n, d), d, threshold=threshold))
+    metrics = spectrum_metrics(evals, max(n, d), d, threshold=threshold)
+    metrics.pop("warning")
+    row.update(metrics)
     row.update(shape_metrics(evals))
     return row

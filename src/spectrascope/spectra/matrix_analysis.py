@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import asdict
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from .partial import PartialConfig, partial_metrics, partial_spectrum
 from .traps import correlation_traps
 
 MP_COLUMNS = ["num_spikes", "sigma_mp", "bulk_max", "mp_softrank"]
-TRAP_COLUMNS = ["rand_lambda_max", "rand_distance", "num_traps", "num_rand_spikes"]
+TRAP_COLUMNS = ["rand_lambda_max", "rand_distance", "rand_log_distance", "num_traps", "num_structure_spikes"]
 PARTIAL_MIN_COLUMNS = 64
 """Below this many columns a "partial" request computes the full spectrum (it is cheaper)."""
 
@@ -104,8 +105,7 @@ def analyze_matrix(name: str, W: np.ndarray, options: WeightsOptions, device: st
     if options.randomize:
         if row["status"] == "success":
             traps = correlation_traps(W, evals, seed=matrix_seed(name, options.seed), precision=options.precision)
-            row.update(rand_lambda_max=traps.rand_lambda_max, rand_distance=traps.rand_distance,
-                       num_traps=traps.num_traps, num_rand_spikes=traps.num_rand_spikes)
+            row.update(asdict(traps))
         else:
             row.update({c: np.nan for c in TRAP_COLUMNS})
     return row
