@@ -19,9 +19,9 @@ bias-corrected small-sample fit: alpha_i = 1 + (n_i - 1) / sum_{j >= i} ln(x_j /
 for tails of at least 8 points; it scores each candidate by J_i = D_i - 0.868 / sqrt(n_i),
 but the fit object then re-selects the candidate with the smallest KS distance D (candidates
 it skipped keep D = 1), and that re-selected candidate is what it reports. This module
-reproduces that final choice (smallest D, first one on ties), so small fits match too; when
-no tail of 8 points gives a valid alpha, the whole sample is the tail (weightwatcher's
-fallback).
+reproduces that final choice (smallest D, first one on ties), so small fits match too.
+Fewer than 8 points are too few for any tail: the fit fails (weightwatcher would fall back on
+the whole sample, but its ``min_evals`` filter never lets such a matrix reach the fit).
 """
 
 from __future__ import annotations
@@ -122,30 +122,22 @@ def _small_n_candidates(x: np.ndarray, k_min: int = SMALL_N_MIN_TAIL) -> tuple[n
     """alpha_i (bias-corrected, 1 + (n_i - 1) / S_i) and D_i of the small-sample fit.
 
     Candidates with fewer than ``k_min`` tail points, S_i <= 1e-12 or alpha_i <= 1 keep D = 1
-    (weightwatcher's initial value). If no candidate qualifies, candidate 0 (the whole sample)
-    is evaluated regardless of ``k_min``, as weightwatcher's fallback does.
+    (weightwatcher's initial value).
     """
     n = x.size
     logs = np.log(x)
     alphas = np.zeros(n - 1)
     Ds = np.ones(n - 1)
-
-    def evaluate(i: int) -> bool:
+    for i in range(n - k_min + 1):
         tail = n - i
         s = logs[i:].sum() - tail * logs[i]
         if s <= 1e-12:
-            return False
+            continue
         a = 1.0 + (tail - 1.0) / s
         alphas[i] = a
-        if a <= 1.0:
-            return False
-        fit_cdf = 1.0 - (x[i:] / x[i]) ** (1.0 - a)
-        Ds[i] = float(np.max(np.abs(np.arange(tail) / tail - fit_cdf)))
-        return True
-
-    scored = [evaluate(i) for i in range(n - 1) if n - i >= k_min]
-    if not any(scored):
-        evaluate(0)
+        if a > 1.0:
+            fit_cdf = 1.0 - (x[i:] / x[i]) ** (1.0 - a)
+            Ds[i] = float(np.max(np.abs(np.arange(tail) / tail - fit_cdf)))
     return alphas, Ds
 
 
@@ -167,6 +159,8 @@ def fit_power_law(evals: np.ndarray, threshold: float = EVALS_THRESHOLD) -> Powe
         return _failed(f"only {n} eigenvalue(s) above {threshold:g}")
     if x[0] == x[-1]:
         return _failed("all eigenvalues are equal: no tail to fit")
+    if n < SMALL_N_MIN_TAIL:
+        return _failed(f"too few eigenvalues ({n}) for a power-law fit (at least {SMALL_N_MIN_TAIL})")
     alphas, Ds = _small_n_candidates(x) if n < SMALL_N else _standard_candidates(x)
     best = int(np.argmin(Ds))
     alpha = float(alphas[best])
