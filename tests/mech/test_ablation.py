@@ -131,7 +131,10 @@ def test_mean_and_resample_ablation_are_exact(micro):
     z_ref = _z(REFERENCE)
     z = _z(TOKENS)
     mean_z = z.copy()
-    mean_z[..., 0:2] = z_ref[..., 0:2].reshape(-1, 2).mean(0)  # head 0: mean over all reference tokens
+    # head 0: position 0 gets the mean of the reference's first positions, the others the mean
+    # of the reference's other tokens (the attention sink is averaged only with sinks)
+    mean_z[:, 0, 0:2] = z_ref[:, 0, 0:2].mean(0)
+    mean_z[:, 1:, 0:2] = z_ref[:, 1:, 0:2].reshape(-1, 2).mean(0)
     with ablate(micro, "0.0", mode="mean", reference=reference):
         np.testing.assert_allclose(_run(micro), _logits(TOKENS, z=mean_z), atol=EXACT)
     resampled = z.copy()
@@ -140,12 +143,41 @@ def test_mean_and_resample_ablation_are_exact(micro):
         np.testing.assert_allclose(_run(micro), _logits(TOKENS, z=resampled), atol=EXACT)
     mid_ref = np.eye(4)[REFERENCE] + z_ref
     b_ref = _rms(mid_ref)
-    mean_mlp = (_silu(b_ref) * b_ref).reshape(-1, 4).mean(0)
+    mlp_ref = _silu(b_ref) * b_ref
+    mean_mlp = np.empty((2, 5, 4))
+    mean_mlp[:, 0] = mlp_ref[:, 0].mean(0)
+    mean_mlp[:, 1:] = mlp_ref[:, 1:].reshape(-1, 4).mean(0)
     with ablate(micro, "mlp:0", mode="mean", reference=reference):
-        np.testing.assert_allclose(_run(micro), _logits(TOKENS, mlp_out=np.broadcast_to(mean_mlp, (2, 5, 4))), atol=EXACT)
+        np.testing.assert_allclose(_run(micro), _logits(TOKENS, mlp_out=mean_mlp), atol=EXACT)
     expected = _loss(TOKENS, _logits(TOKENS, z=mean_z)) - _loss(TOKENS, _logits(TOKENS))
     table = ablation_sweep(micro, ["0.0"], NextTokenLoss(torch.from_numpy(TOKENS)), mode="mean", reference=reference)
     assert table["effect"].iloc[0] == pytest.approx(expected, abs=EXACT)
+
+
+def test_mean_ablation_keeps_a_first_position_outlier_out_of_the_other_positions(micro):
+    """A planted attention-sink-like outlier: the reference's MLP output at position 0 is 1000x
+    larger. The mean that replaces the other positions must not see it (one mean over all tokens
+    would be ~200 here instead of ~1); position 0 gets the mean of the reference's first positions."""
+    reference = torch.from_numpy(REFERENCE)
+    mlp = micro.model.layers[0].mlp
+
+    def plant(_module, _args, output):
+        output = output.clone()
+        output[:, 0] = output[:, 0] * 1000.0
+        return output
+
+    handle = mlp.register_forward_hook(plant)  # active while the reference values are computed
+    try:
+        from spectrascope.mech.ablation import reference_values
+
+        (means,) = reference_values(micro, [MlpBlock(0)], AblationMode.MEAN, reference).values()
+    finally:
+        handle.remove()
+    b_ref = _rms(np.eye(4)[REFERENCE] + _z(REFERENCE))
+    mlp_ref = _silu(b_ref) * b_ref
+    np.testing.assert_allclose(means.rest.numpy(), mlp_ref[:, 1:].reshape(-1, 4).mean(0), atol=EXACT)
+    np.testing.assert_allclose(means.first.numpy(), 1000.0 * mlp_ref[:, 0].mean(0), rtol=1e-6)
+    assert float(means.rest.abs().max()) < 2.0
 
 
 def test_metrics_by_hand(micro):

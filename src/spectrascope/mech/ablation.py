@@ -52,8 +52,16 @@ class AblationMode(str, Enum):
     ZERO = "zero"
     """By zeros."""
     MEAN = "mean"
-    """By its mean over every real token (all sequences, all positions) of a reference batch:
-    one vector per component, the same at every position."""
+    """By its mean over a reference batch, with the attention sink kept apart: the first
+    position of every sequence is replaced by the mean over the reference's first positions,
+    every other position by the mean over the reference's other real tokens.
+
+    The first position of a causal LM is the attention sink: its activations are
+    text-independent and can be hundreds of times larger than any other token's (SmolLM2,
+    which adds no BOS, has a layer-11 MLP output ~780x a typical token's norm there). One
+    mean over all tokens would be dominated by it (44x too large on SmolLM2) and would
+    replace every ordinary token by a sink-like vector; averaging the sink only with sinks
+    keeps both kinds of position on their own distribution."""
     RESAMPLE = "resample"
     """By its value on a reference batch of the same shape (row i, position t gets the
     reference's row i, position t): the activation "from another input"."""
@@ -305,16 +313,36 @@ def spectral_edit(weight: torch.Tensor, keep: SpectralKeep | str, k: int = 1) ->
 # ----------------------------------------------------------------------------- activation edits
 
 
+@dataclass(frozen=True)
+class PositionMeans:
+    """The two mean vectors of :attr:`AblationMode.MEAN`, each (d,) (or (d_head,) for a head).
+
+    Attributes:
+        first: mean over the reference's first positions (the attention sink).
+        rest: mean over the reference's other real tokens.
+    """
+
+    first: torch.Tensor
+    rest: torch.Tensor
+
+    def fill(self, target: torch.Tensor) -> None:
+        """Write the means into ``target`` (batch, pos, d) in place: position 0 gets ``first``."""
+        target[:, :1].copy_(self.first.to(target.dtype).expand_as(target[:, :1]))
+        target[:, 1:].copy_(self.rest.to(target.dtype).expand_as(target[:, 1:]))
+
+
+Replacement = torch.Tensor | PositionMeans | None
+"""What replaces an activation component: None = zeros, :class:`PositionMeans`, or
+(batch, pos, d) resampled activations."""
+
+
 @dataclass
 class _Edit:
-    """Replace ``component``'s part of its site's activation in batch rows ``rows``.
-
-    ``value``: None = zeros; (d,) = a mean vector; (batch, pos, d) = resampled activations.
-    """
+    """Replace ``component``'s part of its site's activation in batch rows ``rows`` by ``value``."""
 
     component: Head | AttnBlock | MlpBlock
     rows: slice
-    value: torch.Tensor | None
+    value: Replacement
 
 
 def _site_fn(edits: list[_Edit]):
@@ -325,17 +353,19 @@ def _site_fn(edits: list[_Edit]):
         for edit in edits:
             head = edit.component.head
             target = out[edit.rows] if head is None else out[edit.rows, :, head]
-            if edit.value is None:
-                target.zero_()
-                continue
             value = edit.value
-            if value.ndim > 1 and value.shape != target.shape:
+            if value is None:
+                target.zero_()
+            elif isinstance(value, PositionMeans):
+                value.fill(target)
+            elif value.shape != target.shape:
                 raise SpectrascopeError(
                     f"resample ablation of {edit.component.name}: the reference batch gives shape "
                     f"{tuple(value.shape)} but the model runs on {tuple(target.shape)}; pass a reference "
                     "batch of the same (batch, pos) shape as the inputs"
                 )
-            target.copy_(value.to(target.dtype).expand_as(target))
+            else:
+                target.copy_(value.to(target.dtype))
         return out
 
     return fn
@@ -357,8 +387,9 @@ def _as_batch(reference: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 @torch.no_grad()
 def reference_values(
     model: Any, components: Sequence[Component], mode: AblationMode, reference: Any
-) -> dict[Component, torch.Tensor | None]:
-    """The replacement of each activation component: None (zero), a (d,) mean, or (batch, pos, d)."""
+) -> dict[Component, Replacement]:
+    """The replacement of each activation component: None (zero), :class:`PositionMeans`
+    (mean), or (batch, pos, d) reference activations (resample)."""
     activation = [c for c in components if isinstance(c, ACTIVATION_KINDS)]
     if mode is AblationMode.ZERO or not activation:
         return {c: None for c in activation}
@@ -369,12 +400,17 @@ def reference_values(
     sites = list(dict.fromkeys(c.site for c in activation))
     _, cache = run_with_cache(hf, input_ids, sites, attention_mask=attention_mask, use_cache=False)
     valid = torch.ones(input_ids.shape, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-    values: dict[Component, torch.Tensor | None] = {}
+    rest = valid.clone()
+    rest[:, 0] = False
+    if mode is AblationMode.MEAN and not rest.any():
+        raise SpectrascopeError("mean ablation needs a reference batch with more than one token per sequence")
+    values: dict[Component, Replacement] = {}
     for component in activation:
         act = cache[component.site]
         part = act if component.head is None else act[:, :, component.head]
         if mode is AblationMode.MEAN:
-            values[component] = part[valid.to(part.device)].double().mean(dim=0).to(part.dtype)
+            first = part[:, 0].double().mean(dim=0)
+            values[component] = PositionMeans(first.to(part.dtype), part[rest.to(part.device)].double().mean(dim=0).to(part.dtype))
         else:
             values[component] = part.clone()
     return values
@@ -601,7 +637,7 @@ def _prefix_agrees(hf: nn.Module, cache: dict[str, torch.Tensor], layer: int, me
 def _stacked_scores(
     hf: nn.Module,
     chunk: list[Head | AttnBlock | MlpBlock],
-    values: Mapping[Component, torch.Tensor | None],
+    values: Mapping[Component, Replacement],
     metric: Metric,
     cache: dict[str, torch.Tensor] | None,
 ) -> list[float]:
