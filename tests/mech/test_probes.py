@@ -40,7 +40,7 @@ def encoded_layers(n: int = 600, d: int = 40, seed: int = 0) -> tuple[dict[int, 
 
 def test_logistic_finds_the_encoded_layer_and_control_is_chance() -> None:
     acts, labels = encoded_layers()
-    df = probe_layers(acts, labels, kind="logistic", seed=0, n_controls=3)
+    df = probe_layers(acts, labels, kind="logistic", seed=0, n_controls=3, control="shuffle")
     assert list(df.columns) == list(PROBE_COLUMNS)
     enc, noise = df.set_index("layer").loc[0], df.set_index("layer").loc[1]
     chance = 1 / N_CLASSES
@@ -54,14 +54,14 @@ def test_logistic_finds_the_encoded_layer_and_control_is_chance() -> None:
 
 def test_probe_layers_is_seeded() -> None:
     acts, labels = encoded_layers()
-    a = probe_layers(acts, labels, seed=3)
-    pd.testing.assert_frame_equal(a, probe_layers(acts, labels, seed=3))
+    a = probe_layers(acts, labels, seed=3, control="shuffle")
+    pd.testing.assert_frame_equal(a, probe_layers(acts, labels, seed=3, control="shuffle"))
 
 
 def test_string_labels_and_ridge_classification() -> None:
     acts, labels = encoded_layers()
     names = np.array(["a", "b", "c", "d", "e", "f"])[labels]
-    df = probe_layers(acts, list(names), kind="ridge", seed=0).set_index("layer")
+    df = probe_layers(acts, list(names), kind="ridge", seed=0, control="shuffle").set_index("layer")
     assert df.loc[0, "metric"] == "accuracy"
     assert df.loc[0, "accuracy"] > 0.9 and df.loc[0, "selectivity"] > 0.65
     assert df.loc[1, "accuracy"] < 0.3
@@ -77,7 +77,7 @@ def test_ridge_recovers_a_known_linear_map() -> None:
     np.testing.assert_allclose(probe.coef, coef, atol=2e-3)
     np.testing.assert_allclose(probe.intercept, intercept, atol=2e-2)
     assert probe.alpha <= 1e-3  # leave-one-out picks a small penalty for clean data
-    df = probe_layers(x, y, kind="ridge", seed=0)
+    df = probe_layers(x, y, kind="ridge", seed=0, control="shuffle")
     assert df.loc[0, "metric"] == "r2" and df.loc[0, "accuracy"] > 0.999
     assert df.loc[0, "control_accuracy"] < 0.05 and df.loc[0, "n_classes"] == 0
 
@@ -143,6 +143,21 @@ def test_types_control_catches_a_probe_that_reads_the_input_type() -> None:
     assert df.loc[0, "selectivity"] < 0.2
 
 
+def test_a_pure_memorizer_shows_no_selectivity_by_default() -> None:
+    """Labels assigned at random per word type (nothing to generalize, only types to memorize): the
+    default control (Hewitt & Liang's type control) gives selectivity ~0; shuffled labels would
+    credit the memorizer with accuracy minus chance (~0.7 here)."""
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 40, 800)
+    labels = rng.integers(0, 4, 40)[tokens]  # a random label per type
+    x = rng.normal(size=(40, 64))[tokens] + 0.05 * rng.normal(size=(800, 64))
+    default = probe_layers(x, labels, control_types=tokens, n_controls=3).loc[0]
+    shuffled = probe_layers(x, labels, control="shuffle", n_controls=3).loc[0]
+    assert default["control"] == "types" and default["accuracy"] > 0.95
+    assert abs(default["selectivity"]) < 0.1
+    assert shuffled["selectivity"] > 0.6
+
+
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
@@ -166,6 +181,10 @@ def test_bad_options_are_clear_errors() -> None:
         probe_layers(acts, labels, control="random")
     with pytest.raises(SpectrascopeError, match="needs control_types"):
         probe_layers(acts, labels, control="types")
+    with pytest.raises(SpectrascopeError, match="needs control_types"):
+        probe_layers(acts, labels)  # the default control needs the input types
+    with pytest.raises(SpectrascopeError, match="at least two distinct input types"):
+        probe_layers(acts, labels, control_types=["."] * len(labels))
     with pytest.raises(SpectrascopeError, match=r"\(n, d\) array"):
         probe_layers({0: np.zeros(600)}, labels)
     with pytest.raises(SpectrascopeError, match="test_size"):

@@ -52,7 +52,8 @@ def test_months_and_weekdays_lie_on_calendar_circles(smollm2) -> None:
     assert month["order_score"] >= 0.6  # random order: 0.18
     assert weekday["circle_r2"] > weekday["circle_r2_control"] + 0.3 and weekday["circle_r2"] > 0.75
     assert weekday["order_score"] >= 0.7  # random order: 0.33
-    assert (df["selectivity"] > 0.5).all()
+    # at the word itself the class is the token: Hewitt & Liang's type control is as easy as the task
+    assert (df["control"] == "types").all() and (df["selectivity"].abs() < 0.15).all()
 
 
 def test_french_minus_english_steers_towards_french(smollm2) -> None:

@@ -70,7 +70,7 @@ def probe(
     seed: int = typer.Option(0, help="seed for all randomness (texts, split, control task)"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
-    """Linear probes per layer with a shuffled-label control: writes OUT/probes.parquet and .csv."""
+    """Linear probes per layer with a control task (Hewitt & Liang type control where the probed token varies): writes OUT/probes.parquet and .csv."""
     from ..models.loaded import load_model
     from ..tables import write_table
 
@@ -85,13 +85,13 @@ def probe(
 
         df = calendar_experiment(loaded, max_texts=max_texts, seed=seed, layers=layer_list,
                                  position=position or "word", site=site, plane=plane)
-        columns = ["target", "layer", "accuracy", "control_accuracy", "selectivity", "circle_r2",
+        columns = ["target", "layer", "accuracy", "control_accuracy", "selectivity", "control", "circle_r2",
                    "circle_r2_control", "order_score"]
         title = (f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday; "
                  "random order 0.18 / 0.33)")
     else:
         df = _corpus_probe(loaded, corpus, label, kind, max_texts, _position(position or "last"), layer_list, site, seed)
-        columns = ["layer", "metric", "accuracy", "control_accuracy", "selectivity", "chance", "n_train", "n_test"]
+        columns = ["layer", "metric", "accuracy", "control_accuracy", "selectivity", "control", "chance", "n_train", "n_test"]
         title = f"{kind} probes for {label!r} in {corpus}: {model}"
     _print_frame(df, title, columns)
     pq, csv = write_table(df, out, "probes")
@@ -100,7 +100,7 @@ def probe(
 
 def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, position, layers, site: str, seed: int):
     from ..corpora import load_corpus
-    from ..mech.activation_cache import collect_activations
+    from ..mech.activation_cache import collect_activations, probed_tokens
     from ..mech.probes import probe_layers
 
     data = load_corpus(corpus, seed=seed)
@@ -113,7 +113,10 @@ def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, po
     texts = [data.texts[i] for i in keep]
     values = data.labels[label].iloc[keep].to_numpy()
     acts = collect_activations(loaded, texts, site=site, position=position, layers=layers)
-    return probe_layers(acts, values, kind=kind, seed=seed)
+    types = probed_tokens(loaded, texts, position)
+    if any(t is None for t in types) or len(set(types)) < 2:  # a mean over tokens, or one token for all: no type
+        return probe_layers(acts, values, kind=kind, seed=seed, control="shuffle")
+    return probe_layers(acts, values, kind=kind, seed=seed, control="types", control_types=types)
 
 
 @app.command()

@@ -185,6 +185,19 @@ def collect_activations(
     return {layer: out[layer] for layer in layer_list}
 
 
+def probed_tokens(
+    model: Any, texts: Sequence[str], position: Position | Sequence[Position] = "last", max_length: int = 256
+) -> list[int | None]:
+    """The token id at each text's probe position (None for ``"mean"``): the input *type* of
+    Hewitt & Liang's control task (:mod:`spectrascope.mech.probes`)."""
+    tokenizer = getattr(as_loaded(model), "tokenizer", None)
+    if tokenizer is None:
+        raise SpectrascopeError("this model has no tokenizer: cannot find the probed tokens")
+    texts = list(texts)
+    token_ids, positions = _tokenize_positions(tokenizer, texts, _per_text(position, len(texts)), max_length)
+    return [None if p == _MEAN else int(ids[p]) for ids, p in zip(token_ids, positions, strict=True)]
+
+
 def _per_text(position: Position | Sequence[Position], n: int) -> list[Position]:
     if isinstance(position, str | int | np.integer):
         return [position] * n

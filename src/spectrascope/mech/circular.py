@@ -351,8 +351,11 @@ CALENDAR_COLUMNS: dict[str, str] = {
     "layer": "layer index",
     "target": "'month' (12 classes) or 'weekday' (7)",
     "accuracy": "held-out accuracy of a logistic probe for the class",
-    "control_accuracy": "held-out accuracy on shuffled labels",
+    "control_accuracy": "held-out accuracy of the control task (see ``control``)",
     "selectivity": "accuracy - control_accuracy",
+    "control": "'types' at the word (each word type a random label: the class is the token there, so "
+               "selectivity is ~0 by construction) or 'shuffle' at the last token (every text ends in the same "
+               "token: no type to memorize, so the control is shuffled labels and selectivity is accuracy minus chance)",
     "chance": "held-out share of the most frequent class",
     **CIRCLE_COLUMNS,
     "n_train": "training examples",
@@ -377,9 +380,10 @@ def calendar_experiment(
 
     For each target, :func:`calendar_texts` (``max_texts`` texts, balanced), the
     activations at the month/weekday word (``position="word"``) or at the last token
-    (``"last"``), then per layer a logistic probe with a shuffled-label control
-    (:func:`~spectrascope.mech.probes.probe_layer`) and :func:`circle_scores` on the same
-    seeded split.
+    (``"last"``), then per layer a logistic probe (:func:`~spectrascope.mech.probes.probe_layer`)
+    and :func:`circle_scores` on the same seeded split. The probe's control task is Hewitt &
+    Liang's type-level control at the word (the type is the word) and shuffled labels at the last
+    token, where every text has the same token (see :data:`CALENDAR_COLUMNS`).
 
     Returns:
         a DataFrame with one row per (target, layer) and the columns of :data:`CALENDAR_COLUMNS`.
@@ -398,7 +402,8 @@ def calendar_experiment(
         )
         split = split_indices(len(texts), test_size, seed, stratify=classes)
         for layer, x in acts.items():
-            probe = probe_layer(x, classes, "logistic", seed=seed, test_size=test_size, l2=l2)
+            control = {"control": "types", "control_types": words} if position == "word" else {"control": "shuffle"}
+            probe = probe_layer(x, classes, "logistic", seed=seed, test_size=test_size, l2=l2, **control)
             circle = circle_scores(x, classes, n_classes, seed=seed, plane=plane, split=split)
             rows.append({"layer": layer, "target": target, **probe, **circle})
     frame = pd.DataFrame(rows)

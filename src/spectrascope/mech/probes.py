@@ -16,12 +16,18 @@ Accuracy alone does not show that a layer *represents* a property: a flexible pr
 memorize. Every score comes with a **control task** fitted and scored the same way, and
 ``selectivity = accuracy - control_accuracy`` (Hewitt & Liang 2019):
 
-- ``control="shuffle"`` (default): the labels permuted across examples (same label
-  distribution, no relation to the inputs); control accuracy ~ chance;
-- ``control="types"``: Hewitt & Liang's control: each input *type* (``control_types``,
-  e.g. the token at the probed position or the template of the text) gets one random
-  label, drawn from the label distribution, consistently across its examples; a probe
-  that merely reads the type scores high on it.
+- ``control="types"`` (default): Hewitt & Liang's control task: each input *type*
+  (``control_types``, one per example: normally the token at the probed position) gets one
+  random label, drawn from the label distribution, consistently across its examples. A probe
+  that merely memorizes types scores as high on the control as on the task, so its
+  selectivity is near 0; selectivity is high only when the representation carries the
+  property beyond the identity of the token it sits on. Needs at least two distinct types.
+- ``control="shuffle"``: the labels permuted across examples (same label distribution, no
+  relation to the inputs); control accuracy ~ chance, so selectivity is accuracy minus chance
+  for *any* probe, memorizer or not (a pure type memorizer scores ~0.7 here and ~0 with
+  ``types``). Use it only where there is no type to memorize (e.g. every example is probed
+  at the same token, or at a mean over tokens), and say so: the ``control`` column records
+  which control each row used.
 
 The held-out split is seeded and stratified by class for classification.
 """
@@ -49,6 +55,7 @@ PROBE_COLUMNS: dict[str, str] = {
     "accuracy": "held-out accuracy, or held-out R^2 for continuous targets",
     "control_accuracy": "the same for the control task (mean over n_controls controls)",
     "selectivity": "accuracy - control_accuracy",
+    "control": "the control task: 'types' (Hewitt & Liang, one random label per input type) or 'shuffle'",
     "train_accuracy": "accuracy (or R^2) on the training split",
     "chance": "held-out share of the most frequent training class (0 for R^2)",
     "n_train": "training examples",
@@ -291,7 +298,7 @@ def probe_layer(
     kind: str = "logistic",
     seed: int = 0,
     test_size: float = 0.25,
-    control: str = "shuffle",
+    control: str = "types",
     control_types: Sequence[Any] | None = None,
     n_controls: int = 1,
     l2: float = 1.0,
@@ -301,6 +308,7 @@ def probe_layer(
     x = _matrix(x, "activations")
     target, classes, metric = _targets(labels, kind, len(x))
     train, test = split_indices(len(x), test_size, seed, stratify=target if classes is not None else None)
+    _check_control(control, control_types, len(x))
 
     def score(y: np.ndarray) -> tuple[float, float]:
         if kind == "logistic":
@@ -327,6 +335,7 @@ def probe_layer(
         "accuracy": test_score,
         "control_accuracy": control_score,
         "selectivity": test_score - control_score,
+        "control": control,
         "train_accuracy": train_score,
         "chance": chance,
         "n_train": len(train),
@@ -342,7 +351,7 @@ def probe_layers(
     kind: str = "logistic",
     seed: int = 0,
     test_size: float = 0.25,
-    control: str = "shuffle",
+    control: str = "types",
     control_types: Sequence[Any] | None = None,
     n_controls: int = 1,
     l2: float = 1.0,
@@ -359,8 +368,9 @@ def probe_layers(
         kind: ``"logistic"`` or ``"ridge"``.
         seed: fixes the split and the control labels; every layer uses the same split.
         test_size: held-out share.
-        control: ``"shuffle"`` or ``"types"`` (needs ``control_types``); see the module doc.
-        control_types: one input type per example for ``control="types"``.
+        control: ``"types"`` (default; needs ``control_types``) or ``"shuffle"``; see the module doc.
+        control_types: one input type per example (the token at the probed position) for
+            ``control="types"``.
         n_controls: control tasks averaged (different seeds).
         l2: logistic penalty (scikit-learn's 1 / C).
         alphas: ridge penalties tried (leave-one-out choice) or one penalty.
@@ -422,14 +432,29 @@ def _targets(labels: Any, kind: str, n: int) -> tuple[np.ndarray, np.ndarray | N
     return index.astype(np.int64), classes, "accuracy"
 
 
+def _check_control(control: str, types: Sequence[Any] | None, n: int) -> None:
+    """One clear line for a control task that cannot be run."""
+    if control == "shuffle":
+        return
+    if control != "types":
+        raise SpectrascopeError(f"unknown control task {control!r}: use 'types' or 'shuffle'")
+    if types is None:
+        raise SpectrascopeError(
+            "control='types' (the default, Hewitt & Liang) needs control_types: one input type per example, "
+            "e.g. the token at the probed position; pass control='shuffle' only where there is no type to memorize"
+        )
+    distinct = len({str(t) for t in types})
+    if len(types) == n and distinct < 2:
+        raise SpectrascopeError(
+            "control='types' needs at least two distinct input types (every example has the same one, so there is "
+            "nothing to memorize); use control='shuffle'"
+        )
+
+
 def _control(target: np.ndarray, control: str, types: Sequence[Any] | None, seed: int) -> np.ndarray:
     if control == "shuffle":
         return control_labels(target, seed)
-    if control == "types":
-        if types is None:
-            raise SpectrascopeError("control='types' needs control_types (one input type per example)")
-        return control_labels(target, seed, types)
-    raise SpectrascopeError(f"unknown control task {control!r}: use 'shuffle' or 'types'")
+    return control_labels(target, seed, types)
 
 
 def _onehot(y: np.ndarray, k: int) -> np.ndarray:
