@@ -10,6 +10,7 @@ from ..corpora import corpus_texts
 from ..models.roles import tensor_role
 from ..progress import progress_bar
 from .matrix_inputs import SHARED_INPUT, accumulate_input_moments
+from .norm_folding import fold_norm, reader_norm
 from .overlap import mode_shares, mode_table, overlap_rows
 from .subspaces import MatrixSubspaces, matrix_subspaces
 
@@ -22,15 +23,24 @@ def model_roles(hf_model) -> dict[str, tuple[int, str]]:
     return {n: tensor_role(n, config) for n, p in hf_model.named_parameters() if p.dim() == 2}
 
 
-def model_subspaces(hf_model, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES) -> dict[str, MatrixSubspaces]:
-    """SVD and tails of every matrix with a role in ``wanted`` (GPT-2 Conv1D weights transposed)."""
+def model_subspaces(hf_model, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES,
+                    fold_reader_norms: bool = False) -> dict[str, MatrixSubspaces]:
+    """SVD and tails of every matrix with a role in ``wanted`` (GPT-2 Conv1D weights transposed).
+
+    With ``fold_reader_norms`` the readers (q, k, v, gate, up) are analyzed in residual-stream
+    coordinates, their norm's gain folded in (:mod:`~spectrascope.bridge.norm_folding`): what
+    cross-layer alignment compares with the writers' output directions. The eigenmode overlap
+    uses the raw matrices, whose inputs are the normalized vectors themselves.
+    """
     params = dict(hf_model.named_parameters())
     conv1d = hf_model.config.model_type == "gpt2"
     out = {}
     for name, (_, role) in roles.items():
         if role in wanted:
             W = params[name].detach().double().cpu().numpy()
-            out[name] = matrix_subspaces(W.T if conv1d else W)
+            W = W.T if conv1d else W
+            norm = reader_norm(hf_model, name, role) if fold_reader_norms else None
+            out[name] = matrix_subspaces(fold_norm(W, norm) if norm is not None else W)
     return out
 
 
