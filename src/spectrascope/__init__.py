@@ -44,6 +44,9 @@ _EXPORTS = {
     "steering_vector": "spectrascope.mech.steering",
     "steer": "spectrascope.mech.steering",
     "steering_effect": "spectrascope.mech.steering",
+    # statistics
+    "cka": "spectrascope.bridge.cka",
+    "bh_qvalues": "spectrascope.stats.multiple_testing",
     # corpora
     "list_corpora": "spectrascope.corpora",
     "load_corpus": "spectrascope.corpora",

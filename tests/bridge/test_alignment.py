@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spectrascope.bridge.alignment import alignment_table, cka_matrix, linear_cka, subspace_overlap
+from spectrascope.bridge.alignment import alignment_table, cka_matrix, subspace_overlap
 from spectrascope.bridge.subspaces import MatrixSubspaces
 
 
@@ -36,14 +36,14 @@ def test_alignment_table_finds_the_planted_writer_reader_pair():
     assert by.loc["a", "random_overlap"] == pytest.approx(4 / 64)
 
 
-def test_linear_cka():
+def test_cka_matrix():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((500, 10))
     R = np.linalg.qr(rng.standard_normal((10, 10)))[0]
-    assert linear_cka(X, X @ R * 3 + 1) == pytest.approx(1.0)  # invariant to rotation, scale, shift
-    assert linear_cka(X, rng.standard_normal((500, 10))) < 0.1
     m = cka_matrix({0: X, 1: X @ R, 2: rng.standard_normal((500, 10))})
     assert len(m) == 9 and m.query("layer_a == 0 and layer_b == 1")["cka"].item() == pytest.approx(1.0)
+    assert abs(m.query("layer_a == 0 and layer_b == 2")["cka"].item()) < 0.05
+    assert m.query("layer_a == 2 and layer_b == 2")["cka"].item() == pytest.approx(1.0)
 
 
 def test_folding_the_norm_gain_finds_a_reader_that_the_raw_matrix_hides():

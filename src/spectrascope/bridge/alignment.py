@@ -9,8 +9,7 @@ For orthonormal bases A (d, a) and B (d, b) of a writer's and a reader's tail:
     random   = max(a, b) / d                  expectation for random subspaces
     enrichment = overlap / random
 
-Also linear CKA between the layers' activations (on a sample of tokens) and the propagation
-of spectral entropy (effective rank) through depth, per domain, from the activations table.
+Also CKA between the layers' activations (on a sample of tokens, debiased: see cka.py).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .cka import cka
 from .subspaces import MatrixSubspaces
 
 WRITERS = ("o", "mlp_down", "mlp_out")
@@ -62,25 +62,15 @@ def alignment_table(subspaces: dict[str, MatrixSubspaces], roles: dict[str, tupl
     return pd.DataFrame(rows)
 
 
-def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
-    """Linear CKA of two representations of the same n tokens, X (n, d1), Y (n, d2):
-    ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centered Xc, Yc."""
-    Xc = X - X.mean(axis=0)
-    Yc = Y - Y.mean(axis=0)
-    cross = np.linalg.norm(Xc.T @ Yc) ** 2
-    denom = np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc)
-    return float(cross / denom) if denom > 0 else np.nan
-
-
-def cka_matrix(layers: dict[int, np.ndarray]) -> pd.DataFrame:
-    """Linear CKA between every pair of layers' activations (same tokens): long table
-    layer_a, layer_b, cka."""
+def cka_matrix(layers: dict[int, np.ndarray], debiased: bool = True) -> pd.DataFrame:
+    """CKA (:func:`~spectrascope.bridge.cka.cka`) between every pair of layers' activations of the
+    same tokens: long table layer_a, layer_b, cka (symmetric, both orders)."""
     keys = sorted(layers)
     X = {k: np.asarray(layers[k], dtype=np.float64) for k in keys}
     rows = []
     for i, a in enumerate(keys):
         for b in keys[i:]:
-            c = 1.0 if a == b else linear_cka(X[a], X[b])
+            c = cka(X[a], X[b], debiased=debiased)
             rows.append({"layer_a": a, "layer_b": b, "cka": c})
             if a != b:
                 rows.append({"layer_a": b, "layer_b": a, "cka": c})

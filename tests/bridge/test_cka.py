@@ -1,0 +1,52 @@
+"""Debiased CKA: the feature-space formula equals the n x n kernel formula; independent
+representations give ~0 at the study's sample size; invariances."""
+
+import numpy as np
+import pytest
+
+from spectrascope.bridge.cka import cka
+
+
+def _hsic_unbiased_kernel(K, L):
+    """Song et al. (2012) with explicit n x n kernels (the reference formula)."""
+    n = K.shape[0]
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0.0)
+    np.fill_diagonal(L, 0.0)
+    one = np.ones(n)
+    term = np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ K @ L @ one
+    return term / (n * (n - 3))
+
+
+def test_feature_space_formula_equals_the_kernel_formula():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((30, 5)), rng.standard_normal((30, 7)) + 2.0
+    Y[:, 0] += X[:, 0]
+    K, L = X @ X.T, Y @ Y.T
+    expected = _hsic_unbiased_kernel(K, L) / np.sqrt(_hsic_unbiased_kernel(K, K) * _hsic_unbiased_kernel(L, L))
+    assert cka(X, Y) == pytest.approx(expected, rel=1e-10)
+
+
+def test_independent_representations_at_the_study_size_give_zero():
+    """n = 4096 tokens, d = 576: debiased |CKA| < 0.05; the biased one is ~d / (n + d) = 0.12."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((4096, 576)), rng.standard_normal((4096, 576))
+    assert abs(cka(X, Y)) < 0.05
+    assert cka(X, Y, debiased=False) == pytest.approx(576 / (4096 + 576), abs=0.02)
+
+
+def test_the_old_sample_size_made_noise_look_similar():
+    rng = np.random.default_rng(2)
+    X, Y = rng.standard_normal((512, 576)), rng.standard_normal((512, 576))
+    assert cka(X, Y, debiased=False) > 0.5  # the issue's 0.53
+    assert abs(cka(X, Y)) < 0.05
+
+
+def test_invariances_and_identity():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 10))
+    R = np.linalg.qr(rng.standard_normal((10, 10)))[0]
+    assert cka(X, X) == pytest.approx(1.0)
+    assert cka(X, 3 * X @ R + 5) == pytest.approx(1.0, abs=1e-9)  # rotation, scale, shift
+    with pytest.raises(ValueError, match="same n"):
+        cka(X, X[:-1])
