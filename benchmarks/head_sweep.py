@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spectrascope.mech.ablation import ablation_sweep, all_heads
+from spectrascope.mech.ablation import all_heads
+from spectrascope.mech.ablation_sweep import ablation_sweep
 from spectrascope.mech.metrics import Metric, repeated_loss
 from spectrascope.models.loaded import load_model
 

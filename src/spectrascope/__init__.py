@@ -37,7 +37,7 @@ _EXPORTS = {
     "patching_comparison": "spectrascope.mech.attribution",
     "head_scores": "spectrascope.mech.head_scores",
     "ablate": "spectrascope.mech.ablation",
-    "ablation_sweep": "spectrascope.mech.ablation",
+    "ablation_sweep": "spectrascope.mech.ablation_sweep",
     "collect_activations": "spectrascope.mech.activation_cache",
     "probe_layers": "spectrascope.mech.probes",
     "calendar_experiment": "spectrascope.mech.circular",

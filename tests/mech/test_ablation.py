@@ -19,13 +19,12 @@ from spectrascope.mech.ablation import (
     SpectralComponent,
     SpectralKeep,
     ablate,
-    ablation_sweep,
     find_weight,
     parse_component,
-    rank_by_damage,
     resolve_components,
     spectral_edit,
 )
+from spectrascope.mech.ablation_sweep import ablation_rows, ablation_sweep, rank_by_damage
 from spectrascope.mech.metrics import LogitDifference, NextTokenLoss
 from spectrascope.mech.toy_models import load_toy_induction
 
@@ -227,6 +226,26 @@ def test_batched_sweep_equals_one_at_a_time(tiny_llama, mode):
     np.testing.assert_allclose(fast["value"], slow["value"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(stacked["value"], slow["value"], rtol=0, atol=1e-12)
     assert (slow["effect"].abs() > 1e-6).all()  # every component matters a little in a random model
+
+
+def test_row_chunks_give_the_same_rows_as_one_forward(tiny_llama):
+    """Rows cut into chunks of 2 (max_batch_tokens=18), packed and resumed, per row equal to
+    one unchunked reference forward per component; spectral edits resumed at their layer too."""
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, 50, (5, 9), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[4, 5:] = 0
+    metric = NextTokenLoss(ids, mask)
+    weight = "model.layers.2.mlp.down_proj.weight"
+    components = [Head(0, 1), MlpBlock(2), AttnBlock(1), SpectralComponent(weight, "bulk")]
+    chunked = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids, max_batch_tokens=18)
+    whole = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids, batched=False,
+                          max_batch_tokens=10_000)
+    np.testing.assert_allclose(chunked.baseline.values, whole.baseline.values, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(chunked.baseline.weights, [8, 8, 8, 8, 4])  # counted targets per row
+    assert float(chunked.baseline.reduce()) == pytest.approx(metric(tiny_llama), abs=1e-12)
+    for component in components:
+        np.testing.assert_allclose(chunked.ablated[component].values, whole.ablated[component].values, atol=1e-12)
 
 
 def test_batched_sweep_on_the_toy_in_float32():

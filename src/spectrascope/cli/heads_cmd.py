@@ -99,7 +99,7 @@ def ablate(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Ablate each component in turn and measure a metric: writes OUT/ablation.parquet and .csv."""
-    from ..mech.ablation import ablation_sweep, rank_by_damage
+    from ..mech.ablation_sweep import ablation_sweep, rank_by_damage
     from ..tables import write_table
 
     loaded = load_any_model(model, device)

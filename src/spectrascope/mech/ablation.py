@@ -17,33 +17,25 @@ reference batch, or resample from a reference batch); spectral components are we
 
 :func:`ablate` is a context manager: the edits hold inside the ``with`` block and the model is
 exactly as before afterwards (hooks removed, edited weights copied back bit for bit, even when
-the block raises). :func:`ablation_sweep` measures each component's effect on a
-:class:`~spectrascope.mech.metrics.Metric`, ablating one component at a time; it is batched:
-the metric's batch is stacked once per component and each block of rows gets its own
-ablation, so one forward pass ablates many components. For Llama models, components of
-layer ``L`` are run from the clean ``blocks.L.hook_resid_pre`` on (HF's own forward over
-layers ``L..``), so the unchanged layers before ``L`` are computed once, not once per head.
+the block raises). Measuring each component's effect on a metric, one at a time, is
+:mod:`spectrascope.mech.ablation_sweep` (exact) and :mod:`spectrascope.mech.ablation_attribution`
+(a first-order screen).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from spectrascope.errors import SpectrascopeError
-from spectrascope.mech.metrics import Metric, as_hf, keep_logits
-from spectrascope.progress import progress_bar
+from spectrascope.mech.metrics import Metric, as_hf
 from spectrascope.trace import hooks, run_with_cache
-from spectrascope.trace.tracer import model_output_tensor
 
 
 class AblationMode(str, Enum):
@@ -167,7 +159,7 @@ class SpectralComponent:
 
 
 Component = Head | AttnBlock | MlpBlock | SpectralComponent
-"""Anything :func:`ablate` and :func:`ablation_sweep` can ablate."""
+"""Anything :func:`ablate` and the sweeps (:mod:`~spectrascope.mech.ablation_sweep`) can ablate."""
 
 ACTIVATION_KINDS = (Head, AttnBlock, MlpBlock)
 
@@ -469,199 +461,3 @@ def ablate(
         with torch.no_grad():
             for param, original in saved:
                 param.copy_(original)
-
-
-# ----------------------------------------------------------------------------- sweep
-
-
-def _resumable(hf: nn.Module) -> bool:
-    """Whether HF's forward can start at layer L from ``hook_resid_pre`` (Llama only: its
-    decoder runs ``inputs_embeds`` through ``model.layers`` with no embedding scale)."""
-    base = getattr(hf, "model", None)
-    return (
-        getattr(hf.config, "model_type", None) == "llama"
-        and type(base).__name__ == "LlamaModel"
-        and isinstance(getattr(base, "layers", None), nn.ModuleList)
-        and hasattr(hf, "lm_head")
-    )
-
-
-def _forward_from_layer(
-    hf: nn.Module, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
-    logits_to_keep: torch.Tensor | None,
-) -> torch.Tensor:
-    """Logits of HF's own forward over layers ``layer..`` from ``hidden`` = ``blocks.{layer}.hook_resid_pre``.
-
-    The decoder's layer list is swapped for its tail for the call and restored after.
-    """
-    base = hf.model
-    layers = base.layers
-    kwargs: dict[str, Any] = {"inputs_embeds": hidden, "attention_mask": attention_mask, "use_cache": False}
-    if logits_to_keep is not None:
-        kwargs["logits_to_keep"] = logits_to_keep
-    try:
-        base.layers = nn.ModuleList(list(layers)[layer:])
-        return hf(**kwargs).logits
-    finally:
-        base.layers = layers
-
-
-def _stack(tensor: torch.Tensor | None, copies: int) -> torch.Tensor | None:
-    if tensor is None:
-        return None
-    return tensor.repeat(copies, *([1] * (tensor.ndim - 1)))
-
-
-SWEEP_COLUMNS = ["component", "kind", "layer", "head", "mode", "metric", "baseline", "value", "effect", "damage"]
-"""Columns of :func:`ablation_sweep`:
-
-- ``component``: name (``head:L.H``, ``attn:L``, ``mlp:L``, ``spectral:...``);
-- ``kind``: head, attn, mlp or spectral; ``layer``, ``head``: its position (nullable ints);
-- ``mode``: zero / mean / resample, or the spectral keep (drop_top, tail, bulk);
-- ``metric``: the metric's name; ``baseline``: the metric without ablation; ``value``: with
-  the component ablated; ``effect`` = value - baseline; ``damage``: the effect in the metric's
-  bad direction (= effect for a loss, -effect for a logit difference): positive = hurts.
-"""
-
-
-@torch.no_grad()
-def ablation_sweep(
-    model: Any,
-    components: Component | str | Iterable[Component | str],
-    metric: Metric,
-    mode: AblationMode | str = AblationMode.ZERO,
-    reference: Any = None,
-    *,
-    batched: bool = True,
-    reuse_prefix: bool = True,
-    max_batch_tokens: int = 4096,
-    show_progress: bool = False,
-) -> pd.DataFrame:
-    """Ablate each component on its own and measure the metric: one row per component.
-
-    Args:
-        model: a LoadedModel, ToyModel or Hugging Face causal LM.
-        components: see :func:`resolve_components` (``"all"`` = every head).
-        metric: the :class:`~spectrascope.mech.metrics.Metric` (its batch is the input).
-        mode, reference: as in :func:`ablate` (spectral components ignore them).
-        batched: stack the batch once per component and ablate a different component in each
-            block of rows (one forward for many components). False: one ``with ablate(...)``
-            forward per component (the reference implementation).
-        reuse_prefix: (batched, Llama only) start each layer's forwards at that layer from
-            the clean residual stream instead of recomputing the earlier, unchanged layers.
-            Checked once against a full forward; falls back (with a warning) if they differ.
-        max_batch_tokens: bound on rows x positions of one stacked forward.
-        show_progress: draw a progress bar.
-
-    Returns:
-        DataFrame with :data:`SWEEP_COLUMNS`, in the order of ``components``.
-    """
-    hf = as_hf(model)
-    resolved = resolve_components(model, components)
-    mode = _mode(mode)
-    if hf.training:
-        raise SpectrascopeError("the model is in training mode (dropout); call .eval() before an ablation sweep")
-    activation = [c for c in resolved if isinstance(c, ACTIVATION_KINDS)]
-    values = reference_values(hf, activation, mode, reference) if batched else {}
-    keep = metric.logit_positions
-    layers = sorted({c.layer for c in activation})
-    prefix = batched and reuse_prefix and _resumable(hf) and bool(activation)
-    sites = [f"blocks.{layer}.hook_resid_pre" for layer in layers] if prefix else []
-    logits, cache = run_with_cache(hf, metric.input_ids, sites, attention_mask=metric.attention_mask,
-                                   use_cache=False, **keep_logits(hf, keep))
-    baseline = float(metric.score(logits))
-    if prefix:
-        prefix = _prefix_agrees(hf, cache, layers[-1], metric, logits)
-    results: dict[Component, float] = {}
-    with progress_bar("ablation sweep", len(resolved), show_progress) as advance:
-        if batched:
-            copies = _copies_per_forward(hf, metric, max_batch_tokens)
-            for layer in layers:
-                group = [c for c in activation if c.layer == layer]
-                for start in range(0, len(group), copies):
-                    chunk = group[start : start + copies]
-                    scores = _stacked_scores(hf, chunk, values, metric, cache if prefix else None)
-                    results.update(zip(chunk, scores, strict=True))
-                    advance(len(chunk))
-        for component in resolved:
-            if component in results:
-                continue
-            with ablate(hf, [component], mode, reference):
-                results[component] = metric(hf)
-            advance(1)
-    sign = 1.0 if metric.higher_is_worse else -1.0
-    rows = []
-    for component in resolved:
-        value = results[component]
-        spectral = isinstance(component, SpectralComponent)
-        rows.append({
-            "component": component.name, "kind": component.kind, "layer": component.layer,
-            "head": component.head, "mode": component.keep.value if spectral else mode.value,
-            "metric": metric.name, "baseline": baseline, "value": value, "effect": value - baseline,
-            "damage": sign * (value - baseline),
-        })
-    table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
-    for column in ("layer", "head"):
-        table[column] = table[column].astype("Int64")
-    return table
-
-
-MAX_LOGIT_BYTES = 512 * 2**20
-"""Bound on the float32 logits of one stacked forward (rows x kept positions x vocab x 4 bytes)."""
-
-
-def _copies_per_forward(hf: nn.Module, metric: Metric, max_batch_tokens: int) -> int:
-    """How many copies of the metric's batch one stacked forward holds: at most
-    ``max_batch_tokens`` rows x positions, and at most :data:`MAX_LOGIT_BYTES` of logits."""
-    rows, n_pos = metric.input_ids.shape
-    kept = n_pos if metric.logit_positions is None else int(metric.logit_positions.numel())
-    vocab = int(getattr(hf.config, "vocab_size", 0) or 0)
-    by_tokens = max_batch_tokens // (rows * n_pos)
-    by_logits = MAX_LOGIT_BYTES // max(1, rows * kept * vocab * 4)
-    return max(1, min(by_tokens, by_logits))
-
-
-def _prefix_agrees(hf: nn.Module, cache: dict[str, torch.Tensor], layer: int, metric: Metric,
-                   logits: torch.Tensor) -> bool:
-    """Whether the forward from ``layer`` reproduces the full forward's logits (else warn)."""
-    resumed = _forward_from_layer(hf, layer, cache[f"blocks.{layer}.hook_resid_pre"], metric.attention_mask,
-                                  metric.logit_positions)
-    scale = float(logits.abs().max()) + 1.0
-    if resumed.shape == logits.shape and float((resumed - logits).abs().max()) <= 1e-4 * scale:
-        return True
-    warnings.warn("ablation_sweep: resuming the forward at a layer does not reproduce the full forward on this "
-                  "model; running full forwards instead", RuntimeWarning, stacklevel=3)
-    return False
-
-
-def _stacked_scores(
-    hf: nn.Module,
-    chunk: list[Head | AttnBlock | MlpBlock],
-    values: Mapping[Component, Replacement],
-    metric: Metric,
-    cache: dict[str, torch.Tensor] | None,
-) -> list[float]:
-    """The metric with ``chunk[i]`` ablated in rows block ``i`` of a stacked batch."""
-    rows = metric.input_ids.shape[0]
-    copies = len(chunk)
-    by_site: dict[str, list[_Edit]] = {}
-    for i, component in enumerate(chunk):
-        by_site.setdefault(component.site, []).append(_Edit(component, slice(i * rows, (i + 1) * rows), values[component]))
-    mask = _stack(metric.attention_mask, copies)
-    keep = metric.logit_positions
-    with hooks(hf, {site: _site_fn(edits) for site, edits in by_site.items()}):
-        if cache is not None:
-            layer = chunk[0].layer
-            hidden = _stack(cache[f"blocks.{layer}.hook_resid_pre"], copies)
-            logits = _forward_from_layer(hf, layer, hidden, mask, keep)
-        else:
-            kwargs = {"input_ids": _stack(metric.input_ids, copies), "attention_mask": mask, "use_cache": False}
-            logits = model_output_tensor(hf(**kwargs, **keep_logits(hf, keep)))
-    return [float(metric.score(part)) for part in logits.split(rows)]
-
-
-def rank_by_damage(table: pd.DataFrame) -> pd.DataFrame:
-    """The sweep table sorted by damage, most harmful first, with a 1-based ``rank`` column."""
-    ranked = table.sort_values("damage", ascending=False, kind="stable").reset_index(drop=True)
-    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
-    return ranked

@@ -2,10 +2,12 @@
 
 A :class:`Metric` is a scalar computed from a model's logits on a fixed batch of token ids.
 It knows its batch (``input_ids``, ``attention_mask``), which query positions' logits it
-reads (``logit_positions``, so a forward can skip the unembedding elsewhere), and how to
-reduce logits of exactly that batch to a number (:meth:`Metric.score`); ``metric(model)``
-runs one forward and scores it. Sweeps stack several copies of the batch in one forward
-and score each copy's slice of the logits separately.
+reads (``logit_positions``, so a forward can skip the unembedding elsewhere), and how to turn
+logits of rows of that batch into one value and one weight per row (:meth:`Metric.row_scores`,
+a :class:`RowScores`); the metric is the weighted mean of the rows' values
+(:meth:`Metric.score`), and ``metric(model)`` runs one forward and scores it. Per-row values
+are what bootstrap intervals over texts resample (one row = one text or sequence); sweeps
+stack several copies of (chunks of) the batch in one forward and score each block of rows.
 
 Metrics:
 
@@ -202,6 +204,36 @@ def repeated_batch(
 # ----------------------------------------------------------------------------- metrics
 
 
+@dataclass(frozen=True)
+class RowScores:
+    """One value and one weight per row of a metric's batch; the metric is their weighted mean.
+
+    Attributes:
+        values: (rows,) float64, e.g. a text's mean next-token loss, or a prompt's logit difference.
+        weights: (rows,) float64 >= 0, e.g. a text's number of scored tokens (1 for a prompt).
+    """
+
+    values: torch.Tensor
+    weights: torch.Tensor
+
+    def reduce(self) -> torch.Tensor:
+        """sum(values * weights) / sum(weights), a float64 scalar tensor."""
+        return (self.values * self.weights).sum() / self.weights.sum()
+
+    def totals(self) -> torch.Tensor:
+        """(rows,) values * weights: what the rows add to the weighted sum (differentiable)."""
+        return self.values * self.weights
+
+    @staticmethod
+    def cat(parts: Sequence[RowScores]) -> RowScores:
+        """Rows of several chunks, in order."""
+        return RowScores(torch.cat([p.values for p in parts]), torch.cat([p.weights for p in parts]))
+
+    def detached(self) -> RowScores:
+        """The same numbers, on the CPU, out of the autograd graph."""
+        return RowScores(self.values.detach().cpu(), self.weights.detach().cpu())
+
+
 class Metric:
     """A scalar from the logits of a model on a fixed batch (see the module docstring).
 
@@ -223,10 +255,19 @@ class Metric:
         """(k,) sorted query positions whose logits :meth:`score` reads; None = all positions."""
         return None
 
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
-        """The metric from logits (batch, k, vocab) of this batch at :attr:`logit_positions`
-        (every position when that is None); a float64 scalar tensor."""
+    @property
+    def n_rows(self) -> int:
+        """Rows of the batch (texts, sequences or prompts)."""
+        return int(self.input_ids.shape[0])
+
+    def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
+        """Per-row values and weights from logits (r, k, vocab) of rows ``rows`` of this batch at
+        :attr:`logit_positions` (every position when that is None)."""
         raise NotImplementedError
+
+    def score(self, logits: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The metric over rows ``rows`` (all by default) from their logits; a float64 scalar tensor."""
+        return self.row_scores(logits, rows).reduce()
 
     def forward_kwargs(self, model: Any) -> dict[str, Any]:
         """Keyword arguments of the model forward for this batch (logits only where read,
@@ -307,15 +348,19 @@ class NextTokenLoss(Metric):
     def n_targets(self) -> int:
         return int(self.targets.sum())
 
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
+    def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
+        """Per row: the mean loss over its counted targets (0 when it has none), weighted by
+        their number; the weighted mean is the token-weighted loss of those rows."""
         positions = self._positions.to(logits.device)
         if logits.shape[1] != positions.numel():  # given every position
             logits = logits[:, positions]
-        target_ids = self.input_ids[:, positions + 1]
-        counted = self.targets[:, positions + 1]
+        target_ids = self.input_ids[rows][:, positions + 1].to(logits.device)
+        counted = self.targets[rows][:, positions + 1].to(logits.device)
         log_probs = F.log_softmax(logits.float(), dim=-1)
         nll = -log_probs.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1).double()
-        return (nll * counted).sum() / counted.sum()
+        n = counted.sum(dim=1).double()
+        total = (nll * counted).sum(dim=1)
+        return RowScores(total / n.clamp_min(1.0), n)
 
 
 def _position_mask(selection: torch.Tensor | Sequence[int], shape: torch.Size) -> torch.Tensor:
@@ -372,15 +417,16 @@ class LogitDifference(Metric):
     def logit_positions(self) -> torch.Tensor:
         return self._positions
 
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
+    def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
+        """Per prompt: its logit difference, weight 1."""
         positions = self._positions.to(logits.device)
-        last = self.last.to(logits.device)
+        last = self.last[rows].to(logits.device)
         # logits at the kept positions only (column = index among them), or at every position
         column = torch.searchsorted(positions, last) if logits.shape[1] == positions.numel() else last
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        picked = logits[rows, column].double()  # (batch, vocab)
-        diff = picked[rows, self.correct] - picked[rows, self.wrong]
-        return diff.mean()
+        index = torch.arange(logits.shape[0], device=logits.device)
+        picked = logits[index, column].double()  # (r, vocab)
+        diff = picked[index, self.correct[rows].to(logits.device)] - picked[index, self.wrong[rows].to(logits.device)]
+        return RowScores(diff, torch.ones_like(diff))
 
 
 # ----------------------------------------------------------------------------- factories

@@ -1,0 +1,358 @@
+"""Exact ablation sweeps: ablate each component on its own and measure a metric, row by row.
+
+:func:`ablation_rows` returns, for the clean model and for every component, the metric's
+per-row values (:class:`~spectrascope.mech.metrics.RowScores`: one text, sequence or prompt per
+row), which is what bootstrap intervals over texts resample; :func:`ablation_sweep` reduces
+them to the table of :data:`SWEEP_COLUMNS`.
+
+The work is packed, not repeated:
+
+- **Row chunks.** The metric's batch is cut into chunks of at most ``max_batch_tokens``
+  tokens and :data:`MAX_LOGIT_BYTES` of logits, so a 4,096-token domain loss never holds
+  its full (rows, pos, vocab) logits at once.
+- **Many edits per forward.** Work items (component, chunk of rows) of one layer are stacked
+  into one forward of at most ``max_batch_tokens`` rows x positions; each block of rows gets
+  its own activation edit (:func:`~spectrascope.mech.ablation._site_fn`).
+- **Resumed at the edited layer.** When the architecture's forward can start at a layer (Llama
+  family), an edit at layer ``L`` (a head, a block, or a weight of block ``L``) runs from the
+  clean ``blocks.L.hook_resid_pre`` on: the unchanged layers before ``L`` are computed once per
+  chunk, not once per edit. The resumed forward is checked once against the full forward.
+
+Spectral (weight) edits change weights shared by every row, so each runs in its own forwards
+(inside :func:`~spectrascope.mech.ablation.ablate`), also resumed at its layer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from spectrascope.errors import SpectrascopeError
+from spectrascope.mech.ablation import (
+    ACTIVATION_KINDS,
+    AblationMode,
+    AttnBlock,
+    Component,
+    Head,
+    MlpBlock,
+    Replacement,
+    SpectralComponent,
+    _Edit,
+    _mode,
+    _site_fn,
+    ablate,
+    reference_values,
+    resolve_components,
+)
+from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
+from spectrascope.progress import progress_bar
+from spectrascope.trace import hooks, run_with_cache
+from spectrascope.trace.tracer import model_output_tensor
+
+MAX_LOGIT_BYTES = 256 * 2**20
+"""Bound on the float32 logits of one forward (rows x kept positions x vocab x 4 bytes)."""
+
+SWEEP_COLUMNS = ["component", "kind", "layer", "head", "mode", "metric", "baseline", "value", "effect", "damage"]
+"""Columns of :func:`ablation_sweep`:
+
+- ``component``: name (``head:L.H``, ``attn:L``, ``mlp:L``, ``spectral:...``);
+- ``kind``: head, attn, mlp or spectral; ``layer``, ``head``: its position (nullable ints);
+- ``mode``: zero / mean / resample, or the spectral keep (drop_top, tail, bulk);
+- ``metric``: the metric's name; ``baseline``: the metric without ablation; ``value``: with
+  the component ablated; ``effect`` = value - baseline; ``damage``: the effect in the metric's
+  bad direction (= effect for a loss, -effect for a logit difference): positive = hurts.
+"""
+
+
+@dataclass(frozen=True)
+class SweepRows:
+    """Per-row metric values of a sweep: the clean model's and each ablated component's."""
+
+    baseline: RowScores
+    ablated: dict[Component, RowScores]
+
+
+def resumable(hf: nn.Module) -> bool:
+    """Whether HF's forward can start at layer L from ``hook_resid_pre`` (Llama only: its
+    decoder runs ``inputs_embeds`` through ``model.layers`` with no embedding scale)."""
+    base = getattr(hf, "model", None)
+    return (
+        getattr(hf.config, "model_type", None) == "llama"
+        and type(base).__name__ == "LlamaModel"
+        and isinstance(getattr(base, "layers", None), nn.ModuleList)
+        and hasattr(hf, "lm_head")
+    )
+
+
+def forward_from_layer(
+    hf: nn.Module, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
+    logits_to_keep: torch.Tensor | None,
+) -> torch.Tensor:
+    """Logits of HF's own forward over layers ``layer..`` from ``hidden`` = ``blocks.{layer}.hook_resid_pre``.
+
+    The decoder's layer list is swapped for its tail for the call and restored after.
+    """
+    base = hf.model
+    layers = base.layers
+    kwargs: dict[str, Any] = {"inputs_embeds": hidden, "attention_mask": attention_mask, "use_cache": False}
+    if logits_to_keep is not None:
+        kwargs["logits_to_keep"] = logits_to_keep
+    try:
+        base.layers = nn.ModuleList(list(layers)[layer:])
+        return hf(**kwargs).logits
+    finally:
+        base.layers = layers
+
+
+def component_layer(component: Component) -> int | None:
+    """The layer whose input an edit of ``component`` first changes (None: unknown, run from the start)."""
+    return component.layer
+
+
+def row_chunks(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> list[slice]:
+    """Consecutive row ranges of the metric's batch, each at most ``max_batch_tokens`` tokens
+    and :data:`MAX_LOGIT_BYTES` of logits (at least one row each)."""
+    n_rows, n_pos = metric.input_ids.shape
+    kept = n_pos if metric.logit_positions is None else int(metric.logit_positions.numel())
+    vocab = int(getattr(hf.config, "vocab_size", 0) or 0)
+    per_chunk = max(1, min(max_batch_tokens // max(1, n_pos), MAX_LOGIT_BYTES // max(1, kept * vocab * 4)))
+    return [slice(start, min(start + per_chunk, n_rows)) for start in range(0, n_rows, per_chunk)]
+
+
+def _mask(metric: Metric, rows: slice) -> torch.Tensor | None:
+    return None if metric.attention_mask is None else metric.attention_mask[rows]
+
+
+def _logits(hf: nn.Module, metric: Metric, rows: slice, layer: int | None,
+            cache: Mapping[int, torch.Tensor] | None) -> torch.Tensor:
+    """Logits of rows ``rows`` (at the metric's positions): from the cached resid_pre of ``layer``
+    when given, else a full forward."""
+    keep = metric.logit_positions
+    if cache is not None and layer is not None:
+        return forward_from_layer(hf, layer, cache[layer][rows], _mask(metric, rows), keep)
+    kwargs = {"input_ids": metric.input_ids[rows], "attention_mask": _mask(metric, rows), "use_cache": False}
+    return model_output_tensor(hf(**kwargs, **keep_logits(hf, keep)))
+
+
+def _clean_pass(hf: nn.Module, metric: Metric, chunks: list[slice], layers: list[int],
+                prefix: bool) -> tuple[RowScores, dict[int, torch.Tensor] | None, torch.Tensor]:
+    """Baseline row scores over all chunks, the clean resid_pre of ``layers`` (when resuming)
+    and the first chunk's logits (for the resume check)."""
+    sites = [f"blocks.{layer}.hook_resid_pre" for layer in layers] if prefix else []
+    parts: list[RowScores] = []
+    cached: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    first_logits = None
+    for rows in chunks:
+        logits, acts = run_with_cache(hf, metric.input_ids[rows], sites, attention_mask=_mask(metric, rows),
+                                      use_cache=False, **keep_logits(hf, metric.logit_positions))
+        parts.append(metric.row_scores(logits, rows).detached())
+        first_logits = logits if first_logits is None else first_logits
+        for layer in layers if prefix else []:
+            cached[layer].append(acts[f"blocks.{layer}.hook_resid_pre"])
+    cache = {layer: torch.cat(v) for layer, v in cached.items()} if prefix else None
+    return RowScores.cat(parts), cache, first_logits
+
+
+def _resume_agrees(hf: nn.Module, metric: Metric, chunk: slice, layer: int, cache: Mapping[int, torch.Tensor],
+                   logits: torch.Tensor) -> bool:
+    """Whether the forward from ``layer`` reproduces the full forward's logits (else warn)."""
+    resumed = _logits(hf, metric, chunk, layer, cache)
+    scale = float(logits.abs().max()) + 1.0
+    if resumed.shape == logits.shape and float((resumed - logits).abs().max()) <= 1e-4 * scale:
+        return True
+    warnings.warn("ablation sweep: resuming the forward at a layer does not reproduce the full forward on this "
+                  "model; running full forwards instead", RuntimeWarning, stacklevel=4)
+    return False
+
+
+def _value_rows(value: Replacement, rows: slice) -> Replacement:
+    """The replacement for rows ``rows`` of the batch (resampled activations are per row)."""
+    return value[rows] if isinstance(value, torch.Tensor) else value
+
+
+def _packed_activation_scores(
+    hf: nn.Module, metric: Metric, group: list[Head | AttnBlock | MlpBlock], chunks: list[slice],
+    values: Mapping[Component, Replacement], cache: Mapping[int, torch.Tensor] | None, max_batch_tokens: int,
+    advance,
+) -> dict[Component, RowScores]:
+    """Row scores of every component of ``group`` (one layer), items stacked into forwards."""
+    n_pos = metric.input_ids.shape[1]
+    items = [(c, rows) for c in group for rows in chunks]
+    budget_rows = max(chunks[0].stop - chunks[0].start, max_batch_tokens // max(1, n_pos))
+    parts: dict[Component, list[RowScores]] = {c: [] for c in group}
+    layer = group[0].layer
+    start = 0
+    while start < len(items):
+        pack, used = [], 0
+        while start < len(items):
+            size = items[start][1].stop - items[start][1].start
+            if pack and used + size > budget_rows:
+                break
+            pack.append(items[start])
+            used += size
+            start += 1
+        by_site: dict[str, list[_Edit]] = {}
+        offset = 0
+        for component, rows in pack:
+            size = rows.stop - rows.start
+            by_site.setdefault(component.site, []).append(
+                _Edit(component, slice(offset, offset + size), _value_rows(values[component], rows)))
+            offset += size
+        masks = [_mask(metric, rows) for _, rows in pack]
+        mask = None if masks[0] is None else torch.cat(masks)
+        with hooks(hf, {site: _site_fn(edits) for site, edits in by_site.items()}):
+            if cache is not None:
+                hidden = torch.cat([cache[layer][rows] for _, rows in pack])
+                logits = forward_from_layer(hf, layer, hidden, mask, metric.logit_positions)
+            else:
+                ids = torch.cat([metric.input_ids[rows] for _, rows in pack])
+                kwargs = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+                logits = model_output_tensor(hf(**kwargs, **keep_logits(hf, metric.logit_positions)))
+        sizes = [rows.stop - rows.start for _, rows in pack]
+        for (component, rows), part in zip(pack, logits.split(sizes), strict=True):
+            parts[component].append(metric.row_scores(part, rows).detached())
+        done = {c for c, rows in pack if rows.stop == metric.n_rows}
+        advance(len(done))
+    return {c: RowScores.cat(p) for c, p in parts.items()}
+
+
+def _weight_edit_scores(hf: nn.Module, metric: Metric, component: Component, chunks: list[slice],
+                        cache: Mapping[int, torch.Tensor] | None) -> RowScores:
+    """Row scores with one (spectral) weight edit in place, resumed at its layer when possible."""
+    layer = component_layer(component)
+    use_cache = cache if cache is not None and layer in cache else None
+    with ablate(hf, [component]):
+        return RowScores.cat([metric.row_scores(_logits(hf, metric, rows, layer, use_cache), rows).detached()
+                              for rows in chunks])
+
+
+@torch.no_grad()
+def ablation_rows(
+    model: Any,
+    components: Component | str | Iterable[Component | str],
+    metric: Metric,
+    mode: AblationMode | str = AblationMode.ZERO,
+    reference: Any = None,
+    *,
+    batched: bool = True,
+    reuse_prefix: bool = True,
+    max_batch_tokens: int = 4096,
+    show_progress: bool = False,
+) -> SweepRows:
+    """Per-row metric values with each component ablated on its own, and without ablation.
+
+    Args: as :func:`ablation_sweep`.
+    Returns:
+        :class:`SweepRows` (rows in the order of the metric's batch; components in the order given).
+    """
+    hf = as_hf(model)
+    resolved = resolve_components(model, components)
+    mode = _mode(mode)
+    if hf.training:
+        raise SpectrascopeError("the model is in training mode (dropout); call .eval() before an ablation sweep")
+    activation = [c for c in resolved if isinstance(c, ACTIVATION_KINDS)]
+    values = reference_values(hf, activation, mode, reference)
+    chunks = row_chunks(metric, hf, max_batch_tokens)
+    prefix = batched and reuse_prefix and resumable(hf)
+    layers = sorted({layer for c in resolved if (layer := component_layer(c)) is not None}) if prefix else []
+    baseline, cache, first_logits = _clean_pass(hf, metric, chunks, layers, prefix and bool(layers))
+    if cache is not None and not _resume_agrees(hf, metric, chunks[0], layers[-1], cache, first_logits):
+        cache = None
+    ablated: dict[Component, RowScores] = {}
+    with progress_bar("ablation sweep", len(resolved), show_progress) as advance:
+        if batched:
+            for layer in sorted({c.layer for c in activation}):
+                group = [c for c in activation if c.layer == layer]
+                ablated.update(_packed_activation_scores(hf, metric, group, chunks, values, cache,
+                                                         max_batch_tokens, advance))
+        for component in resolved:
+            if component in ablated:
+                continue
+            if isinstance(component, SpectralComponent):
+                ablated[component] = _weight_edit_scores(hf, metric, component, chunks, cache)
+            else:
+                ablated[component] = _one_at_a_time(hf, metric, component, values, chunks)
+            advance(1)
+    return SweepRows(baseline, {c: ablated[c] for c in resolved})
+
+
+def _one_at_a_time(hf: nn.Module, metric: Metric, component: Component, values: Mapping[Component, Replacement],
+                   chunks: list[slice]) -> RowScores:
+    """The reference implementation: full forwards with one activation edit applied to every row."""
+    parts = []
+    for rows in chunks:
+        edit = _Edit(component, slice(None), _value_rows(values[component], rows))
+        with hooks(hf, {component.site: _site_fn([edit])}):
+            parts.append(metric.row_scores(_logits(hf, metric, rows, None, None), rows).detached())
+    return RowScores.cat(parts)
+
+
+def ablation_sweep(
+    model: Any,
+    components: Component | str | Iterable[Component | str],
+    metric: Metric,
+    mode: AblationMode | str = AblationMode.ZERO,
+    reference: Any = None,
+    *,
+    batched: bool = True,
+    reuse_prefix: bool = True,
+    max_batch_tokens: int = 4096,
+    show_progress: bool = False,
+) -> pd.DataFrame:
+    """Ablate each component on its own and measure the metric: one row per component.
+
+    Args:
+        model: a LoadedModel, ToyModel or Hugging Face causal LM.
+        components: see :func:`~spectrascope.mech.ablation.resolve_components` (``"all"`` = every head).
+        metric: the :class:`~spectrascope.mech.metrics.Metric` (its batch is the input).
+        mode, reference: as in :func:`~spectrascope.mech.ablation.ablate` (spectral components
+            ignore them).
+        batched: pack many edits into one forward (see the module docstring). False: one full
+            forward per component and chunk (the reference implementation).
+        reuse_prefix: (batched, Llama family) start each edit's forward at its layer from the
+            clean residual stream. Checked once against a full forward; falls back (with a
+            warning) if they differ.
+        max_batch_tokens: bound on rows x positions of one forward.
+        show_progress: draw a progress bar.
+
+    Returns:
+        DataFrame with :data:`SWEEP_COLUMNS`, in the order of ``components``.
+    """
+    sweep = ablation_rows(model, components, metric, mode, reference, batched=batched, reuse_prefix=reuse_prefix,
+                          max_batch_tokens=max_batch_tokens, show_progress=show_progress)
+    return sweep_table(sweep, metric, _mode(mode))
+
+
+def sweep_table(sweep: SweepRows, metric: Metric, mode: AblationMode) -> pd.DataFrame:
+    """The :data:`SWEEP_COLUMNS` table of per-row sweep results (each reduced to the metric)."""
+    baseline = float(sweep.baseline.reduce())
+    sign = 1.0 if metric.higher_is_worse else -1.0
+    rows = []
+    for component, scores in sweep.ablated.items():
+        value = float(scores.reduce())
+        spectral = isinstance(component, SpectralComponent)
+        rows.append({
+            "component": component.name, "kind": component.kind, "layer": component.layer,
+            "head": component.head, "mode": component.keep.value if spectral else mode.value,
+            "metric": metric.name, "baseline": baseline, "value": value, "effect": value - baseline,
+            "damage": sign * (value - baseline),
+        })
+    table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    for column in ("layer", "head"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def rank_by_damage(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table sorted by damage, most harmful first, with a 1-based ``rank`` column."""
+    ranked = table.sort_values("damage", ascending=False, kind="stable").reset_index(drop=True)
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    return ranked
+
