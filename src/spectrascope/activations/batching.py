@@ -1,71 +1,105 @@
-"""Token batches from a list of texts, with a token budget.
+"""Token batches from a list of texts, with a token budget: the one place texts become batches.
 
 Each text is tokenized on its own (truncated to ``seq_len``), texts are grouped into padded
 batches of at most ``batch_tokens`` (rows x longest row), and a ``stats_mask`` marks the
 tokens that enter the statistics: every real token but the first of each sequence (the
 first position of a causal LM carries a huge, text-independent activation, the attention
 sink, that would dominate every covariance) unless ``skip_first=False``. Iteration stops
-once ``max_tokens`` statistic tokens have been yielded.
+once ``max_tokens`` statistic tokens have been yielded. Every row remembers which text it is
+(``text_index``), so statistics can be kept per text and bootstrapped over texts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import CorpusError, SpectrascopeError
 
 
-def token_batches(
+@dataclass(frozen=True)
+class TextBatch:
+    """One padded batch of texts (right padding).
+
+    Attributes:
+        input_ids: (rows, pos) token ids.
+        attention_mask: (rows, pos) 1 for real tokens, 0 for padding.
+        stats_mask: (rows, pos) 1 for the tokens that enter statistics.
+        text_index: (rows,) the index of each row's text in the list the batches came from.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    stats_mask: torch.Tensor
+    text_index: torch.Tensor
+
+    def model_inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """``{"input_ids", "attention_mask"}`` on ``device``, ready for the model's forward."""
+        return {"input_ids": self.input_ids.to(device), "attention_mask": self.attention_mask.to(device)}
+
+    @property
+    def n_stat_tokens(self) -> int:
+        return int(self.stats_mask.sum())
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask), each (len(rows), longest row), from token-id lists."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def text_batches(
     tokenizer,
-    texts: list[str],
+    texts: Sequence[str],
     max_tokens: int,
     seq_len: int = 128,
     batch_tokens: int = 2048,
     skip_first: bool = True,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield dicts with input_ids, attention_mask (batch, pos) and stats_mask (batch, pos).
+) -> Iterator[TextBatch]:
+    """Yield :class:`TextBatch` es over ``texts`` until ``max_tokens`` statistic tokens.
 
     Raises:
         SpectrascopeError: max_tokens < 1 or no tokenizer; CorpusError: no tokens at all.
     """
     if max_tokens < 1:
-        raise SpectrascopeError(f"max-tokens must be at least 1 (got {max_tokens})")
+        raise SpectrascopeError(f"the token budget must be at least 1 (got {max_tokens})")
     if tokenizer is None:
         raise SpectrascopeError("this model has no tokenizer: cannot tokenize a corpus")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     remaining = max_tokens
-    pending: list[list[int]] = []
+    pending: list[tuple[int, list[int]]] = []
 
-    def flush(rows: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+    def flush(items: list[tuple[int, list[int]]]) -> TextBatch:
+        ids, mask = pad_rows([r for _, r in items], pad_id)
         stats = mask.clone()
         if skip_first:
             stats[:, 0] = 0
-        return {"input_ids": ids, "attention_mask": mask, "stats_mask": stats}
+        return TextBatch(ids, mask, stats, torch.tensor([i for i, _ in items], dtype=torch.long))
 
     produced = False
+    texts = list(texts)
     for start in range(0, len(texts), 64):
         encoded = tokenizer(texts[start : start + 64], truncation=True, max_length=seq_len)["input_ids"]
-        for ids in encoded:
+        for offset, ids in enumerate(encoded):
             usable = len(ids) - (1 if skip_first else 0)
             if usable <= 0:
                 continue
             if usable > remaining:
                 ids = ids[: remaining + (1 if skip_first else 0)]
                 usable = remaining
-            widest = max([len(ids)] + [len(r) for r in pending])
+            widest = max([len(ids)] + [len(r) for _, r in pending])
             if pending and widest * (len(pending) + 1) > batch_tokens:
                 yield flush(pending)
                 produced = True
                 pending = []
-            pending.append(ids)
+            pending.append((start + offset, list(ids)))
             remaining -= usable
             if remaining == 0:
                 yield flush(pending)
@@ -75,3 +109,16 @@ def token_batches(
         produced = True
     if not produced:
         raise CorpusError("the corpus produced no tokens")
+
+
+def token_batches(
+    tokenizer,
+    texts: Sequence[str],
+    max_tokens: int,
+    seq_len: int = 128,
+    batch_tokens: int = 2048,
+    skip_first: bool = True,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`text_batches` as dicts with input_ids, attention_mask and stats_mask (batch, pos)."""
+    for batch in text_batches(tokenizer, texts, max_tokens, seq_len, batch_tokens, skip_first):
+        yield {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "stats_mask": batch.stats_mask}
