@@ -1,9 +1,15 @@
-"""Eigenmode overlap: planted domains, hand cases, random baseline."""
+"""Eigenmode overlap: per-text sums reproduce the covariance formula, planted domains, the
+random baseline, the robust variant, intervals over texts."""
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from spectrascope.bridge.overlap import mode_shares, mode_table, overlap_rows, variance_share
+from spectrascope.activations.batching import TextBatch
+from spectrascope.activations.domain_pass import PassState
+from spectrascope.bridge.input_shares import InputShares
+from spectrascope.bridge.overlap import mode_table, variance_share
 from spectrascope.bridge.subspaces import matrix_subspaces
 
 
@@ -24,36 +30,76 @@ def _planted_matrix(d_in=200, d_out=300, k=8, seed=0):
     return W, V
 
 
-def test_domain_planted_in_top_singular_subspace():
-    W, V = _planted_matrix()
-    sub = matrix_subspaces(W)
-    rng = np.random.default_rng(1)
-    top = sub.Vt[: sub.n_tail].T  # the matrix's own tail read-directions
-    X_in = rng.standard_normal((5000, top.shape[1])) @ top.T  # domain living in the tail
-    X_out = rng.standard_normal((5000, 200))  # isotropic domain
-    covs = {"planted": np.cov(X_in.T), "isotropic": np.cov(X_out.T)}
-    rows = {(r["domain"], r["part"]): r for r in overlap_rows("W", sub, covs)}
-    assert sub.n_tail >= 1
-    assert rows[("planted", "tail")]["share"] == pytest.approx(1.0, abs=1e-6)
-    assert rows[("planted", "bulk")]["share"] == pytest.approx(0.0, abs=1e-6)
-    iso = rows[("isotropic", "tail")]
-    assert iso["share"] == pytest.approx(iso["random_share"], abs=0.03)
-    assert iso["random_share"] == pytest.approx(sub.n_tail / 200)
-    modes = mode_table("W", {d: mode_shares(sub, C, top=5) for d, C in covs.items()})
-    assert (modes["top_domain"].iloc[: min(5, sub.n_tail)] == "planted").all()
+def _feed(collector: InputShares, texts: list[np.ndarray], per_batch: int = 3) -> None:
+    """Run the collector's hook over texts (each (n_tokens, d)), ``per_batch`` texts per batch,
+    as a pass would (first position of each text excluded from the statistics)."""
+    state = PassState()
+    (hook,) = collector.module_hooks(state).values()
+    for start in range(0, len(texts), per_batch):
+        chunk = texts[start : start + per_batch]
+        width = max(len(t) for t in chunk) + 1
+        x = torch.zeros(len(chunk), width, chunk[0].shape[1])
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for i, t in enumerate(chunk):
+            x[i, 1 : len(t) + 1] = torch.from_numpy(t).float()
+            x[i, 0] = 1e4  # the sink: never counted
+            mask[i, : len(t) + 1] = 1
+        stats = mask.clone()
+        stats[:, 0] = 0
+        state.batch = TextBatch(torch.zeros_like(mask), mask, stats, torch.arange(start, start + len(chunk)))
+        hook(None, (x,), {})
 
 
-def test_part_shares_equal_the_projection_onto_each_part():
-    """overlap_rows sums per-mode shares; it must equal tr(B^T C B) / tr(C) for each part's basis,
-    including a wide matrix whose rank is below d_in (the bulk stops at the rank)."""
+def _collector(sub, excluded=()):
+    return InputShares({"W": nn.Identity()}, {"W": ["W"]}, {"W": sub}, {"W": np.array(excluded, dtype=np.int64)})
+
+
+def test_shares_from_per_text_sums_equal_the_covariance_formula():
     rng = np.random.default_rng(3)
-    for shape in [(60, 40), (30, 50)]:
+    for shape in [(60, 40), (30, 50)]:  # tall, and wide (rank below d_in: the bulk stops at the rank)
         sub = matrix_subspaces(rng.standard_t(3, size=shape))
-        A = rng.standard_normal((200, shape[1])) * rng.uniform(0.2, 3, size=shape[1])
-        C = np.cov(A.T)
-        rows = {r["part"]: r for r in overlap_rows("W", sub, {"d": C})}
+        texts = [rng.standard_normal((int(rng.integers(5, 20)), shape[1])) * rng.uniform(0.2, 3, size=shape[1]) + 1.5
+                 for _ in range(12)]
+        collector = _collector(sub, excluded=[2, 7])
+        _feed(collector, texts)
+        rows, modes = collector.finish("d", n_boot=200)
+        X = np.concatenate(texts)
+        C = np.cov(X.T)
+        Xr = X.copy()
+        Xr[:, [2, 7]] = 0.0
+        Cr = np.cov(Xr.T)
+        got = {(r["part"], r["variant"]): r for r in rows}
         for part in ("tail", "erg", "bulk"):
             B = sub.reads(part)
-            assert rows[part]["k"] == B.shape[1]
-            assert rows[part]["share"] == pytest.approx(variance_share(C, B), rel=1e-10, abs=1e-14)
-        assert rows["tail"]["k"] + rows["bulk"]["k"] == min(shape)
+            assert got[(part, "raw")]["k"] == B.shape[1]
+            assert got[(part, "raw")]["share"] == pytest.approx(variance_share(C, B), rel=1e-6)
+            assert got[(part, "robust")]["share"] == pytest.approx(variance_share(Cr, B), rel=1e-6)
+            assert got[(part, "raw")]["share_lo"] <= got[(part, "raw")]["share"] <= got[(part, "raw")]["share_hi"]
+            assert got[(part, "raw")]["n_texts"] == 12 and got[(part, "raw")]["n_tokens"] == len(X)
+        assert got[("tail", "raw")]["k"] + got[("bulk", "raw")]["k"] == min(shape)
+        np.testing.assert_allclose(modes["W"], [variance_share(C, sub.Vt[i : i + 1].T) for i in range(min(10, sub.rank))],
+                                   rtol=1e-6)
+
+
+def test_domain_planted_in_the_tail_and_the_isotropic_control():
+    W, _ = _planted_matrix()
+    sub = matrix_subspaces(W)
+    rng = np.random.default_rng(1)
+    top = sub.Vt[: sub.n_tail].T.astype(np.float64)  # the matrix's own tail read-directions
+    planted = [rng.standard_normal((100, top.shape[1])) @ top.T for _ in range(20)]
+    isotropic = [rng.standard_normal((100, 200)) for _ in range(20)]
+    shares = {}
+    for name, texts in (("planted", planted), ("isotropic", isotropic)):
+        collector = _collector(sub)
+        _feed(collector, texts)
+        rows, modes = collector.finish(name, n_boot=300)
+        shares[name] = ({(r["part"], r["variant"]): r for r in rows}, modes["W"])
+    planted_rows, iso_rows = shares["planted"][0], shares["isotropic"][0]
+    assert sub.n_tail >= 1
+    assert planted_rows[("tail", "raw")]["share"] == pytest.approx(1.0, abs=1e-5)
+    assert planted_rows[("bulk", "raw")]["share"] == pytest.approx(0.0, abs=1e-5)
+    iso = iso_rows[("tail", "raw")]
+    assert iso["random_share"] == pytest.approx(sub.n_tail / 200)
+    assert iso["enrichment_lo"] <= 1.0 <= iso["enrichment_hi"]  # a random domain: the interval covers 1
+    modes = mode_table("W", {"planted": shares["planted"][1], "isotropic": shares["isotropic"][1]})
+    assert (modes["top_domain"].iloc[: min(5, sub.n_tail)] == "planted").all()

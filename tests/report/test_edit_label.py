@@ -2,7 +2,7 @@
 
 import pytest
 
-from spectrascope.report.study_report import edit_label
+from spectrascope.report.labels import edit_label
 
 
 @pytest.mark.parametrize(("component", "label"), [

@@ -25,9 +25,12 @@ from ..spectra.powerlaw import EVALS_THRESHOLD
 from ..trace.moments import RunningMoments
 
 
-def covariance_eigenvalues(moments: RunningMoments) -> np.ndarray:
-    """Eigenvalues of the (ddof=1) covariance, ascending, float64, clipped at 0."""
+def covariance_eigenvalues(moments: RunningMoments, keep: np.ndarray | None = None) -> np.ndarray:
+    """Eigenvalues of the (ddof=1) covariance (of the channels ``keep`` only, when given),
+    ascending, float64, clipped at 0."""
     cov = moments.covariance(ddof=1).double().cpu().numpy()
+    if keep is not None:
+        cov = cov[np.ix_(keep, keep)]
     return np.clip(np.linalg.eigvalsh(cov), 0.0, None)
 
 
@@ -44,12 +47,13 @@ def shape_metrics(evals: np.ndarray) -> dict:
     }
 
 
-def activation_spectrum_row(moments: RunningMoments) -> dict:
-    """One table row of metrics for one site's moments (n_tokens, d, then the metrics)."""
+def activation_spectrum_row(moments: RunningMoments, keep: np.ndarray | None = None) -> dict:
+    """One table row of metrics for one site's moments: n_tokens, d (the channels analyzed:
+    ``keep`` when given), n_over_d, then the metrics."""
     n = int(moments.count)
-    evals = covariance_eigenvalues(moments)
+    evals = covariance_eigenvalues(moments, keep)
     d = evals.size
-    row = {"n_tokens": n, "d": d}
+    row = {"n_tokens": n, "d": d, "n_over_d": n / d if d else np.nan}
     threshold = EVALS_THRESHOLD * float(evals.mean()) if evals.size else EVALS_THRESHOLD
     metrics = spectrum_metrics(evals, max(n, d), d, threshold=threshold)
     metrics.pop("warning")

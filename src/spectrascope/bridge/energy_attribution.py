@@ -1,6 +1,6 @@
 """Energy vs attribution: are the tokens a model treats as unusual the ones that drive it?
 
-Per token i of a text:
+Per scored token i of a text (positions 1 .. T-2, see :func:`text_attribution_rows`):
     energy_first, energy_last  token energy (see activations.token_energy) at the first and
                                last layer's resid_post, against the pooled reference
     energy_change              energy_last - energy_first
@@ -12,8 +12,9 @@ Per token i of a text:
                                dense near the baseline where pre-norm models change fast);
                                completeness:
                                sum_i IG_i ~= f(e) - f(0)
-Agreement: Spearman rank correlations between energy_change and |attribution| (and
-between the two attributions), with permutation p-values.
+Agreement over many texts (:func:`agreement_table`): per text, the Spearman rank correlation
+between energy_change and |attribution| (and between the two attributions); their mean over
+texts with a bootstrap interval over texts, a within-text permutation null, and q-values.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..activations.energy_profile import text_energy
-from ..activations.run import DEFAULT_CORPORA, _as_loaded
 from ..errors import SpectrascopeError
-from .correlation import permutation_test
+from ..stats.bootstrap import weighted_mean_interval
+from ..stats.multiple_testing import bh_qvalues
+from ..trace import run_with_cache
+from .correlation import spearman
 
 
 def log_likelihood_from_embeddings(hf_model, embeds: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -59,32 +61,55 @@ def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np
     return gxi.detach().numpy(), ig.detach().numpy(), float(f.item() - f0.item())
 
 
-def energy_vs_attribution(model, text: str, corpora: str = DEFAULT_CORPORA, max_tokens: int = 2048,
-                          steps: int = 32, seq_len: int = 128) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-token table, agreement table) for one text; see module docstring."""
-    loaded = _as_loaded(model)
-    energies = text_energy(loaded, text, "resid_post", corpora, max_tokens, seq_len)
-    layers = sorted(energies["layer"].unique())
-    first = energies[energies["layer"] == layers[0]].set_index("position")
-    last = energies[energies["layer"] == layers[-1]].set_index("position")
+AGREEMENT_PAIRS = (("energy_change", "integrated_gradients"), ("energy_change", "grad_x_input"),
+                   ("energy_last", "integrated_gradients"), ("grad_x_input", "integrated_gradients"))
+"""(a, b) pairs compared per text; attributions are compared by magnitude when paired with an
+energy (|b|), and signed when compared with each other."""
+
+
+def text_attribution_rows(loaded, text: str, text_id: int, references: dict, first_site: str, last_site: str,
+                          steps: int, seq_len: int) -> list[dict]:
+    """Per scored token of one text: energies at the first and last site, and attributions.
+
+    Scored tokens are positions 1 .. T-2: position 0 is the attention sink (the reference
+    Gaussian leaves it out, so its energy is not comparable), and the last token's embedding
+    cannot change the text's log-likelihood (its prediction is not scored): its attribution is
+    0 by construction.
+    """
     ids = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)["input_ids"]
     ids = ids.to(next(loaded.hf.parameters()).device)
-    gxi, ig, delta_f = attributions(loaded.hf, ids, steps)
-    tokens = pd.DataFrame({
-        "position": np.arange(ids.shape[1]), "token": first["token"].to_numpy(),
-        "energy_first": first["energy"].to_numpy(), "energy_last": last["energy"].to_numpy(),
-        "grad_x_input": gxi, "integrated_gradients": ig,
-    })
-    tokens["energy_change"] = tokens["energy_last"] - tokens["energy_first"]
-    pairs = [("energy_change", "grad_x_input"), ("energy_change", "integrated_gradients"),
-             ("energy_last", "integrated_gradients"), ("grad_x_input", "integrated_gradients")]
+    if ids.shape[1] < 4:
+        return []
+    _, cache = run_with_cache(loaded.hf, ids, [first_site, last_site])
+    e_first = references[first_site].energy(cache[first_site][0]).numpy()
+    e_last = references[last_site].energy(cache[last_site][0]).numpy()
+    gxi, ig, _ = attributions(loaded.hf, ids, steps)
+    tokens = loaded.tokenizer.convert_ids_to_tokens(ids[0])
+    return [{"text": text_id, "position": t, "token": tokens[t], "energy_first": float(e_first[t]),
+             "energy_last": float(e_last[t]), "energy_change": float(e_last[t] - e_first[t]),
+             "grad_x_input": float(gxi[t]), "integrated_gradients": float(ig[t])}
+            for t in range(1, ids.shape[1] - 1)]
+
+
+def agreement_table(tokens: pd.DataFrame, n_boot: int = 1000, n_perm: int = 999, seed: int = 0) -> pd.DataFrame:
+    """Per pair of :data:`AGREEMENT_PAIRS`: the mean over texts of the per-text Spearman rho, a
+    bootstrap interval over texts, a permutation p-value (tokens shuffled within each text: the
+    null of no relation), and BH q-values over the pairs (one family)."""
+    rng = np.random.default_rng(seed)
+    texts = [g for _, g in tokens.groupby("text") if len(g) >= 3]
     rows = []
-    for a, b in pairs:
-        x = tokens[a].to_numpy()
-        y = tokens[b].to_numpy()
-        y = y if a.startswith("grad") else np.abs(y)
-        rho, p = permutation_test(x, y, n_perm=999)
-        rows.append({"a": a, "b": b if a.startswith("grad") else f"|{b}|", "n": len(tokens), "rho": rho, "p_value": p})
-    agreement = pd.DataFrame(rows)
-    agreement.attrs["ig_completeness"] = {"sum_ig": float(ig.sum()), "f_minus_f0": delta_f}
-    return tokens, agreement
+    for a, b in AGREEMENT_PAIRS:
+        magnitude = a.startswith("energy")
+        pairs = [(g[a].to_numpy(), np.abs(g[b].to_numpy()) if magnitude else g[b].to_numpy()) for g in texts]
+        rhos = np.array([spearman(x, y) for x, y in pairs])
+        keep = np.isfinite(rhos)
+        rhos = rhos[keep]
+        pairs = [p for p, k in zip(pairs, keep, strict=True) if k]
+        interval = weighted_mean_interval(rhos, n_boot=n_boot, seed=seed)
+        null = np.array([np.mean([spearman(x, rng.permutation(y)) for x, y in pairs]) for _ in range(n_perm)])
+        p = (np.count_nonzero(np.abs(null) >= abs(interval.estimate) - 1e-12) + 1) / (n_perm + 1)
+        rows.append({"a": a, "b": f"|{b}|" if magnitude else b, "n_texts": len(rhos),
+                     "n_tokens": int(sum(len(x) for x, _ in pairs)), **interval.columns("rho"), "p_value": p})
+    table = pd.DataFrame(rows)
+    table["q_value"] = bh_qvalues(table["p_value"].to_numpy())
+    return table

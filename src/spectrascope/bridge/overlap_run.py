@@ -1,20 +1,38 @@
-"""Run the eigenmode-overlap analysis on a loaded model over domain corpora."""
+"""The eigenmode-overlap analysis of a loaded model: which matrices, which inputs, which tables.
+
+Every matrix with a role in :data:`OVERLAP_ROLES` is decomposed once (:mod:`.subspaces`); the
+inputs it reads are hooked once per shared input (q, k and v read one tensor; gate and up
+another) and fed to :class:`~spectrascope.bridge.input_shares.InputShares` during the
+activation pass over each domain, which gives per-text sums and hence intervals over texts.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..activations.batching import token_batches
-from ..corpora import corpus_texts
 from ..models.roles import tensor_role
-from ..progress import progress_bar
-from .matrix_inputs import SHARED_INPUT, accumulate_input_moments
+from .input_shares import InputShares
+from .matrix_inputs import SHARED_INPUT, module_of
 from .norm_folding import fold_norm, reader_norm
-from .overlap import mode_shares, mode_table, overlap_rows
+from .overlap import mode_table
 from .subspaces import MatrixSubspaces, matrix_subspaces
 
 OVERLAP_ROLES = ("q", "k", "v", "o", "mlp_gate", "mlp_up", "mlp_down", "mlp_in", "mlp_out")
+
+OVERLAP_COLUMNS = [
+    "name", "block", "role", "domain", "part", "variant", "k", "d_in", "n_tokens", "n_texts", "share", "share_lo",
+    "share_hi", "random_share", "enrichment", "enrichment_lo", "enrichment_hi",
+]
+"""Columns of the overlap table: one row per (matrix, domain, part, variant).
+
+- ``part``: ``tail`` (power-law tail, the ECS), ``erg`` (SETOL's ERG tail), ``bulk``;
+  ``variant``: ``raw`` or ``robust`` (massive/outlier input channels set to 0);
+- ``k``: the part's number of singular directions; ``d_in``: the input width;
+- ``share``: the fraction of the domain's input variance in the part's span, with a bootstrap
+  interval over texts (``share_lo``, ``share_hi``); ``random_share`` = k / d_in, the expected
+  share of a random k-dimensional subspace (the control); ``enrichment`` = share / random_share.
+"""
 
 
 def model_roles(hf_model) -> dict[str, tuple[int, str]]:
@@ -44,42 +62,39 @@ def model_subspaces(hf_model, roles: dict[str, tuple[int, str]], wanted=OVERLAP_
     return out
 
 
-def run_overlap(loaded, corpora: str, max_tokens: int = 1024, seq_len: int = 128, layers: list[int] | None = None,
-                show_progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, MatrixSubspaces]]:
-    """Eigenmode overlap of each domain with each matrix's tail / ERG tail / bulk.
+def input_sources(hf_model, roles: dict[str, tuple[int, str]], names) -> tuple[dict, dict[str, list[str]]]:
+    """(input key -> module to hook, input key -> weight names reading it) for weights ``names``.
 
-    Returns:
-        (overlap table: name, block, role, domain, part, k, d_in, share, random_share, enrichment;
-         mode table: name, mode, <domain shares...>, top_domain, specificity;
-         the subspaces, for reuse by alignment)
-    """
-    roles = model_roles(loaded.hf)
-    if layers is not None:
-        roles = {n: r for n, r in roles.items() if r[0] in layers}
-    subs = model_subspaces(loaded.hf, roles)
-    by_role = {(roles[n][0], roles[n][1]): n for n in subs}
-    source = {n: by_role.get((roles[n][0], SHARED_INPUT.get(roles[n][1], roles[n][1])), n) for n in subs}
+    Matrices that read one tensor (q, k, v; gate, up) share one key: the weight name of the
+    matrix whose module is hooked."""
+    by_role = {(roles[n][0], roles[n][1]): n for n in names}
     readers: dict[str, list[str]] = {}
-    for n in subs:
-        readers.setdefault(source[n], []).append(n)
-    domains = corpus_texts(corpora)
-    rows: list[dict] = []
-    shares: dict[str, dict[str, np.ndarray]] = {n: {} for n in subs}
-    with progress_bar("eigenmode overlap", total=len(domains), enabled=show_progress) as advance:
-        for corpus in domains:  # one domain's moments in memory at a time
-            batches = token_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len)
-            moments = accumulate_input_moments(loaded.hf, sorted(readers), batches)
-            by_matrix: dict[str, list[dict]] = {}
-            for src in sorted(readers):  # one covariance at a time; each accumulator freed after use
-                C = moments.pop(src).covariance(ddof=1).double().cpu().numpy()
-                for n in readers[src]:
-                    block, role = roles[n]
-                    by_matrix[n] = [{**r, "block": block, "role": role} for r in overlap_rows(n, subs[n], {corpus.name: C})]
-                    shares[n][corpus.name] = mode_shares(subs[n], C)
-                del C
-            rows += [r for n in subs for r in by_matrix[n]]
-            advance(1)
-    modes = [mode_table(n, shares[n]) for n in subs]
-    overlap = pd.DataFrame(rows)
-    overlap = overlap[["name", "block", "role"] + [c for c in overlap.columns if c not in ("name", "block", "role")]]
-    return overlap, pd.concat(modes, ignore_index=True), subs
+    for n in names:
+        block, role = roles[n]
+        key = by_role.get((block, SHARED_INPUT.get(role, role)), n)
+        readers.setdefault(key, []).append(n)
+    return {key: module_of(hf_model, key) for key in readers}, readers
+
+
+def overlap_collector(hf_model, roles: dict[str, tuple[int, str]], subspaces: dict[str, MatrixSubspaces],
+                      excluded: dict[str, np.ndarray] | None = None) -> InputShares:
+    """The :class:`~spectrascope.bridge.input_shares.InputShares` collector for ``subspaces``."""
+    modules, readers = input_sources(hf_model, roles, list(subspaces))
+    return InputShares(modules, readers, subspaces, excluded or {})
+
+
+def overlap_table(rows: list[dict], roles: dict[str, tuple[int, str]]) -> pd.DataFrame:
+    """The :data:`OVERLAP_COLUMNS` table from the rows of every domain."""
+    df = pd.DataFrame(rows)
+    df.insert(1, "block", [roles[n][0] for n in df["name"]])
+    df.insert(2, "role", [roles[n][1] for n in df["name"]])
+    return df[OVERLAP_COLUMNS]
+
+
+def modes_table(shares: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Top-mode shares per domain (name -> domain -> (top,) shares) as one table (:func:`mode_table`)."""
+    by_matrix: dict[str, dict[str, np.ndarray]] = {}
+    for domain, per_matrix in shares.items():
+        for name, values in per_matrix.items():
+            by_matrix.setdefault(name, {})[domain] = values
+    return pd.concat([mode_table(name, per_domain) for name, per_domain in by_matrix.items()], ignore_index=True)

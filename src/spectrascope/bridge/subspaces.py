@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..spectra.erg import erg_tail
 from ..spectra.powerlaw import fit_power_law
@@ -39,6 +40,10 @@ class MatrixSubspaces:
     @property
     def rank(self) -> int:
         return self.s.size
+
+    def Vt_torch(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``Vt`` as a float32 torch tensor on ``device`` (no copy on the CPU)."""
+        return torch.from_numpy(self.Vt).to(device)
 
     def reads(self, part: str) -> np.ndarray:
         """Orthonormal basis (in, k) of the input directions of ``part`` (tail, erg, bulk)."""

@@ -376,36 +376,60 @@ def _as_batch(reference: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     )
 
 
+REFERENCE_CHUNK_TOKENS = 2048
+"""Rows x positions of one forward when mean-ablation references are accumulated."""
+
+
 @torch.no_grad()
 def reference_values(
     model: Any, components: Sequence[Component], mode: AblationMode, reference: Any
 ) -> dict[Component, Replacement]:
     """The replacement of each activation component: None (zero), :class:`PositionMeans`
-    (mean), or (batch, pos, d) reference activations (resample)."""
+    (mean), or (batch, pos, d) reference activations (resample).
+
+    Means are accumulated over chunks of the reference's rows (float64 sums), so a large
+    reference batch never holds every site's activations at once.
+    """
     activation = [c for c in components if isinstance(c, ACTIVATION_KINDS)]
     if mode is AblationMode.ZERO or not activation:
         return {c: None for c in activation}
     if reference is None:
         raise SpectrascopeError(f"{mode.value} ablation needs a reference batch (reference=token ids)")
     input_ids, attention_mask = _as_batch(reference)
-    hf = as_hf(model)
-    sites = list(dict.fromkeys(c.site for c in activation))
-    _, cache = run_with_cache(hf, input_ids, sites, attention_mask=attention_mask, use_cache=False)
     valid = torch.ones(input_ids.shape, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     rest = valid.clone()
     rest[:, 0] = False
     if mode is AblationMode.MEAN and not rest.any():
         raise SpectrascopeError("mean ablation needs a reference batch with more than one token per sequence")
-    values: dict[Component, Replacement] = {}
-    for component in activation:
-        act = cache[component.site]
-        part = act if component.head is None else act[:, :, component.head]
-        if mode is AblationMode.MEAN:
-            first = part[:, 0].double().mean(dim=0)
-            values[component] = PositionMeans(first.to(part.dtype), part[rest.to(part.device)].double().mean(dim=0).to(part.dtype))
-        else:
-            values[component] = part.clone()
-    return values
+    hf = as_hf(model)
+    sites = list(dict.fromkeys(c.site for c in activation))
+    if mode is AblationMode.RESAMPLE:
+        _, cache = run_with_cache(hf, input_ids, sites, attention_mask=attention_mask, use_cache=False)
+        return {c: _part(cache[c.site], c).clone() for c in activation}
+    sums: dict[Component, list[torch.Tensor]] = {}
+    rows_per_chunk = max(1, REFERENCE_CHUNK_TOKENS // max(1, input_ids.shape[1]))
+    for start in range(0, input_ids.shape[0], rows_per_chunk):
+        rows = slice(start, start + rows_per_chunk)
+        mask = None if attention_mask is None else attention_mask[rows]
+        _, cache = run_with_cache(hf, input_ids[rows], sites, attention_mask=mask, use_cache=False)
+        for component in activation:
+            part = _part(cache[component.site], component)
+            first = part[:, 0].double().sum(dim=0)
+            other = part[rest[rows].to(part.device)].double().sum(dim=0)
+            if component in sums:
+                sums[component][0] += first
+                sums[component][1] += other
+            else:
+                sums[component] = [first, other]
+        del cache
+    n_first, n_rest = input_ids.shape[0], int(rest.sum())
+    dtype = next(hf.parameters()).dtype
+    return {c: PositionMeans((f / n_first).to(dtype), (o / n_rest).to(dtype)) for c, (f, o) in sums.items()}
+
+
+def _part(activation: torch.Tensor, component: Component) -> torch.Tensor:
+    """The component's part of its site's activation: the whole site, or one head's slice."""
+    return activation if component.head is None else activation[:, :, component.head]
 
 
 def _mode(mode: AblationMode | str) -> AblationMode:

@@ -53,6 +53,7 @@ from spectrascope.mech.ablation import (
 )
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.progress import progress_bar
+from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.tracer import model_output_tensor
 
@@ -356,3 +357,26 @@ def rank_by_damage(table: pd.DataFrame) -> pd.DataFrame:
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     return ranked
 
+
+
+def damage_intervals(sweep: SweepRows, metric: Metric, n_boot: int = 1000, seed: int = 0,
+                     rows: np.ndarray | slice = slice(None)) -> pd.DataFrame:
+    """Each component's damage with a bootstrap interval over the metric's rows (texts or sequences).
+
+    The damage of row r is its value change in the metric's bad direction, weighted by the
+    row's weight (its scored tokens), paired (the same rows with and without the edit). Columns:
+    component, damage, damage_lo, damage_hi, n_rows; ``rows`` restricts to some rows (a domain).
+    """
+    sign = 1.0 if metric.higher_is_worse else -1.0
+    base_v = sweep.baseline.values.numpy()[rows]
+    weights = sweep.baseline.weights.numpy()[rows]
+    out = []
+    for component, scores in sweep.ablated.items():
+        change = sign * (scores.values.numpy()[rows] - base_v)
+        interval = weighted_mean_interval(change, weights, n_boot, seed)
+        out.append({"component": component.name, "kind": component.kind, "layer": component.layer,
+                    "head": component.head, **interval.columns("damage"), "n_rows": interval.n_units})
+    table = pd.DataFrame(out)
+    for column in ("layer", "head"):
+        table[column] = table[column].astype("Int64")
+    return table

@@ -452,20 +452,23 @@ def repeated_loss(
     raise SpectrascopeError(f"unknown copy {copy!r}: use first, second or all")
 
 
-def corpus_loss(model: Any, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0) -> NextTokenLoss:
-    """Loss on the first texts of a corpus (built-in name or path), one padded batch.
+def text_loss(model: Any, texts: Sequence[str], max_tokens: int = 1024, seq_len: int = 128,
+              name: str = "loss", min_texts: int = 1) -> NextTokenLoss:
+    """Loss on the first ``texts``, one right-padded batch (one text per row; padding ignored).
 
-    Texts are tokenized one by one (truncated to ``seq_len`` tokens) until ``max_tokens``
-    tokens are collected; the batch is right-padded and padding is ignored.
+    Texts are tokenized one by one (truncated to ``seq_len`` tokens) until ``max_tokens`` tokens
+    are collected.
+
+    Raises:
+        SpectrascopeError: no tokenizer, ``max_tokens`` < 2, or fewer than ``min_texts`` usable texts.
     """
-    from spectrascope.corpora import load_corpus
+    from spectrascope.activations.batching import pad_rows
 
     if max_tokens < 2:
         raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise SpectrascopeError(f"model {getattr(model, 'name', '')!r} has no tokenizer: cannot compute a corpus loss")
-    texts = load_corpus(corpus, seed=seed).texts
+        raise SpectrascopeError(f"model {getattr(model, 'name', '')!r} has no tokenizer: cannot compute a loss on text")
     rows: list[list[int]] = []
     total = 0
     for text in texts:
@@ -476,17 +479,19 @@ def corpus_loss(model: Any, corpus: str = "code", max_tokens: int = 1024, seq_le
         total += len(ids)
         if total >= max_tokens:
             break
-    if not rows:
-        raise SpectrascopeError(f"corpus {corpus!r} gave no text of at least 2 tokens")
-    width = max(len(r) for r in rows)
+    if len(rows) < max(1, min_texts):
+        raise SpectrascopeError(f"{name}: only {len(rows)} text(s) of at least 2 tokens; need {max(1, min_texts)}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
+    input_ids, mask = pad_rows(rows, pad)
     device = model_device(model)
-    return NextTokenLoss(input_ids.to(device), mask.to(device), name=f"loss[{corpus}]")
+    return NextTokenLoss(input_ids.to(device), mask.to(device), name=name)
+
+
+def corpus_loss(model: Any, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0) -> NextTokenLoss:
+    """Loss on the first texts of a corpus (built-in name or path): :func:`text_loss`."""
+    from spectrascope.corpora import load_corpus
+
+    return text_loss(model, load_corpus(corpus, seed=seed).texts, max_tokens, seq_len, name=f"loss[{corpus}]")
 
 
 def logit_difference(model: Any, prompts: str | Sequence[str], correct: str | int, wrong: str | int) -> LogitDifference:

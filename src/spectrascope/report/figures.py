@@ -94,3 +94,42 @@ def grouped_bars(df: pd.DataFrame, x: str, y: str, color: str, title: str, y_tit
         fig.add_trace(go.Bar(x=g[x], y=g[y], name=str(key)))
     fig.update_layout(template=_TEMPLATE, title=title, barmode="group", yaxis_title=y_title, height=440)
     return fig
+
+
+def bars_with_intervals(df: pd.DataFrame, x: str, y: str, color: str, title: str, y_title: str,
+                        lo: str | None = None, hi: str | None = None, zero_line: bool = True) -> go.Figure:
+    """Grouped bars of ``y`` per ``x``, one bar per ``color`` value, with error bars [lo, hi]
+    (default columns ``{y}_lo`` and ``{y}_hi``)."""
+    lo, hi = lo or f"{y}_lo", hi or f"{y}_hi"
+    fig = go.Figure()
+    for key, g in df.groupby(color, sort=True):
+        error = dict(type="data", symmetric=False, array=(g[hi] - g[y]).clip(lower=0),
+                     arrayminus=(g[y] - g[lo]).clip(lower=0), thickness=1, width=2)
+        fig.add_trace(go.Bar(x=g[x], y=g[y], name=str(key), error_y=error))
+    if zero_line:
+        fig.add_hline(y=0, line_width=1, line_color="#888")
+    fig.update_layout(template=_TEMPLATE, title=title, barmode="group", yaxis_title=y_title, height=460)
+    return fig
+
+
+def lines_with_band(df: pd.DataFrame, x: str, y: str, color: str, title: str, y_title: str | None = None,
+                    lo: str | None = None, hi: str | None = None, reference: float | None = None,
+                    dashed: set[str] | None = None) -> go.Figure:
+    """One line per ``color`` value with a shaded [lo, hi] band (when the columns exist); an
+    optional horizontal reference line; ``dashed`` values (controls) drawn dashed."""
+    lo, hi = lo or f"{y}_lo", hi or f"{y}_hi"
+    fig = go.Figure()
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    for i, (key, g) in enumerate(df.groupby(color, sort=True)):
+        g = g.sort_values(x)
+        colour = palette[i % len(palette)]
+        if lo in g and hi in g and g[lo].notna().any():
+            fig.add_trace(go.Scatter(x=list(g[x]) + list(g[x])[::-1], y=list(g[hi]) + list(g[lo])[::-1],
+                                     fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
+                                     hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=g[x], y=g[y], mode="lines+markers", name=str(key),
+                                 line=dict(color=colour, dash="dash" if dashed and key in dashed else "solid")))
+    if reference is not None:
+        fig.add_hline(y=reference, line_width=1, line_dash="dot", line_color="#555")
+    fig.update_layout(template=_TEMPLATE, title=title, xaxis_title=x, yaxis_title=y_title or y, height=420)
+    return fig

@@ -1,62 +1,160 @@
-"""Budgets of a study: how much data each stage reads. Defaults fit 2 CPU cores in < 15 min."""
+"""Budgets of a study: how much data each statistic reads, by name, with three presets.
+
+The defaults are set by the statistics they feed (DESIGN.md section 7), then the work is
+arranged to fit 2 CPU cores (one pass per domain feeding every activation statistic; exact
+ablations packed and resumed at the edited layer):
+
+- ``activation_tokens`` = 4,608 per domain = 8 x d_model of SmolLM2 (576): a covariance of
+  dimension d from n tokens has a sample ESD that is Marchenko-Pastur noise of ratio d / n;
+  at n / d = 8 the noise edge sits at (1 + 1/sqrt 8)^2 = 1.83x the mean eigenvalue, so
+  the power-law tail and the effective rank measure the domain, not the sample. Tables give
+  n / d beside every activation spectrum.
+- ``loss_tokens`` = 4,096 per domain from >= 16 texts (32 texts of 128 tokens): each domain
+  loss of the per-domain ablations; intervals are over texts, so the number of texts matters.
+- ``head_sequences`` = 32 repeated random sequences for head scores and for confirming the
+  most damaging heads of the induction sweep; ``sweep_sequences`` (8) for the exact sweep of
+  every head that picks them.
+- ``cka_tokens`` = 4,096 pooled tokens for CKA (debiased; ~0 for unrelated representations).
+- ``layer_sweep_tokens`` = 2,048 pooled tokens (16 texts) for the exact mean ablation of every
+  attention and MLP block (the causal importance the spectra are correlated with).
+
+Presets: :meth:`StudyBudget.small` (tests, smoke runs; statistics not meant to be read),
+the default, and :meth:`StudyBudget.large` (more texts and edits; tens of minutes).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
 
 from ..errors import SpectrascopeError
+from ..mech.ablation import AblationMode
 
-ABLATION_MODES = ("mean", "zero")
+DEFAULT_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
+
+
+class BudgetPreset(str, Enum):
+    """The named budgets of ``spectrascope study --budget``."""
+
+    SMALL = "small"
+    """Tiny: a smoke run in a few minutes (tests); intervals wide, findings not meant to be read."""
+    DEFAULT = "default"
+    """Fits the statistics (see the module docstring) and ~12 minutes on 2 CPU cores for SmolLM2-135M."""
+    LARGE = "large"
+    """Twice the tokens, more edits and layers: tens of minutes."""
 
 
 @dataclass(frozen=True)
 class StudyBudget:
-    """Token and component budgets of ``spectrascope study``.
+    """Token, sequence and edit budgets of ``spectrascope study`` (see the module docstring).
 
     Attributes:
-        corpora: domains (comma-separated built-in names and/or paths).
-        activation_tokens: tokens per domain for activation spectra (all resid_post sites).
-        energy_tokens: tokens per domain for token energies.
-        overlap_tokens: tokens per domain for the matrix-input covariances (eigenmode overlap).
-        loss_tokens: tokens per domain for each domain-loss evaluation in the ablation comparison.
-        ablation_layers: how many evenly spaced layers get the full spectral vs head ablation
-            comparison (every layer gets MLP and attention-block ablation).
+        corpora: the domains (comma-separated built-in names and/or paths).
+        seq_len: tokens per text (texts are truncated).
+        calibration_tokens: tokens per domain of a separate calibration sample (the pooled
+            reference Gaussian of the energies, massive-channel detection, the mean-ablation
+            reference), disjoint from the texts the statistics are measured on.
+        activation_tokens: statistic tokens per domain of the activation pass (spectra,
+            energies, eigenmode overlap).
+        cka_tokens: pooled tokens (equal shares of the domains) for CKA between layers.
+        control_tokens: tokens of each control: the random-token corpus and the
+            randomized-weights model.
+        loss_tokens: tokens per domain of each domain loss in the per-domain ablations.
+        min_loss_texts: the fewest texts a domain loss may come from.
+        layer_sweep_tokens: pooled tokens of the exact ablation of every attention and MLP block.
+        ablation_layers: layers with the per-domain spectral vs component comparison;
+            empty = the layer whose MLP block the layer sweep finds most damaging.
         top_k: singular directions removed by the "drop_top" spectral edit.
-        cka_tokens: tokens (mixed domains) for layer-to-layer CKA.
-        head_sequences: repeated random sequences for head scores and the induction-loss sweep.
-        ablation_mode: how heads and blocks are removed: "mean" (their mean activation over a
-            reference batch: other repeated sequences for the induction sweep, all domains
-            pooled for the domain losses) or "zero". Zero ablation takes the model off its
-            distribution and over-weights early heads.
+        head_sequences: repeated random sequences for head scores and for confirming heads.
+        sweep_sequences: sequences of the exact sweep of every head (the screen).
+        confirm_heads: heads re-measured on ``head_sequences``: the most damaging of the sweep
+            and the top induction and previous-token heads.
+        attribution_texts: texts of the energy-vs-attribution comparison.
+        n_boot: bootstrap resamples of every interval.
+        ablation_mode: how heads and blocks are removed (mean: their mean over the
+            calibration texts, the attention sink kept apart; or zero).
         lens_prompt, lens_target: the logit-lens example.
-        attribution_text: the energy-vs-attribution example.
     """
 
-    corpora: str = "code,python-docs,legal,calendar,arithmetic,geography"
-    activation_tokens: int = 1024
-    energy_tokens: int = 256
-    overlap_tokens: int = 512
-    loss_tokens: int = 128
-    ablation_layers: int = 2
+    corpora: str = DEFAULT_CORPORA
+    seq_len: int = 128
+    calibration_tokens: int = 768
+    activation_tokens: int = 4608
+    cka_tokens: int = 4096
+    control_tokens: int = 2048
+    loss_tokens: int = 4096
+    min_loss_texts: int = 16
+    layer_sweep_tokens: int = 2048
+    ablation_layers: tuple[int, ...] = ()
     top_k: int = 8
-    cka_tokens: int = 512
-    head_sequences: int = 4
-    ablation_mode: str = "mean"
+    head_sequences: int = 32
+    sweep_sequences: int = 8
+    confirm_heads: int = 12
+    attribution_texts: int = 12
+    n_boot: int = 1000
+    ablation_mode: AblationMode = AblationMode.MEAN
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
-    attribution_text: str = "The capital of France is Paris, and the capital of Italy is Rome."
-    seq_len: int = 128
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.ablation_mode not in ABLATION_MODES:
-            raise SpectrascopeError(f"unknown ablation mode {self.ablation_mode!r}: use {' or '.join(ABLATION_MODES)}")
+        try:
+            object.__setattr__(self, "ablation_mode", AblationMode(self.ablation_mode))
+        except ValueError:
+            modes = " or ".join(m.value for m in AblationMode if m is not AblationMode.RESAMPLE)
+            raise SpectrascopeError(f"unknown ablation mode {self.ablation_mode!r}: use {modes}") from None
+        if self.ablation_mode is AblationMode.RESAMPLE:
+            raise SpectrascopeError("the study ablates by mean or zero (resample needs inputs of one shape)")
+        object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and f.name != "top_k" and value < 1:
+                raise SpectrascopeError(f"budget {f.name} must be at least 1 (got {value})")
+        if self.top_k < 1:
+            raise SpectrascopeError(f"budget top_k must be at least 1 (got {self.top_k})")
+        if self.seq_len < 8:
+            raise SpectrascopeError(f"budget seq_len must be at least 8 tokens (got {self.seq_len})")
+        if not self.corpora.strip():
+            raise SpectrascopeError("budget corpora is empty: give at least one domain")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every budget by name (JSON-ready: enums as their values, tuples as lists)."""
+        out = asdict(self)
+        out["ablation_mode"] = self.ablation_mode.value
+        out["ablation_layers"] = list(self.ablation_layers)
+        return out
 
     @classmethod
-    def small(cls) -> "StudyBudget":
-        """Tiny budgets for tests and smoke runs."""
-        return cls(activation_tokens=128, energy_tokens=32, overlap_tokens=64, loss_tokens=48, ablation_layers=1,
-                   top_k=2, cka_tokens=64, head_sequences=2)
+    def from_dict(cls, values: dict) -> StudyBudget:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise SpectrascopeError(f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: BudgetPreset | str) -> StudyBudget:
+        """The budget called ``name`` (small, default or large)."""
+        try:
+            preset = BudgetPreset(name)
+        except ValueError:
+            raise SpectrascopeError(f"unknown budget {name!r}: use small, default or large") from None
+        return {BudgetPreset.SMALL: cls.small, BudgetPreset.DEFAULT: cls, BudgetPreset.LARGE: cls.large}[preset]()
+
+    @classmethod
+    def small(cls) -> StudyBudget:
+        """Tiny budgets for tests and smoke runs (not enough for the statistics)."""
+        return cls(calibration_tokens=128, activation_tokens=256, cka_tokens=128, control_tokens=64, loss_tokens=96,
+                   min_loss_texts=2, layer_sweep_tokens=96, top_k=2, head_sequences=4, sweep_sequences=2,
+                   confirm_heads=2, attribution_texts=2, n_boot=200, seq_len=32)
+
+    @classmethod
+    def large(cls) -> StudyBudget:
+        """Twice the default's tokens, two comparison layers, more heads confirmed."""
+        base = cls()
+        return replace(base, calibration_tokens=1536, activation_tokens=9216, cka_tokens=8192, control_tokens=4096,
+                       loss_tokens=8192, min_loss_texts=32, layer_sweep_tokens=4096, head_sequences=64,
+                       sweep_sequences=16, confirm_heads=24, attribution_texts=24)
+
+    def with_overrides(self, **overrides) -> StudyBudget:
+        """A copy with some budgets replaced (None values ignored), checked again."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,19 +1,21 @@
-"""A study's working state: output folders, the model (loaded once, lazily), stage markers."""
+"""A study's working state: the model (loaded once, lazily), the budgets, and its tables."""
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+
+from ..errors import SpectrascopeError
 from .budget import StudyBudget
 
 
 @dataclass
 class StudyContext:
-    """Everything the stages share. Each stage writes into ``out / stage`` and marks itself
-    done with ``done.json`` (its seconds and budget); ``--resume`` skips marked stages."""
+    """Everything the stages share. Stages return their tables; the runner writes them under
+    ``out/<stage>/<table>.parquet`` (and .csv); a later stage reads them with :meth:`read`."""
 
     model: str
     out: Path
@@ -21,7 +23,7 @@ class StudyContext:
     workers: int = 1
     seed: int = 0
     show_progress: bool = False
-    _loaded: object | None = field(default=None, repr=False)
+    _loaded: Any = field(default=None, repr=False)
 
     def loaded(self):
         """The runnable model (loaded on first use)."""
@@ -31,21 +33,14 @@ class StudyContext:
             self._loaded = load_model(self.model)
         return self._loaded
 
-    def stage_dir(self, stage: str) -> Path:
-        path = self.out / stage
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def table_path(self, stage: str, table: str) -> Path:
+        return self.out / stage / f"{table}.parquet"
 
-    def is_done(self, stage: str) -> bool:
-        marker = self.out / stage / "done.json"
-        if not marker.exists():
-            return False
-        try:
-            return json.loads(marker.read_text()).get("budget") == self.budget.to_dict()
-        except ValueError:
-            return False
-
-    def mark_done(self, stage: str, seconds: float) -> None:
-        info = {"stage": stage, "seconds": round(seconds, 2), "budget": self.budget.to_dict(),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (self.stage_dir(stage) / "done.json").write_text(json.dumps(info, indent=2))
+    def read(self, stage: str, table: str, missing_ok: bool = False) -> pd.DataFrame | None:
+        """Table ``table`` of stage ``stage`` (None when missing and ``missing_ok``)."""
+        path = self.table_path(stage, table)
+        if not path.exists():
+            if missing_ok:
+                return None
+            raise SpectrascopeError(f"table {stage}/{table} is missing: run the {stage!r} stage first")
+        return pd.read_parquet(path)

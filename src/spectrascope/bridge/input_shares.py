@@ -1,0 +1,155 @@
+"""Eigenmode overlap from one pass: per text, the variance of a matrix's inputs along each mode.
+
+For a weight matrix W (out, d_in) with right singular vectors v_i (the directions it reads)
+and a domain's input vectors x_t (what W multiplies, see matrix_inputs.py), the overlap
+(overlap.py) needs v_i^T C v_i and tr(C) of the domain's input covariance C. Both are sums
+over tokens, so they split over texts: for text j with n_j statistic tokens
+
+    S1_ij = sum_t v_i . x_t        S2_ij = sum_t (v_i . x_t)^2
+    s_j   = sum_t x_t              q_j   = sum_t |x_t|^2
+
+and, with the domain mean mu = sum_j s_j / N (N = sum_j n_j), text j's centered sums are
+
+    A_ij = S2_ij - 2 (v_i . mu) S1_ij + n_j (v_i . mu)^2      (variance along v_i)
+    B_j  = q_j - 2 mu . s_j + n_j |mu|^2                        (total variance)
+
+so a part's share, sum_j sum_{i in part} A_ij / sum_j B_j, has a bootstrap interval over
+texts (resampling j; mu is kept at the full sample's mean, an O(1/N) approximation). The
+projections cost one (tokens, d_in) x (d_in, rank) product per matrix per batch, about what
+accumulating X^T X would cost, but keep what a bootstrap over texts needs (a few numbers per
+text and mode instead of a d_in x d_in matrix per text).
+
+**Robust variant.** The same sums with the input's massive and outlier channels set to 0
+(:mod:`spectrascope.activations.massive`; channels found on a separate calibration sample):
+``P' = P - X[:, M] V[:, M]^T`` for the excluded channels M, a small correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..activations.domain_pass import PassState, PreHook
+from ..stats.bootstrap import Interval, ratio_interval
+from .subspaces import MatrixSubspaces
+
+PARTS = ("tail", "erg", "bulk")
+VARIANTS = ("raw", "robust")
+
+
+@dataclass
+class _TextSums:
+    """Per-text sums of one variant for one input (see the module docstring)."""
+
+    n: list[torch.Tensor] = field(default_factory=list)
+    s: list[torch.Tensor] = field(default_factory=list)
+    q: list[torch.Tensor] = field(default_factory=list)
+    S1: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    S2: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+
+@dataclass
+class InputShares:
+    """Collector of the per-text projection sums of every matrix reading each hooked input.
+
+    Attributes:
+        modules: hooked input key -> the module whose input is hooked (its forward pre-hook
+            sees exactly the vectors the matrices multiply).
+        readers: hooked input key -> the weight names reading that input.
+        subspaces: weight name -> its :class:`~spectrascope.bridge.subspaces.MatrixSubspaces`.
+        excluded: hooked input key -> channels the robust variant sets to 0.
+    """
+
+    modules: Mapping[str, nn.Module]
+    readers: Mapping[str, list[str]]
+    subspaces: Mapping[str, MatrixSubspaces]
+    excluded: Mapping[str, np.ndarray]
+    sums: dict[tuple[str, str], _TextSums] = field(default_factory=dict)
+
+    def site_functions(self, state: PassState) -> Mapping[str, Callable]:
+        return {}
+
+    def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]:
+        return {module: self._hook(key, state) for key, module in self.modules.items()}
+
+    def _hook(self, key: str, state: PassState) -> PreHook:
+        excluded = torch.as_tensor(np.asarray(self.excluded.get(key, []), dtype=np.int64))
+
+        def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            x = args[0] if args else next(iter(kwargs.values()))
+            stat = state.stat
+            per_row = stat.sum(dim=1)
+            used = per_row > 0
+            token_row = torch.arange(stat.shape[0], device=stat.device)[:, None].expand_as(stat)[stat]
+            X = x.detach()[stat].float()  # (n_stat, d_in)
+            M = excluded.to(X.device)
+            X_robust = X.index_fill(1, M, 0.0) if M.numel() else X
+
+            def add(variant: str, Xv: torch.Tensor, projections: dict[str, torch.Tensor]) -> None:
+                sums = self.sums.setdefault((key, variant), _TextSums())
+                sums.n.append(per_row[used].double().cpu())
+                sums.s.append(_row_sum(Xv.double(), token_row, stat.shape[0])[used].cpu())
+                sums.q.append(_row_sum(Xv.double().square().sum(1), token_row, stat.shape[0])[used].cpu())
+                for name, P in projections.items():
+                    sums.S1.setdefault(name, []).append(_row_sum(P.double(), token_row, stat.shape[0])[used].cpu())
+                    sums.S2.setdefault(name, []).append(
+                        _row_sum(P.double().square(), token_row, stat.shape[0])[used].cpu())
+
+            raw = {name: X @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
+            add("raw", X, raw)
+            if M.numel():  # P' = P - X[:, M] V[:, M]^T: the excluded channels' share removed
+                robust = {name: P - X[:, M] @ self.subspaces[name].Vt_torch(X.device)[:, M].T for name, P in raw.items()}
+            else:
+                robust = raw
+            add("robust", X_robust, robust)
+
+        return hook
+
+    def finish(self, domain: str, n_boot: int = 1000, seed: int = 0, top_modes: int = 10
+               ) -> tuple[list[dict], dict[str, np.ndarray]]:
+        """Overlap rows of this domain (per matrix, part, variant, with intervals over texts) and
+        each matrix's top-mode shares (raw); the per-text sums are freed."""
+        rows, modes = [], {}
+        for (key, variant), sums in self.sums.items():
+            n = torch.cat(sums.n).numpy()
+            s = torch.cat(sums.s).numpy()
+            q = torch.cat(sums.q).numpy()
+            N = n.sum()
+            mu = s.sum(axis=0) / N
+            total = q - 2 * s @ mu + n * (mu @ mu)  # (texts,) B_j
+            for name in self.readers[key]:
+                sub = self.subspaces[name]
+                S1 = torch.cat(sums.S1[name]).numpy()
+                S2 = torch.cat(sums.S2[name]).numpy()
+                vmu = S1.sum(axis=0) / N  # (rank,) v_i . mu
+                A = S2 - 2 * S1 * vmu[None, :] + n[:, None] * vmu[None, :] ** 2  # (texts, rank)
+                d_in = sub.Vt.shape[1]
+                for part in PARTS:
+                    part_modes = sub.part_slice(part)
+                    k = len(range(sub.rank)[part_modes])
+                    share = ratio_interval(A[:, part_modes].sum(axis=1), total, n_boot, seed)
+                    random = k / d_in
+                    enrich = _scaled(share, 1.0 / random) if random > 0 else None
+                    rows.append({"name": name, "domain": domain, "part": part, "variant": variant, "k": k,
+                                 "d_in": d_in, "n_tokens": int(N), "n_texts": int(n.size), **share.columns("share"),
+                                 "random_share": random,
+                                 **(enrich.columns("enrichment") if enrich else
+                                    {"enrichment": np.nan, "enrichment_lo": np.nan, "enrichment_hi": np.nan})})
+                if variant == "raw":
+                    modes[name] = A[:, :top_modes].sum(axis=0) / total.sum()
+        self.sums.clear()
+        return rows, modes
+
+
+def _scaled(interval: Interval, factor: float) -> Interval:
+    return Interval(interval.estimate * factor, interval.lo * factor, interval.hi * factor, interval.n_units)
+
+
+def _row_sum(values: torch.Tensor, token_row: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """(n_rows, ...) sums of per-token ``values`` (n_stat, ...) by row."""
+    out = torch.zeros((n_rows, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    return out.index_add_(0, token_row, values)

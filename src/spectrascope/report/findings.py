@@ -1,0 +1,234 @@
+"""The overview's sentences, generated from a study's tables: each finding is a number with its
+interval and its control, and only what survives is stated as a finding.
+
+Rules: an effect is stated when its bootstrap interval excludes "no effect" (0 damage, 1x
+enrichment) or, for a family of correlations, when its BH q-value is below :data:`Q_LEVEL`;
+otherwise the sentence says plainly that nothing survives. Every number is given with its
+interval (``estimate [lo, hi]``, 95 %) and the control it is compared against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
+from ..spectra.summary import GOOD_ALPHA, role_summary
+from .labels import edit_label
+from .tables import StudyTables
+
+Q_LEVEL = 0.05
+
+
+def ci(row, column: str, digits: int = 2) -> str:
+    """``estimate [lo, hi]`` of ``column`` in a row with ``column_lo`` / ``column_hi``."""
+    return f"{row[column]:.{digits}f} [{row[f'{column}_lo']:.{digits}f}, {row[f'{column}_hi']:.{digits}f}]"
+
+
+def _domains(df: pd.DataFrame) -> pd.DataFrame:
+    return df[~df["domain"].astype(str).str.startswith("control:")]
+
+
+def weights_findings(t: StudyTables, model: str) -> list[str]:
+    df = t.get("weights", "weights")
+    if df is None or df.empty:
+        return []
+    ok = df[df["status"] == "success"]
+    lines = [f"Weight spectra: {len(ok)} of {len(df)} matrices of {model} have a power-law fit; "
+             f"{ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha {ok['alpha'].median():.2f}; "
+             f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."]
+    roles = role_summary(df).sort_values("mean_alpha")
+    if len(roles) >= 2:
+        lo, hi = roles.iloc[0], roles.iloc[-1]
+        lines.append(f"Heaviest tails: {lo.role} (mean alpha {lo.mean_alpha:.2f}); lightest: {hi.role} ({hi.mean_alpha:.2f}).")
+    if "num_structure_spikes" in ok:
+        lines.append(f"Against each matrix's own shuffle (the randomized-weights control): {int((ok['num_structure_spikes'] > 0).sum())} "
+                     f"matrices have eigenvalues beyond everything their shuffle produces (correlation structure), "
+                     f"{int((ok['num_traps'] > 0).sum())} have correlation traps (large entries that spike even when shuffled).")
+    return lines
+
+
+def activation_findings(t: StudyTables) -> list[str]:
+    acts, massive = t.get("activations", "activations"), t.get("activations", "massive_activations")
+    if acts is None or acts.empty:
+        return []
+    lines = []
+    if massive is not None and len(massive):
+        resid = massive[(massive["site"] == "resid_post") & massive["excluded"]]
+        channels = resid.groupby("channel")["layer"].count().sort_values(ascending=False)
+        sink = massive[(massive["site"] == "resid_post") & (massive["kind"] == "sink")]
+        top = ", ".join(f"{c} ({n} layers)" for c, n in channels.head(4).items())
+        text = (f"Massive activations: {len(channels)} residual channels are massive or outliers in at least one layer "
+                f"and are left out of the robust view: {top}." if len(channels) else
+                "Massive activations: no residual channel is massive or an outlier apart from the first position.")
+        if len(sink):
+            worst = sink.loc[sink["first_position_ratio"].idxmax()]
+            text += (f" The attention sink (first position) reaches {worst['first_position_ratio']:.0f}x a typical channel "
+                     f"(channel {int(worst['channel'])}, layer {int(worst['layer'])}); every statistic leaves that position out.")
+        lines.append(text)
+    robust = acts[acts["variant"] == "robust"]
+    raw = acts[acts["variant"] == "raw"]
+    by_domain = _domains(robust).groupby("domain")["effective_rank"].mean().sort_values()
+    raw_by_domain = _domains(raw).groupby("domain")["effective_rank"].mean()
+    null = robust["effective_rank_null"].mean()
+    controls = robust[robust["domain"].str.startswith("control:")].groupby("domain")["effective_rank"].mean()
+    if len(by_domain):
+        lines.append(
+            f"Activation effective rank (robust, mean over layers): from {by_domain.iloc[0]:.0f} ({by_domain.index[0]}) to "
+            f"{by_domain.iloc[-1]:.0f} ({by_domain.index[-1]}); the raw view reads {raw_by_domain.min():.1f} to "
+            f"{raw_by_domain.max():.1f} because a few channels dominate. Controls: isotropic noise at the same n/d "
+            f"{null:.0f}, random tokens {controls.get(RANDOM_TOKENS, np.nan):.0f}, randomized weights "
+            f"{controls.get(RANDOMIZED_WEIGHTS, np.nan):.0f} (n/d = {robust['n_over_d'].median():.1f}).")
+    return lines
+
+
+def energy_findings(t: StudyTables) -> list[str]:
+    energy = t.get("activations", "energy")
+    if energy is None or energy.empty:
+        return []
+    mid = energy[energy["layer"] == energy["layer"].max() // 2]
+    doms = _domains(mid).sort_values("energy_mean")
+    control = mid[mid["domain"] == RANDOM_TOKENS]
+    if doms.empty:
+        return []
+    hi, lo = doms.iloc[-1], doms.iloc[0]
+    separated = hi["energy_mean_lo"] > lo["energy_mean_hi"]
+    text = (f"Token energy at layer {int(hi['layer'])} (0.5 = typical of the pooled domains): highest for {hi['domain']} "
+            f"{ci(hi, 'energy_mean')}, lowest for {lo['domain']} {ci(lo, 'energy_mean')} (intervals over texts"
+            f"{'; they do not overlap' if separated else '; they overlap: no difference is claimed'})")
+    if len(control):
+        text += f"; random tokens (control) {ci(control.iloc[0], 'energy_mean')}"
+    return [text + "."]
+
+
+def mechanism_findings(t: StudyTables) -> list[str]:
+    heads, scores = t.get("mechanisms", "ablation_heads"), t.get("mechanisms", "head_scores")
+    if heads is None or scores is None or heads.empty:
+        return []
+    top = scores.sort_values("induction", ascending=False).iloc[0]
+    confirmed = heads[heads["confirmed"]].sort_values("damage", ascending=False)
+    lines = [f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
+             f"{heads['first_copy_loss'].iloc[0]:.2f} for the first copy; the top induction head by attention is "
+             f"{int(top['layer'])}.{int(top['head'])} (score {top['induction']:.2f})."]
+    hurt = confirmed[confirmed["damage_lo"] > 0]
+    if len(hurt):
+        parts = [f"{int(r['layer'])}.{int(r['head'])} +{ci(r, 'damage', 3)}" for _, r in hurt.head(4).iterrows()]
+        lines.append(f"Mean-ablating single heads raises that loss (re-measured on {int(confirmed['n_confirm'].iloc[0])} fresh "
+                     f"sequences; intervals exclude 0): {'; '.join(parts)} nats.")
+    else:
+        lines.append("No single head's mean ablation raises the induction loss with an interval that excludes 0.")
+    return lines
+
+
+def overlap_findings(t: StudyTables) -> list[str]:
+    overlap = t.get("activations", "overlap")
+    if overlap is None or overlap.empty:
+        return []
+    tail = overlap[(overlap["part"] == "tail") & (overlap["variant"] == "robust") & (overlap["k"] > 0)]
+    lines = []
+    for role, g in _domains(tail).groupby("role"):
+        above = (g["enrichment_lo"] > 1).mean()
+        below = (g["enrichment_hi"] < 1).mean()
+        if max(above, below) < 0.5:
+            continue
+        direction = "more" if above >= below else "less"
+        share = above if above >= below else below
+        control = tail[(tail["role"] == role) & (tail["domain"] == RANDOM_TOKENS)]["enrichment"].median()
+        lines.append(f"The power-law tails of {role} matrices read {direction} of each domain's input variance than random "
+                     f"subspaces of the same size: median enrichment {g['enrichment'].median():.2f}x, with the interval "
+                     f"over texts excluding 1 for {share:.0%} of (layer, domain) pairs (robust view; random tokens: "
+                     f"{control:.2f}x).")
+    if not lines:
+        lines.append("Eigenmode overlap: for no role do most tails read more or less of the domains' variance than random "
+                     "subspaces (robust view, intervals over texts).")
+    return lines
+
+
+def ablation_findings(t: StudyTables) -> list[str]:
+    abl, layer_damage = t.get("bridge", "ablation_domains"), t.get("bridge", "layer_damage")
+    lines = []
+    if layer_damage is not None and len(layer_damage):
+        pooled = layer_damage[layer_damage["domain"] == "pooled"].sort_values("damage", ascending=False)
+        parts = [f"{edit_label(r['component'])} +{ci(r, 'damage')}" for _, r in pooled.head(3).iterrows()]
+        lines.append(f"Mean-ablating one block at a time (pooled domains, {int(pooled['n_rows'].iloc[0])} texts): the most "
+                     f"damaging are {'; '.join(parts)} nats.")
+    if abl is not None and len(abl):
+        control = abl[abl["domain"] == RANDOM_TOKENS].set_index("component")
+        for component, g in _domains(abl).groupby("component", sort=False):
+            if not (g["damage_lo"] > 0).all():
+                continue
+            ctrl = f"; random tokens {ci(control.loc[component], 'damage')}" if component in control.index else ""
+            lines.append(f"{edit_label(component)}: +{g['damage'].min():.2f} to +{g['damage'].max():.2f} nats across "
+                         f"domains, every interval above 0{ctrl}.")
+        if not (_domains(abl).groupby("component")["damage_lo"].min() > 0).any():
+            lines.append("No edit of the compared layer hurts every domain with an interval above 0.")
+    return lines
+
+
+def correlation_findings(t: StudyTables) -> list[str]:
+    corr = t.get("bridge", "correlation")
+    if corr is None or corr.empty:
+        return []
+    lines = []
+    for family, g in corr.groupby("family"):
+        survivors = g[g["q_value"] < Q_LEVEL].sort_values("q_value")
+        nominal = int((g["p_value"] < 0.05).sum())
+        if survivors.empty:
+            lines.append(f"Spectra vs causal importance ({family}): none of {len(g)} rank correlations survives "
+                         f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} have p < 0.05 uncorrected, "
+                         f"{0.05 * len(g):.1f} expected by chance).")
+        else:
+            parts = [f"{r['metric']} vs {r['target']} (rho {r['rho']:+.2f}, q = {r['q_value']:.3f}, n = {int(r['n'])})"
+                     for _, r in survivors.head(4).iterrows()]
+            lines.append(f"Spectra vs causal importance ({family}): {len(survivors)} of {len(g)} correlations survive "
+                         f"BH at q < {Q_LEVEL}: {'; '.join(parts)}.")
+    return lines
+
+
+def alignment_findings(t: StudyTables) -> list[str]:
+    align = t.get("bridge", "alignment")
+    if align is None or align.empty:
+        return []
+    near = align[align["reader_layer"] == align["writer_layer"] + 1]
+    if near.empty:
+        return []
+    real, null = near["enrichment"], near["enrichment_shuffled"]
+    above = float((real > null).mean())
+    return [f"Cross-layer alignment (next layer's readers, norm gains folded in): median tail enrichment {real.median():.2f}x "
+            f"a random subspace, against {null.median():.2f}x for the same pairs with shuffled weights; "
+            f"{above:.0%} of {len(near)} pairs exceed their shuffled counterpart."]
+
+
+def cka_findings(t: StudyTables) -> list[str]:
+    cka, null = t.get("activations", "cka"), t.get("activations", "cka_null")
+    if cka is None or cka.empty:
+        return []
+    adjacent = cka[cka["layer_b"] == cka["layer_a"] + 1]
+    parts = []
+    for variant, g in adjacent.groupby("variant"):
+        noise = null[null["variant"] == variant]["cka"].abs().max() if null is not None else np.nan
+        parts.append(f"{variant} {g['cka'].median():.2f} (permuted-token null: |CKA| <= {noise:.3f})")
+    return [f"Debiased CKA between adjacent layers on {int(cka['n_tokens'].iloc[0])} tokens, median: {'; '.join(parts)}."]
+
+
+def attribution_findings(t: StudyTables) -> list[str]:
+    agree = t.get("activations", "energy_agreement")
+    if agree is None or agree.empty:
+        return []
+    row = agree[(agree["a"] == "energy_change") & (agree["b"] == "|integrated_gradients|")]
+    if row.empty:
+        return []
+    r = row.iloc[0]
+    verdict = "survives" if r["q_value"] < Q_LEVEL else "does not survive"
+    return [f"Energy vs attribution: per-text rank correlation of the energy change with |integrated gradients| averages "
+            f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."]
+
+
+def overview(t: StudyTables, model: str) -> list[str]:
+    """Every finding, in the report's order."""
+    out: list[str] = []
+    for part in (weights_findings(t, model), activation_findings(t), energy_findings(t), mechanism_findings(t),
+                 overlap_findings(t), ablation_findings(t), correlation_findings(t), alignment_findings(t),
+                 cka_findings(t), attribution_findings(t)):
+        out += part
+    return out

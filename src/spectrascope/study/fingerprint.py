@@ -1,0 +1,47 @@
+"""What a study's results depend on, so a rerun never mixes results of different inputs.
+
+A stage's fingerprint holds the package version, the model source (every weight file's
+name, size and modification time, or the object's identity for an in-memory model), the
+seed and every budget. ``--resume`` reuses a finished stage only when its recorded
+fingerprint equals the current one; otherwise it says what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import __version__
+from .budget import StudyBudget
+
+
+def model_identity(model: str | Path) -> dict:
+    """The files behind a bundled model name or a path: name, size and mtime of each."""
+    from ..models.zoo import BUNDLED, bundled_path
+
+    path = bundled_path(str(model)) if isinstance(model, str) and model in BUNDLED else Path(model)
+    path = path.expanduser().resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {"path": str(path), "files": [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size,
+                                          f.stat().st_mtime_ns] for f in files if f.exists()]}
+
+
+def stage_fingerprint(stage: str, model: str | Path, seed: int, budget: StudyBudget) -> dict:
+    """The fingerprint of one stage's results."""
+    return {"stage": stage, "version": __version__, "model": model_identity(model), "seed": int(seed),
+            "budget": budget.to_dict()}
+
+
+def differences(recorded: dict, current: dict) -> list[str]:
+    """Human-readable names of what differs between two fingerprints (empty when equal)."""
+    out = []
+    for key in ("version", "model", "seed"):
+        if recorded.get(key) != current.get(key):
+            out.append(key)
+    old, new = recorded.get("budget", {}), current.get("budget", {})
+    out += [f"budget {k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return out
+
+
+def canonical(fingerprint: dict) -> str:
+    return json.dumps(fingerprint, sort_keys=True)

@@ -1,0 +1,136 @@
+"""Run the stages of a study in order, write their tables, resume only what is provably the same.
+
+Each stage's tables are written to ``OUT/<stage>/`` under temporary names and renamed when
+complete; its ``done.json`` marker (seconds and fingerprint) is written last. Without
+``resume`` every requested stage is computed again (its folder replaced). With ``resume`` a
+stage is skipped only when its marker's fingerprint equals the current one (model files, seed,
+budgets, version); a different fingerprint is refused in one line that says what differs.
+Before any work, every table a requested stage reads must be produced earlier in this run or
+exist from a finished stage with the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import SpectrascopeError
+from ..tables import write_table
+from .budget import StudyBudget
+from .context import StudyContext
+from .fingerprint import differences, stage_fingerprint
+from .stage import Stage
+from .stages.registry import BY_NAME, STAGE_NAMES, STAGES
+
+MARKER = "done.json"
+
+
+def _marker(out: Path, stage: str) -> dict | None:
+    path = out / stage / MARKER
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def _plan(stages: Sequence[str]) -> list[Stage]:
+    unknown = [s for s in stages if s not in BY_NAME]
+    if unknown:
+        raise SpectrascopeError(f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+    return [s for s in STAGES if s.name in set(stages)]
+
+
+def _check_inputs(plan: list[Stage], out: Path, fingerprints: dict[str, dict]) -> None:
+    """Every required table is produced earlier in this run or finished before with this fingerprint."""
+    produced: set[str] = set()
+    for stage in plan:
+        for needed in stage.requires:
+            source, table = needed.split("/")
+            if needed in produced:
+                continue
+            marker = _marker(out, source)
+            fresh = marker is not None and not differences(marker.get("fingerprint", {}), fingerprints[source])
+            if not fresh or not (out / source / f"{table}.parquet").exists():
+                why = "is missing" if marker is None else "was computed with other inputs"
+                raise SpectrascopeError(
+                    f"stage {stage.name!r} reads {needed}, which {why} in {out}: run the {source!r} stage first "
+                    f"(--stages {source},{stage.name})")
+        produced.update(f"{stage.name}/{t}" for t in stage.produces)
+
+
+def _write(out: Path, stage: Stage, tables: dict[str, pd.DataFrame]) -> None:
+    """The stage's tables into a fresh folder, renamed into place when all are written."""
+    missing = set(stage.produces) - set(tables)
+    if missing:
+        raise RuntimeError(f"stage {stage.name} did not produce {sorted(missing)}")
+    staging = out / f".{stage.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for name, table in tables.items():
+        write_table(table, staging, name)
+    final = out / stage.name
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+
+
+def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, seed: int = 0,
+              show_progress: bool = False, stages: Sequence[str] = STAGE_NAMES,
+              budget: StudyBudget | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Run the study and return the path of ``report.html``.
+
+    Args:
+        model: bundled model name or path (the runnable stages need a model ``load_model`` reads).
+        stages: which stages to run (in the study's order).
+        resume: skip stages finished earlier with the same fingerprint (see the module docstring).
+        log: optional callable(str) for progress lines.
+
+    ``OUT/study.json`` records every budget by name, each stage's seconds (for a resumed stage,
+    those of the run that finished it) and which stages were resumed.
+    """
+    plan = _plan(stages)
+    out = Path(out)
+    budget = budget or StudyBudget()
+    ctx = StudyContext(str(model), out, budget, workers, seed, show_progress)
+    fingerprints = {s.name: stage_fingerprint(s.name, model, seed, budget) for s in STAGES}
+    if resume:
+        for stage in plan:
+            marker = _marker(out, stage.name)
+            if marker is not None:
+                changed = differences(marker.get("fingerprint", {}), fingerprints[stage.name])
+                if changed:
+                    raise SpectrascopeError(
+                        f"--resume: stage {stage.name!r} in {out} was computed with a different {', '.join(changed)}; "
+                        "rerun without --resume to recompute it, or use another --out")
+    _check_inputs(plan, out, fingerprints)
+    out.mkdir(parents=True, exist_ok=True)
+    timings, resumed = {}, []
+    for stage in plan:
+        marker = _marker(out, stage.name)
+        if resume and marker is not None:
+            timings[stage.name] = marker["seconds"]
+            resumed.append(stage.name)
+            if log:
+                log(f"{stage.name}: done earlier with the same inputs, skipped")
+            continue
+        start = time.perf_counter()
+        tables = stage.run(ctx)
+        _write(out, stage, tables)
+        timings[stage.name] = round(time.perf_counter() - start, 2)
+        (out / stage.name / MARKER).write_text(json.dumps(
+            {"stage": stage.name, "seconds": timings[stage.name], "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "fingerprint": fingerprints[stage.name]}, indent=2))
+        if log:
+            log(f"{stage.name}: {timings[stage.name]:.1f} s")
+    from ..report.study_report import build_report
+
+    report = build_report(ctx)
+    (out / "study.json").write_text(json.dumps({"model": str(model), "seed": seed, "stages": [s.name for s in plan],
+                                                "seconds": timings, "resumed": resumed,
+                                                "budget": budget.to_dict()}, indent=2))
+    return report

@@ -1,0 +1,27 @@
+"""A study stage: a name, the tables it reads, the tables it writes, and how to compute them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .context import StudyContext
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of ``spectrascope study``.
+
+    Attributes:
+        name: the stage's name (its folder under the output directory).
+        requires: ``stage/table`` names it reads (checked before any work starts).
+        produces: the tables it returns (written as ``<name>/<table>.parquet`` and ``.csv``).
+        run: computes the tables from the context.
+    """
+
+    name: str
+    requires: tuple[str, ...]
+    produces: tuple[str, ...]
+    run: Callable[[StudyContext], dict[str, pd.DataFrame]]

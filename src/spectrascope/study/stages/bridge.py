@@ -1,0 +1,205 @@
+"""Stage ``bridge``: causal importance (exact mean ablation) beside the spectra, and alignment.
+
+- **Layer sweep**: every attention and MLP block ablated on its own, exactly, on a pooled sample
+  of every domain (``layer_sweep_tokens``); damages with bootstrap intervals over texts, pooled
+  and per domain. This is the causal importance the spectral metrics are correlated with.
+- **Domain ablations**: at ``ablation_layers`` (default: the layer whose MLP the sweep finds
+  most damaging), the attention and MLP blocks and the spectral edits of the layer's output
+  projections (keep only the power-law tail, keep only the bulk, remove the top-k directions),
+  each on every domain's own loss (``loss_tokens`` from >= ``min_loss_texts`` texts) and on the
+  random-token control; damages with intervals over texts.
+- **Correlations**: Spearman's rho between spectral metrics and causal importance, across layers
+  (one family) and across heads (another), with permutation p-values and BH q-values.
+- **Alignment**: overlap of each writer's output tail with later readers' input tails (readers'
+  norm gains folded in), against the random-subspace baseline and the same pair with both
+  matrices' entries shuffled (the randomized-weights null).
+
+Mean ablation replaces a block by its mean over the calibration texts of every domain (never
+the measured texts), the attention sink kept apart.
+
+Tables: layer_damage, ablation_domains, layers, correlation, alignment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...activations.batching import pad_rows
+from ...activations.controls import RANDOM_TOKENS, randomized_weights
+from ...bridge.alignment import READERS, WRITERS, alignment_table
+from ...bridge.correlation import correlation_table
+from ...bridge.overlap_run import model_roles, model_subspaces
+from ...corpora import corpus_texts
+from ...mech.ablation import AttnBlock, MlpBlock, SpectralComponent
+from ...mech.ablation_sweep import ablation_rows, damage_intervals
+from ...mech.metrics import NextTokenLoss, text_loss, token_pool
+from ...stats.multiple_testing import bh_qvalues
+from ..context import StudyContext
+
+SPECTRAL_EDITS = ("tail", "bulk", "drop_top")
+EDITED_ROLES = ("o", "mlp_down", "mlp_out")
+LAYER_METRICS = ("alpha", "alpha_weighted", "erg_delta", "stable_rank", "activation_alpha", "activation_effective_rank")
+HEAD_METRICS = ("ov_alpha", "qk_alpha", "ov_alpha_weighted", "induction", "previous_token")
+
+
+def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
+    loaded, b = ctx.loaded(), ctx.budget
+    domains = corpus_texts(b.corpora, seed=ctx.seed)
+    roles = model_roles(loaded.hf)
+    reference = calibration_reference(ctx, domains)
+    layer_damage = layer_sweep(ctx, domains, reference)
+    layers = list(b.ablation_layers) or [_most_damaging_mlp(layer_damage)]
+    ablations = domain_ablations(ctx, domains, reference, roles, layers)
+    layer_table = _layer_table(ctx, layer_damage)
+    correlation = _correlations(ctx, layer_table)
+    return {"layer_damage": layer_damage, "ablation_domains": ablations, "layers": layer_table,
+            "correlation": correlation, "alignment": alignment_with_null(ctx, roles)}
+
+
+def calibration_reference(ctx: StudyContext, domains) -> dict[str, torch.Tensor]:
+    """The mean-ablation reference: the calibration texts of every domain (the end of each corpus)."""
+    b, tokenizer = ctx.budget, ctx.loaded().tokenizer
+    rows = []
+    for corpus in domains:
+        total = 0
+        for text in corpus.texts[::-1]:
+            ids = tokenizer(text, truncation=True, max_length=b.seq_len)["input_ids"]
+            if len(ids) >= 2:
+                rows.append(list(ids))
+                total += len(ids)
+            if total >= b.calibration_tokens:
+                break
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids, mask = pad_rows(rows, pad)
+    device = next(ctx.loaded().hf.parameters()).device
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def layer_sweep(ctx: StudyContext, domains, reference) -> pd.DataFrame:
+    """Exact mean ablation of every block on the pooled sample: damages pooled and per domain."""
+    loaded, b = ctx.loaded(), ctx.budget
+    per_domain = max(2, b.layer_sweep_tokens // len(domains))
+    metrics = [text_loss(loaded, c.texts, per_domain, b.seq_len, name=c.name) for c in domains]
+    pooled = _stack_losses(metrics, loaded)
+    labels = np.concatenate([[m.name] * m.n_rows for m in metrics])
+    blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
+    sweep = ablation_rows(loaded, blocks, pooled, b.ablation_mode, reference, show_progress=ctx.show_progress)
+    tables = [damage_intervals(sweep, pooled, b.n_boot, ctx.seed).assign(domain="pooled")]
+    for m in metrics:
+        tables.append(damage_intervals(sweep, pooled, b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name))
+    table = pd.concat(tables, ignore_index=True)
+    table["baseline"] = float(sweep.baseline.reduce())
+    table["mode"] = b.ablation_mode.value
+    return table
+
+
+def _stack_losses(metrics: list[NextTokenLoss], loaded) -> NextTokenLoss:
+    """One loss over the rows of several (right-padded) losses."""
+    pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    rows = [ids[: int(mask.sum())].tolist() for m in metrics for ids, mask in zip(m.input_ids, m.attention_mask, strict=True)]
+    ids, mask = pad_rows(rows, pad)
+    device = metrics[0].input_ids.device
+    return NextTokenLoss(ids.to(device), mask.to(device), name="loss[pooled]")
+
+
+def _most_damaging_mlp(layer_damage: pd.DataFrame) -> int:
+    pooled = layer_damage[(layer_damage["domain"] == "pooled") & (layer_damage["kind"] == "mlp")]
+    return int(pooled.loc[pooled["damage"].idxmax(), "layer"])
+
+
+def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[int]) -> pd.DataFrame:
+    """Blocks and spectral edits at ``layers`` on every domain's own loss and the random-token control."""
+    loaded, b = ctx.loaded(), ctx.budget
+    edits: list = [c for layer in layers for c in (AttnBlock(layer), MlpBlock(layer))]
+    for name, (block, role) in roles.items():
+        if block in layers and role in EDITED_ROLES:
+            edits += [SpectralComponent(name, keep, b.top_k) for keep in SPECTRAL_EDITS]
+    losses = [text_loss(loaded, c.texts, b.loss_tokens, b.seq_len, name=c.name, min_texts=b.min_loss_texts)
+              for c in domains]
+    losses.append(_random_token_loss(ctx))
+    tables = []
+    for metric in losses:
+        sweep = ablation_rows(loaded, edits, metric, b.ablation_mode, reference, show_progress=ctx.show_progress)
+        table = damage_intervals(sweep, metric, b.n_boot, ctx.seed)
+        table.insert(0, "domain", metric.name)
+        table["baseline"] = float(sweep.baseline.reduce())
+        table["n_tokens"] = int(metric.targets.sum())
+        table["edit"] = [_edit_of(c) for c in edits]
+        tables.append(table)
+    out = pd.concat(tables, ignore_index=True)
+    out["mode"] = b.ablation_mode.value
+    return out
+
+
+def _edit_of(component) -> str:
+    """``mean``/``zero`` block ablation, or the spectral edit kept (tail, bulk, drop_top)."""
+    return component.keep.value if isinstance(component, SpectralComponent) else "block"
+
+
+def _random_token_loss(ctx: StudyContext) -> NextTokenLoss:
+    loaded, b = ctx.loaded(), ctx.budget
+    generator = torch.Generator().manual_seed(ctx.seed + 7)
+    pool = token_pool(loaded)
+    n_rows = max(b.min_loss_texts, -(-b.control_tokens // b.seq_len))
+    ids = pool[torch.randint(0, pool.numel(), (n_rows, b.seq_len), generator=generator)]
+    return NextTokenLoss(ids.to(next(loaded.hf.parameters()).device), name=RANDOM_TOKENS)
+
+
+def _layer_table(ctx: StudyContext, layer_damage: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: the spectral metrics of its matrices (mean over them), its robust activation
+    spectrum (mean over domains) and the pooled damage of its attention and MLP blocks."""
+    weights = ctx.read("weights", "weights")
+    w = weights[(weights["status"] == "success") & (weights["block"] >= 0)]
+    per_layer = w.groupby("block")[["alpha", "alpha_weighted", "erg_delta", "stable_rank"]].mean()
+    acts = ctx.read("activations", "activations")
+    acts = acts[(acts["variant"] == "robust") & ~acts["domain"].str.startswith("control:")]
+    act = acts.groupby("layer")[["alpha", "effective_rank"]].mean().add_prefix("activation_")
+    pooled = layer_damage[layer_damage["domain"] == "pooled"].pivot_table(index="layer", columns="kind", values="damage")
+    pooled = pooled.add_suffix("_damage")
+    table = per_layer.join(act, how="outer").join(pooled, how="outer")
+    table.index.name = "layer"
+    return table.reset_index()
+
+
+def _correlations(ctx: StudyContext, layer_table: pd.DataFrame) -> pd.DataFrame:
+    """Both families (layers, heads) with q-values computed within each family."""
+    families = [correlation_table(layer_table, list(LAYER_METRICS), ["attn_damage", "mlp_damage"], seed=ctx.seed)
+                .assign(family="layers")]
+    heads = _head_table(ctx)
+    if heads is not None:
+        families.append(correlation_table(heads, list(HEAD_METRICS), ["damage_screen"], seed=ctx.seed)
+                        .assign(family="heads"))
+    out = []
+    for table in families:
+        table["q_value"] = bh_qvalues(table["p_value"].to_numpy())
+        out.append(table)
+    return pd.concat(out, ignore_index=True)
+
+
+def _head_table(ctx: StudyContext) -> pd.DataFrame | None:
+    """Per head: OV/QK spectra, head scores, and the induction-loss damage of the sweep."""
+    spectra = ctx.read("weights", "weights_heads", missing_ok=True)
+    if spectra is None or spectra.empty:
+        return None
+    spectra = spectra[spectra["circuit"].isin(["ov", "qk"]) & (spectra["status"] == "success")]
+    wide = spectra.pivot_table(index=["block", "head"], columns="circuit", values=["alpha", "alpha_weighted"])
+    wide.columns = [f"{c}_{m}" for m, c in wide.columns]
+    wide = wide.reset_index().rename(columns={"block": "layer"})
+    sweep = ctx.read("mechanisms", "ablation_heads")[["layer", "head", "damage_screen", "induction", "previous_token"]]
+    sweep = sweep.astype({"layer": int, "head": int})
+    return wide.merge(sweep, on=["layer", "head"])
+
+
+def alignment_with_null(ctx: StudyContext, roles) -> pd.DataFrame:
+    """Writer -> reader tail alignment (readers' norm gains folded in), with the same pairs'
+    enrichment when every matrix's entries are shuffled (seeded): the randomized-weights null."""
+    hf = ctx.loaded().hf
+    wanted = WRITERS + READERS
+    table = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True), roles)
+    with randomized_weights(hf, ctx.seed):
+        null = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True), roles)
+    null = null[["writer", "reader", "enrichment", "k_writer", "k_reader"]].rename(
+        columns={"enrichment": "enrichment_shuffled", "k_writer": "k_writer_shuffled", "k_reader": "k_reader_shuffled"})
+    return table.merge(null, on=["writer", "reader"], how="left")

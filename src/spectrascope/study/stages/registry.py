@@ -1,0 +1,18 @@
+"""The stages of a study, in order."""
+
+from __future__ import annotations
+
+from ..stage import Stage
+from . import activations, bridge, mechanisms, weights
+
+STAGES: tuple[Stage, ...] = (
+    Stage("weights", (), ("weights", "weights_heads"), weights.run),
+    Stage("activations", (), ("activations", "energy", "massive_activations", "overlap", "overlap_modes", "cka",
+                              "cka_null", "energy_tokens", "energy_agreement"), activations.run),
+    Stage("mechanisms", (), ("head_scores", "lens", "ablation_heads"), mechanisms.run),
+    Stage("bridge", ("weights/weights", "weights/weights_heads", "activations/activations",
+                     "mechanisms/ablation_heads"),
+          ("layer_damage", "ablation_domains", "layers", "correlation", "alignment"), bridge.run),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+BY_NAME = {s.name: s for s in STAGES}
