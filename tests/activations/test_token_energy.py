@@ -42,3 +42,15 @@ def test_summary():
     s = energy_summary(np.arange(11.0))
     assert s["energy_mean"] == 5 and s["energy_p50"] == 5 and s["energy_p10"] == pytest.approx(1)
     assert np.isnan(energy_summary(np.zeros(0))["energy_mean"])
+
+
+def test_text_energy_does_not_score_the_sink(tiny_lm, tmp_path, monkeypatch):
+    """Position 0 (the attention sink, left out of the reference) gets no energy."""
+    from spectrascope.activations.energy_profile import text_energy
+
+    monkeypatch.setenv("SPECTRASCOPE_CACHE", str(tmp_path))
+    df = text_energy(tiny_lm, "one two three four five six", corpora="calendar", max_tokens=200, seq_len=32)
+    first = df[df["position"] == 0]
+    assert len(first) and first["energy"].isna().all() and not first["scored"].any()
+    rest = df[df["position"] > 0]
+    assert rest["scored"].all() and rest["energy"].notna().all()

@@ -38,3 +38,39 @@ def test_too_short_text(tiny):
 
     with pytest.raises(SpectrascopeError):
         attributions(tiny, torch.tensor([[3]]))
+
+
+def test_attribution_rows_leave_out_the_sink_and_the_last_token(tiny):
+    """Scored tokens are 1 .. T-2: the sink's energy is not comparable, and the last token's
+    attribution is 0 by construction (its prediction is not scored)."""
+    import types
+
+    import numpy as np
+
+    from spectrascope.activations.token_energy import ReferenceGaussian
+    from spectrascope.bridge.energy_attribution import agreement_table, text_attribution_rows
+    from spectrascope.trace.moments import RunningMoments
+
+    class Tokenizer:
+        def __call__(self, text, return_tensors=None, truncation=True, max_length=64):
+            ids = [int(w) for w in text.split()][:max_length]
+            return {"input_ids": torch.tensor([ids])}
+
+        def convert_ids_to_tokens(self, ids):
+            return [str(int(i)) for i in ids]
+
+    loaded = types.SimpleNamespace(hf=tiny, tokenizer=Tokenizer())
+    gen = torch.Generator().manual_seed(0)
+    reference = ReferenceGaussian.from_moments(RunningMoments().update(torch.randn(500, 32, generator=gen).double()))
+    refs = {"blocks.0.hook_resid_post": reference, "blocks.1.hook_resid_post": reference}
+    rows = []
+    for text_id, text in enumerate(["3 17 9 22 5 41 8", "4 4 9 12 30 2", "7 1 2 3 4 5 6 7"]):
+        rows += text_attribution_rows(loaded, text, text_id, refs, "blocks.0.hook_resid_post",
+                                      "blocks.1.hook_resid_post", steps=8, seq_len=64)
+    import pandas as pd
+
+    tokens = pd.DataFrame(rows)
+    assert tokens.groupby("text")["position"].agg(["min", "max"]).values.tolist() == [[1, 5], [1, 4], [1, 6]]
+    table = agreement_table(tokens, n_boot=100, n_perm=99)
+    assert set(table.columns) >= {"rho", "rho_lo", "rho_hi", "p_value", "q_value", "n_texts"}
+    assert (table["n_texts"] == 3).all() and np.isfinite(table["q_value"]).all()

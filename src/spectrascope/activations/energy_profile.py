@@ -58,8 +58,13 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
                 max_tokens: int = 2048, seq_len: int = 128, cache: bool = True) -> pd.DataFrame:
     """Energy of every token of ``text`` at every site.
 
+    The first position is not scored: it is the attention sink, whose activations are
+    text-independent and far from every other token's, and the reference Gaussian leaves it
+    out (as every statistic does), so its energy would measure the sink, not the text. Its
+    row has ``energy`` NaN and ``scored`` False.
+
     Returns:
-        long DataFrame with columns site, layer, position, token, energy.
+        long DataFrame with columns site, layer, position, token, energy, scored.
     """
     if not text or not text.strip():
         raise SpectrascopeError("the text is empty")
@@ -76,6 +81,7 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
         vectors = act.flatten(start_dim=1) if act.dim() == 3 else act
         energies = references[n].energy(vectors).numpy()
         site, layer = _label(n)
-        rows += [{"site": site, "layer": layer, "position": i, "token": t, "energy": float(e)}
-                 for i, (t, e) in enumerate(zip(tokens, energies))]
+        rows += [{"site": site, "layer": layer, "position": i, "token": t,
+                  "energy": float(e) if i > 0 else float("nan"), "scored": i > 0}
+                 for i, (t, e) in enumerate(zip(tokens, energies, strict=True))]
     return pd.DataFrame(rows)

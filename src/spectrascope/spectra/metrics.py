@@ -20,10 +20,14 @@ shape. Column names and definitions follow weightwatcher where it has them:
     erg_delta          pl_lambda_min - erg_lambda_min (ideal: near 0)
     trace_log_energy   -(1/r) sum ln(lambda_i * r / sum lambda) over the r numerically nonzero
                        eigenvalues: minus the mean log of the unit-mean spectrum, i.e.
-                       -log det(X~)/r for X normalized to trace r. 0 for an isotropic
-                       spectrum, growing as the variance concentrates in few directions; the
-                       ERG tail is where partial sums of the same logs cross 0, so both sit
-                       on one axis for weights and activations alike.
+                       -log det(X~)/r for X normalized to trace r. 0 for an exactly
+                       isotropic spectrum, growing as the variance concentrates in few
+                       directions; the ERG tail is where partial sums of the same logs cross
+                       0, so both sit on one axis for weights and activations alike. A
+                       *sample* covariance of isotropic noise is not isotropic: from n
+                       vectors in d dimensions its value is ~0.36 at n/d = 1.8 and ~0.06 at
+                       n/d = 8, so activation tables carry the noise value at their n/d as
+                       a control (``trace_log_energy_null``).
 """
 
 from __future__ import annotations
