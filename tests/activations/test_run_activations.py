@@ -3,42 +3,45 @@ import pandas as pd
 import pytest
 import torch
 
-from spectrascope.activations.batching import token_batches
+from spectrascope.activations.batching import text_batches
+from spectrascope.activations.domain_pass import SiteMoments, run_pass
 from spectrascope.activations.run import run_activations
 from spectrascope.errors import CorpusError, SiteError, SpectrascopeError
 from spectrascope.trace import run_with_cache
 
 
-def test_tables_have_one_row_per_site_layer_domain(tiny_lm, tmp_path):
-    acts, energy = run_activations(tiny_lm, corpora="calendar,arithmetic", sites="resid_post,mlp_out",
-                                   max_tokens=600, energy_tokens=200, out_dir=tmp_path)
-    assert len(acts) == 2 * 2 * 2 and len(energy) == 8
+def test_tables_have_one_row_per_site_layer_domain_and_variant(tiny_lm, tmp_path):
+    acts, energy, massive = run_activations(tiny_lm, corpora="calendar,arithmetic", sites="resid_post,mlp_out",
+                                            max_tokens=600, calibration_tokens=200, out_dir=tmp_path, n_boot=100)
+    assert len(acts) == 2 * 2 * 2 * 2 and len(energy) == 8
     assert set(acts["site"]) == {"resid_post", "mlp_out"} and set(acts["domain"]) == {"calendar", "arithmetic"}
-    assert (acts["n_tokens"] == 600).all() and (energy["n_tokens"] == 200).all()
-    for col in ["alpha", "effective_rank", "erg_delta", "trace_log_energy", "participation_ratio"]:
+    assert set(acts["variant"]) == {"raw", "robust"}
+    assert (acts["n_tokens"] == 600).all() and (energy["n_tokens"] == 600).all()
+    for col in ["alpha", "effective_rank", "erg_delta", "trace_log_energy", "participation_ratio", "n_over_d",
+                "effective_rank_null", "trace_log_energy_null"]:
         assert col in acts
     assert (acts["status"] == "success").all()
     # the pooled reference is the mix of both domains: their energies straddle ~1/2
     assert energy["energy_mean"].between(0.05, 50).all()
-    for stem in ["activations", "energy"]:
+    assert (energy["energy_mean_lo"] <= energy["energy_mean"]).all() and (energy["energy_mean"] <= energy["energy_mean_hi"]).all()
+    for stem in ["activations", "energy", "massive_activations"]:
         assert (tmp_path / f"{stem}.parquet").exists() and (tmp_path / f"{stem}.csv").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "activations.parquet"), acts)
 
 
 def test_streaming_covariance_equals_stacked_activations(tiny_lm):
-    from spectrascope.activations.run import domain_moments
     from spectrascope.corpora import load_corpus
 
     corpus = load_corpus("calendar")
-    moments = domain_moments(tiny_lm, corpus, ["blocks.1.hook_resid_post"], 300, 128)["blocks.1.hook_resid_post"]
+    site = "blocks.1.hook_resid_post"
+    moments = SiteMoments([site])
+    run_pass(tiny_lm.hf, text_batches(tiny_lm.tokenizer, corpus.texts, 300), [moments])
     stacked = []
-    for batch in token_batches(tiny_lm.tokenizer, corpus.texts, 300):
-        mask = batch.pop("stats_mask").bool()
-        _, cache = run_with_cache(tiny_lm.hf, batch["input_ids"], sites=["blocks.1.hook_resid_post"],
-                                  attention_mask=batch["attention_mask"])
-        stacked.append(cache["blocks.1.hook_resid_post"][mask].double())
+    for batch in text_batches(tiny_lm.tokenizer, corpus.texts, 300):
+        _, cache = run_with_cache(tiny_lm.hf, batch.input_ids, sites=[site], attention_mask=batch.attention_mask)
+        stacked.append(cache[site][batch.stats_mask.bool()].double())
     X = torch.cat(stacked).numpy()
-    cov = moments.covariance(ddof=1).numpy()
+    cov = moments.moments[site].covariance(ddof=1).numpy()
     np.testing.assert_allclose(cov, np.cov(X.T), rtol=1e-10, atol=1e-12 * np.abs(cov).max())
 
 

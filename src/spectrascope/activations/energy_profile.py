@@ -1,8 +1,9 @@
 """Per-token energy of one text, layer by layer, against a cached reference Gaussian.
 
-The reference at each site is the pooled moments of the reference corpora (default: all
-built-in domains, ``max_tokens`` each). It is computed once per (model, sites, corpora,
-budget) and cached on disk as an .npz (mean and covariance per site, float64).
+The reference at each site is the pooled moments of the reference corpora's calibration texts
+(default: all built-in domains, ``max_tokens`` each; see :func:`~spectrascope.activations.run.calibrate`).
+It is computed once per (model, sites, corpora, budget) and cached on disk as an .npz (mean and
+covariance per site, float64).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from ..corpora import corpus_texts
 from ..errors import SpectrascopeError
 from ..models.gguf_convert import cache_root
 from ..trace import run_with_cache
-from ..trace.moments import RunningMoments
-from .run import DEFAULT_CORPORA, _as_loaded, _label, _site_list, domain_moments
+from .domain_pass import SiteMoments, run_pass
+from .run import DEFAULT_CORPORA, _as_loaded, calibration_batches, site_label, site_list
 from .token_energy import DEFAULT_RIDGE, ReferenceGaussian
 
-REFERENCE_VERSION = 1
+REFERENCE_VERSION = 2
 
 
 def _reference_path(loaded, names: list[str], corpora: str, max_tokens: int, seq_len: int) -> Path:
@@ -38,12 +39,10 @@ def reference_gaussians(loaded, names: list[str], corpora: str = DEFAULT_CORPORA
     if cache and path.exists():
         data = np.load(path)
         return {n: ReferenceGaussian.from_arrays(data[f"{n}|mu"], data[f"{n}|cov"], ridge) for n in names}
-    pooled = {n: RunningMoments() for n in names}
-    for corpus in corpus_texts(corpora):
-        for n, m in domain_moments(loaded, corpus, names, max_tokens, seq_len).items():
-            pooled[n].merge(m)
+    moments = SiteMoments(names)
+    run_pass(loaded.hf, calibration_batches(loaded.tokenizer, corpus_texts(corpora), max_tokens, seq_len), [moments])
     arrays = {}
-    for n, m in pooled.items():
+    for n, m in moments.moments.items():
         arrays[f"{n}|mu"] = m.mean.double().cpu().numpy()
         arrays[f"{n}|cov"] = m.covariance(ddof=1).double().cpu().numpy()
     if cache:
@@ -69,7 +68,7 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
     if not text or not text.strip():
         raise SpectrascopeError("the text is empty")
     loaded = _as_loaded(model)
-    names = _site_list(loaded, sites)
+    names = site_list(loaded, sites)
     references = reference_gaussians(loaded, names, corpora, max_tokens, seq_len, cache=cache)
     encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)
     device = next(loaded.hf.parameters()).device
@@ -80,7 +79,7 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
         act = cache_acts[n][0]
         vectors = act.flatten(start_dim=1) if act.dim() == 3 else act
         energies = references[n].energy(vectors).numpy()
-        site, layer = _label(n)
+        site, layer = site_label(n)
         rows += [{"site": site, "layer": layer, "position": i, "token": t,
                   "energy": float(e) if i > 0 else float("nan"), "scored": i > 0}
                  for i, (t, e) in enumerate(zip(tokens, energies, strict=True))]

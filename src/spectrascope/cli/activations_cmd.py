@@ -29,19 +29,22 @@ def activations(
     corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",
                                help="comma-separated built-in names and/or paths"),
     sites: str = typer.Option("resid_post", help="comma-separated sites: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, mlp_post or full names"),
-    max_tokens: int = typer.Option(4096, "--max-tokens", help="tokens per domain for the spectra"),
-    energy_tokens: int = typer.Option(1024, "--energy-tokens", help="tokens per domain for token energies"),
+    max_tokens: int = typer.Option(4608, "--max-tokens", help="statistic tokens per domain (spectra and energies)"),
+    calibration_tokens: int = typer.Option(768, "--calibration-tokens",
+                                           help="tokens per domain of the calibration texts (reference, massive channels)"),
     seq_len: int = typer.Option(128, "--seq-len", help="longest sequence fed to the model"),
+    seed: int = typer.Option(0, help="seed for all randomness"),
     out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
-    """Activation spectra and token energies per site, layer and domain: OUT/activations.*, OUT/energy.*."""
+    """Activation spectra (raw and robust), token energies and massive activations per site, layer and domain."""
     from ..activations.run import run_activations
 
-    acts, energy = run_activations(model, corpus, sites, max_tokens, energy_tokens, seq_len, out_dir=out,
-                                   show_progress=not quiet)
-    table = Table(title=f"activation spectra: {model} (mean over layers)")
-    summary = acts.groupby(["site", "domain"])[["alpha", "effective_rank", "erg_delta", "trace_log_energy"]].mean().reset_index()
+    acts, energy, _ = run_activations(model, corpus, sites, max_tokens, calibration_tokens, seq_len, seed=seed,
+                                      out_dir=out, show_progress=not quiet)
+    table = Table(title=f"activation spectra: {model} (robust view, mean over layers)")
+    robust = acts[acts["variant"] == "robust"]
+    summary = robust.groupby(["site", "domain"])[["alpha", "effective_rank", "effective_rank_null", "trace_log_energy"]].mean().reset_index()
     if len(energy):
         summary = summary.merge(energy.groupby(["site", "domain"])["energy_mean"].mean().reset_index(), on=["site", "domain"])
     for col in summary.columns:
@@ -49,7 +52,7 @@ def activations(
     for r in summary.itertuples(index=False):
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])
     console.print(table)
-    console.print(f"wrote {out / 'activations.parquet'}, {out / 'energy.parquet'} (+ .csv)")
+    console.print(f"wrote {out / 'activations.parquet'}, {out / 'energy.parquet'}, {out / 'massive_activations.parquet'} (+ .csv)")
 
 
 @app.command()

@@ -56,12 +56,12 @@ def activation_findings(t: StudyTables) -> list[str]:
     if massive is not None and len(massive):
         resid = massive[(massive["site"] == "resid_post") & massive["excluded"]]
         channels = resid.groupby("channel")["layer"].count().sort_values(ascending=False)
-        sink = massive[(massive["site"] == "resid_post") & (massive["kind"] == "sink")]
+        sink = massive[massive["site"] == "resid_post"]
         top = ", ".join(f"{c} ({n} layers)" for c, n in channels.head(4).items())
         text = (f"Massive activations: {len(channels)} residual channels are massive or outliers in at least one layer "
                 f"and are left out of the robust view: {top}." if len(channels) else
                 "Massive activations: no residual channel is massive or an outlier apart from the first position.")
-        if len(sink):
+        if len(sink) and sink["first_position_ratio"].max() >= 100:
             worst = sink.loc[sink["first_position_ratio"].idxmax()]
             text += (f" The attention sink (first position) reaches {worst['first_position_ratio']:.0f}x a typical channel "
                      f"(channel {int(worst['channel'])}, layer {int(worst['layer'])}); every statistic leaves that position out.")

@@ -20,6 +20,7 @@ resamples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -45,12 +46,16 @@ class Interval:
         return {name: self.estimate, f"{name}_lo": self.lo, f"{name}_hi": self.hi}
 
 
+@lru_cache(maxsize=32)
 def resample_counts(n_units: int, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> np.ndarray:
-    """(n_boot, n_units) multiplicities of each unit in each resample (rows sum to n_units)."""
+    """(n_boot, n_units) multiplicities of each unit in each resample (rows sum to n_units).
+
+    Cached (read-only): every statistic over the same units and seed uses the same resamples."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_units, size=(n_boot, n_units))
     counts = np.zeros((n_boot, n_units), dtype=np.float64)
     np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    counts.setflags(write=False)
     return counts
 
 

@@ -65,6 +65,9 @@ class StudyBudget:
         ablation_layers: layers with the per-domain spectral vs component comparison;
             empty = the layer whose MLP block the layer sweep finds most damaging.
         top_k: singular directions removed by the "drop_top" spectral edit.
+        spectral_edits: the spectral edits of the compared layer's output projections: "tail"
+            (keep only the power-law tail), "bulk" (keep only the bulk), "drop_top" (remove the
+            top ``top_k`` directions).
         head_sequences: repeated random sequences for head scores and for confirming heads.
         sweep_sequences: sequences of the exact sweep of every head (the screen).
         confirm_heads: heads re-measured on ``head_sequences``: the most damaging of the sweep
@@ -87,6 +90,7 @@ class StudyBudget:
     layer_sweep_tokens: int = 2048
     ablation_layers: tuple[int, ...] = ()
     top_k: int = 8
+    spectral_edits: tuple[str, ...] = ("tail", "bulk")
     head_sequences: int = 32
     sweep_sequences: int = 8
     confirm_heads: int = 12
@@ -105,6 +109,10 @@ class StudyBudget:
         if self.ablation_mode is AblationMode.RESAMPLE:
             raise SpectrascopeError("the study ablates by mean or zero (resample needs inputs of one shape)")
         object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
+        object.__setattr__(self, "spectral_edits", tuple(str(x) for x in self.spectral_edits))
+        unknown = [e for e in self.spectral_edits if e not in ("tail", "bulk", "drop_top")]
+        if unknown:
+            raise SpectrascopeError(f"unknown spectral edit(s) {', '.join(unknown)}: use tail, bulk or drop_top")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and f.name != "top_k" and value < 1:
@@ -121,6 +129,7 @@ class StudyBudget:
         out = asdict(self)
         out["ablation_mode"] = self.ablation_mode.value
         out["ablation_layers"] = list(self.ablation_layers)
+        out["spectral_edits"] = list(self.spectral_edits)
         return out
 
     @classmethod
@@ -153,7 +162,8 @@ class StudyBudget:
         base = cls()
         return replace(base, calibration_tokens=1536, activation_tokens=9216, cka_tokens=8192, control_tokens=4096,
                        loss_tokens=8192, min_loss_texts=32, layer_sweep_tokens=4096, head_sequences=64,
-                       sweep_sequences=16, confirm_heads=24, attribution_texts=24)
+                       sweep_sequences=16, confirm_heads=24, attribution_texts=24,
+                       spectral_edits=("tail", "bulk", "drop_top"))
 
     def with_overrides(self, **overrides) -> StudyBudget:
         """A copy with some budgets replaced (None values ignored), checked again."""

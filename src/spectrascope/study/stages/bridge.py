@@ -6,7 +6,7 @@
 - **Domain ablations**: at ``ablation_layers`` (default: the layer whose MLP the sweep finds
   most damaging), the attention and MLP blocks and the spectral edits of the layer's output
   projections (keep only the power-law tail, keep only the bulk, remove the top-k directions),
-  each on every domain's own loss (``loss_tokens`` from >= ``min_loss_texts`` texts) and on the
+  (``spectral_edits``) each on every domain's own loss (``loss_tokens`` from >= ``min_loss_texts`` texts) and on the
   random-token control; damages with intervals over texts.
 - **Correlations**: Spearman's rho between spectral metrics and causal importance, across layers
   (one family) and across heads (another), with permutation p-values and BH q-values.
@@ -38,7 +38,6 @@ from ...mech.metrics import NextTokenLoss, text_loss, token_pool
 from ...stats.multiple_testing import bh_qvalues
 from ..context import StudyContext
 
-SPECTRAL_EDITS = ("tail", "bulk", "drop_top")
 EDITED_ROLES = ("o", "mlp_down", "mlp_out")
 LAYER_METRICS = ("alpha", "alpha_weighted", "erg_delta", "stable_rank", "activation_alpha", "activation_effective_rank")
 HEAD_METRICS = ("ov_alpha", "qk_alpha", "ov_alpha_weighted", "induction", "previous_token")
@@ -115,7 +114,7 @@ def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[
     edits: list = [c for layer in layers for c in (AttnBlock(layer), MlpBlock(layer))]
     for name, (block, role) in roles.items():
         if block in layers and role in EDITED_ROLES:
-            edits += [SpectralComponent(name, keep, b.top_k) for keep in SPECTRAL_EDITS]
+            edits += [SpectralComponent(name, keep, b.top_k) for keep in b.spectral_edits]
     losses = [text_loss(loaded, c.texts, b.loss_tokens, b.seq_len, name=c.name, min_texts=b.min_loss_texts)
               for c in domains]
     losses.append(_random_token_loss(ctx))
