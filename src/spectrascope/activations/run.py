@@ -22,6 +22,7 @@ import torch
 
 from ..corpora import Corpus, corpus_texts
 from ..errors import SpectrascopeError
+from ..models.handle import as_model
 from ..progress import progress_bar
 from ..tables import write_table
 from ..trace import accumulate_site_moments, hooks, parse_site
@@ -42,16 +43,12 @@ LEAD = ["site", "layer", "domain"]
 
 
 def _as_loaded(model):
-    """A loaded model (anything with .hf and .tokenizer), or load one by name or path."""
-    if hasattr(model, "hf") and hasattr(model, "tokenizer"):
-        return model
-    from ..models.loaded import load_model
-
-    return load_model(model)
+    """The model handle (``.hf``, ``.tokenizer``) of a loaded model, a name or a path (:func:`as_model`)."""
+    return as_model(model)
 
 
 def _device(loaded) -> torch.device:
-    return next(loaded.hf.parameters()).device
+    return loaded.device
 
 
 def _site_list(loaded, sites: str | Sequence[str]) -> list[str]:

@@ -68,7 +68,7 @@ def energy_vs_attribution(model, text: str, corpora: str = DEFAULT_CORPORA, max_
     first = energies[energies["layer"] == layers[0]].set_index("position")
     last = energies[energies["layer"] == layers[-1]].set_index("position")
     ids = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)["input_ids"]
-    ids = ids.to(next(loaded.hf.parameters()).device)
+    ids = ids.to(loaded.device)
     gxi, ig, delta_f = attributions(loaded.hf, ids, steps)
     tokens = pd.DataFrame({
         "position": np.arange(ids.shape[1]), "token": first["token"].to_numpy(),

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import torch
 
 from ..errors import SpectrascopeError
+from ..models.handle import device_of
 from ..trace.moments import RunningMoments
 
 # Matrices that read the same input as another one (HF names): role -> the role hooked.
@@ -51,7 +52,7 @@ def accumulate_input_moments(hf_model: torch.nn.Module, tensor_names: list[str],
     try:
         for name in tensor_names:
             handles.append(module_of(hf_model, name).register_forward_pre_hook(make_hook(name), with_kwargs=True))
-        device = next(hf_model.parameters()).device
+        device = device_of(hf_model)
         with torch.no_grad():
             for batch in batches:
                 batch = dict(batch)

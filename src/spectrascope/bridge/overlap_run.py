@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from ..activations.batching import token_batches
+from ..arch import weight_role
 from ..corpora import corpus_texts
-from ..models.roles import tensor_role
+from ..models.handle import ModelLike, as_model
 from ..progress import progress_bar
 from .matrix_inputs import SHARED_INPUT, accumulate_input_moments
 from .overlap import mode_shares, mode_table, overlap_rows
@@ -16,25 +17,29 @@ from .subspaces import MatrixSubspaces, matrix_subspaces
 OVERLAP_ROLES = ("q", "k", "v", "o", "mlp_gate", "mlp_up", "mlp_down", "mlp_in", "mlp_out")
 
 
-def model_roles(hf_model) -> dict[str, tuple[int, str]]:
-    """Weight name -> (block, role) for every 2-D parameter of a HF model."""
-    config = hf_model.config.to_dict()
-    return {n: tensor_role(n, config) for n, p in hf_model.named_parameters() if p.dim() == 2}
+def model_roles(model: ModelLike) -> dict[str, tuple[int, str]]:
+    """Weight name -> (block, role) for every 2-D parameter of a model (roles from its family spec)."""
+    handle = as_model(model)
+    spec = handle.spec if handle.has_spec else None
+    roles = {n: weight_role(n, spec) for n, p in handle.hf.named_parameters() if p.dim() == 2}
+    return {n: (r.block, r.role) for n, r in roles.items()}
 
 
-def model_subspaces(hf_model, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES) -> dict[str, MatrixSubspaces]:
-    """SVD and tails of every matrix with a role in ``wanted`` (GPT-2 Conv1D weights transposed)."""
-    params = dict(hf_model.named_parameters())
-    conv1d = hf_model.config.model_type == "gpt2"
+def model_subspaces(model: ModelLike, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES) -> dict[str, MatrixSubspaces]:
+    """SVD and tails of every matrix with a role in ``wanted``, in HF Linear layout (out, in):
+    weights the family stores transposed (GPT-2's Conv1D) are transposed back."""
+    handle = as_model(model)
+    spec = handle.spec if handle.has_spec else None
+    params = dict(handle.hf.named_parameters())
     out = {}
     for name, (_, role) in roles.items():
         if role in wanted:
             W = params[name].detach().double().cpu().numpy()
-            out[name] = matrix_subspaces(W.T if conv1d else W)
+            out[name] = matrix_subspaces(W.T if weight_role(name, spec).transposed else W)
     return out
 
 
-def run_overlap(loaded, corpora: str, max_tokens: int = 1024, seq_len: int = 128, layers: list[int] | None = None,
+def run_overlap(loaded: ModelLike, corpora: str, max_tokens: int = 1024, seq_len: int = 128, layers: list[int] | None = None,
                 show_progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, MatrixSubspaces]]:
     """Eigenmode overlap of each domain with each matrix's tail / ERG tail / bulk.
 
@@ -43,10 +48,11 @@ def run_overlap(loaded, corpora: str, max_tokens: int = 1024, seq_len: int = 128
          mode table: name, mode, <domain shares...>, top_domain, specificity;
          the subspaces, for reuse by alignment)
     """
-    roles = model_roles(loaded.hf)
+    loaded = as_model(loaded)
+    roles = model_roles(loaded)
     if layers is not None:
         roles = {n: r for n, r in roles.items() if r[0] in layers}
-    subs = model_subspaces(loaded.hf, roles)
+    subs = model_subspaces(loaded, roles)
     by_role = {(roles[n][0], roles[n][1]): n for n in subs}
     source = {n: by_role.get((roles[n][0], SHARED_INPUT.get(roles[n][1], roles[n][1])), n) for n in subs}
     readers: dict[str, list[str]] = {}

@@ -20,9 +20,10 @@ exactly as before afterwards (hooks removed, edited weights copied back bit for 
 the block raises). :func:`ablation_sweep` measures each component's effect on a
 :class:`~spectrascope.mech.metrics.Metric`, ablating one component at a time; it is batched:
 the metric's batch is stacked once per component and each block of rows gets its own
-ablation, so one forward pass ablates many components. For Llama models, components of
-layer ``L`` are run from the clean ``blocks.L.hook_resid_pre`` on (HF's own forward over
-layers ``L..``), so the unchanged layers before ``L`` are computed once, not once per head.
+ablation, so one forward pass ablates many components. For families whose forward resumes at a
+layer (``ArchSpec.resumable``, :mod:`spectrascope.trace.resume`), components of layer ``L`` are
+run from the clean ``blocks.L.hook_resid_pre`` on (HF's own forward over layers ``L..``), so the
+unchanged layers before ``L`` are computed once, not once per head.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ from torch import nn
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.metrics import Metric, as_hf, keep_logits
+from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.trace import hooks, run_with_cache
+from spectrascope.trace.resume import forward_from_layer, resumable
 from spectrascope.trace.tracer import model_output_tensor
 
 
@@ -221,8 +224,9 @@ def resolve_components(model: Any, components: Component | str | Iterable[Compon
 
 
 def _shape(hf: nn.Module) -> tuple[int, int]:
-    config = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
-    return int(config.num_hidden_layers), int(config.num_attention_heads)
+    """(layers, query heads) of the model's family spec (:class:`ArchitectureError` without attention)."""
+    handle = as_model(hf)
+    return handle.n_layers, handle.geometry.n_heads
 
 
 def check_component(model: Any, component: Component) -> None:
@@ -438,36 +442,11 @@ def ablate(
 # ----------------------------------------------------------------------------- sweep
 
 
-def _resumable(hf: nn.Module) -> bool:
-    """Whether HF's forward can start at layer L from ``hook_resid_pre`` (Llama only: its
-    decoder runs ``inputs_embeds`` through ``model.layers`` with no embedding scale)."""
-    base = getattr(hf, "model", None)
-    return (
-        getattr(hf.config, "model_type", None) == "llama"
-        and type(base).__name__ == "LlamaModel"
-        and isinstance(getattr(base, "layers", None), nn.ModuleList)
-        and hasattr(hf, "lm_head")
-    )
+_resumable = resumable
+"""Whether HF's forward can start at layer L from ``hook_resid_pre`` (the family spec's ``resumable``)."""
 
-
-def _forward_from_layer(
-    hf: nn.Module, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
-    logits_to_keep: torch.Tensor | None,
-) -> torch.Tensor:
-    """Logits of HF's own forward over layers ``layer..`` from ``hidden`` = ``blocks.{layer}.hook_resid_pre``.
-
-    The decoder's layer list is swapped for its tail for the call and restored after.
-    """
-    base = hf.model
-    layers = base.layers
-    kwargs: dict[str, Any] = {"inputs_embeds": hidden, "attention_mask": attention_mask, "use_cache": False}
-    if logits_to_keep is not None:
-        kwargs["logits_to_keep"] = logits_to_keep
-    try:
-        base.layers = nn.ModuleList(list(layers)[layer:])
-        return hf(**kwargs).logits
-    finally:
-        base.layers = layers
+_forward_from_layer = forward_from_layer
+"""Logits of HF's own forward over layers ``layer..`` from ``blocks.{layer}.hook_resid_pre``."""
 
 
 def _stack(tensor: torch.Tensor | None, copies: int) -> torch.Tensor | None:
@@ -511,7 +490,7 @@ def ablation_sweep(
         batched: stack the batch once per component and ablate a different component in each
             block of rows (one forward for many components). False: one ``with ablate(...)``
             forward per component (the reference implementation).
-        reuse_prefix: (batched, Llama only) start each layer's forwards at that layer from
+        reuse_prefix: (batched, resumable families) start each layer's forwards at that layer from
             the clean residual stream instead of recomputing the earlier, unchanged layers.
             Checked once against a full forward; falls back (with a warning) if they differ.
         max_batch_tokens: bound on rows x positions of one stacked forward.
