@@ -25,7 +25,9 @@ so the sites that keep ``resid_mid = resid_pre + attn_out`` and
 (``attn.hook_z``, ``attn.hook_pattern``, ``mlp.hook_post`` as in Llama.) The MLP reads
 ``pre_feedforward_layernorm``. ``final_logit_softcapping`` (Gemma-2: 30) is applied by the
 readout: ``cap * tanh(logits / cap)``; attention softcapping, ``query_pre_attn_scalar`` and
-alternating sliding-window layers run inside HF's forward. Gemma-3 normalizes q and k per head
+alternating sliding-window layers run inside HF's forward (``hook_pattern`` holds the
+probabilities after the cap; the per-head QK circuit is the bilinear form of the scores
+before the monotone cap and the scalar scale). Gemma-3 normalizes q and k per head
 (RMSNorm with offset weights): the per-head QK circuit folds their gains in.
 """
 

@@ -17,7 +17,7 @@ only when something needs the spec.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -46,12 +46,12 @@ class ModelHandle:
         source: the object the handle was made from (a LoadedModel, the toy model, the module).
     """
 
-    hf: nn.Module
-    tokenizer: Any
+    hf: nn.Module = field(repr=False)
+    tokenizer: Any = field(repr=False)
     name: str
-    source: Any
-    _spec: ArchSpec | None = None
-    _spec_error: str | None = None
+    source: Any = field(repr=False)
+    _spec: ArchSpec | None = field(default=None, repr=False)
+    _spec_error: str | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Any:
