@@ -19,12 +19,18 @@ _EXPORTS = {
     # models
     "load_model": "spectrascope.models.loaded",
     "LoadedModel": "spectrascope.models.loaded",
+    "as_model": "spectrascope.models.handle",
+    "ModelHandle": "spectrascope.models.handle",
+    # architectures
+    "spec_for": "spectrascope.arch",
+    "capability_table": "spectrascope.arch.capabilities",
     # activations
     "run_with_cache": "spectrascope.trace",
     "hooks": "spectrascope.trace",
     "list_sites": "spectrascope.trace",
     "analyze_activations": "spectrascope.activations.api",
     "text_energy": "spectrascope.activations.energy_profile",
+    "expert_routing": "spectrascope.activations.expert_routing",
     # mechanisms
     "logit_lens": "spectrascope.mech.logit_lens",
     "patch": "spectrascope.mech.patching",

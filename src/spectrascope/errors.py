@@ -26,3 +26,9 @@ class CorpusError(SpectrascopeError):
 
 class SiteError(SpectrascopeError):
     """A hook site does not exist or the architecture is not supported by the tracer."""
+
+
+class ArchitectureError(SpectrascopeError):
+    """A model family is unknown, or a family or config attribute is unsupported by what was asked
+    (see :mod:`spectrascope.arch`): per-head spectra of a model without attention, a config
+    attribute that changes the forward pass in a way no spec handles ..."""

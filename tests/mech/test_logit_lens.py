@@ -5,14 +5,13 @@ ranks, unsupported models and bad input as clear errors, and the ``lens`` / ``pa
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
 from transformers import (
     AutoTokenizer,
     BertConfig,
-    BertForMaskedLM,
+    BertModel,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -137,11 +136,11 @@ def test_unembed_parts_per_architecture():
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda: BertForMaskedLM(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                        intermediate_size=64)), "not available for model type 'bert'"),
+    (lambda: BertModel(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                  intermediate_size=64)), "causal-LM model"),
     (lambda: LlamaModel(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                                     vocab_size=VOCAB)), "causal-LM model"),
-    (lambda: torch.nn.Linear(2, 2), "not available for model type None"),
+    (lambda: torch.nn.Linear(2, 2), "not available.*not a Hugging Face transformer"),
 ])
 def test_unsupported_models_raise(build, message):
     with pytest.raises(SpectrascopeError, match=message):

@@ -71,7 +71,7 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
     names = site_list(loaded, sites)
     references = reference_gaussians(loaded, names, corpora, max_tokens, seq_len, cache=cache)
     encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)
-    device = next(loaded.hf.parameters()).device
+    device = loaded.device
     _, cache_acts = run_with_cache(loaded.hf, encoded["input_ids"].to(device), sites=names)
     tokens = loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
     rows = []

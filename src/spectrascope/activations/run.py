@@ -32,6 +32,7 @@ from torch import nn
 from ..corpora import Corpus, corpus_texts
 from ..errors import SpectrascopeError
 from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
+from ..models.handle import as_model
 from ..tables import write_table
 from ..trace import parse_site
 from ..trace.architectures import bind
@@ -53,12 +54,8 @@ LEAD = ["site", "layer", "domain"]
 
 
 def _as_loaded(model):
-    """A loaded model (anything with .hf and .tokenizer), or load one by name or path."""
-    if hasattr(model, "hf") and hasattr(model, "tokenizer"):
-        return model
-    from ..models.loaded import load_model
-
-    return load_model(model)
+    """The model handle (``.hf``, ``.tokenizer``) of a loaded model, a name or a path (:func:`as_model`)."""
+    return as_model(model)
 
 
 def site_list(loaded, sites: str | Sequence[str]) -> list[str]:

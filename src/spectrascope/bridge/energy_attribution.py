@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from ..errors import SpectrascopeError
+from ..models.handle import device_of
 from ..stats.bootstrap import weighted_mean_interval
 from ..stats.multiple_testing import bh_qvalues
 from ..trace import run_with_cache
@@ -77,7 +78,7 @@ def text_attribution_rows(loaded, text: str, text_id: int, references: dict, fir
     0 by construction.
     """
     ids = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)["input_ids"]
-    ids = ids.to(next(loaded.hf.parameters()).device)
+    ids = ids.to(device_of(loaded.hf))
     if ids.shape[1] < 4:
         return []
     _, cache = run_with_cache(loaded.hf, ids, [first_site, last_site])

@@ -16,23 +16,13 @@ directions are read. Gemma-style norms multiply by (1 + g); the gain used is the
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from ..arch import NormKind, weight_role
+from ..models.handle import ModelLike, as_model
 from .alignment import READERS
-
-_LAYER = re.compile(r"^(?P<prefix>.*\.(?:layers|h))\.(?P<layer>\d+)\.")
-
-# family -> reader role -> (norm module below the block, LayerNorm-style centering)
-_READER_NORMS: dict[str, dict[str, tuple[str, bool]]] = {
-    "llama": {role: ("input_layernorm", False) for role in ("q", "k", "v")}
-    | {role: ("post_attention_layernorm", False) for role in ("mlp_gate", "mlp_up")},
-    "gpt2": {"mlp_in": ("ln_2", True)},
-}
-_FAMILY = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gpt2": "gpt2"}
 
 
 @dataclass(frozen=True)
@@ -51,16 +41,19 @@ def fold_norm(W: np.ndarray, norm: ReaderNorm) -> np.ndarray:
     return W
 
 
-def reader_norm(hf_model: torch.nn.Module, weight_name: str, role: str) -> ReaderNorm | None:
-    """The norm in front of reader ``weight_name`` (role q, k, v, mlp_gate, mlp_up, mlp_in), or
-    None when the architecture has no pre-norm for it here (post-norm models, unknown families)."""
-    if role not in READERS:
+def reader_norm(model: ModelLike, weight_name: str, role: str) -> ReaderNorm | None:
+    """The norm in front of reader ``weight_name`` (role q, k, v, mlp_gate, mlp_up, mlp_in), from
+    the family's spec (:attr:`~spectrascope.arch.ArchSpec.readers`), or None when the reader takes
+    the raw residual stream (post-norm models), the role is not a reader, or the family is unknown."""
+    handle = as_model(model)
+    if role not in READERS or not handle.has_spec:
         return None
-    family = _FAMILY.get(str(getattr(hf_model.config, "model_type", "")))
-    where = _READER_NORMS.get(family or "", {}).get(role)
-    match = _LAYER.match(weight_name)
-    if where is None or match is None:
+    spec = handle.spec
+    norm = spec.readers.get(role)
+    block = weight_role(weight_name, spec).block
+    if norm is None or block < 0:
         return None
-    module = hf_model.get_submodule(f"{match['prefix']}.{match['layer']}.{where[0]}")
-    gain = module.weight.detach().double().cpu().numpy()
-    return ReaderNorm(gain=gain, centers=where[1])
+    base = getattr(handle.hf, "base_model", handle.hf)
+    module = base.get_submodule(f"{spec.layers}.{block}.{norm.module}")
+    gain = norm.kind.gain(module.weight.detach().double().cpu().numpy())
+    return ReaderNorm(gain=gain, centers=norm.kind is NormKind.LAYER)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..models.roles import tensor_role
+from ..arch import weight_role
+from ..models.handle import ModelLike, as_model
 from .input_shares import InputShares
 from .matrix_inputs import SHARED_INPUT, module_of
 from .norm_folding import fold_norm, reader_norm
@@ -35,29 +36,33 @@ OVERLAP_COLUMNS = [
 """
 
 
-def model_roles(hf_model) -> dict[str, tuple[int, str]]:
-    """Weight name -> (block, role) for every 2-D parameter of a HF model."""
-    config = hf_model.config.to_dict()
-    return {n: tensor_role(n, config) for n, p in hf_model.named_parameters() if p.dim() == 2}
+def model_roles(model: ModelLike) -> dict[str, tuple[int, str]]:
+    """Weight name -> (block, role) for every 2-D parameter of a model (roles from its family spec)."""
+    handle = as_model(model)
+    spec = handle.spec if handle.has_spec else None
+    roles = {n: weight_role(n, spec) for n, p in handle.hf.named_parameters() if p.dim() == 2}
+    return {n: (r.block, r.role) for n, r in roles.items()}
 
 
-def model_subspaces(hf_model, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES,
+def model_subspaces(model: ModelLike, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES,
                     fold_reader_norms: bool = False) -> dict[str, MatrixSubspaces]:
-    """SVD and tails of every matrix with a role in ``wanted`` (GPT-2 Conv1D weights transposed).
+    """SVD and tails of every matrix with a role in ``wanted``, in HF Linear layout (out, in):
+    weights the family stores transposed (GPT-2's Conv1D) are transposed back.
 
     With ``fold_reader_norms`` the readers (q, k, v, gate, up) are analyzed in residual-stream
     coordinates, their norm's gain folded in (:mod:`~spectrascope.bridge.norm_folding`): what
     cross-layer alignment compares with the writers' output directions. The eigenmode overlap
     uses the raw matrices, whose inputs are the normalized vectors themselves.
     """
-    params = dict(hf_model.named_parameters())
-    conv1d = hf_model.config.model_type == "gpt2"
+    handle = as_model(model)
+    spec = handle.spec if handle.has_spec else None
+    params = dict(handle.hf.named_parameters())
     out = {}
     for name, (_, role) in roles.items():
         if role in wanted:
             W = params[name].detach().double().cpu().numpy()
-            W = W.T if conv1d else W
-            norm = reader_norm(hf_model, name, role) if fold_reader_norms else None
+            W = W.T if weight_role(name, spec).transposed else W
+            norm = reader_norm(handle.hf, name, role) if fold_reader_norms else None
             out[name] = matrix_subspaces(fold_norm(W, norm) if norm is not None else W)
     return out
 

@@ -25,7 +25,7 @@ def corpora() -> None:
 
 @app.command()
 def activations(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
+    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",
                                help="comma-separated built-in names and/or paths"),
     sites: str = typer.Option("resid_post", help="comma-separated sites: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, mlp_post or full names"),
@@ -57,7 +57,7 @@ def activations(
 
 @app.command()
 def energy(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
+    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     text: str = typer.Option(..., "--text", help="the text to score token by token"),
     sites: str = typer.Option("resid_post", help="sites (short forms or full names)"),
     corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",

@@ -18,17 +18,6 @@ from . import app, console
 MODEL_HELP = "bundled model name, HF directory, .safetensors or .gguf file, or toy-induction (the shipped toy model)"
 
 
-def load_any_model(model: str, device: str = "cpu") -> Any:
-    """The toy induction model for ``toy-induction``, else :func:`spectrascope.models.loaded.load_model`."""
-    from ..mech.toy_models import is_toy_name, load_toy_induction
-
-    if is_toy_name(model):
-        return load_toy_induction(device=device)
-    from ..models.loaded import load_model
-
-    return load_model(model, device=device)
-
-
 @app.command()
 def heads(
     model: str = typer.Argument("smollm2-135m", help=MODEL_HELP),
@@ -42,9 +31,10 @@ def heads(
 ) -> None:
     """Attention-head scores on repeated random tokens: writes OUT/head_scores.parquet and .csv."""
     from ..mech.head_scores import head_scores, top_heads
+    from ..models.loaded import load_model
     from ..tables import write_table
 
-    loaded = load_any_model(model, device)
+    loaded = load_model(model, device=device)
     requested = [k.strip() for k in kinds.split(",") if k.strip()]
     scores = head_scores(loaded, requested, n_seq=n_seq, seq_len=seq_len, seed=seed)
     for kind in requested:
@@ -100,9 +90,10 @@ def ablate(
 ) -> None:
     """Ablate each component in turn and measure a metric: writes OUT/ablation.parquet and .csv."""
     from ..mech.ablation_sweep import ablation_sweep, rank_by_damage
+    from ..models.loaded import load_model
     from ..tables import write_table
 
-    loaded = load_any_model(model, device)
+    loaded = load_model(model, device=device)
     chosen, reference = _metric_and_reference(loaded, metric, mode, corpus, n_seq, seq_len, max_tokens, seed)
     table = ablation_sweep(loaded, heads, chosen, mode=mode, reference=reference, show_progress=not quiet)
     ranked = rank_by_damage(table)

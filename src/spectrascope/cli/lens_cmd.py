@@ -67,7 +67,7 @@ def lens(
 
 @app.command()
 def patch(
-    model_name: str = typer.Argument(DEFAULT_MODEL, metavar="[MODEL]", help="bundled model name or path"),
+    model_name: str = typer.Argument(DEFAULT_MODEL, metavar="[MODEL]", help="bundled model name, toy-induction or path"),
     clean: str = typer.Option(..., "--clean", help="clean prompt, e.g. 'The capital of France is'"),
     corrupted: str = typer.Option(..., "--corrupted", help="corrupted prompt of the same token length"),
     correct: str = typer.Option(..., "--correct", help="token the clean prompt predicts, e.g. ' Paris'"),

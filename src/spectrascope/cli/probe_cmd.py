@@ -54,7 +54,7 @@ def _print_frame(df, title: str, columns: list[str]) -> None:
 
 @app.command()
 def probe(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
+    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     experiment: str = typer.Option("calendar", "--experiment",
                                    help="calendar (month/weekday identity and circles) or corpus (--corpus/--label)"),
     out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
@@ -121,7 +121,7 @@ def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, po
 
 @app.command()
 def steer(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
+    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     positive: str = typer.Option(..., "--positive", help="prompts of the direction to add, separated by |"),
     negative: str = typer.Option(..., "--negative", help="prompts of the direction to subtract, separated by |"),
     layer: int = typer.Option(..., "--layer", help="block whose output (resid_post) is steered"),

@@ -46,7 +46,7 @@ def models() -> None:
 
 @app.command()
 def weights(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name, HF directory, .safetensors or .gguf file"),
+    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction, HF directory, .safetensors or .gguf file"),
     out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
     exact: bool = typer.Option(True, "--exact/--fast", help="float64 (weightwatcher's numbers) or float32"),
     device: str = typer.Option("cpu", help="cpu, cuda or auto (cuda when a GPU is present): on CUDA full "

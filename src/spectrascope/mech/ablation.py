@@ -35,6 +35,7 @@ from torch import nn
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.metrics import Metric, as_hf
+from spectrascope.models.handle import as_model
 from spectrascope.trace import hooks, run_with_cache
 
 
@@ -221,8 +222,9 @@ def resolve_components(model: Any, components: Component | str | Iterable[Compon
 
 
 def _shape(hf: nn.Module) -> tuple[int, int]:
-    config = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
-    return int(config.num_hidden_layers), int(config.num_attention_heads)
+    """(layers, query heads) of the model's family spec (:class:`ArchitectureError` without attention)."""
+    handle = as_model(hf)
+    return handle.n_layers, handle.geometry.n_heads
 
 
 def check_component(model: Any, component: Component) -> None:

@@ -13,8 +13,8 @@ The work is packed, not repeated:
 - **Many edits per forward.** Work items (component, chunk of rows) of one layer are stacked
   into one forward of at most ``max_batch_tokens`` rows x positions; each block of rows gets
   its own activation edit (:func:`~spectrascope.mech.ablation._site_fn`).
-- **Resumed at the edited layer.** When the architecture's forward can start at a layer (Llama
-  family), an edit at layer ``L`` (a head, a block, or a weight of block ``L``) runs from the
+- **Resumed at the edited layer.** When the architecture's forward can start at a layer (its
+  spec says so: :mod:`spectrascope.trace.resume`), an edit at layer ``L`` (a head, a block, or a weight of block ``L``) runs from the
   clean ``blocks.L.hook_resid_pre`` on: the unchanged layers before ``L`` are computed once per
   chunk, not once per edit. The resumed forward is checked once against the full forward.
 
@@ -55,6 +55,7 @@ from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
+from spectrascope.trace.resume import forward_from_layer, resumable
 from spectrascope.trace.tracer import model_output_tensor
 
 MAX_LOGIT_BYTES = 256 * 2**20
@@ -78,38 +79,6 @@ class SweepRows:
 
     baseline: RowScores
     ablated: dict[Component, RowScores]
-
-
-def resumable(hf: nn.Module) -> bool:
-    """Whether HF's forward can start at layer L from ``hook_resid_pre`` (Llama only: its
-    decoder runs ``inputs_embeds`` through ``model.layers`` with no embedding scale)."""
-    base = getattr(hf, "model", None)
-    return (
-        getattr(hf.config, "model_type", None) == "llama"
-        and type(base).__name__ == "LlamaModel"
-        and isinstance(getattr(base, "layers", None), nn.ModuleList)
-        and hasattr(hf, "lm_head")
-    )
-
-
-def forward_from_layer(
-    hf: nn.Module, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
-    logits_to_keep: torch.Tensor | None,
-) -> torch.Tensor:
-    """Logits of HF's own forward over layers ``layer..`` from ``hidden`` = ``blocks.{layer}.hook_resid_pre``.
-
-    The decoder's layer list is swapped for its tail for the call and restored after.
-    """
-    base = hf.model
-    layers = base.layers
-    kwargs: dict[str, Any] = {"inputs_embeds": hidden, "attention_mask": attention_mask, "use_cache": False}
-    if logits_to_keep is not None:
-        kwargs["logits_to_keep"] = logits_to_keep
-    try:
-        base.layers = nn.ModuleList(list(layers)[layer:])
-        return hf(**kwargs).logits
-    finally:
-        base.layers = layers
 
 
 def component_layer(component: Component) -> int | None:

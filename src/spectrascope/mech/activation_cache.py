@@ -18,7 +18,7 @@ give the same answer:
   ``"Mayor"`` or ``"may"``); the text must contain it (needs a fast tokenizer);
 - a sequence of the above, one per text (e.g. each text's own month name).
 
-For a causal LM (every supported family but BERT) tokens after the last needed position
+For a causal LM (every supported family but BERT and RoBERTa) tokens after the last needed position
 cannot change the activation there, so each batch is cut after its largest position, and
 the forward pass stops after the last requested layer (no later block, no unembedding).
 """
@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import SpectrascopeError
+from ..models.handle import ModelLike, as_model
 from ..trace import hooks
 from ..trace.architectures import bind
 from ..trace.sites import SHORT_FORMS, SiteKind, site_name
@@ -47,23 +47,6 @@ _MEAN = -1  # internal marker: average over the real tokens (see module doc)
 
 class _StopForward(Exception):
     """Raised by a hook after the last requested layer to skip the rest of the forward pass."""
-
-
-def as_loaded(model: Any) -> Any:
-    """A bundled model name or a path loaded with :func:`~spectrascope.models.loaded.load_model`; anything else as is."""
-    if isinstance(model, str | Path):
-        from ..models.loaded import load_model
-
-        return load_model(model)
-    return model
-
-
-def hf_module(model: Any) -> torch.nn.Module:
-    """The Hugging Face module of a :class:`~spectrascope.models.loaded.LoadedModel` (``.hf``) or the module itself."""
-    hf = getattr(model, "hf", model)
-    if not isinstance(hf, torch.nn.Module):
-        raise SpectrascopeError(f"expected a loaded model or a torch module, got {type(model).__name__}")
-    return hf
 
 
 def site_kind(site: str) -> SiteKind:
@@ -84,14 +67,14 @@ def site_kind(site: str) -> SiteKind:
     return kind
 
 
-def is_causal(hf: torch.nn.Module) -> bool:
-    """Whether the model attends only to earlier tokens (every supported family but BERT)."""
-    return bind(hf).architecture.name != "bert"
+def is_causal(model: ModelLike) -> bool:
+    """Whether the model attends only to earlier tokens (its family spec's ``causal``: all but BERT)."""
+    return bind(model).spec.causal
 
 
-def check_layers(hf: torch.nn.Module, layers: Sequence[int] | int | None) -> list[int]:
+def check_layers(model: ModelLike, layers: Sequence[int] | int | None) -> list[int]:
     """Sorted unique layer indices (``None`` = all); negative indices count from the end."""
-    n_layers = bind(hf).n_layers
+    n_layers = bind(model).n_layers
     if layers is None:
         return list(range(n_layers))
     if isinstance(layers, int | np.integer):
@@ -108,7 +91,7 @@ def check_layers(hf: torch.nn.Module, layers: Sequence[int] | int | None) -> lis
 
 
 def collect_activations(
-    model: Any,
+    model: ModelLike,
     texts: Sequence[str],
     site: str = "resid_post",
     position: Position | Sequence[Position] = "last",
@@ -119,8 +102,8 @@ def collect_activations(
     """Activations of ``texts`` at one position per text, for each layer.
 
     Args:
-        model: a :class:`~spectrascope.models.loaded.LoadedModel` (or anything with ``.hf``,
-            a supported HF model, and ``.tokenizer``), or a bundled model name or path.
+        model: a model with a tokenizer (anything ``as_model`` accepts: what ``load_model``
+            returns, a bundled model name or a path).
         texts: the inputs, one example each.
         site: the site kind in every layer: ``resid_post`` (default), ``resid_pre``,
             ``resid_mid``, ``attn_out``, ``mlp_out``, ``mlp_post`` or ``z`` (flattened heads).
@@ -137,9 +120,9 @@ def collect_activations(
         SpectrascopeError: no texts or tokenizer, a bad site or layer, a position outside a
             text or a word a text does not contain.
     """
-    model = as_loaded(model)
-    hf = hf_module(model)
-    tokenizer = getattr(model, "tokenizer", None)
+    model = as_model(model)
+    hf = model.hf
+    tokenizer = model.tokenizer
     if tokenizer is None:
         raise SpectrascopeError("this model has no tokenizer: cannot collect activations of texts")
     texts = list(texts)
@@ -148,13 +131,13 @@ def collect_activations(
     if batch_size < 1:
         raise SpectrascopeError(f"batch_size must be at least 1 (got {batch_size})")
     kind = site_kind(site)
-    layer_list = check_layers(hf, layers)
+    layer_list = check_layers(model, layers)
     specs = _per_text(position, len(texts))
     token_ids, token_pos = _tokenize_positions(tokenizer, texts, specs, max_length)
 
-    causal = is_causal(hf)
+    causal = is_causal(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(hf.parameters()).device
+    device = model.device
     names = {site_name(layer, kind): layer for layer in layer_list}
     last_site = site_name(layer_list[-1], kind)
     out: dict[int, np.ndarray] = {}
@@ -174,7 +157,7 @@ def collect_activations(
         plan = {name: [record] for name in names}
         plan[last_site] = [record, stop]
         try:
-            with hooks(hf, plan), torch.no_grad():
+            with hooks(model, plan), torch.no_grad():
                 hf(input_ids=ids, attention_mask=mask)
         except _StopForward:
             pass
@@ -186,11 +169,11 @@ def collect_activations(
 
 
 def probed_tokens(
-    model: Any, texts: Sequence[str], position: Position | Sequence[Position] = "last", max_length: int = 256
+    model: ModelLike, texts: Sequence[str], position: Position | Sequence[Position] = "last", max_length: int = 256
 ) -> list[int | None]:
     """The token id at each text's probe position (None for ``"mean"``): the input *type* of
     Hewitt & Liang's control task (:mod:`spectrascope.mech.probes`)."""
-    tokenizer = getattr(as_loaded(model), "tokenizer", None)
+    tokenizer = as_model(model).tokenizer
     if tokenizer is None:
         raise SpectrascopeError("this model has no tokenizer: cannot find the probed tokens")
     texts = list(texts)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
 import torch
@@ -54,6 +54,7 @@ from spectrascope.mech.patching import (
     prepare_pair,
     site_kind_of,
 )
+from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.sites import SiteKind, site_name
 from spectrascope.trace.tracer import model_output_tensor
@@ -108,7 +109,7 @@ def attribution_gradients(
 
 
 def attribution_sweep_layers_positions(
-    model: Any,
+    model: ModelLike,
     clean: Prompt,
     corrupted: Prompt,
     site_kind: str | SiteKind = "resid_pre",
@@ -138,7 +139,7 @@ def attribution_sweep_layers_positions(
 
 
 def attribution_sweep_heads(
-    model: Any,
+    model: ModelLike,
     clean: Prompt,
     corrupted: Prompt,
     *,
@@ -188,7 +189,7 @@ def compare_attribution(exact_df: pd.DataFrame, attribution_df: pd.DataFrame, co
 
 
 def patching_comparison(
-    model: Any,
+    model: ModelLike,
     clean: Prompt,
     corrupted: Prompt,
     *,
@@ -218,6 +219,7 @@ def patching_comparison(
         extra = {"site_kind": site_kind}
     else:
         raise SpectrascopeError(f"unknown sweep {sweep!r}; use 'heads' or 'layers_positions'")
+    model = as_model(model)  # a name is loaded once
     started = time.perf_counter()
     exact = exact_fn(model, clean, corrupted, metric=metric, layers=layers, batch_size=batch_size, **extra)
     seconds_exact = time.perf_counter() - started

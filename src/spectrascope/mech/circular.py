@@ -388,10 +388,11 @@ def calendar_experiment(
     Returns:
         a DataFrame with one row per (target, layer) and the columns of :data:`CALENDAR_COLUMNS`.
     """
-    from .activation_cache import as_loaded, collect_activations
+    from ..models.handle import as_model
+    from .activation_cache import collect_activations
     from .probes import probe_layer
 
-    model = as_loaded(model)
+    model = as_model(model)
     rows = []
     for target in targets:
         texts, classes, words = calendar_texts(target, max_texts, seed, position)

@@ -21,14 +21,16 @@ reduced to scores inside the hook, so memory stays O(batch x heads x pos^2) for 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 import torch
 
+from spectrascope.arch import Capability
 from spectrascope.errors import SpectrascopeError
-from spectrascope.mech.metrics import as_hf, repeated_batch
+from spectrascope.mech.metrics import repeated_batch
+from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import eager_attention, hooks
+from spectrascope.trace.architectures import bind
 
 HEAD_SCORE_KINDS: tuple[str, ...] = ("induction", "previous_token", "duplicate_token")
 """The scores :func:`head_scores` knows, in column order."""
@@ -57,7 +59,7 @@ def _query_key_pairs(kind: str, n_positions: int, length: int, offset: int) -> t
 
 @torch.no_grad()
 def head_scores(
-    model: Any,
+    model: ModelLike,
     kinds: Sequence[str] = HEAD_SCORE_KINDS,
     n_seq: int = 16,
     seq_len: int = 20,
@@ -68,7 +70,8 @@ def head_scores(
     """Induction, previous-token and duplicate-token scores of every attention head.
 
     Args:
-        model: a LoadedModel, ToyModel or Hugging Face model (supported by the tracer).
+        model: a model of a supported family with attention (anything ``as_model`` accepts:
+            what ``load_model`` returns, the toy model, a Hugging Face module, a name).
         kinds: which scores (see :data:`HEAD_SCORE_KINDS` and the module docstring).
         n_seq: number of random sequences averaged over.
         seq_len: length ``L`` of the repeated random sequence (each input has [1 +] 2L tokens).
@@ -86,10 +89,11 @@ def head_scores(
     kinds = _check_kinds(kinds)
     if batch_size < 1:
         raise SpectrascopeError(f"batch_size must be at least 1 (got {batch_size})")
-    hf = as_hf(model)
+    model = as_model(model)
+    bound = bind(model)
+    bound.spec.require(Capability.ATTENTION, "head scores")
+    hf, n_layers, n_heads = model.hf, bound.n_layers, int(bound.n_heads)
     batch = repeated_batch(model, n_seq, seq_len, seed, prepend_bos)
-    n_layers = int(hf.config.num_hidden_layers)
-    n_heads = int(hf.config.num_attention_heads)
     pairs = {kind: _query_key_pairs(kind, batch.n_positions, batch.length, batch.offset) for kind in kinds}
     sums = {kind: torch.zeros(n_layers, n_heads, dtype=torch.float64) for kind in kinds}
 
@@ -102,7 +106,7 @@ def head_scores(
     was_training = hf.training
     hf.eval()
     try:
-        with eager_attention(hf), hooks(hf, {"attn.hook_pattern": reduce}):
+        with eager_attention(hf), hooks(model, {"attn.hook_pattern": reduce}):
             for start in range(0, n_seq, batch_size):
                 hf(input_ids=batch.input_ids[start : start + batch_size], use_cache=False)
     finally:

@@ -43,7 +43,8 @@ import pandas as pd
 import torch
 
 from spectrascope.errors import SpectrascopeError
-from spectrascope.mech.unembed import hf_model_of, unembed_parts
+from spectrascope.mech.unembed import unembed_parts
+from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import run_with_cache
 from spectrascope.trace.architectures import bind
 from spectrascope.trace.sites import SiteKind, site_name
@@ -71,15 +72,16 @@ def first_token_id(tokenizer: Any, text: str | int) -> int:
     return int(ids[0])
 
 
-def encode_prompt(model: Any, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
+def encode_prompt(model: ModelLike, prompt: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
     """(1, pos) token ids of a prompt (a string, tokenized as the tokenizer does by default, or ids).
 
     Raises:
         SpectrascopeError: empty prompt, no tokenizer for a string, several sequences.
     """
-    hf = hf_model_of(model)
+    handle = as_model(model)
+    hf = handle.hf
     if isinstance(prompt, str):
-        tokenizer = getattr(model, "tokenizer", None)
+        tokenizer = handle.tokenizer
         if tokenizer is None:
             raise SpectrascopeError("the model has no tokenizer: pass the prompt as token ids")
         if not prompt:
@@ -96,19 +98,19 @@ def encode_prompt(model: Any, prompt: str | Sequence[int] | torch.Tensor) -> tor
     vocab = getattr(getattr(hf, "config", None), "vocab_size", None)
     if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
         raise SpectrascopeError(f"token ids must lie in 0..{vocab - 1} (got {int(ids.min())}..{int(ids.max())})")
-    return ids.to(next(hf.parameters()).device)
+    return ids.to(handle.device)
 
 
-def lens_sites(model: Any) -> list[tuple[int, str]]:
+def lens_sites(model: ModelLike) -> list[tuple[int, str]]:
     """(layer label, site name) of every point the lens reads, in forward order (embeddings first)."""
-    n_layers = bind(hf_model_of(model)).n_layers
+    n_layers = bind(model).n_layers
     return [(EMBED_LAYER, site_name(0, SiteKind.RESID_PRE))] + [
         (layer, site_name(layer, SiteKind.RESID_POST)) for layer in range(n_layers)
     ]
 
 
 @torch.no_grad()
-def lens_residuals(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], dict[str, torch.Tensor], torch.Tensor]:
+def lens_residuals(model: ModelLike, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], dict[str, torch.Tensor], torch.Tensor]:
     """One forward pass recording the residual stream at every lens point.
 
     Returns:
@@ -116,21 +118,22 @@ def lens_residuals(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int,
         -> (1, pos, d_model); ``logits`` the model's own (1, pos, vocab) output of that pass
         (bit-identical to a plain forward: the hooks only observe).
     """
-    hf = hf_model_of(model)
-    points = lens_sites(hf)
-    logits, cache = run_with_cache(hf, input_ids, [name for _, name in points])
+    handle = as_model(model)
+    points = lens_sites(handle)
+    logits, cache = run_with_cache(handle, input_ids, [name for _, name in points])
     return points, cache, logits
 
 
 @torch.no_grad()
-def lens_logits(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], torch.Tensor, torch.Tensor]:
+def lens_logits(model: ModelLike, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], torch.Tensor, torch.Tensor]:
     """Logits of every lens point for one sequence, and the model's own logits.
 
     Holds all (n_layers + 1) x pos x vocab logits at once; :func:`logit_lens` goes layer by
     layer instead.
 
     Args:
-        model: a LoadedModel (``.hf``) or a supported Hugging Face causal LM.
+        model: a loaded model, a Hugging Face language model of a supported family, a name
+            (anything ``as_model`` accepts).
         input_ids: (1, pos) token ids.
 
     Returns:
@@ -144,7 +147,7 @@ def lens_logits(model: Any, input_ids: torch.Tensor) -> tuple[list[tuple[int, st
 
 
 def logit_lens(
-    model: Any,
+    model: ModelLike,
     prompt: str | Sequence[int] | torch.Tensor,
     targets: Sequence[str | int] | None = None,
     k: int = 5,
@@ -152,8 +155,8 @@ def logit_lens(
     """The logit lens of one prompt: top-k tokens and the targets' probability and rank per layer and position.
 
     Args:
-        model: a LoadedModel (anything with ``.hf`` and ``.tokenizer``) of a supported causal
-            LM (Llama family, GPT-2).
+        model: a language model of a supported family with its unembedding (anything
+            ``as_model`` accepts: what ``load_model`` returns, a Hugging Face module, a name).
         prompt: the text (tokenized as the tokenizer does by default) or its token ids.
         targets: tokens to follow: strings (the first token of each is used, e.g. ``" Paris"``)
             or token ids; None for none.
@@ -165,7 +168,8 @@ def logit_lens(
     """
     if k < 0:
         raise SpectrascopeError(f"k must be >= 0 (got {k})")
-    tokenizer = getattr(model, "tokenizer", None)
+    model = as_model(model)
+    tokenizer = model.tokenizer
     input_ids = encode_prompt(model, prompt)
     target_ids = [first_token_id(tokenizer, t) for t in (targets or [])]
     readout = unembed_parts(model)

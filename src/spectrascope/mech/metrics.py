@@ -32,47 +32,37 @@ import torch
 import torch.nn.functional as F
 
 from spectrascope.errors import SpectrascopeError
+from spectrascope.models.handle import ModelLike, as_model, device_of, hf_module
 
 # ----------------------------------------------------------------------------- model handles
 
 
-def as_hf(model: Any) -> torch.nn.Module:
-    """The Hugging Face module of a LoadedModel / ToyModel, or ``model`` itself."""
-    return getattr(model, "hf", model)
+def as_hf(model: ModelLike) -> torch.nn.Module:
+    """The Hugging Face module of a model (``as_model(model).hf``; the name mech modules use)."""
+    return hf_module(model)
 
 
-def model_device(model: Any) -> torch.device:
-    """The device of the model's parameters."""
-    return next(as_hf(model).parameters()).device
+model_device = device_of
+"""The device of a model's parameters (:func:`spectrascope.models.handle.device_of`)."""
 
 
-def _text_config(hf: torch.nn.Module) -> Any:
-    config = hf.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def bos_token_id(model: Any) -> int | None:
+def bos_token_id(model: ModelLike) -> int | None:
     """The BOS token: the handle's ``bos_token_id``, else the config's, else the tokenizer's."""
-    value = getattr(model, "bos_token_id", None)
-    if value is None:
-        value = getattr(_text_config(as_hf(model)), "bos_token_id", None)
-    tokenizer = getattr(model, "tokenizer", None)
-    if value is None and tokenizer is not None:
-        value = tokenizer.bos_token_id
-    return None if value is None else int(value)
+    return as_model(model).bos_token_id
 
 
-def token_pool(model: Any) -> torch.Tensor:
+def token_pool(model: ModelLike) -> torch.Tensor:
     """(n,) the ordinary token ids of a model, for random sequences: no special tokens.
 
     A handle with ``token_ids`` (the toy models) gives them directly. Otherwise: ids
     ``0 .. vocab - 1`` (vocab = the smaller of the config's and the tokenizer's size)
     minus the tokenizer's special and added tokens and the config's BOS / EOS / PAD ids.
     """
-    explicit = getattr(model, "token_ids", None)
+    handle = as_model(model)
+    explicit = handle.token_ids
     if explicit is not None:
         return torch.as_tensor(explicit, dtype=torch.long)
-    config = _text_config(as_hf(model))
+    config = handle.config
     vocab = int(config.vocab_size)
     excluded: set[int] = set()
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -80,7 +70,7 @@ def token_pool(model: Any) -> torch.Tensor:
         if value is None:
             continue
         excluded.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer = handle.tokenizer
     if tokenizer is not None:
         vocab = min(vocab, len(tokenizer))
         excluded.update(int(i) for i in tokenizer.all_special_ids)
@@ -162,12 +152,12 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
         return False
     try:
         ids = tokenizer("a")["input_ids"]
-    except Exception:  # noqa: BLE001 - an odd tokenizer: fall back on its flag
+    except Exception:
         return bool(getattr(tokenizer, "add_bos_token", False))
     return bool(ids) and int(ids[0]) == int(bos)
 
 
-def default_prepend_bos(model: Any) -> bool:
+def default_prepend_bos(model: ModelLike) -> bool:
     """Whether repeated sequences start with BOS by default: as the model sees text.
 
     A toy handle (``bos_token_id`` attribute) or a model without a tokenizer: when the model
@@ -175,30 +165,31 @@ def default_prepend_bos(model: Any) -> bool:
     its ``<|im_start|>`` "BOS" opens chat turns and raises the second-copy loss from ~3.9 to
     ~5.7 nats).
     """
-    tokenizer = getattr(model, "tokenizer", None)
-    if getattr(model, "bos_token_id", None) is not None or tokenizer is None:
-        return bos_token_id(model) is not None
-    return tokenizer_adds_bos(tokenizer)
+    handle = as_model(model)
+    if getattr(handle.source, "bos_token_id", None) is not None or handle.tokenizer is None:
+        return handle.bos_token_id is not None
+    return tokenizer_adds_bos(handle.tokenizer)
 
 
 def repeated_batch(
-    model: Any, n: int, length: int, seed: int = 0, prepend_bos: bool | None = None
+    model: ModelLike, n: int, length: int, seed: int = 0, prepend_bos: bool | None = None
 ) -> RepeatedBatch:
     """Repeated random sequences for ``model``: ordinary tokens (:func:`token_pool`), with the
     model's BOS token in front as asked (None: :func:`default_prepend_bos`), on its device."""
+    model = as_model(model)
     if prepend_bos is None:
         prepend_bos = default_prepend_bos(model)
     bos = bos_token_id(model) if prepend_bos else None
     if prepend_bos and bos is None:
         raise SpectrascopeError("prepend_bos=True but the model has no BOS token")
     ids = repeated_random_tokens(n, length, seed, token_pool(model), bos)
-    max_positions = getattr(_text_config(as_hf(model)), "max_position_embeddings", None)
+    max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions is not None and ids.shape[1] > int(max_positions):
         raise SpectrascopeError(
             f"repeated sequences of length {length} need {ids.shape[1]} positions; the model has "
             f"{max_positions} (use a length of at most {(int(max_positions) - (bos is not None)) // 2})"
         )
-    return RepeatedBatch(ids.to(model_device(model)), int(length), 0 if bos is None else 1)
+    return RepeatedBatch(ids.to(model.device), int(length), 0 if bos is None else 1)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -269,20 +260,20 @@ class Metric:
         """The metric over rows ``rows`` (all by default) from their logits; a float64 scalar tensor."""
         return self.row_scores(logits, rows).reduce()
 
-    def forward_kwargs(self, model: Any) -> dict[str, Any]:
+    def forward_kwargs(self, model: ModelLike) -> dict[str, Any]:
         """Keyword arguments of the model forward for this batch (logits only where read,
         when the model's forward takes ``logits_to_keep``)."""
         kwargs: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
         return {**kwargs, **keep_logits(model, self.logit_positions)}
 
     @torch.no_grad()
-    def __call__(self, model: Any) -> float:
+    def __call__(self, model: ModelLike) -> float:
         """Run the model on the batch and return the metric."""
         output = as_hf(model)(**self.forward_kwargs(model), use_cache=False)
         return float(self.score(output.logits))
 
 
-def keep_logits(model: Any, positions: torch.Tensor | None) -> dict[str, Any]:
+def keep_logits(model: ModelLike, positions: torch.Tensor | None) -> dict[str, Any]:
     """``{"logits_to_keep": positions}`` when the model's forward takes it and positions are
     given, else ``{}`` (all positions are computed; :meth:`Metric.score` accepts both)."""
     if positions is None:
@@ -433,7 +424,7 @@ class LogitDifference(Metric):
 
 
 def repeated_loss(
-    model: Any, n_seq: int = 8, seq_len: int = 20, seed: int = 0, copy: str = "second",
+    model: ModelLike, n_seq: int = 8, seq_len: int = 20, seed: int = 0, copy: str = "second",
     prepend_bos: bool | None = None,
 ) -> NextTokenLoss:
     """Loss on repeated random sequences, restricted to one copy.
@@ -452,7 +443,7 @@ def repeated_loss(
     raise SpectrascopeError(f"unknown copy {copy!r}: use first, second or all")
 
 
-def text_loss(model: Any, texts: Sequence[str], max_tokens: int = 1024, seq_len: int = 128,
+def text_loss(model: ModelLike, texts: Sequence[str], max_tokens: int = 1024, seq_len: int = 128,
               name: str = "loss", min_texts: int = 1) -> NextTokenLoss:
     """Loss on the first ``texts``, one right-padded batch (one text per row; padding ignored).
 
@@ -466,9 +457,10 @@ def text_loss(model: Any, texts: Sequence[str], max_tokens: int = 1024, seq_len:
 
     if max_tokens < 2:
         raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
-    tokenizer = getattr(model, "tokenizer", None)
+    model = as_model(model)
+    tokenizer = model.tokenizer
     if tokenizer is None:
-        raise SpectrascopeError(f"model {getattr(model, 'name', '')!r} has no tokenizer: cannot compute a loss on text")
+        raise SpectrascopeError(f"model {model.name!r} has no tokenizer: cannot compute a loss on text")
     rows: list[list[int]] = []
     total = 0
     for text in texts:
@@ -483,20 +475,20 @@ def text_loss(model: Any, texts: Sequence[str], max_tokens: int = 1024, seq_len:
         raise SpectrascopeError(f"{name}: only {len(rows)} text(s) of at least 2 tokens; need {max(1, min_texts)}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids, mask = pad_rows(rows, pad)
-    device = model_device(model)
-    return NextTokenLoss(input_ids.to(device), mask.to(device), name=name)
+    return NextTokenLoss(input_ids.to(model.device), mask.to(model.device), name=name)
 
 
-def corpus_loss(model: Any, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0) -> NextTokenLoss:
+def corpus_loss(model: ModelLike, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0) -> NextTokenLoss:
     """Loss on the first texts of a corpus (built-in name or path): :func:`text_loss`."""
     from spectrascope.corpora import load_corpus
 
     return text_loss(model, load_corpus(corpus, seed=seed).texts, max_tokens, seq_len, name=f"loss[{corpus}]")
 
 
-def logit_difference(model: Any, prompts: str | Sequence[str], correct: str | int, wrong: str | int) -> LogitDifference:
+def logit_difference(model: ModelLike, prompts: str | Sequence[str], correct: str | int, wrong: str | int) -> LogitDifference:
     """Logit difference ``correct - wrong`` after text prompts; tokens as ids or single-token strings."""
-    tokenizer = getattr(model, "tokenizer", None)
+    model = as_model(model)
+    tokenizer = model.tokenizer
     if tokenizer is None:
         raise SpectrascopeError("a text prompt needs a model with a tokenizer")
     batch = model.tokenize([prompts] if isinstance(prompts, str) else list(prompts))

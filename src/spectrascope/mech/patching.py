@@ -53,7 +53,7 @@ import torch
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.logit_lens import encode_prompt
-from spectrascope.mech.unembed import hf_model_of
+from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.architectures import BoundModel, bind
 from spectrascope.trace.sites import SHORT_FORMS, SiteKind, parse_site, site_name
@@ -166,15 +166,15 @@ class PairInputs:
         return int(self.clean_ids.shape[1])
 
 
-def prepare_pair(model: Any, clean: Prompt, corrupted: Prompt) -> PairInputs:
+def prepare_pair(model: ModelLike, clean: Prompt, corrupted: Prompt) -> PairInputs:
     """Tokenize and check a clean/corrupted pair: one sequence each, the same token length.
 
     Raises:
         SpectrascopeError: different token lengths (with both token lists), empty prompts,
             unsupported model.
     """
-    hf = hf_model_of(model)
-    bound = bind(hf)
+    model = as_model(model)
+    bound = bind(model)
     clean_ids, corrupted_ids = encode_prompt(model, clean), encode_prompt(model, corrupted)
     if clean_ids.shape != corrupted_ids.shape:
         raise SpectrascopeError(
@@ -182,7 +182,7 @@ def prepare_pair(model: Any, clean: Prompt, corrupted: Prompt) -> PairInputs:
             f"{clean_ids.shape[1]} tokens {_tokens(model, clean_ids)}, corrupted has {corrupted_ids.shape[1]} "
             f"{_tokens(model, corrupted_ids)}"
         )
-    return PairInputs(hf=hf, bound=bound, clean_ids=clean_ids, corrupted_ids=corrupted_ids)
+    return PairInputs(hf=bound.model, bound=bound, clean_ids=clean_ids, corrupted_ids=corrupted_ids)
 
 
 def site_kind_of(site_kind: str | SiteKind) -> SiteKind:
@@ -241,7 +241,7 @@ def _as_int(value: Any, what: str) -> int:
         raise SpectrascopeError(f"{what} must be an integer (got {value!r})") from None
 
 
-def _tokens(model: Any, ids: torch.Tensor) -> list[str]:
+def _tokens(model: ModelLike, ids: torch.Tensor) -> list[str]:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         return [str(int(t)) for t in ids[0]]
@@ -388,7 +388,7 @@ def sweep(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], metric: 
 
 
 def patch(
-    model: Any,
+    model: ModelLike,
     clean_ids: Prompt,
     corrupted_ids: Prompt,
     site: str,
@@ -426,7 +426,7 @@ def patch(
 
 
 def patch_sweep_layers_positions(
-    model: Any,
+    model: ModelLike,
     clean: Prompt,
     corrupted: Prompt,
     site_kind: str | SiteKind = "resid_pre",
@@ -463,7 +463,7 @@ def patch_sweep_layers_positions(
 
 
 def patch_sweep_heads(
-    model: Any,
+    model: ModelLike,
     clean: Prompt,
     corrupted: Prompt,
     *,

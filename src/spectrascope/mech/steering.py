@@ -26,15 +26,10 @@ import pandas as pd
 import torch
 
 from ..errors import SpectrascopeError
+from ..models.handle import ModelLike, as_model
 from ..trace import hooks
 from ..trace.sites import site_name
-from .activation_cache import (
-    as_loaded,
-    check_layers,
-    collect_activations,
-    hf_module,
-    site_kind,
-)
+from .activation_cache import check_layers, collect_activations, site_kind
 
 #: Columns of :func:`steering_effect`.
 EFFECT_COLUMNS: dict[str, str] = {
@@ -50,7 +45,7 @@ EFFECT_COLUMNS: dict[str, str] = {
 
 
 def steering_vector(
-    model: Any,
+    model: ModelLike,
     positive: Sequence[str],
     negative: Sequence[str],
     layer: int,
@@ -73,7 +68,7 @@ def steering_vector(
 
 @contextmanager
 def steer(
-    model: Any,
+    model: ModelLike,
     layer: int,
     vector: torch.Tensor | np.ndarray,
     scale: float = 1.0,
@@ -83,7 +78,7 @@ def steer(
     """Add ``scale * vector`` to ``blocks.{layer}.{site}`` in every forward pass inside the block.
 
     Args:
-        model: a loaded model (``.hf``) or a supported HF module.
+        model: a model of a supported family (anything ``as_model`` accepts).
         layer: block index (negative counts from the end).
         vector: (d,) direction in the site's units.
         scale: multiplier; ``scale=0`` leaves the outputs bit-identical.
@@ -92,8 +87,8 @@ def steer(
             one prompt per forward or left padding), or a (batch,) tensor of per-row
             positions (the last real token of right-padded rows).
     """
-    hf = hf_module(model)
-    (index,) = check_layers(hf, [layer])
+    model = as_model(model)
+    (index,) = check_layers(model, [layer])
     kind = site_kind(site)
     direction = torch.as_tensor(np.asarray(vector) if not isinstance(vector, torch.Tensor) else vector)
     if direction.ndim != 1:
@@ -120,12 +115,12 @@ def steer(
             steered[rows, positions.to(activation.device)] += delta
         return steered
 
-    with hooks(hf, {name: add}):
+    with hooks(model, {name: add}):
         yield
 
 
 def steering_effect(
-    model: Any,
+    model: ModelLike,
     prompts: Sequence[str],
     vector: torch.Tensor | np.ndarray,
     layer: int,
@@ -145,9 +140,9 @@ def steering_effect(
             ``target_logprob`` is the log of their summed probability.
         positions: ``"all"`` or ``"last"`` (each prompt's last real token).
     """
-    model = as_loaded(model)
-    hf = hf_module(model)
-    tokenizer = getattr(model, "tokenizer", None)
+    model = as_model(model)
+    hf = model.hf
+    tokenizer = model.tokenizer
     if tokenizer is None:
         raise SpectrascopeError("steering_effect needs a model with a tokenizer")
     prompts = list(prompts)
@@ -156,12 +151,12 @@ def steering_effect(
     if positions not in ("all", "last"):
         raise SpectrascopeError(f"positions must be 'all' or 'last', got {positions!r}")
     target_ids = target_token_ids(tokenizer, targets) if targets else []
-    ids, mask, last = _right_padded(tokenizer, prompts, next(hf.parameters()).device)
+    ids, mask, last = _right_padded(tokenizer, prompts, model.device)
     rows_index = torch.arange(len(prompts), device=ids.device)
 
     def next_logprobs(scale: float) -> torch.Tensor:
         where = last if positions == "last" else "all"
-        with steer(hf, layer, vector, scale, site, where), torch.no_grad():
+        with steer(model, layer, vector, scale, site, where), torch.no_grad():
             logits = hf(input_ids=ids, attention_mask=mask).logits
         return torch.log_softmax(logits[rows_index, last].double(), dim=-1)
 
@@ -182,14 +177,14 @@ def steering_effect(
     return pd.DataFrame(records, columns=list(EFFECT_COLUMNS))
 
 
-def next_token_table(model: Any, prompt: str, top_k: int = 10, steering: dict | None = None) -> pd.DataFrame:
+def next_token_table(model: ModelLike, prompt: str, top_k: int = 10, steering: dict | None = None) -> pd.DataFrame:
     """Top-k next tokens of ``prompt`` (columns ``rank``, ``token``, ``prob``), optionally under ``steer(**steering)``."""
-    model = as_loaded(model)
-    if getattr(model, "tokenizer", None) is None:
+    model = as_model(model)
+    if model.tokenizer is None:
         raise SpectrascopeError("next_token_table needs a model with a tokenizer")
-    hf = hf_module(model)
-    ids, mask, last = _right_padded(model.tokenizer, [prompt], next(hf.parameters()).device)
-    with (steer(hf, **steering) if steering else _nothing()), torch.no_grad():
+    hf = model.hf
+    ids, mask, last = _right_padded(model.tokenizer, [prompt], model.device)
+    with (steer(model, **steering) if steering else _nothing()), torch.no_grad():
         logits = hf(input_ids=ids, attention_mask=mask).logits[0, int(last[0])]
     probs = torch.softmax(logits.double(), dim=-1)
     top = torch.topk(probs, min(top_k, probs.numel()))

@@ -24,12 +24,14 @@ from typing import Any
 import torch
 
 from spectrascope.errors import SpectrascopeError
+from spectrascope.models.loaded import LoadedModel, ModelArch
+from spectrascope.models.zoo import TOY_INDUCTION, TOY_INDUCTION_DIR, is_toy_name
 
-TOY_INDUCTION = "toy-induction"
-"""The name of the shipped toy induction model (CLI ``MODEL`` argument)."""
+__all__ = [
+    "TOY_BOS", "TOY_EVAL_LENGTH", "TOY_INDUCTION", "TOY_INDUCTION_DIR", "TOY_MAX_POSITIONS", "TOY_VOCAB", "ToyModel",
+    "is_toy_name", "load_toy_induction", "repeated_tokens", "toy_induction_config", "zero_mlps",
+]
 
-TOY_INDUCTION_DIR = Path(__file__).parent / "data" / "toy_induction"
-"""The shipped checkpoint: config.json + model.safetensors."""
 
 TOY_VOCAB = 64
 TOY_BOS = 0
@@ -75,29 +77,35 @@ def zero_mlps(hf_model: torch.nn.Module) -> None:
 
 
 @dataclass
-class ToyModel:
-    """A LoadedModel-like handle on a toy model (no tokenizer: inputs are token ids).
+class ToyModel(LoadedModel):
+    """A toy model: a :class:`~spectrascope.models.loaded.LoadedModel` without a tokenizer
+    (inputs are token ids), what ``load_model("toy-induction")`` returns.
 
     Attributes:
         hf: the ``LlamaForCausalLM`` in eval mode (eager attention).
-        name: ``"toy-induction"``.
         tokenizer: always None.
+        arch: :class:`~spectrascope.models.loaded.ModelArch` of its config.
+        name: ``"toy-induction"``.
         bos_token_id: the BOS token (0).
         token_ids: (n,) the ordinary tokens random sequences draw from (1 .. vocab - 1).
         eval_length: the repeat length the checks use (20).
     """
 
     hf: Any
-    name: str = TOY_INDUCTION
     tokenizer: Any = None
+    arch: ModelArch | None = None
+    name: str = TOY_INDUCTION
+    source_path: Path = TOY_INDUCTION_DIR
+    hf_dir: Path | None = None
     bos_token_id: int = TOY_BOS
     token_ids: torch.Tensor = field(default_factory=lambda: torch.arange(1, TOY_VOCAB))
     eval_length: int = TOY_EVAL_LENGTH
-    source_path: Path = TOY_INDUCTION_DIR
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.hf.parameters()).device
+    def __post_init__(self) -> None:
+        if self.arch is None:
+            self.arch = ModelArch.from_config(self.hf.config.to_dict(), kind="causal_lm")
+        if self.hf_dir is None:
+            self.hf_dir = self.source_path
 
     def repeated_tokens(self, n: int, length: int = TOY_EVAL_LENGTH, seed: int = 0) -> torch.Tensor:
         """``repeated_tokens(n, length, seed)`` on this model's device."""
@@ -144,8 +152,3 @@ def load_toy_induction(device: str | torch.device = "cpu", path: str | Path | No
                 raise SpectrascopeError(f"{folder}: not attention-only (a nonzero MLP weight)")
             proj.weight.requires_grad_(False)
     return ToyModel(hf=hf, source_path=folder)
-
-
-def is_toy_name(name: object) -> bool:
-    """Whether ``name`` names the shipped toy model (``toy-induction`` or ``toy_induction``)."""
-    return isinstance(name, str) and name.replace("_", "-") == TOY_INDUCTION

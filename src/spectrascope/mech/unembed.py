@@ -1,40 +1,30 @@
 """The model's own readout: final norm + unembedding, applied to any residual-stream vector.
 
-A causal LM turns the residual stream leaving its last block into next-token logits with
-two modules, which :func:`unembed` borrows (the model's modules themselves, never a copy,
-so the lens at the last layer is the model's own computation):
+A language model turns the residual stream leaving its last block into logits with the
+modules its family's spec names (``ArchSpec.readout``, :mod:`spectrascope.arch`), which
+:func:`unembed` borrows (the model's modules themselves, never a copy, so the lens at the
+last layer is the model's own computation):
 
-==========================================  ======================  ===========
-family (``config.model_type``)              final norm              unembedding
-==========================================  ======================  ===========
-Llama (``llama``, ``mistral``, ``qwen2``,   ``model.norm``          ``lm_head``
-``qwen3``)                                  (RMSNorm)
-GPT-2 (``gpt2``)                            ``transformer.ln_f``    ``lm_head``
-                                            (LayerNorm)
-==========================================  ======================  ===========
+- the final norm, below ``base_model`` (``norm`` for Llama-style models, ``ln_f`` for GPT-2
+  and GPT-J, ``final_layer_norm`` for GPT-NeoX, none for BERT, whose blocks end normalized);
+- the unembedding, below the top-level model (``lm_head``; the masked-LM head ``cls`` of BERT);
+- Gemma-2's ``final_logit_softcapping``: ``cap * tanh(logits / cap)``, computed as HF does;
+- a logit multiplier when the family has one.
 
-Any other model (BERT, a model without an LM head such as ``LlamaModel``) raises
-:class:`~spectrascope.errors.SpectrascopeError`.
+A model without an unembedding (``LlamaModel``, ``BertModel``) or of an unsupported family
+raises :class:`~spectrascope.errors.SpectrascopeError`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from spectrascope.errors import SpectrascopeError
-
-_LAYOUTS: dict[str, tuple[str, str]] = {
-    "llama": ("model.norm", "lm_head"),
-    "mistral": ("model.norm", "lm_head"),
-    "qwen2": ("model.norm", "lm_head"),
-    "qwen3": ("model.norm", "lm_head"),
-    "gpt2": ("transformer.ln_f", "lm_head"),
-}
-"""``config.model_type`` -> (final norm path, unembedding path) below the causal-LM model."""
+from spectrascope.arch import Capability
+from spectrascope.errors import ArchitectureError, SpectrascopeError
+from spectrascope.models.handle import ModelLike, as_model
 
 
 @dataclass(frozen=True)
@@ -42,48 +32,70 @@ class Unembed:
     """The final norm and the unembedding of one model.
 
     Attributes:
-        norm: the final normalisation module (RMSNorm or LayerNorm), applied per vector.
+        norm: the final normalisation module (RMSNorm or LayerNorm), or None (BERT).
         lm_head: the unembedding, ``d_model -> vocab``.
+        softcap: the final-logit softcap (None: none).
+        scale: a logit multiplier (None: none).
     """
 
-    norm: nn.Module
+    norm: nn.Module | None
     lm_head: nn.Module
+    softcap: float | None = None
+    scale: float | None = None
 
     def __call__(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits of residual-stream vectors: (..., d_model) -> (..., vocab), the model's dtype."""
-        return self.lm_head(self.norm(resid))
+        logits = self.lm_head(resid if self.norm is None else self.norm(resid))
+        if self.softcap is not None:
+            logits = logits / self.softcap
+            logits = torch.tanh(logits)
+            logits = logits * self.softcap
+        if self.scale is not None:
+            logits = logits * self.scale
+        return logits
 
 
-def hf_model_of(model: Any) -> nn.Module:
-    """The Hugging Face model of a :class:`~spectrascope.models.loaded.LoadedModel` (``.hf``) or the model itself."""
-    return getattr(model, "hf", model)
-
-
-def unembed_parts(model: Any) -> Unembed:
-    """The final norm and unembedding of a causal LM (LoadedModel or Hugging Face model).
+def unembed_parts(model: ModelLike) -> Unembed:
+    """The final norm and unembedding of a language model (anything ``as_model`` accepts).
 
     Raises:
-        SpectrascopeError: unsupported architecture, or no LM head (a base model).
+        SpectrascopeError: unsupported family, or no LM head (a base model).
     """
-    hf = hf_model_of(model)
-    model_type = getattr(getattr(hf, "config", None), "model_type", None)
-    supported = ", ".join(sorted(_LAYOUTS))
-    if model_type not in _LAYOUTS:
-        raise SpectrascopeError(
-            f"the logit lens / unembedding is not available for model type {model_type!r} "
-            f"({type(hf).__name__}); supported causal LMs: {supported}"
-        )
-    norm_path, head_path = _LAYOUTS[model_type]
+    handle = as_model(model)
+    hf = handle.hf
     try:
-        norm, lm_head = hf.get_submodule(norm_path), hf.get_submodule(head_path)
+        spec = handle.spec
+        spec.require(Capability.LENS, "the logit lens")
+    except ArchitectureError as err:
+        raise ArchitectureError(f"the logit lens / unembedding is not available: {err}") from None
+    readout = spec.readout
+    if readout is None:
+        raise ArchitectureError(f"the logit lens / unembedding is not available for the {spec.name} family")
+    base = getattr(hf, "base_model", hf)
+    try:
+        norm = base.get_submodule(readout.final_norm) if readout.final_norm else None
     except AttributeError:
+        raise SpectrascopeError(f"{type(hf).__name__} has no final norm {readout.final_norm!r}") from None
+    head = next((hf.get_submodule(path) for path in readout.unembed if _has(hf, path)), None)
+    if head is None or hf is base:
         raise SpectrascopeError(
-            f"{type(hf).__name__} has no {norm_path} + {head_path}: the unembedding needs the causal-LM "
-            "model (e.g. LlamaForCausalLM, GPT2LMHeadModel), not the base model"
-        ) from None
-    return Unembed(norm=norm, lm_head=lm_head)
+            f"{type(hf).__name__} has no unembedding ({' or '.join(readout.unembed)}): the lens needs the causal-LM "
+            "model (e.g. LlamaForCausalLM, GPT2LMHeadModel) or the masked LM (BertForMaskedLM), not the base model"
+        )
+    config = handle.config
+    softcap = getattr(config, readout.softcap, None) if readout.softcap else None
+    scale = getattr(config, readout.scale, None) if readout.scale else None
+    return Unembed(norm=norm, lm_head=head, softcap=softcap, scale=scale)
 
 
-def unembed(model: Any, resid: torch.Tensor) -> torch.Tensor:
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
+def unembed(model: ModelLike, resid: torch.Tensor) -> torch.Tensor:
     """Residual stream through the final norm and the unembedding: (..., d_model) -> (..., vocab) logits."""
     return unembed_parts(model)(resid)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from safetensors.numpy import save_file
 
+from ..arch import spec_for_gguf
 from ..errors import SourceError
 from .gguf_source import GGUFSource, _field
 
@@ -37,9 +38,10 @@ def hf_llama_config(source: GGUFSource) -> dict:
     """A transformers LlamaConfig dict from the GGUF metadata."""
     reader, cfg = source._reader, source.config()
     arch = cfg["model_type"]
-    if arch not in ("llama",):
+    spec = spec_for_gguf(arch)
+    if spec is None or spec.name != "llama":  # the config below is a LlamaConfig
         raise SourceError(f"GGUF conversion supports Llama-architecture files, not {arch!r}")
-    get = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
+    get = lambda k, d=None: _field(reader, f"{arch}.{k}", d)
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",

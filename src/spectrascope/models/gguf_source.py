@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
-from .gguf_names import ROTARY_PERMUTED, hf_name, unpermute_rotary
+from .gguf_names import hf_name, is_rotary_permuted, unpermute_rotary
 from .tensor_source import SourceSpec, TensorInfo
 
 GGUF_MAGIC = b"GGUF"
@@ -24,7 +24,7 @@ def _field(reader, key: str, default=None):
 def gguf_config(reader) -> dict:
     """An HF-style config dict from GGUF metadata (Llama-family keys)."""
     arch = _field(reader, "general.architecture", "unknown")
-    get = lambda k, d=None: _field(reader, f"{arch}.{k}", d)  # noqa: E731
+    get = lambda k, d=None: _field(reader, f"{arch}.{k}", d)
     names = {t.name for t in reader.tensors}
     config = {
         "model_type": arch,
@@ -61,6 +61,7 @@ class GGUFSource:
             raise SourceError(f"{self.path}: corrupt or truncated GGUF file ({err})") from None
         self._config = gguf_config(self._reader)
         self._arch = self._config["model_type"]
+        self._rotary_permuted = is_rotary_permuted(self._arch)
         self._by_name = {}
         self._infos = []
         for t in self._reader.tensors:
@@ -83,7 +84,7 @@ class GGUFSource:
         except Exception as err:
             raise SourceError(f"{self.path}: cannot dequantize {tensor.name} ({err})") from None
         W = np.asarray(W, dtype=np.float32).reshape(self._infos_shape(name))
-        if self._arch in ROTARY_PERMUTED and name.endswith(ROTARY_TENSORS):
+        if self._rotary_permuted and name.endswith(ROTARY_TENSORS):
             heads_key = "num_attention_heads" if "q_proj" in name else "num_key_value_heads"
             W = unpermute_rotary(W, int(self._config[heads_key]))
         return W

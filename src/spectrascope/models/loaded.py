@@ -31,10 +31,11 @@ import torch
 
 from ..errors import SourceError, SpectrascopeError
 from .gguf_source import GGUF_MAGIC
+from .handle import as_model, device_of
 from .open_source import PICKLE_SUFFIXES
 from .roles import HeadGeometry, family, head_geometry
 from .tokenizer_cache import quiet_transformers
-from .zoo import BUNDLED, bundled_path
+from .zoo import BUNDLED, bundled_path, is_toy_name
 
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
@@ -123,43 +124,15 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         """The device of the model's parameters."""
-        return next(self.hf.parameters()).device
+        return device_of(self.hf)
 
     @property
     def dtype(self) -> torch.dtype:
         return next(self.hf.parameters()).dtype
 
     def tokenize(self, texts: list[str] | str, max_length: int = 512) -> dict[str, torch.Tensor]:
-        """A padded batch (right padding, truncated to ``max_length`` tokens) on the model's device.
-
-        Returns ``{"input_ids", "attention_mask", ...}`` as (batch, pos) tensors, plus whatever
-        else the tokenizer gives (``token_type_ids`` for BERT), ready for ``self.hf(**batch)``.
-
-        Raises:
-            SpectrascopeError: no tokenizer, no texts, max_length < 1, or several texts and
-                no pad token.
-        """
-        if self.tokenizer is None:
-            raise SpectrascopeError(
-                f"model {self.name!r} has no tokenizer (no tokenizer files beside its weights): cannot tokenize text"
-            )
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        if not texts:
-            raise SpectrascopeError("nothing to tokenize: the list of texts is empty")
-        if not all(isinstance(t, str) for t in texts):
-            raise SpectrascopeError("tokenize() takes a list of strings")
-        if max_length < 1:
-            raise SpectrascopeError(f"max_length must be at least 1 (got {max_length})")
-        can_pad = self.tokenizer.pad_token_id is not None
-        if len(texts) > 1 and not can_pad:
-            raise SpectrascopeError(f"the tokenizer of {self.name!r} has no pad or eos token: cannot batch texts")
-        encoded = self.tokenizer(
-            texts, padding=can_pad, truncation=True, max_length=max_length, return_tensors="pt"
-        )
-        device = self.device
-        return {k: v.to(device) for k, v in encoded.items()}
+        """A padded batch on the model's device: :meth:`~spectrascope.models.handle.ModelHandle.tokenize`."""
+        return as_model(self).tokenize(texts, max_length)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -276,7 +249,7 @@ def _load_hf(folder: Path, config: dict, dtype: torch.dtype, attn_implementation
             model, info = auto.from_pretrained(str(folder), **kwargs)
     except MemoryError:
         raise
-    except Exception as err:  # noqa: BLE001 -- transformers reports bad inputs as ValueError/OSError/KeyError/RuntimeError
+    except Exception as err:
         raise SourceError(f"{folder}: transformers cannot load this model ({type(err).__name__}: {_one_line(err)})") from None
     missing = [k for k in info.get("missing_keys", ()) if "pooler" not in k]
     if missing:
@@ -300,7 +273,7 @@ def _load_tokenizer(folder: Path):
             return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except MemoryError:
         raise
-    except Exception as err:  # noqa: BLE001 -- any failure here is a bad input
+    except Exception as err:
         raise SourceError(f"{folder}: cannot load the tokenizer ({type(err).__name__}: {_one_line(err)})") from None
 
 
@@ -365,11 +338,12 @@ def load_model(
     dtype: torch.dtype | str = torch.float32,
     attn_implementation: str | None = "eager",
 ) -> LoadedModel:
-    """Load a bundled model, a Llama GGUF file or a local HF directory as a runnable model.
+    """Load a bundled model, the toy model, a Llama GGUF file or a local HF directory as a runnable model.
 
     Args:
-        name_or_path: a bundled model name, a ``.gguf`` file, a HF directory (config.json +
-            safetensors), or a ``.safetensors`` file inside one.
+        name_or_path: a bundled model name, ``toy-induction`` (the shipped toy model, a
+            :class:`~spectrascope.mech.toy_models.ToyModel`), a ``.gguf`` file, a HF directory
+            (config.json + safetensors), or a ``.safetensors`` file inside one.
         device: where to put the model ("cpu", "cuda", "cuda:1", ...).
         dtype: parameter dtype (torch dtype or its name).
         attn_implementation: passed to transformers ("eager" gives attention weights to hooks;
@@ -378,6 +352,12 @@ def load_model(
         SpectrascopeError (SourceError, ModelNotInstalledError) with a one-line message.
     """
     dev, dt = _device(device), _dtype(dtype)
+    if is_toy_name(name_or_path):
+        from ..mech.toy_models import load_toy_induction
+
+        toy = load_toy_induction(device=dev)
+        toy.hf.to(dt)
+        return toy
     name, path = _resolve(name_or_path)
     tokenizer = None
     if path.is_dir():

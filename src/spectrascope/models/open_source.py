@@ -11,7 +11,7 @@ from ..errors import SourceError
 from .gguf_source import GGUF_MAGIC, GGUFSource
 from .safetensors_source import SafetensorsSource, read_config
 from .tensor_source import SourceSpec, TensorSource
-from .zoo import BUNDLED, bundled_path
+from .zoo import BUNDLED, TOY_INDUCTION_DIR, bundled_path, is_toy_name
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -96,7 +96,8 @@ def open_source(model, allow_pickle: bool = False) -> TensorSource:
     """Open a model source.
 
     Args:
-        model: a bundled model name (see ``spectrascope models``), a path to a HF directory,
+        model: a bundled model name (see ``spectrascope models``), ``toy-induction`` (the
+            shipped toy model), a path to a HF directory,
             a .safetensors or .gguf file, a ``torch.nn.Module``, or a state dict.
         allow_pickle: allow .bin/.pt checkpoints, loaded with ``torch.load(weights_only=True)``.
     Raises:
@@ -108,6 +109,8 @@ def open_source(model, allow_pickle: bool = False) -> TensorSource:
         return StateDictSource(model)
     if isinstance(model, str) and model in BUNDLED:
         model = bundled_path(model)
+    elif is_toy_name(model):
+        model = TOY_INDUCTION_DIR
     path = Path(model)
     if not path.exists():
         raise SourceError(f"{path}: no such file or directory (and not a bundled model name: {', '.join(BUNDLED)})")

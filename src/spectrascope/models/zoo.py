@@ -55,6 +55,18 @@ BUNDLED: dict[str, BundledModel] = {
 }
 
 
+TOY_INDUCTION = "toy-induction"
+"""The shipped toy induction model (:mod:`spectrascope.mech.toy_models`), a ``MODEL`` name everywhere."""
+
+TOY_INDUCTION_DIR = Path(__file__).resolve().parent.parent / "mech" / "data" / "toy_induction"
+"""Its checkpoint: config.json + model.safetensors."""
+
+
+def is_toy_name(name: object) -> bool:
+    """Whether ``name`` names the shipped toy model (``toy-induction`` or ``toy_induction``)."""
+    return isinstance(name, str) and name.replace("_", "-") == TOY_INDUCTION
+
+
 def bundled_path(name: str) -> Path:
     """Path of a bundled model's weights; one clear error if its package is missing."""
     model = BUNDLED[name]

@@ -30,20 +30,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import SourceError, SpectrascopeError
+from ..arch import Capability, find_spec, read_geometry, spec_for, weight_role
+from ..arch.roles import ATTENTION_ROLES, VECTOR_ROLES
+from ..errors import ArchitectureError, SourceError, SpectrascopeError
 from ..models.open_source import reopen
-from ..models.roles import family, head_geometry, tensor_role
 from ..models.tensor_source import SourceSpec, TensorSource
-from .heads import head_rows, split_projections
 from .esd import LARGE_M
+from .heads import fold_qk_norms, head_rows, split_projections
 from .matrix_analysis import analyze_matrix, skip_reason, uses_partial
 from .options import WeightsOptions
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
 """Default bytes of tensor working sets in flight at once (see :func:`task_bytes`)."""
 
-LEAD_COLUMNS = ["name", "block", "role", "N", "M", "Q"]
-HEAD_ROLES = {"q", "k", "v", "o", "qkv"}
+LEAD_COLUMNS = ["name", "block", "role", "expert", "N", "M", "Q"]
+HEAD_ROLES = set(ATTENTION_ROLES) | set(VECTOR_ROLES)
+EXPERT_KEY = re.compile(r"^(?P<name>.+)\[(?P<expert>\d+)\]$")
+"""Task key of one expert's matrix in a stacked ``(n_experts, out, in)`` tensor: ``NAME[e]``."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class Task:
     roles: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
     role: str = "other"
+    expert: int | None = None
+
+    def lead(self) -> dict:
+        """The lead columns of a matrix row: name, block, role, expert."""
+        return {"name": self.key, "block": self.block, "role": self.role, "expert": self.expert}
 
 
 @dataclass
@@ -72,30 +80,58 @@ def is_float_dtype(dtype: str) -> bool:
     return not (d.startswith(("int", "uint", "bool", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64")))
 
 
+def _matrices(name: str, shape: tuple[int, ...], stacked: bool) -> list[tuple[str, tuple[int, ...], int | None]]:
+    """(task key, 2-D shape, expert) of each matrix in a tensor: itself, or one per expert."""
+    if stacked and len(shape) == 3:
+        return [(f"{name}[{e}]", tuple(shape[1:]), e) for e in range(shape[0])]
+    return [(name, tuple(shape), None)] if len(shape) == 2 else []
+
+
 def plan_tasks(source: TensorSource, options: WeightsOptions) -> Plan:
-    """Every 2-D tensor becomes a matrix task (or a 'skipped' row); with options.heads, every
-    block with attention projections becomes a head task."""
+    """Every matrix becomes a matrix task (or a 'skipped' row): each 2-D tensor, and each
+    expert's matrix of a stacked ``(n_experts, out, in)`` tensor (key ``NAME[e]``). With
+    options.heads, every block with attention projections becomes a head task."""
     config = source.config()
+    spec = find_spec(config)
     plan = Plan()
     by_block: dict[int, dict[str, str]] = {}
+    unmatched: list[str] = []
+    matched = 0
     for info in source.tensors():
-        if len(info.shape) != 2 or not is_float_dtype(info.dtype):
+        if not is_float_dtype(info.dtype):
             continue
-        block, role = tensor_role(info.name, config)
-        if role in HEAD_ROLES and block >= 0:
-            by_block.setdefault(block, {})[role] = info.name
+        role = weight_role(info.name, spec)
+        if role.block >= 0 and len(info.shape) >= 2:
+            matched += role.known
+            if not role.known:
+                unmatched.append(info.name)
+        if role.role in HEAD_ROLES and role.block >= 0 and len(info.shape) <= 2:
+            by_block.setdefault(role.block, {})[role.role] = info.name
         if not options.matrices:
             continue
-        reason = skip_reason(info.shape, options)
-        if reason:
-            N, M = max(info.shape), min(info.shape)
-            plan.skipped_rows.append({"name": info.name, "block": block, "role": role, "N": N, "M": M,
-                                      "Q": N / M if M else np.nan, "status": "skipped", "reason": reason})
-        else:
-            plan.matrix_tasks.append(Task(info.name, "matrix", (info.name,), block, shape=info.shape, role=role))
+        for key, shape, stacked_expert in _matrices(info.name, tuple(info.shape), role.stacked):
+            expert = role.expert if stacked_expert is None else stacked_expert
+            reason = skip_reason(shape, options)
+            if reason:
+                N, M = max(shape), min(shape)
+                plan.skipped_rows.append({"name": key, "block": role.block, "role": role.role, "expert": expert, "N": N,
+                                          "M": M, "Q": N / M if M else np.nan, "status": "skipped", "reason": reason})
+            else:
+                plan.matrix_tasks.append(Task(key, "matrix", (key,), role.block, shape=shape, role=role.role,
+                                              expert=expert))
+    if spec is not None and unmatched and not matched:
+        raise ArchitectureError(
+            f"the tensor names do not match the config's family ({spec.name}): no block matrix has a name of that "
+            f"family (e.g. {unmatched[0]!r}); is config.json the one of these weights?"
+        )
     if options.heads:
-        if head_geometry(config) is None or family(config) is None:
-            raise SpectrascopeError("--heads needs a supported architecture with head counts in its config")
+        try:
+            spec = spec_for(config)
+        except ArchitectureError as err:
+            raise ArchitectureError(f"--heads: {err}") from None
+        spec.require(Capability.HEADS, "--heads")
+        if read_geometry(config, spec.attention) is None:
+            raise ArchitectureError(f"--heads: the {spec.name} config gives no head counts")
         for block, roles in sorted(by_block.items()):
             if {"q", "k", "v", "o"} <= roles.keys() or {"qkv", "o"} <= roles.keys():
                 names = tuple(roles.values())
@@ -156,8 +192,23 @@ class SafetensorsDirect:
         entry = self.entries.get(name)
         return entry is not None and entry[2] in _ST_DTYPES and len(entry[3]) == 2
 
+    def can_read_slice(self, name: str) -> bool:
+        """Whether ``name`` is a 3-D tensor of a readable dtype (one expert per leading index)."""
+        entry = self.entries.get(name)
+        return entry is not None and entry[2] in _ST_DTYPES and len(entry[3]) == 3
+
     def load(self, name: str) -> np.ndarray:
         path, offset, dtype, (rows, cols) = self.entries[name]
+        return self._read(name, path, offset, dtype, rows, cols)
+
+    def load_slice(self, name: str, index: int) -> np.ndarray:
+        """Matrix ``index`` of a 3-D ``(n, rows, cols)`` tensor; only its bytes are read."""
+        path, offset, dtype, (n, rows, cols) = self.entries[name]
+        if not 0 <= index < n:
+            raise ValueError(f"{name!r} has {n} matrices, not {index + 1}")
+        return self._read(name, path, offset + index * rows * cols * _ST_DTYPES[dtype][1], dtype, rows, cols)
+
+    def _read(self, name: str, path: str, offset: int, dtype: str, rows: int, cols: int) -> np.ndarray:
         np_dtype, itemsize = _ST_DTYPES[dtype]
         out = np.empty((rows, cols), dtype=np.float32)
         step = max(1, _READ_CHUNK_BYTES // max(1, cols * itemsize))
@@ -183,21 +234,44 @@ _DIRECT: dict[SourceSpec, SafetensorsDirect | None] = {}
 
 
 def load_matrix(source: TensorSource, name: str) -> np.ndarray:
-    """One tensor as float32, read directly from a safetensors file when possible."""
+    """One matrix as float32 (a task key: a tensor name, or ``NAME[e]`` for expert ``e`` of
+    a stacked tensor), read directly from a safetensors file when possible."""
+    expert_key = EXPERT_KEY.match(name)
+    if expert_key is not None:
+        return _load_expert(source, expert_key.group("name"), int(expert_key.group("expert")))
     spec = source.spec() if hasattr(source, "spec") else None
     if spec is not None and spec.kind == "safetensors":
-        if spec not in _DIRECT:
-            try:
-                _DIRECT[spec] = SafetensorsDirect(spec.paths)
-            except Exception:
-                _DIRECT[spec] = None
-        direct = _DIRECT[spec]
+        direct = _DIRECT[spec] if spec in _DIRECT else _direct_reader(spec)
         if direct is not None and direct.can_read(name):
             try:
                 return direct.load(name)
             except (OSError, ValueError):
                 pass  # let the source report the problem in its own words
     return source.load(name)
+
+
+def _load_expert(source: TensorSource, name: str, expert: int) -> np.ndarray:
+    """Expert ``expert``'s ``(out, in)`` matrix of a stacked tensor (only that slice read from safetensors)."""
+    spec = source.spec() if hasattr(source, "spec") else None
+    if spec is not None and spec.kind == "safetensors":
+        direct = _DIRECT[spec] if spec in _DIRECT else _direct_reader(spec)
+        if direct is not None and direct.can_read_slice(name):
+            try:
+                return direct.load_slice(name, expert)
+            except (OSError, ValueError):
+                pass
+    stacked = source.load(name)
+    if stacked.ndim != 3 or not 0 <= expert < stacked.shape[0]:
+        raise SourceError(f"{name!r} has shape {tuple(stacked.shape)}: no expert {expert}")
+    return np.ascontiguousarray(stacked[expert], dtype=np.float32)
+
+
+def _direct_reader(spec: SourceSpec) -> SafetensorsDirect | None:
+    try:
+        _DIRECT[spec] = SafetensorsDirect(spec.paths)
+    except Exception:
+        _DIRECT[spec] = None
+    return _DIRECT[spec]
 
 
 def task_bytes(task: Task, options: WeightsOptions) -> int:
@@ -229,17 +303,18 @@ def run_task(spec_or_source, task: Task, options: WeightsOptions, device: str = 
     source = _source_for(spec_or_source)
     config = source.config()
     if task.kind == "matrix":
-        lead = {"name": task.key, "block": task.block, "role": task.role}
+        lead = task.lead()
         try:
             W = load_matrix(source, task.key)
         except SourceError as err:
             N, M = max(task.shape), min(task.shape)
             return [{**lead, "N": N, "M": M, "Q": N / M, "status": "failed", "reason": str(err)}]
         return [{**lead, **analyze_matrix(task.key, W, options, device)}]
-    geom = head_geometry(config)
+    spec = spec_for(config)
+    geom = read_geometry(config, spec.attention)
     try:
         tensors = {role: source.load(name) for role, name in zip(task.roles, task.names)}
-        proj = split_projections(tensors, family(config) or "", geom)
+        proj = fold_qk_norms(split_projections(tensors, spec, geom), tensors, spec, geom)
         return head_rows(proj, geom, task.block)
     except (SourceError, ValueError) as err:
         return [{"block": task.block, "head": -1, "kv_head": -1, "circuit": "all", "status": "failed", "reason": str(err)}]
@@ -321,6 +396,7 @@ def order_rows(rows: list[dict], names: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=LEAD_COLUMNS + ["status", "reason"])
+    df["expert"] = (df["expert"] if "expert" in df else pd.Series(pd.NA, index=df.index)).astype("Int64")
     del names  # rows are ordered by name, numbers compared as numbers, whatever the file order
     df = df.iloc[sorted(range(len(df)), key=lambda i: natural_key(df["name"].iat[i]))]
     return df[LEAD_COLUMNS + [c for c in df.columns if c not in LEAD_COLUMNS]].reset_index(drop=True)

@@ -94,5 +94,5 @@ def _run_batch(source, batch, options, on_result, torch_device, device, load_mat
         return
     evals = batched_gram_eigenvalues([W for _, W in loaded], options.precision, torch_device)
     for (task, W), ev in zip(loaded, evals):
-        lead = {"name": task.key, "block": task.block, "role": task.role}
+        lead = task.lead()
         on_result(task, [{**lead, **analyze_matrix(task.key, W, options, device, evals=ev)}])

@@ -133,5 +133,5 @@ def _failed_row(task, reason: str) -> dict:
     if task.kind != "matrix":
         return {"block": task.block, "head": -1, "kv_head": -1, "circuit": "all", "status": "failed", "reason": reason}
     N, M = max(task.shape), min(task.shape)
-    return {"name": task.key, "block": task.block, "role": task.role, "N": N, "M": M, "Q": N / M,
+    return {**task.lead(), "N": N, "M": M, "Q": N / M,
             "status": "failed", "reason": reason}

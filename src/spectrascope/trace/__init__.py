@@ -3,7 +3,9 @@
 Sites use TransformerLens names (``blocks.{L}.hook_resid_post``, ``blocks.{L}.attn.hook_z``
 ...) and are PyTorch hooks on the Hugging Face modules: the model's own forward pass
 runs, so observing leaves the logits bit-identical. Which tensor each site is, per
-architecture: :mod:`spectrascope.trace.architectures`.
+family: the family specs in :mod:`spectrascope.arch`. Every function takes any model
+:func:`spectrascope.models.handle.as_model` accepts (a loaded model, a Hugging Face
+module, a bundled name).
 
 Public API:
 
@@ -14,7 +16,7 @@ Public API:
 
 from __future__ import annotations
 
-from spectrascope.trace.architectures import REGISTRY, Architecture, SitePoint
+from spectrascope.trace.architectures import SitePoint
 from spectrascope.trace.attention import eager_attention, uses_eager_attention
 from spectrascope.trace.moments import RunningMoments
 from spectrascope.trace.site_moments import accumulate_site_moments
@@ -22,9 +24,7 @@ from spectrascope.trace.sites import SHORT_FORMS, SiteKind, parse_site, site_nam
 from spectrascope.trace.tracer import SiteFn, hooks, list_sites, run_with_cache
 
 __all__ = [
-    "REGISTRY",
     "SHORT_FORMS",
-    "Architecture",
     "RunningMoments",
     "SiteFn",
     "SiteKind",

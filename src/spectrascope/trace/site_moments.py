@@ -16,16 +16,19 @@ Padding tokens (``attention_mask == 0``) are left out. Only the moments are kept
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from spectrascope.errors import SiteError
+from spectrascope.models.handle import device_of
 from spectrascope.trace.architectures import bind
 from spectrascope.trace.moments import RunningMoments
 from spectrascope.trace.sites import SiteKind, parse_site
 from spectrascope.trace.tracer import SiteRequest, hooks, resolve_sites
+
+if TYPE_CHECKING:
+    from spectrascope.models.handle import ModelLike
 
 STATS_MASK_KEY = "stats_mask"
 """Optional batch key: a (batch, pos) 0/1 mask of the tokens that enter the statistics
@@ -38,7 +41,7 @@ or a pair ``(input_ids, attention_mask)``."""
 
 
 def accumulate_site_moments(
-    hf_model: nn.Module,
+    model: ModelLike,
     batches: Iterable[Batch],
     sites: SiteRequest,
     **forward_kwargs: Any,
@@ -46,7 +49,8 @@ def accumulate_site_moments(
     """Count, sum and X^T X (float64) of the token vectors at each site, over all batches.
 
     Args:
-        hf_model: a supported Hugging Face model (call ``.eval()`` first).
+        model: a model of a supported family (a loaded model, a Hugging Face module in
+            ``eval()`` mode, a bundled name: see ``as_model``).
         batches: an iterable of :data:`Batch`; tensors are moved to the model's device.
         sites: site request (full names, wildcards, short forms); ``None`` = every
             token-vector site (all but ``attn.hook_pattern``).
@@ -56,7 +60,8 @@ def accumulate_site_moments(
         full site name -> :class:`RunningMoments` over the non-padding tokens, kept on
         the device the activations were computed on.
     """
-    bound = bind(hf_model)
+    bound = bind(model)
+    hf_model = bound.model
     if sites is None:
         names = [name for name in resolve_sites(bound, None) if parse_site(name)[1] is not SiteKind.PATTERN]
     else:
@@ -71,8 +76,8 @@ def accumulate_site_moments(
         vectors = activation.flatten(start_dim=2) if activation.dim() == 4 else activation
         moments[name].update(vectors, token_mask[0])
 
-    device = _model_device(hf_model)
-    with hooks(hf_model, {name: accumulate for name in names}), torch.no_grad():
+    device = device_of(hf_model)
+    with hooks(bound.handle, {name: accumulate for name in names}), torch.no_grad():
         for batch in batches:
             inputs = _as_inputs(batch, device)
             stats_mask = inputs.pop(STATS_MASK_KEY, None)
@@ -81,7 +86,7 @@ def accumulate_site_moments(
     return moments
 
 
-def _as_inputs(batch: Batch, device: torch.device | None) -> dict[str, torch.Tensor]:
+def _as_inputs(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     """Forward keywords of one batch, on ``device``."""
     if isinstance(batch, torch.Tensor):
         inputs = {"input_ids": batch}
@@ -96,12 +101,5 @@ def _as_inputs(batch: Batch, device: torch.device | None) -> dict[str, torch.Ten
         raise SiteError(f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {kind}")
     if "input_ids" not in inputs:
         raise SiteError(f"a batch mapping needs 'input_ids'; got keys {sorted(inputs)}")
-    if device is None:
-        return inputs
     return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
 
-
-def _model_device(hf_model: nn.Module) -> torch.device | None:
-    """The device of the model's first parameter (``None`` for a parameterless module)."""
-    parameter = next(hf_model.parameters(), None)
-    return None if parameter is None else parameter.device

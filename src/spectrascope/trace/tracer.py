@@ -18,16 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from spectrascope.arch import Capability
 from spectrascope.errors import SiteError
 from spectrascope.trace.architectures import BoundModel, Io, bind
 from spectrascope.trace.attention import PATTERN_NEEDS_EAGER, attention_implementation
 from spectrascope.trace.sites import SiteKind, expand_sites, parse_site
+
+if TYPE_CHECKING:
+    from spectrascope.models.handle import ModelLike
 
 SiteFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
 """``fn(activation, site_name) -> replacement or None``; see :func:`hooks`."""
@@ -38,13 +42,15 @@ SiteRequest = str | Iterable[str] | None
 _INPUT_KEYWORDS = ("hidden_states", "input", "x")
 
 
-def list_sites(hf_model: nn.Module) -> list[str]:
+def list_sites(model: ModelLike) -> list[str]:
     """Every site the model provides as it runs now, layer by layer in forward order.
 
-    ``blocks.{L}.attn.hook_pattern`` is included only when the model runs eager
-    attention (see :mod:`spectrascope.trace.attention`).
+    ``model``: anything :func:`spectrascope.models.handle.as_model` accepts (a loaded model,
+    a Hugging Face module, a bundled name). ``blocks.{L}.attn.hook_pattern`` is included
+    only when the model runs eager attention (see :mod:`spectrascope.trace.attention`);
+    which kinds a family has is in its spec (:mod:`spectrascope.arch`).
     """
-    bound = bind(hf_model)
+    bound = bind(model)
     return expand_sites(None, bound.n_layers, bound.observable_kinds)
 
 
@@ -56,18 +62,22 @@ def resolve_sites(bound: BoundModel, sites: SiteRequest) -> list[str]:
     """
     if sites is None:
         return expand_sites(None, bound.n_layers, bound.observable_kinds)
-    names = expand_sites(sites, bound.n_layers, bound.architecture.points)
+    if not bound.spec.supports(Capability.ATTENTION):
+        for name in expand_sites(sites, bound.n_layers, list(SiteKind)):
+            if parse_site(name)[1] in (SiteKind.Z, SiteKind.PATTERN):
+                raise SiteError(f"{name}: {bound.spec.refused[Capability.ATTENTION]}")
+    names = expand_sites(sites, bound.n_layers, bound.kinds)
     if not bound.eager and any(parse_site(name)[1] is SiteKind.PATTERN for name in names):
         raise SiteError(PATTERN_NEEDS_EAGER.format(implementation=attention_implementation(bound.model)))
     return names
 
 
 @contextmanager
-def hooks(hf_model: nn.Module, fns: Mapping[str, SiteFn | Sequence[SiteFn]]) -> Iterator[list[str]]:
+def hooks(model: ModelLike, fns: Mapping[str, SiteFn | Sequence[SiteFn]]) -> Iterator[list[str]]:
     """Call functions at sites during every forward pass inside the ``with`` block.
 
     Args:
-        hf_model: a supported Hugging Face model.
+        model: a model of a supported family (anything ``as_model`` accepts).
         fns: site request (full name, ``blocks.*.`` wildcard or short form such as
             ``"resid_post"``) -> ``fn`` or a sequence of them. ``fn(tensor, site_name)``
             receives the site's activation (shapes in :class:`SiteKind`; ``attn.hook_z``
@@ -84,9 +94,11 @@ def hooks(hf_model: nn.Module, fns: Mapping[str, SiteFn | Sequence[SiteFn]]) -> 
     when the block raises. A function must not modify its argument in place; the
     argument is the live activation, so keep ``tensor.detach().clone()`` if it must
     survive an edit of the same site (edits of ``hook_resid_mid`` on pre-norm models are
-    written in place, see :mod:`spectrascope.trace.architectures`).
+    written in place, see :mod:`spectrascope.trace.architectures`). A returned tensor is
+    copied before the model uses it when it is the caller's own object (some modules add
+    into their outputs in place: Falcon's MLP output).
     """
-    bound = bind(hf_model)
+    bound = bind(model)
     plan: dict[str, list[SiteFn]] = {}
     for request, fn_or_fns in fns.items():
         functions = [fn_or_fns] if callable(fn_or_fns) else list(fn_or_fns)
@@ -103,7 +115,7 @@ def hooks(hf_model: nn.Module, fns: Mapping[str, SiteFn | Sequence[SiteFn]]) -> 
 
 
 def run_with_cache(
-    hf_model: nn.Module,
+    model: ModelLike,
     input_ids: torch.Tensor,
     sites: SiteRequest = None,
     attention_mask: torch.Tensor | None = None,
@@ -112,7 +124,8 @@ def run_with_cache(
     """One forward pass under ``torch.no_grad()``, recording the activations at ``sites``.
 
     Args:
-        hf_model: a supported Hugging Face model (call ``.eval()`` first).
+        model: a model of a supported family: what ``load_model`` returns, a Hugging Face
+            module (call ``.eval()`` first), a bundled name (see ``as_model``).
         input_ids: (batch, pos) token ids.
         sites: site request; ``None`` = every site of :func:`list_sites`.
         attention_mask: (batch, pos), 1 for real tokens, 0 for padding.
@@ -123,17 +136,19 @@ def run_with_cache(
         (batch, pos, vocab), bit-identical to a plain forward; for a model without a
         head (``BertModel``, ``LlamaModel``) it is ``last_hidden_state``
         (batch, pos, d_model). ``cache`` maps full site name -> detached activation, in
-        the order of the request (``list_sites`` order for ``None``).
+        the order of the request (``list_sites`` order for ``None``). Each cached tensor is
+        a copy: never the live tensor, which a later module may edit in place (Falcon adds
+        attention into the MLP output; an edit of ``hook_resid_mid`` writes into the residual).
     """
-    bound = bind(hf_model)
+    bound = bind(model)
+    hf_model = bound.model
     names = resolve_sites(bound, sites)
     cache: dict[str, torch.Tensor] = {}
 
     def record(activation: torch.Tensor, name: str) -> None:
-        cached = activation.detach()
-        cache[name] = cached.clone() if bound.point(parse_site(name)[1]).in_place else cached
+        cache[name] = activation.detach().clone()
 
-    with hooks(hf_model, {name: record for name in names}), torch.no_grad():
+    with hooks(bound.handle, {name: record for name in names}), torch.no_grad():
         output = hf_model(input_ids=input_ids, attention_mask=attention_mask, **forward_kwargs)
     return model_output_tensor(output), {name: cache[name] for name in names if name in cache}
 
@@ -154,7 +169,7 @@ def _register(bound: BoundModel, name: str, functions: list[SiteFn]) -> Removabl
     layer, kind = parse_site(name)
     point = bound.point(kind)
     module = bound.module(layer, kind)
-    n_heads = bound.n_heads
+    n_heads = bound.n_heads or 1
 
     def to_site(raw: torch.Tensor) -> torch.Tensor:
         return raw.unflatten(-1, (n_heads, -1)) if kind is SiteKind.Z else raw
@@ -228,4 +243,5 @@ def _checked_replacement(result: Any, current: torch.Tensor, name: str) -> torch
         raise SiteError(
             f"hook at {name} returned shape {tuple(result.shape)}; the site has shape {tuple(current.shape)}"
         )
-    return result.to(dtype=current.dtype, device=current.device)
+    replacement = result.to(dtype=current.dtype, device=current.device)
+    return replacement.clone() if replacement is result else replacement
