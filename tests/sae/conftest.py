@@ -1,0 +1,25 @@
+"""Shared fixtures of the SAE tests: one torch thread, planted-dictionary data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from spectrascope.sae.synthetic import PlantedDictionary, planted_dictionary
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small tensors: one torch thread is faster than two on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def planted() -> PlantedDictionary:
+    """20,000 samples of 64 unit directions in 32 dimensions, ~3.2 active per sample, noise 0.01."""
+    return planted_dictionary(n=20_000, d=32, n_features=64, p_active=0.05, noise=0.01, seed=0)
