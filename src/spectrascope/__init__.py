@@ -44,6 +44,13 @@ _EXPORTS = {
     "steering_vector": "spectrascope.mech.steering",
     "steer": "spectrascope.mech.steering",
     "steering_effect": "spectrascope.mech.steering",
+    # sparse autoencoders
+    "train_sae": "spectrascope.sae.train",
+    "load_sae": "spectrascope.sae.saelens_io",
+    "save_sae": "spectrascope.sae.saelens_io",
+    "evaluate_sae": "spectrascope.sae.evaluate",
+    "sae_features": "spectrascope.sae.features",
+    "steer_feature": "spectrascope.sae.steering",
     # corpora
     "list_corpora": "spectrascope.corpora",
     "load_corpus": "spectrascope.corpora",

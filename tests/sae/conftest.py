@@ -23,3 +23,20 @@ def _one_thread() -> Iterator[None]:
 def planted() -> PlantedDictionary:
     """20,000 samples of 64 unit directions in 32 dimensions, ~3.2 active per sample, noise 0.01."""
     return planted_dictionary(n=20_000, d=32, n_features=64, p_active=0.05, noise=0.01, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 2-layer random Llama (d_model 32) reading the bundled MiniLM tokenizer's ids:
+    ``.hf``, ``.tokenizer`` and ``.name``, as a loaded model has."""
+    import types
+
+    import transformers
+
+    from spectrascope.models.zoo import bundled_path
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=tokenizer.vocab_size)
+    return types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer, name="tiny")

@@ -14,7 +14,12 @@ from safetensors.torch import save_file
 
 from spectrascope.sae.base import SaeError
 from spectrascope.sae.registry import ARCHITECTURES, build_sae
-from spectrascope.sae.saelens_io import CFG_FILENAME, WEIGHTS_FILENAME, load_sae, save_sae
+from spectrascope.sae.saelens_io import (
+    CFG_FILENAME,
+    WEIGHTS_FILENAME,
+    load_sae,
+    save_sae,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -185,12 +185,13 @@ def check_sizes(d_in: Any, d_sae: Any) -> None:
             raise SaeError(f"{name} must be a positive integer (got {value!r})")
 
 
-def check_k(k: Any, d_sae: int, name: str = "k") -> float:
+def check_k(k: Any, d_sae: float, name: str = "k") -> float:
     """``k`` as a float, or :class:`SaeError` unless 0 < k <= d_sae."""
     try:
         value = float(k)
     except (TypeError, ValueError):
         raise SaeError(f"{name} must be a number (got {k!r})") from None
     if not math.isfinite(value) or value <= 0 or value > d_sae:
-        raise SaeError(f"{name} must be between 1 and d_sae = {d_sae} active features (got {k!r})")
+        limit = f"d_sae = {d_sae}" if math.isfinite(d_sae) else "d_sae"
+        raise SaeError(f"{name} must be between 1 and {limit} active features (got {k!r})")
     return value

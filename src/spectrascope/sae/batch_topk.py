@@ -27,7 +27,7 @@ def batch_topk_codes(pre: torch.Tensor, k: float) -> torch.Tensor:
     """(batch, d_sae) -> codes keeping the round(k * batch) largest ReLU(pre) of the whole batch."""
     acts = torch.relu(pre)
     flat = acts.flatten()
-    keep = max(1, min(flat.numel(), int(round(k * acts.shape[0]))))
+    keep = max(1, min(flat.numel(), round(k * acts.shape[0])))
     values, indices = torch.topk(flat, keep, sorted=False)
     return torch.zeros_like(flat).scatter_(0, indices, values).view_as(acts)
 

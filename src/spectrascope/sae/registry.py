@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .base import SaeError, SparseAutoencoder, check_sizes
+from .base import SaeError, SparseAutoencoder, check_k, check_sizes
 from .batch_topk import BatchTopKSAE
 from .jumprelu import JumpReluSAE
 from .relu import ReluSAE
@@ -49,3 +49,16 @@ def build_sae(arch: str, d_in: int, d_sae: int, k: float | None = None, seed: in
         return cls(d_in, d_sae, k=k, generator=generator, **settings)
     except TypeError as err:
         raise SaeError(f"{cls.architecture}: {err}") from None
+
+
+def check_settings(arch: str, d_sae: int | None, k: float | None, d_in: int = 1) -> None:
+    """Fail early (SaeError) on settings :func:`build_sae` would refuse, before any data is collected."""
+    cls = architecture_class(arch)
+    if d_sae is not None:
+        check_sizes(d_in, d_sae)
+    if cls in (TopKSAE, BatchTopKSAE) and k is None:
+        raise SaeError(f"{cls.architecture} needs k (active features per token)")
+    if k is not None:
+        value = check_k(k, d_sae if d_sae is not None else float("inf"))
+        if cls is TopKSAE and value != int(value):
+            raise SaeError(f"TopK needs a whole number of active features (got k={k}); batch_topk takes fractions")

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from .base import SaeError, SparseAutoencoder, TrainingOutput
-from .registry import architecture_class, build_sae
+from .registry import build_sae, check_settings
 
 LOG_COLUMNS = ["step", "tokens", "seconds", "tokens_per_s", "loss", "mse", "explained_variance", "l0",
                "dead_fraction", "sparsity_coefficient"]
@@ -214,7 +214,13 @@ def _progress(total: int, enabled: bool):
     if not enabled:
         return None
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("[bold]train SAE"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"),
                TextColumn("{task.fields[rate]:,.0f} tok/s"), TextColumn("loss {task.fields[loss]:.4f}"),
@@ -365,7 +371,7 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
     """
     import tempfile
 
-    architecture_class(arch)  # unknown names fail before any work
+    check_settings(arch, d_sae, k)  # bad settings fail before any data is collected
     dev = _device(device)
     if isinstance(activations_or_model, (np.ndarray, torch.Tensor)) or _is_store(activations_or_model):
         if site is not None or corpus is not None:
