@@ -40,3 +40,33 @@ def tiny():
     config = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=tokenizer.vocab_size)
     return types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def detector(tiny):
+    """``detector(token)``: an SAE on ``blocks.0.hook_resid_pre`` (the token embeddings) whose
+    feature 0 fires on ``token`` and nothing else; features 1-3 never fire."""
+    from spectrascope.sae.registry import build_sae
+
+    def make(token: str):
+        """Feature 0 fires on ``token`` only (e . e_T above the midpoint between |e_T|^2 and the
+        largest e . e_T of any other token); the others never fire."""
+        token_id = tiny.tokenizer.convert_tokens_to_ids(token)
+        embed = tiny.hf.get_input_embeddings().weight.detach()
+        e = embed[token_id]
+        scores = embed @ e
+        runner_up = float(torch.topk(scores, 2).values[1])
+        assert float(scores[token_id]) == float(scores.max()) > runner_up
+        cut = 0.5 * (float(e @ e) + runner_up)
+        sae = build_sae("relu", 32, 4)
+        with torch.no_grad():
+            sae.apply_b_dec_to_input = False
+            sae.W_enc.zero_()
+            sae.W_enc[:, 0] = e
+            sae.b_enc.fill_(-1.0)
+            sae.b_enc[0] = -cut
+            sae.b_dec.zero_()
+        assert int((scores > cut).sum()) == 1
+        return sae
+
+    return make

@@ -16,7 +16,6 @@ from spectrascope.sae.features import (
     sae_features,
     selectivity,
 )
-from spectrascope.sae.registry import build_sae
 
 SITE = "blocks.0.hook_resid_pre"  # the token embeddings: a feature can detect one token exactly
 
@@ -47,30 +46,8 @@ def test_streaming_topk_matches_a_full_sort():
     assert torch.equal(top.text, index) and torch.equal(top.context[..., 0], index)
 
 
-def detector_sae(tiny, token: str):
-    """Feature 0 fires on ``token`` only (e . e_T above the midpoint between |e_T|^2 and the
-    largest e . e_T of any other token); the others never fire."""
-    token_id = tiny.tokenizer.convert_tokens_to_ids(token)
-    embed = tiny.hf.get_input_embeddings().weight.detach()
-    e = embed[token_id]
-    scores = embed @ e
-    runner_up = float(torch.topk(scores, 2).values[1])
-    assert float(scores[token_id]) == float(scores.max()) > runner_up
-    cut = 0.5 * (float(e @ e) + runner_up)
-    sae = build_sae("relu", 32, 4)
-    with torch.no_grad():
-        sae.apply_b_dec_to_input = False
-        sae.W_enc.zero_()
-        sae.W_enc[:, 0] = e
-        sae.b_enc.fill_(-1.0)
-        sae.b_enc[0] = -cut
-        sae.b_dec.zero_()
-    assert int((scores > cut).sum()) == 1
-    return sae
-
-
-def test_planted_token_detector_is_arithmetic_selective(tiny):
-    report = sae_features(detector_sae(tiny, "+"), tiny, site=SITE, corpus="calendar,arithmetic", tokens=300,
+def test_planted_token_detector_is_arithmetic_selective(tiny, detector):
+    report = sae_features(detector("+"), tiny, site=SITE, corpus="calendar,arithmetic", tokens=300,
                           n_boot=50, n_perm=50, n_examples=5)
     ranking = report.ranking
     assert ranking["feature"].tolist() == [0]  # the only feature that fires
@@ -88,14 +65,14 @@ def test_planted_token_detector_is_arithmetic_selective(tiny):
     assert hist["count"].sum() == domains["n_active"].sum()
     logits = report.logits[(report.logits["feature"] == 0) & (report.logits["direction"] == "promoted")]
     assert len(logits) == 10 and logits["logit"].is_monotonic_decreasing
-    direction = (detector_sae(tiny, "+").W_dec[0] * tiny.hf.model.norm.weight).detach()
+    direction = (detector("+").W_dec[0] * tiny.hf.model.norm.weight).detach()
     expected = (direction @ tiny.hf.lm_head.weight.detach().T).max()
     assert logits["logit"].iloc[0] == pytest.approx(float(expected), rel=1e-5)
     assert isinstance(report.tables()["feature_ranking"], pd.DataFrame)
 
 
-def test_features_need_two_domains(tiny):
+def test_features_need_two_domains(tiny, detector):
     from spectrascope.sae.base import SaeError
 
     with pytest.raises(SaeError, match="at least two"):
-        sae_features(detector_sae(tiny, "+"), tiny, site=SITE, corpus="calendar")
+        sae_features(detector("+"), tiny, site=SITE, corpus="calendar")
