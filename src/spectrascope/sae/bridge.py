@@ -247,7 +247,8 @@ def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequenc
         metric = corpus_loss(binding.loaded, domain, max_tokens=loss_tokens, seq_len=seq_len, seed=seed)
         baseline = float(metric(binding.hf))
 
-        def row(intervention: str, kind: str, n: int, loss: float, lo=np.nan, hi=np.nan) -> dict:
+        def row(intervention: str, kind: str, n: int, loss: float, lo=np.nan, hi=np.nan, domain=domain,
+                baseline=baseline) -> dict:
             return {"domain": domain, "intervention": intervention, "kind": kind, "n_removed": n, "baseline": baseline,
                     "loss": loss, "damage": loss - baseline, "damage_lo": lo, "damage_hi": hi}
 
