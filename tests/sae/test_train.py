@@ -99,3 +99,11 @@ def test_bad_input_is_one_clear_error(data, kwargs, message):
     settings = {"arch": "topk", "d_sae": 8, "k": 2, "tokens": 1024, "batch_size": 128, **kwargs}
     with pytest.raises(SaeError, match=message):
         train_sae(data, **settings)
+
+
+def test_progress_bar_shows_rate_loss_l0_dead(planted, capsys):
+    train_sae(planted.activations[:2000], arch="topk", d_sae=16, k=2, tokens=2048, batch_size=256, device="auto",
+              show_progress=True)
+    err = capsys.readouterr().err
+    for piece in ("tok/s", "loss", "L0", "dead"):
+        assert piece in err

@@ -208,8 +208,9 @@ def _overview_tables(folder: Path, quality: pd.DataFrame) -> list[pd.DataFrame]:
         tables.append(spectra[["matrix", "weights", "alpha", "num_pl_spikes", "erg_num", "erg_delta", "stable_rank"]])
     overlap = _read(folder, "sae_overlap")
     if overlap is not None and len(overlap):
-        tables.append(overlap[["domain", "role", "block", "relation", "part", "k", "share", "random_share",
-                               "all_features_share", "enrichment", "enrichment_lo", "enrichment_hi"]])
+        tail = overlap[overlap["part"] == "tail"]  # the bulk rows stay in sae_overlap.parquet
+        tables.append(tail[["domain", "role", "block", "relation", "k", "share", "random_share",
+                            "all_features_share", "enrichment", "enrichment_lo", "enrichment_hi"]])
     ablation = _read(folder, "sae_ablation")
     if ablation is not None and len(ablation):
         tables.append(ablation[["domain", "intervention", "kind", "damage", "damage_lo", "damage_hi"]])
