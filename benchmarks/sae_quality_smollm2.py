@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--eval-tokens", type=int, default=256, help="held-out tokens per domain")
     parser.add_argument("--archs", default="topk,batch_topk,jumprelu,relu")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="write the table (and each SAE, in OUT/<arch>) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from spectrascope.models.loaded import load_model
@@ -51,6 +51,10 @@ def main() -> None:
                         batch_size=args.batch_size)
         train_seconds = time.perf_counter() - start
         sae.metadata.update(store.sae_metadata())
+        if args.out:
+            from spectrascope.sae.saelens_io import save_sae
+
+            save_sae(sae, f"{args.out}/{arch}")
         start = time.perf_counter()
         quality = evaluate_sae(sae, loaded, args.site, DEFAULT_CORPORA, args.eval_tokens, n_boot=200)
         row = quality[quality["domain"] == "all"].iloc[0].to_dict()

@@ -209,7 +209,6 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
     text_counts: list[np.ndarray] = []
     text_tokens: list[int] = []
     text_domain: list[int] = []
-    text_ids: list[tuple[int, int]] = []
     with progress_bar("SAE features", total=len(domains), enabled=show_progress) as advance:
         for d, corpus_d in enumerate(domains):
             for batch in binding.held_out_batches(corpus_d.texts, tokens, seq_len):
@@ -230,7 +229,6 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
                     text_counts.append((codes[on_row] > 0).sum(dim=0).numpy())
                     text_tokens.append(int(on_row.sum()))
                     text_domain.append(d)
-                    text_ids.append((d, int(batch.texts[r])))
             advance(1)
     if not text_tokens:
         from ..errors import CorpusError

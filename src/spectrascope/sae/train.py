@@ -290,8 +290,10 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
             sae.after_step(output)
             tracker.update(output.codes.detach())
             if step in resample_steps:
-                n = resample_dead(sae, optimizer, x, tracker.dead, generator)
-                tracker.reset(torch.nonzero(tracker.dead).flatten()) if n else None
+                revived = tracker.dead.clone()
+                n = resample_dead(sae, optimizer, x, revived, generator)
+                if n:
+                    tracker.reset(torch.nonzero(revived).flatten())
                 resampled += n
             if step % log_every == 0 or step == steps - 1:
                 row = _log_row(step, batch_size, start, x, output, tracker, sae)
