@@ -11,7 +11,9 @@ On activations x (the kept tokens) with reconstructions x^ = sae(x):
 With a model (:func:`evaluate_sae` given ``model``), on each domain's held-out texts the
 next-token cross-entropy (nats per target token, every target of the texts) is measured
 three times: clean; with x^ spliced in for x at the site (every position but the first, the
-attention sink the SAE never saw, and padding); with zeros there instead (zero ablation):
+attention sink the SAE never saw, padding and massive-activation tokens, which are left as
+they are and out of the reconstruction metrics: ``n_massive`` counts them,
+:mod:`spectrascope.sae.massive`); with zeros there instead (zero ablation):
 
     ce_increase     = loss_sae - loss_clean
     loss_recovered  = (loss_zero - loss_sae) / (loss_zero - loss_clean)     (1 = perfect)
@@ -34,13 +36,14 @@ import torch.nn.functional as F
 from ..progress import progress_bar
 from ..trace import hooks
 from .base import SaeError, SparseAutoencoder
+from .massive import massive_mask
 from .sites import SiteBinding, bind_site
 
 DENSE_THRESHOLD = 0.1
 """A feature firing on more than this share of tokens is *dense*."""
 
 QUALITY_COLUMNS = [
-    "domain", "n_texts", "n_tokens", "mse", "explained_variance", "explained_variance_lo", "explained_variance_hi",
+    "domain", "n_texts", "n_tokens", "n_massive", "mse", "explained_variance", "explained_variance_lo", "explained_variance_hi",
     "l0", "dead_fraction", "dense_fraction", "loss_clean", "loss_sae", "loss_zero", "ce_increase",
     "ce_increase_lo", "ce_increase_hi", "loss_recovered", "loss_recovered_lo", "loss_recovered_hi",
 ]
@@ -53,6 +56,7 @@ class _PerText:
 
     domain: list[str] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    massive: list[int] = field(default_factory=list)
     sse: list[float] = field(default_factory=list)
     sq_norm: list[float] = field(default_factory=list)
     vec_sum: list[np.ndarray] = field(default_factory=list)
@@ -128,17 +132,21 @@ def _domain_pass(binding: SiteBinding, texts: list[str], domain: str, tokens: in
             with hooks(hf, {binding.site: observe}):
                 clean = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
             x_rows = captured[0]
+            massive = batch.keep.clone()
+            massive[batch.keep] = massive_mask(x_rows[batch.keep.to(x_rows.device)], binding.massive_factor).cpu()
+            ordinary = batch.keep & ~massive
             if with_loss:
                 with hooks(hf, {binding.site: splice}):
                     spliced = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
                 with hooks(hf, {binding.site: zero}):
                     zeroed = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
         for row in range(ids.shape[0]):
-            x = x_rows[row][batch.keep[row].to(x_rows.device)].float()
+            x = x_rows[row][ordinary[row].to(x_rows.device)].float()
             codes, error, n_active = reconstruction_sums(sae, x)
             fired += (codes > 0).double().sum(dim=0).cpu()
             sums.domain.append(domain)
             sums.tokens.append(int(x.shape[0]))
+            sums.massive.append(int(massive[row].sum()))
             sums.sse.append(float(error.double().sum()))
             sums.sq_norm.append(float(x.double().pow(2).sum()))
             sums.vec_sum.append(x.double().sum(dim=0).cpu().numpy())
@@ -236,7 +244,7 @@ def evaluate_sae(sae: SparseAutoencoder, model: Any = None, site: str | None = N
         row.update(point)
         for column, (lo, hi) in intervals.items():
             row[f"{column}_lo"], row[f"{column}_hi"] = lo, hi
-        row.update(domain=name, n_texts=int(select.sum()), n_tokens=n_tokens,
+        row.update(domain=name, n_texts=int(select.sum()), n_tokens=n_tokens, n_massive=int(part["massive"].sum()),
                    dead_fraction=float((fired == 0).double().mean()),
                    dense_fraction=float((fired / max(n_tokens, 1) > dense_threshold).double().mean()))
         rows.append(row)

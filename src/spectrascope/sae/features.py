@@ -2,7 +2,8 @@
 
 One pass over each domain's held-out texts (:func:`~spectrascope.sae.store.is_held_out`:
 text the SAE was not trained on) at the SAE's site; the kept tokens are every real token but
-each text's first (the attention sink). For feature i, domain d with kept tokens T_d and
+each text's first (the attention sink) and massive-activation tokens
+(:mod:`spectrascope.sae.massive`; ``n_massive`` in the domain table counts them). For feature i, domain d with kept tokens T_d and
 ``active_i(t) = [f_i(t) > 0]``:
 
     sensitivity(i, d) = P(feature active | domain token) = |{t in T_d : active_i(t)}| / |T_d|
@@ -41,6 +42,7 @@ import torch
 
 from ..progress import progress_bar
 from .base import SaeError, SparseAutoencoder
+from .massive import massive_mask
 from .sites import SiteBinding, bind_site
 from .store import site_activations
 
@@ -55,7 +57,8 @@ class FeatureReport:
     """The tables of :func:`sae_features`.
 
     Attributes:
-        domains: one row per (feature, domain): feature, domain, n_tokens, n_active,
+        domains: one row per (feature, domain): feature, domain, n_tokens, n_massive (tokens
+            left out as massive), n_active,
             sensitivity, specificity, mean_activation (mean of positive activations).
         ranking: one row per feature with at least ``min_active`` activations, ranked:
             rank, feature, top_domain, specificity (+_lo, _hi), sensitivity (+_lo, _hi),
@@ -209,16 +212,20 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
     text_counts: list[np.ndarray] = []
     text_tokens: list[int] = []
     text_domain: list[int] = []
+    n_massive = np.zeros(len(domains), dtype=int)
     with progress_bar("SAE features", total=len(domains), enabled=show_progress) as advance:
         for d, corpus_d in enumerate(domains):
             for batch in binding.held_out_batches(corpus_d.texts, tokens, seq_len):
-                x = site_activations(binding.hf, batch, binding.site, binding.device).to(sae.device)
+                x = site_activations(binding.hf, batch, binding.site, binding.device)
+                ordinary = ~massive_mask(x, binding.massive_factor)
+                n_massive[d] += int((~ordinary).sum())
                 with torch.no_grad():
-                    codes = sae.encode(x).cpu()
+                    codes = sae.encode(x[ordinary].to(sae.device)).cpu()
                 rows, positions = torch.nonzero(batch.keep, as_tuple=True)
+                rows, positions = rows[ordinary], positions[ordinary]
                 texts = batch.texts.long()[rows]
-                top.update(codes, texts, positions, d, _windows(batch.input_ids, batch.attention_mask, batch.keep,
-                                                                CONTEXT_BEFORE, CONTEXT_AFTER))
+                windows = _windows(batch.input_ids, batch.attention_mask, batch.keep, CONTEXT_BEFORE, CONTEXT_AFTER)
+                top.update(codes, texts, positions, d, windows[ordinary])
                 nz_tok, nz_feat = torch.nonzero(codes > 0, as_tuple=True)
                 values = codes[nz_tok, nz_feat]
                 bins = torch.bucketize(values, edges)
@@ -242,6 +249,7 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
     n_active_d = np.zeros((len(domains), sae.d_sae))
     np.add.at(n_active_d, dom, counts)
     domain_rows = _domain_table(names, sens, spec, n_active_d, activation_sum, dom, n_tok)
+    domain_rows.insert(3, "n_massive", n_massive[domain_rows["domain"].map({n: i for i, n in enumerate(names)})])
     ranking = _ranking(names, sens, spec, counts, n_tok, dom, top, min_active, n_boot, n_perm, seed)
     ranked_features = ranking["feature"].head(top_logit_features).tolist()
     card_features = ranked_features or list(range(min(top_logit_features, sae.d_sae)))

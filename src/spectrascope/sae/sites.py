@@ -4,7 +4,8 @@
 its width equals the SAE's ``d_in`` and returns a :class:`SiteBinding`. Edits use the
 tracer's hooks (:func:`spectrascope.trace.hooks`): :meth:`SiteBinding.edit` returns a site
 function that replaces the kept tokens' vectors by ``fn(vectors)`` ((n, d_in) -> (n, d_in))
-and leaves the first position (the attention sink the SAE never saw) and padding alone.
+and leaves the first position (the attention sink the SAE never saw), padding and
+massive-activation tokens (:mod:`spectrascope.sae.massive`) alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from ..trace.sites import SiteKind, parse_site
 from .base import SaeError, SparseAutoencoder
+from .massive import MASSIVE_FACTOR, massive_mask
 from .store import TextBatch, is_held_out, resolve_site, site_width, text_batches
 
 RESIDUAL_KINDS = (SiteKind.RESID_PRE, SiteKind.RESID_MID, SiteKind.RESID_POST, SiteKind.ATTN_OUT, SiteKind.MLP_OUT)
@@ -32,6 +34,7 @@ class SiteBinding:
         loaded: the model (``.hf``, ``.tokenizer``).
         site: full site name; layer, kind: its parts.
         sae: the SAE (on the model's device).
+        massive_factor: massive-token factor (None: no token is treated as massive).
     """
 
     loaded: Any
@@ -39,6 +42,7 @@ class SiteBinding:
     layer: int
     kind: SiteKind
     sae: SparseAutoencoder
+    massive_factor: float | None = MASSIVE_FACTOR
 
     @property
     def hf(self) -> torch.nn.Module:
@@ -62,8 +66,12 @@ class SiteBinding:
         def site_fn(activation: torch.Tensor, _name: str) -> torch.Tensor:
             flat = activation.flatten(start_dim=2) if activation.dim() == 4 else activation
             mask = keep[0].to(flat.device)
+            rows = flat[mask]
+            ordinary = ~massive_mask(rows, self.massive_factor)
+            new_rows = rows.clone()
+            new_rows[ordinary] = fn(rows[ordinary].float()).to(flat.dtype)
             edited = flat.clone()
-            edited[mask] = fn(flat[mask].float()).to(flat.dtype)
+            edited[mask] = new_rows
             return edited.view_as(activation)
 
         return site_fn
@@ -85,7 +93,8 @@ def as_loaded(model: Any) -> Any:
     return load_model(model)
 
 
-def bind_site(model: Any, sae: SparseAutoencoder, site: str | None = None) -> SiteBinding:
+def bind_site(model: Any, sae: SparseAutoencoder, site: str | None = None,
+              massive_factor: float | None = MASSIVE_FACTOR) -> SiteBinding:
     """Bind ``sae`` to ``site`` of ``model`` (a name, path or loaded model).
 
     Raises:
@@ -102,4 +111,4 @@ def bind_site(model: Any, sae: SparseAutoencoder, site: str | None = None) -> Si
         raise SaeError(f"the SAE reads vectors of width d_in = {sae.d_in} but {name} of this model has width {width}")
     layer, kind = parse_site(name)
     sae = sae.to(next(loaded.hf.parameters()).device).eval()
-    return SiteBinding(loaded, name, layer, kind, sae)
+    return SiteBinding(loaded, name, layer, kind, sae, massive_factor)

@@ -2,6 +2,8 @@
 
 :func:`train_sae` runs Adam on mini-batches of activations for a token budget:
 
+0. massive-activation rows (norm above 10x the batch median, :mod:`spectrascope.sae.massive`)
+   are dropped from every batch, as the first position is left out of the store;
 1. inputs are scaled by one number s so that their mean squared norm is 1 (estimated on the
    first batches; the JumpReLU and L1 coefficients then mean the same on every model), and
    the scale is folded into the weights at the end, so the SAE works on raw activations
@@ -37,6 +39,7 @@ import pandas as pd
 import torch
 
 from .base import SaeError, SparseAutoencoder, TrainingOutput
+from .massive import MASSIVE_FACTOR, massive_mask
 from .registry import build_sae, check_settings
 
 LOG_COLUMNS = ["step", "tokens", "seconds", "tokens_per_s", "loss", "mse", "explained_variance", "l0",
@@ -140,12 +143,14 @@ def _cycle(source: ActivationSource, batch_size: int, generator: torch.Generator
                            "lower --batch-size or collect more tokens")
 
 
-def input_scale(source: ActivationSource, batch_size: int, seed: int, max_rows: int = 16384) -> tuple[float, torch.Tensor]:
-    """(s, mean of s*x): s = 1 / sqrt(mean ||x||^2) over up to ``max_rows`` shuffled rows."""
+def input_scale(source: ActivationSource, batch_size: int, seed: int, max_rows: int = 16384,
+                massive_factor: float | None = MASSIVE_FACTOR) -> tuple[float, torch.Tensor]:
+    """(s, mean of s*x): s = 1 / sqrt(mean ||x||^2) over up to ``max_rows`` shuffled rows
+    (massive rows left out)."""
     generator = torch.Generator().manual_seed(seed + 7919)
     rows, seen = [], 0
     for batch in source.batches(min(batch_size, max_rows), generator):
-        rows.append(batch.double())
+        rows.append(batch[~massive_mask(batch, massive_factor)].double())
         seen += batch.shape[0]
         if seen >= max_rows:
             break
@@ -234,7 +239,8 @@ def _progress(total: int, enabled: bool):
 
 def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_size: int = 1024,
         lr: float | None = None, seed: int = 0, dead_after_tokens: int | None = None, resample: bool | None = None,
-        log_every: int = 50, show_progress: bool = False) -> SparseAutoencoder:
+        log_every: int = 50, show_progress: bool = False,
+        massive_factor: float | None = MASSIVE_FACTOR) -> SparseAutoencoder:
     """Train ``sae`` in place on ``source`` for ``tokens`` tokens (see the module docstring).
 
     Args:
@@ -246,6 +252,7 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
         dead_after_tokens: tokens without firing after which a feature counts as dead
             (None: a twentieth of the training tokens, at least 10 batches).
         resample: resample dead features (None: yes for relu and jumprelu, which have no AuxK).
+        massive_factor: rows with a norm above this many batch medians are dropped (None: keep all).
     Returns:
         ``sae`` in eval mode, the input scale folded in, with ``training_log`` (a DataFrame,
         :data:`LOG_COLUMNS`) and ``metadata["training"]`` (settings and final numbers).
@@ -263,7 +270,7 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
     dead_after_tokens = max(10 * batch_size, tokens // 20) if dead_after_tokens is None else int(dead_after_tokens)
     resample = sae.architecture in ("relu", "jumprelu") if resample is None else bool(resample)
     device = sae.device
-    scale, mean = input_scale(source, batch_size, seed)
+    scale, mean = input_scale(source, batch_size, seed, massive_factor=massive_factor)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         sae.b_dec.copy_(mean.to(device))
@@ -272,13 +279,16 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
     resample_steps = {int(f * steps) for f in RESAMPLE_AT} if resample else set()
     batches = _cycle(source, batch_size, generator)
     log: list[dict] = []
-    resampled = 0
+    resampled = skipped = 0
     bar = _progress(steps * batch_size, show_progress)
     start = time.perf_counter()
     sae.train()
     try:
         for step in range(steps):
-            x = next(batches).to(device, non_blocking=True) * scale
+            x = next(batches).to(device, non_blocking=True)
+            massive = massive_mask(x, massive_factor)
+            skipped += int(massive.sum())
+            x = x[~massive] * scale
             for group in optimizer.param_groups:
                 group["lr"] = lr * _learning_rate_factor(step, steps)
             output = sae.training_output(x, tracker.dead)
@@ -314,6 +324,7 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
         "tokens": steps * batch_size, "steps": steps, "batch_size": batch_size, "learning_rate": lr, "seed": seed,
         "seconds": round(seconds, 3), "tokens_per_s": steps * batch_size / max(seconds, 1e-9),
         "input_scale": scale, "dead_after_tokens": dead_after_tokens, "resampled_features": resampled,
+        "massive_factor": massive_factor, "massive_rows_skipped": skipped,
         "device": str(device), "final_l0": final["l0"], "final_explained_variance": final["explained_variance"],
         "final_dead_fraction": final["dead_fraction"], **sae.hyperparameters(),
     }
@@ -342,7 +353,8 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
               skip_first: bool = True, batch_size: int = 1024, lr: float | None = None, seed: int = 0,
               device: str = "cpu", expansion: int = 8, dead_after_tokens: int | None = None,
               resample: bool | None = None, out: str | Path | None = None, log_every: int = 50,
-              show_progress: bool = False, **settings: Any) -> SparseAutoencoder:
+              massive_factor: float | None = MASSIVE_FACTOR, show_progress: bool = False,
+              **settings: Any) -> SparseAutoencoder:
     """Train a sparse autoencoder (the ``spectrascope sae train`` verb).
 
     Args:
@@ -364,7 +376,7 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
             resumed.
         store_dtype: float16 or bfloat16 on disk; seq_len: tokens per text;
             skip_first: leave each text's first position (the attention sink) out.
-        batch_size, lr, seed, dead_after_tokens, resample, log_every: see :func:`fit`.
+        batch_size, lr, seed, dead_after_tokens, resample, log_every, massive_factor: see :func:`fit`.
         device: cpu, cuda or auto.
         out: when given, the SAE is saved there in SAELens's format
             (:func:`~spectrascope.sae.saelens_io.save_sae`) with ``training_log.parquet``.
@@ -380,7 +392,7 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
             raise SaeError("site and corpus apply to a model; these activations are already collected")
         source = as_source(activations_or_model)
         sae = _train(source, arch, d_sae, k, expansion, seed, dev, tokens, batch_size, lr, dead_after_tokens,
-                     resample, log_every, show_progress, settings)
+                     resample, log_every, massive_factor, show_progress, settings)
     else:
         from .store import DEFAULT_CORPORA, build_store
 
@@ -398,7 +410,7 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
                                 dtype=store_dtype, seq_len=seq_len, skip_first=skip_first, device=device,
                                 show_progress=show_progress)
             sae = _train(store, arch, d_sae, k, expansion, seed, dev, tokens, batch_size, lr, dead_after_tokens,
-                         resample, log_every, show_progress, settings)
+                         resample, log_every, massive_factor, show_progress, settings)
             sae.metadata.update(store.sae_metadata())
         finally:
             if temporary is not None:
@@ -420,9 +432,10 @@ def _is_store(obj: Any) -> bool:
 
 def _train(source: Any, arch: str, d_sae: int | None, k: float | None, expansion: int, seed: int, device: torch.device,
            tokens: int, batch_size: int, lr: float | None, dead_after_tokens: int | None, resample: bool | None,
-           log_every: int, show_progress: bool, settings: dict) -> SparseAutoencoder:
+           log_every: int, massive_factor: float | None, show_progress: bool, settings: dict) -> SparseAutoencoder:
     source = as_source(source)
     if d_sae is None:
         d_sae = int(expansion) * source.d
     sae = build_sae(arch, source.d, d_sae, k=k, seed=seed, **settings).to(device)
-    return fit(sae, source, tokens, batch_size, lr, seed, dead_after_tokens, resample, log_every, show_progress)
+    return fit(sae, source, tokens, batch_size, lr, seed, dead_after_tokens, resample, log_every, show_progress,
+               massive_factor)
