@@ -38,7 +38,10 @@ def load_rows(args) -> np.ndarray:
         from spectrascope.sae.store import ActivationStore
 
         store = ActivationStore.open(args.store)
+        from spectrascope.sae.massive import massive_mask
+
         rows = torch.cat([store.chunk(i)["activations"] for i in range(len(store.meta["chunks"]))]).float()
+        rows = rows[~massive_mask(rows)]  # both tools see the same rows: massive-activation tokens out
         return rows[: args.rows].numpy()
     from spectrascope.sae.synthetic import planted_dictionary
 

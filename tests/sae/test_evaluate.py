@@ -73,3 +73,15 @@ def test_width_mismatch_and_missing_site(tiny):
         evaluate_sae(exact_sae(16), tiny, corpus="calendar")
     with pytest.raises(SaeError, match="not both"):
         evaluate_sae(exact_sae(16))
+
+
+def test_edits_leave_first_position_padding_and_massive_tokens_alone(tiny):
+    from spectrascope.sae.sites import bind_site
+
+    binding = bind_site(tiny, exact_sae(32), SITE)
+    activation = torch.ones(1, 6, 32)
+    activation[0, 3] *= 1000.0  # a massive-activation token
+    keep = torch.tensor([[False, True, True, True, True, False]])  # sink and padding excluded
+    edited = binding.edit(torch.zeros_like, [keep])(activation, SITE)
+    assert torch.equal(edited[0, [0, 3, 5]], activation[0, [0, 3, 5]])
+    assert torch.equal(edited[0, [1, 2, 4]], torch.zeros(3, 32))
