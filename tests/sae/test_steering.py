@@ -27,3 +27,11 @@ def test_steering_checks_its_inputs(tiny):
     sae = build_sae("topk", 32, 16, k=2)
     with pytest.raises(SaeError, match="feature must be an index"):
         steer_feature(tiny, sae, 16, site="blocks.0.hook_resid_post", corpus="calendar")
+
+
+def test_default_scales_follow_the_site_norm(tiny):
+    sae = build_sae("topk", 32, 16, k=2, seed=0)
+    df = steer_feature(tiny, sae, 1, corpus="calendar", max_new_tokens=2, tokens=50, site="blocks.0.hook_resid_post")
+    scales = sorted(df["scale"].unique())
+    assert len(scales) == 4 and scales[0] == 0.0
+    assert scales[2] == pytest.approx(2 * scales[1]) and scales[3] == pytest.approx(4 * scales[1])

@@ -3,7 +3,8 @@
 The decoder row is a unit vector (training keeps it so; a loaded SAE's row is normalized
 here), so ``scale`` is the norm of what is added, in the site's units; a scale near the
 feature's largest activations (``max_activation`` of the feature ranking) is what the model
-itself writes when the feature fires strongly. The hook is
+itself writes when the feature fires strongly. Without scales, 0, 0.25, 0.5 and 1 times the
+median token norm at the site (measured on the first held-out batch) are used. The hook is
 :func:`spectrascope.mech.steering.steer` (every position, every forward inside the block).
 
 :func:`steer_feature` reports, per scale, each domain's next-token loss on held-out text and
@@ -25,7 +26,11 @@ from .sites import bind_site
 STEER_COLUMNS = ["feature", "scale", "domain", "loss", "loss_change", "prompt", "generated"]
 
 
-def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequence[float] = (0.0, 4.0, 8.0, 16.0),
+RELATIVE_SCALES = (0.0, 0.25, 0.5, 1.0)
+"""Default scales, in units of the site's median token norm."""
+
+
+def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequence[float] | None = None,
                   corpus: str | None = None, prompt: str = "The", max_new_tokens: int = 12, tokens: int = 512,
                   seq_len: int = 128, site: str | None = None) -> pd.DataFrame:
     """Domain losses and a generated continuation with feature ``feature`` added at each scale.
@@ -47,6 +52,15 @@ def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequ
     domains = corpus_texts(corpus or DEFAULT_CORPORA)
     hf, tokenizer, device = binding.hf, binding.loaded.tokenizer, binding.device
     batches = {c.name: list(binding.held_out_batches(c.texts, tokens, seq_len, skip_first=False)) for c in domains}
+    if scales is None:
+        from .store import site_activations
+
+        first = next(iter(b for items in batches.values() for b in items), None)
+        if first is None:
+            raise SaeError("the held-out texts gave no tokens to steer on")
+        first.keep[:, 0] = False
+        norm = float(site_activations(hf, first, binding.site, device).norm(dim=1).median())
+        scales = [r * norm for r in RELATIVE_SCALES]
     rows = []
     baseline: dict[str, float] = {}
     for scale in [0.0] + [float(s) for s in scales if float(s) != 0.0]:
