@@ -91,3 +91,10 @@ def test_registry_and_bad_settings():
         build_sae("topk", 8, 16, k=2.5)
     with pytest.raises(SaeError, match="between 1 and d_sae"):
         build_sae("jumprelu", 8, 16, k=-3)
+
+
+def test_flat_api_exports():
+    import spectrascope
+
+    for name in ("train_sae", "load_sae", "save_sae", "evaluate_sae", "sae_features", "steer_feature"):
+        assert callable(getattr(spectrascope, name))
