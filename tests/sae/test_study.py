@@ -5,23 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from spectrascope.report.html import render
-from spectrascope.sae.study import SaeBudget, features_sections, sae_stage
+from spectrascope.sae.study import PRODUCES, SaeBudget, features_sections, run
 from spectrascope.study.budget import StudyBudget
 from spectrascope.study.context import StudyContext
+from spectrascope.tables import write_table
 
 
-def test_stage_writes_tables_and_sections(tiny, tmp_path):
+def test_stage_returns_its_tables_and_the_report_reads_them(tiny, tmp_path):
     budget = StudyBudget(corpora="calendar,arithmetic", seq_len=64, extra={"sae": {
         "layer": 0, "expansion": 2, "k": 4, "store_tokens": 2000, "train_tokens": 4096, "batch_size": 256,
         "eval_tokens": 64, "feature_tokens": 128, "loss_tokens": 48, "top_features": 2}})
     ctx = StudyContext("tiny", tmp_path, budget)
     ctx._loaded = tiny
     tiny.arch = type("Arch", (), {"n_layers": 2, "d_model": 32})()
-    sae_stage(ctx)
+    tables = run(ctx)
+    assert set(tables) == set(PRODUCES) and all(len(t) for t in tables.values())
     folder = tmp_path / "sae"
-    for stem in ("sae_quality", "feature_ranking", "feature_examples", "sae_spectra", "sae_overlap", "sae_ablation"):
-        assert (folder / f"{stem}.parquet").exists(), stem
-    assert (folder / "sae" / "cfg.json").exists()
+    for name, table in tables.items():  # as the study runner writes them
+        write_table(table, folder, name)
+    assert (folder / "sae" / "cfg.json").exists() and (folder / "activations" / "meta.json").exists()
     sections = features_sections(tmp_path, cards=2)
     assert sections[0].id == "features" and len(sections) == 3
     assert any("explains" in p for p in sections[0].paragraphs)

@@ -1,9 +1,9 @@
 """The SAE part of ``spectrascope study``: a stage function and the "Features" report sections.
 
-:func:`sae_stage` (``stage(ctx)`` like the study's other stages) trains one SAE on the middle
-layer's ``hook_resid_post`` over the study's corpora, then writes into ``OUT/sae/``:
+:func:`run` (the stage protocol: ``run(ctx) -> {table name: DataFrame}``; the study runner
+writes each as ``OUT/sae/<table>.parquet`` + .csv) trains one SAE on the middle layer's
+``hook_resid_post`` over the study's corpora and returns the tables of :data:`PRODUCES`:
 
-    sae/                        the SAE (SAELens folder) + training_log
     sae_quality                 :func:`~spectrascope.sae.evaluate.evaluate_sae` per domain
     feature_domains, feature_ranking, feature_examples, feature_histograms, feature_logits
                                 :func:`~spectrascope.sae.features.sae_features`
@@ -11,9 +11,15 @@ layer's ``hook_resid_post`` over the study's corpora, then writes into ``OUT/sae
     sae_overlap                 tail / bulk shares of each domain's top features vs controls
     sae_ablation                top features vs random features vs the bridge's top components
 
-Budgets come from ``ctx.budget.extra["sae"]`` (a dict of :class:`SaeBudget` fields) or the
-defaults; the lead's ``--budget small`` skips the stage. :func:`features_sections` builds the
-report sections from those tables (whatever exists).
+It also leaves two artifacts in ``OUT/sae/``: the SAE (``sae/``, a SAELens folder with its
+training log) and the activation store (``activations/``, resumable). It reads
+``bridge/ablation_domains`` when that table exists (the components it compares with), so it
+runs after the bridge stage but does not require it.
+
+Budgets come from ``ctx.budget.extra["sae"]`` or ``ctx.budget.sae`` (a dict of
+:class:`SaeBudget` fields) when the study budget has either, else the defaults; the lead's
+``--budget small`` skips the stage. :func:`features_sections` builds the report sections from
+the tables (whatever exists).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import numpy as np
 import pandas as pd
 
 STAGE = "sae"
+PRODUCES = ("sae_quality", "feature_domains", "feature_ranking", "feature_examples", "feature_histograms",
+            "feature_logits", "sae_spectra", "sae_overlap", "sae_ablation")
+"""The tables :func:`run` returns."""
 
 
 @dataclass(frozen=True)
@@ -56,22 +65,26 @@ class SaeBudget:
 
     @classmethod
     def from_study(cls, budget: Any) -> SaeBudget:
-        extra = dict(getattr(budget, "extra", {}) or {}).get("sae", {})
+        """From a study budget's ``extra["sae"]`` or ``sae`` dict (defaults for what is missing)."""
+        settings = dict(getattr(budget, "extra", None) or {}).get("sae") or getattr(budget, "sae", None) or {}
+        if isinstance(settings, SaeBudget):
+            return settings
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in extra.items() if k in known})
+        return cls(**{k: v for k, v in dict(settings).items() if k in known})
 
 
-def sae_stage(ctx: Any) -> None:
-    """Train, evaluate and measure one SAE; write the tables listed in the module docstring."""
+def run(ctx: Any) -> dict[str, pd.DataFrame]:
+    """Train, evaluate and measure one SAE; return the tables of :data:`PRODUCES`."""
     from ..corpora import corpus_texts
-    from ..tables import write_table
     from .bridge import dictionary_spectra, feature_ablation, feature_tail_overlap
     from .evaluate import evaluate_sae
-    from .features import sae_features, write_feature_tables
+    from .features import sae_features
     from .sites import bind_site
     from .train import train_sae
 
-    b, loaded, out = SaeBudget.from_study(ctx.budget), ctx.loaded(), ctx.stage_dir(STAGE)
+    b, loaded = SaeBudget.from_study(ctx.budget), ctx.loaded()
+    out = Path(ctx.out) / STAGE
+    out.mkdir(parents=True, exist_ok=True)
     corpora = ctx.budget.corpora
     layer = b.layer if b.layer is not None else int(loaded.arch.n_layers) // 2
     site = f"blocks.{layer}.hook_resid_post"
@@ -80,21 +93,29 @@ def sae_stage(ctx: Any) -> None:
                     tokens=b.train_tokens, store_tokens=b.store_tokens, store_dir=out / "activations",
                     batch_size=b.batch_size, seed=ctx.seed, out=out / "sae", show_progress=ctx.show_progress)
     seq_len = ctx.budget.seq_len
-    write_table(evaluate_sae(sae, loaded, site, corpora, b.eval_tokens, seq_len, seed=ctx.seed), out, "sae_quality")
+    tables = {"sae_quality": evaluate_sae(sae, loaded, site, corpora, b.eval_tokens, seq_len, seed=ctx.seed)}
     report = sae_features(sae, loaded, site, corpora, b.feature_tokens, seq_len, seed=ctx.seed)
-    write_feature_tables(report, out)
-    spectra, _ = dictionary_spectra(sae, seed=ctx.seed)
-    write_table(spectra, out, "sae_spectra")
+    tables.update(report.tables())
+    tables["sae_spectra"] = dictionary_spectra(sae, seed=ctx.seed)[0]
     binding = bind_site(loaded, sae, site)
     names = [c.name for c in corpus_texts(corpora)]
     items = [i.strip() for i in corpora.split(",") if i.strip()]
     top = _top_features(report.ranking, names, b.top_features)
     live = report.ranking["feature"].tolist()
-    write_table(feature_tail_overlap(binding, top, live, seed=ctx.seed), out, "sae_overlap")
+    tables["sae_overlap"] = feature_tail_overlap(binding, top, live, seed=ctx.seed)
     components = _bridge_components(ctx.out, names)
     by_item = {item: top.get(name, []) for item, name in zip(items, names, strict=True)}
     comps = {item: components.get(name, []) for item, name in zip(items, names, strict=True)}
-    write_table(feature_ablation(binding, by_item, live, b.loss_tokens, seq_len, comps, seed=ctx.seed), out, "sae_ablation")
+    tables["sae_ablation"] = feature_ablation(binding, by_item, live, b.loss_tokens, seq_len, comps, seed=ctx.seed)
+    return tables
+
+
+def sae_stage(ctx: Any) -> None:
+    """:func:`run`, writing its tables into ``OUT/sae/`` (for a runner that does not write them)."""
+    from ..tables import write_table
+
+    for name, table in run(ctx).items():
+        write_table(table, Path(ctx.out) / STAGE, name)
 
 
 def _top_features(ranking: pd.DataFrame, domains: list[str], n: int) -> dict[str, list[int]]:
@@ -113,6 +134,8 @@ def _bridge_components(out: Path, domains: list[str], n: int = 3) -> dict[str, l
     if not path.exists():
         return {}
     table = pd.read_parquet(path)
+    if not {"kind", "domain", "component", "damage"} <= set(table.columns):
+        return {}
     table = table[table["kind"].isin(["head", "spectral"])]
     return {d: table[table["domain"] == d].sort_values("damage", ascending=False)["component"].head(n).tolist()
             for d in domains}
