@@ -236,7 +236,7 @@ def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequenc
             to ablate on the same metric (mean ablation over ``reference``; None: none).
         reference: the mean-ablation reference batch (None: the domain's own batch).
     """
-    from ..mech.ablation import ablation_sweep
+    from .. import ablation_sweep  # the flat API: the function's module differs between releases
     from ..mech.metrics import corpus_loss
 
     rng = np.random.default_rng(seed)
