@@ -53,6 +53,13 @@ _EXPORTS = {
     # statistics
     "cka": "spectrascope.bridge.cka",
     "bh_qvalues": "spectrascope.stats.multiple_testing",
+    # sparse autoencoders
+    "train_sae": "spectrascope.sae.train",
+    "load_sae": "spectrascope.sae.saelens_io",
+    "save_sae": "spectrascope.sae.saelens_io",
+    "evaluate_sae": "spectrascope.sae.evaluate",
+    "sae_features": "spectrascope.sae.features",
+    "steer_feature": "spectrascope.sae.steering",
     # corpora
     "list_corpora": "spectrascope.corpora",
     "load_corpus": "spectrascope.corpora",

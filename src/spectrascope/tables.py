@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,19 @@ import pandas as pd
 
 
 def write_table(df: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Write ``df`` as ``out_dir/stem.parquet`` and ``out_dir/stem.csv``; return both paths."""
+    """Write ``df`` as ``out_dir/stem.parquet`` and ``out_dir/stem.csv``; return both paths.
+
+    Each file is written under a temporary name and renamed when complete, so a reader (or a
+    run interrupted half-way) never sees a half-written table under its final name.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pq, csv = out / f"{stem}.parquet", out / f"{stem}.csv"
-    df.to_parquet(pq, index=False)
-    df.to_csv(csv, index=False)
+    tmp_pq, tmp_csv = out / f".{stem}.parquet.partial", out / f".{stem}.csv.partial"
+    df.to_parquet(tmp_pq, index=False)
+    df.to_csv(tmp_csv, index=False)
+    os.replace(tmp_pq, pq)
+    os.replace(tmp_csv, csv)
     return pq, csv
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..sae.study import features_sections
 from .findings import overview
 from .html import Section, render
 from .sections import SECTIONS
@@ -16,5 +17,6 @@ def build_report(ctx) -> Path:
     tables = StudyTables(ctx.out)
     sections = [Section("overview", "Overview", overview(tables, ctx.model))]
     sections += [s for build in SECTIONS if (s := build(tables, ctx.model)) is not None]
+    sections += features_sections(ctx.out)
     save_static(sections, ctx.out / "figures")
     return render(f"spectrascope study: {ctx.model}", sections, ctx.out / "report.html")

@@ -24,11 +24,12 @@ the default, and :meth:`StudyBudget.large` (more texts and edits; tens of minute
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 
 from ..errors import SpectrascopeError
 from ..mech.ablation import AblationMode
+from ..sae.study import SaeBudget
 
 DEFAULT_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
 
@@ -77,6 +78,8 @@ class StudyBudget:
         ablation_mode: how heads and blocks are removed (mean: their mean over the
             calibration texts, the attention sink kept apart; or zero).
         lens_prompt, lens_target: the logit-lens example.
+        features: the sparse-autoencoder stage's budget (:class:`~spectrascope.sae.study.SaeBudget`);
+            None skips the stage.
     """
 
     corpora: str = DEFAULT_CORPORA
@@ -99,6 +102,7 @@ class StudyBudget:
     ablation_mode: AblationMode = AblationMode.MEAN
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
+    features: SaeBudget | None = field(default_factory=SaeBudget)
 
     def __post_init__(self) -> None:
         try:
@@ -109,16 +113,16 @@ class StudyBudget:
         if self.ablation_mode is AblationMode.RESAMPLE:
             raise SpectrascopeError("the study ablates by mean or zero (resample needs inputs of one shape)")
         object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
+        if isinstance(self.features, dict):
+            object.__setattr__(self, "features", SaeBudget(**self.features))
         object.__setattr__(self, "spectral_edits", tuple(str(x) for x in self.spectral_edits))
         unknown = [e for e in self.spectral_edits if e not in ("tail", "bulk", "drop_top")]
         if unknown:
             raise SpectrascopeError(f"unknown spectral edit(s) {', '.join(unknown)}: use tail, bulk or drop_top")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, int) and not isinstance(value, bool) and f.name != "top_k" and value < 1:
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
                 raise SpectrascopeError(f"budget {f.name} must be at least 1 (got {value})")
-        if self.top_k < 1:
-            raise SpectrascopeError(f"budget top_k must be at least 1 (got {self.top_k})")
         if self.seq_len < 8:
             raise SpectrascopeError(f"budget seq_len must be at least 8 tokens (got {self.seq_len})")
         if not self.corpora.strip():
@@ -154,7 +158,7 @@ class StudyBudget:
         """Tiny budgets for tests and smoke runs (not enough for the statistics)."""
         return cls(calibration_tokens=128, activation_tokens=256, cka_tokens=128, control_tokens=64, loss_tokens=96,
                    min_loss_texts=2, layer_sweep_tokens=96, top_k=2, head_sequences=4, sweep_sequences=2,
-                   confirm_heads=2, attribution_texts=2, n_boot=200, seq_len=32)
+                   confirm_heads=2, attribution_texts=2, n_boot=200, seq_len=32, features=None)
 
     @classmethod
     def large(cls) -> StudyBudget:
@@ -163,7 +167,8 @@ class StudyBudget:
         return replace(base, calibration_tokens=1536, activation_tokens=9216, cka_tokens=8192, control_tokens=4096,
                        loss_tokens=8192, min_loss_texts=32, layer_sweep_tokens=4096, head_sequences=64,
                        sweep_sequences=16, confirm_heads=24, attribution_texts=24,
-                       spectral_edits=("tail", "bulk", "drop_top"))
+                       spectral_edits=("tail", "bulk", "drop_top"),
+                       features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512))
 
     def with_overrides(self, **overrides) -> StudyBudget:
         """A copy with some budgets replaced (None values ignored), checked again."""

@@ -40,11 +40,11 @@ def _marker(out: Path, stage: str) -> dict | None:
         return None
 
 
-def _plan(stages: Sequence[str]) -> list[Stage]:
+def _plan(stages: Sequence[str], budget: StudyBudget) -> list[Stage]:
     unknown = [s for s in stages if s not in BY_NAME]
     if unknown:
         raise SpectrascopeError(f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
-    return [s for s in STAGES if s.name in set(stages)]
+    return [s for s in STAGES if s.name in set(stages) and s.enabled(budget)]
 
 
 def _check_inputs(plan: list[Stage], out: Path, fingerprints: dict[str, dict]) -> None:
@@ -66,17 +66,12 @@ def _check_inputs(plan: list[Stage], out: Path, fingerprints: dict[str, dict]) -
 
 
 def _write(out: Path, stage: Stage, tables: dict[str, pd.DataFrame]) -> None:
-    """The stage's tables into a fresh folder, renamed into place when all are written."""
+    """The stage's tables into its folder (each file renamed into place when complete)."""
     missing = set(stage.produces) - set(tables)
     if missing:
         raise RuntimeError(f"stage {stage.name} did not produce {sorted(missing)}")
-    staging = out / f".{stage.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
     for name, table in tables.items():
-        write_table(table, staging, name)
-    final = out / stage.name
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+        write_table(table, out / stage.name, name)
 
 
 def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, seed: int = 0,
@@ -93,9 +88,9 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
     ``OUT/study.json`` records every budget by name, each stage's seconds (for a resumed stage,
     those of the run that finished it) and which stages were resumed.
     """
-    plan = _plan(stages)
     out = Path(out)
     budget = budget or StudyBudget()
+    plan = _plan(stages, budget)
     ctx = StudyContext(str(model), out, budget, workers, seed, show_progress)
     fingerprints = {s.name: stage_fingerprint(s.name, model, seed, budget) for s in STAGES}
     if resume:
@@ -118,6 +113,7 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
             if log:
                 log(f"{stage.name}: done earlier with the same inputs, skipped")
             continue
+        shutil.rmtree(out / stage.name, ignore_errors=True)  # nothing of an earlier run stays beside the new tables
         start = time.perf_counter()
         tables = stage.run(ctx)
         _write(out, stage, tables)

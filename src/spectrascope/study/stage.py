@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .budget import StudyBudget
 from .context import StudyContext
 
 
@@ -18,10 +19,13 @@ class Stage:
         name: the stage's name (its folder under the output directory).
         requires: ``stage/table`` names it reads (checked before any work starts).
         produces: the tables it returns (written as ``<name>/<table>.parquet`` and ``.csv``).
-        run: computes the tables from the context.
+        run: computes the tables from the context (a stage may also leave artifacts, such as a
+            trained SAE, in ``ctx.out / name``).
+        enabled: whether a budget asks for the stage (the SAE stage is off in the small budget).
     """
 
     name: str
     requires: tuple[str, ...]
     produces: tuple[str, ...]
     run: Callable[[StudyContext], dict[str, pd.DataFrame]]
+    enabled: Callable[[StudyBudget], bool] = lambda budget: True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...sae import study as features
 from ..stage import Stage
 from . import activations, bridge, mechanisms, weights
 
@@ -13,6 +14,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("bridge", ("weights/weights", "weights/weights_heads", "activations/activations",
                      "mechanisms/ablation_heads"),
           ("layer_damage", "ablation_domains", "layers", "correlation", "alignment"), bridge.run),
+    Stage("features", (), features.PRODUCES, features.run, enabled=lambda budget: budget.features is not None),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}

@@ -1,0 +1,271 @@
+"""SAE features joined with the weight spectra (beyond what an SAE library does).
+
+1. :func:`dictionary_spectra`: the ESD of ``W_dec`` (d_sae, d_in) and ``W_enc`` (d_in, d_sae)
+   with the project's weight numerics (:func:`~spectrascope.spectra.esd.gram_eigenvalues`,
+   :func:`~spectrascope.spectra.metrics.spectrum_metrics`: alpha, ERG tail ...), next to the
+   same architecture and size freshly initialized (the control: does training a sparse
+   dictionary grow a heavy tail?).
+
+2. :func:`feature_tail_overlap`: where domain-selective features live in the weights. For a
+   residual-stream site, the matrices that *write* it (``o`` and ``mlp_down`` of the block
+   that produces it) and those that *read* it next (``q``, ``k``, ``v``, ``mlp_gate``,
+   ``mlp_up`` of the block that consumes it; see :func:`site_matrices`), each split into its
+   power-law tail and bulk (:func:`spectrascope.bridge.subspaces.matrix_subspaces`). For a
+   unit decoder direction u:
+
+       share(u, B) = ||B^T u'||^2,  u' = u for writers (B = left singular vectors),
+                                    u' = gamma * u / ||gamma * u|| for readers (B = right
+                                    singular vectors; gamma the reading norm's weight: the
+                                    matrix sees the normalized residual stream scaled by gamma)
+
+   averaged over the selected features and compared with two controls, random unit
+   directions of the residual stream and every live feature of the same SAE; intervals by
+   bootstrap over directions; enrichment = selected share / random share.
+
+3. :func:`feature_ablation`: remove the top domain-selective features of a domain from the
+   site (x -> x - sum_{i in S} f_i(x) W_dec[i]: only their contribution; the SAE's error term
+   stays) and measure the domain's next-token loss, against removing as many random live
+   features (``n_random`` draws) and against ablating model components (heads, spectral
+   edits: :func:`spectrascope.mech.ablation.ablation_sweep`, mean ablation), e.g. those the
+   study's bridge ranked highest for that domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..bridge.subspaces import matrix_subspaces
+from ..spectra.esd import gram_eigenvalues
+from ..spectra.metrics import spectrum_metrics
+from ..trace import hooks
+from ..trace.sites import SiteKind
+from .base import SaeError, SparseAutoencoder
+from .registry import build_sae
+from .sites import SiteBinding
+
+SPECTRA_COLUMNS = ["matrix", "weights", "N", "M", "alpha", "xmin", "D", "num_pl_spikes", "erg_num", "erg_delta",
+                   "stable_rank", "lambda_max", "entropy", "status"]
+
+
+def dictionary_spectra(sae: SparseAutoencoder, seed: int = 0) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """(table, ESDs): one row per (matrix W_dec / W_enc, weights trained / random init).
+
+    The ESDs (eigenvalues of W^T W, long side first, ascending) are returned by the same
+    keys for plotting. The random SAE has the trained one's architecture, size and
+    settings (``seed`` seeds it).
+    """
+    settings = {"k": getattr(sae, "k", None)}
+    random = build_sae(sae.architecture, sae.d_in, sae.d_sae, seed=seed + 1, **{k: v for k, v in settings.items() if v})
+    rows, esds = [], {}
+    for label, model in (("trained", sae), ("random init", random)):
+        for name in ("W_dec", "W_enc"):
+            W = getattr(model, name).detach().double().cpu().numpy()
+            evals = gram_eigenvalues(W)
+            N, M = max(W.shape), min(W.shape)
+            metrics = spectrum_metrics(evals, N, M)
+            rows.append({"matrix": name, "weights": label, "N": N, "M": M, **metrics})
+            esds[(name, label)] = evals
+    return pd.DataFrame(rows)[SPECTRA_COLUMNS], esds
+
+
+def _norm_weight(block: torch.nn.Module, names: Sequence[str]) -> torch.Tensor | None:
+    for name in names:
+        module = getattr(block, name, None)
+        if module is not None and getattr(module, "weight", None) is not None:
+            return module.weight.detach().float().cpu()
+    return None
+
+
+def site_matrices(binding: SiteBinding) -> list[dict[str, Any]]:
+    """The weight matrices that write or read the SAE's site.
+
+    Each: ``name`` (HF weight), ``block``, ``role``, ``relation`` (writes / reads), ``W``
+    (out, in) float64, ``gamma`` (reading norm's weight, or None). Llama-family only (the
+    roles of :mod:`spectrascope.models.roles`); residual-stream sites only.
+    """
+    from ..bridge.overlap_run import model_roles
+
+    if not binding.in_residual_stream:
+        raise SaeError(f"weight overlap needs a residual-stream site; {binding.site} is not one")
+    hf, L, kind = binding.hf, binding.layer, binding.kind
+    n_layers = int(hf.config.num_hidden_layers)
+    writes = {SiteKind.RESID_PRE: (L - 1, ("o", "mlp_down")), SiteKind.RESID_MID: (L, ("o",)),
+              SiteKind.ATTN_OUT: (L, ("o",)), SiteKind.RESID_POST: (L, ("o", "mlp_down")),
+              SiteKind.MLP_OUT: (L, ("mlp_down",))}[kind]
+    reads = {SiteKind.RESID_PRE: [(L, ("q", "k", "v")), (L, ("mlp_gate", "mlp_up"))],
+             SiteKind.RESID_MID: [(L, ("mlp_gate", "mlp_up"))], SiteKind.ATTN_OUT: [(L, ("mlp_gate", "mlp_up"))],
+             SiteKind.RESID_POST: [(L + 1, ("q", "k", "v")), (L + 1, ("mlp_gate", "mlp_up"))],
+             SiteKind.MLP_OUT: [(L + 1, ("q", "k", "v")), (L + 1, ("mlp_gate", "mlp_up"))]}[kind]
+    roles = model_roles(hf)
+    params = dict(hf.named_parameters())
+    layers = getattr(getattr(hf, "model", None), "layers", None)
+    out = []
+    wanted = [(writes[0], writes[1], "writes")] + [(b, r, "reads") for b, r in reads]
+    for block, role_set, relation in wanted:
+        if not 0 <= block < n_layers:
+            continue
+        gamma = None
+        if relation == "reads" and layers is not None:
+            attn = role_set[0] in ("q", "k", "v")
+            gamma = _norm_weight(layers[block], ("input_layernorm", "ln_1") if attn else ("post_attention_layernorm", "ln_2"))
+        for name, (b, role) in roles.items():
+            if b == block and role in role_set:
+                out.append({"name": name, "block": block, "role": role, "relation": relation,
+                            "W": params[name].detach().double().cpu().numpy(), "gamma": gamma})
+    if not out:
+        raise SaeError(f"no weight matrix of this model writes or reads {binding.site} (an unsupported family?)")
+    return out
+
+
+def _shares(directions: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """||B^T u||^2 of each unit row u of ``directions`` (n, d) for a basis (d, k)."""
+    if basis.shape[1] == 0:
+        return np.zeros(directions.shape[0])
+    return ((directions @ basis) ** 2).sum(axis=1)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _boot_mean(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+    if values.size == 0:
+        return np.nan, np.nan
+    means = values[rng.integers(0, values.size, (n_boot, values.size))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def feature_tail_overlap(binding: SiteBinding, features_by_domain: dict[str, Sequence[int]],
+                         live_features: Sequence[int] | None = None, n_random: int = 1000, n_boot: int = 1000,
+                         seed: int = 0) -> pd.DataFrame:
+    """Tail and bulk shares of domain-selective decoder directions, per matrix (module docstring).
+
+    Args:
+        binding: the SAE at its site (:func:`~spectrascope.sae.sites.bind_site`).
+        features_by_domain: domain -> features selective for it (e.g. the top of the ranking).
+        live_features: the "all features" control (None: every feature).
+        n_random: random unit directions of the control; n_boot: bootstrap resamples.
+
+    Returns:
+        one row per (domain, matrix, part): domain, name, block, role, relation, part (tail,
+        bulk), k (subspace dimension), n_features, share (+_lo, _hi), random_share
+        (+_lo, _hi), all_features_share, enrichment (+_lo, _hi) = share / random_share.
+    """
+    rng = np.random.default_rng(seed)
+    W_dec = binding.sae.W_dec.detach().double().cpu().numpy()
+    live = np.arange(W_dec.shape[0]) if live_features is None else np.asarray(list(live_features), dtype=int)
+    random_dirs = _unit(rng.standard_normal((n_random, W_dec.shape[1])))
+    rows = []
+    for matrix in site_matrices(binding):
+        sub = matrix_subspaces(matrix["W"])
+        reads = matrix["relation"] == "reads"
+        gamma = matrix["gamma"].double().numpy() if reads and matrix["gamma"] is not None else None
+
+        def mapped(u: np.ndarray, gamma=gamma) -> np.ndarray:
+            return _unit(u * gamma) if gamma is not None else u
+
+        for part in ("tail", "bulk"):
+            basis = (sub.reads(part) if reads else sub.writes(part)).astype(np.float64)
+            random_share = _shares(mapped(random_dirs), basis)
+            all_share = _shares(mapped(_unit(W_dec[live])), basis) if live.size else np.array([np.nan])
+            r_lo, r_hi = _boot_mean(random_share, n_boot, rng)
+            for domain, features in features_by_domain.items():
+                chosen = np.asarray(list(features), dtype=int)
+                share = _shares(mapped(_unit(W_dec[chosen])), basis) if chosen.size else np.array([])
+                lo, hi = _boot_mean(share, n_boot, rng)
+                ratios = []
+                if share.size:
+                    for _ in range(n_boot):
+                        a = share[rng.integers(0, share.size, share.size)].mean()
+                        b = random_share[rng.integers(0, random_share.size, random_share.size)].mean()
+                        ratios.append(a / b if b > 0 else np.nan)
+                mean = float(share.mean()) if share.size else np.nan
+                base = float(random_share.mean())
+                rows.append({"domain": domain, "name": matrix["name"], "block": matrix["block"], "role": matrix["role"],
+                             "relation": matrix["relation"], "part": part, "k": basis.shape[1],
+                             "n_features": int(chosen.size), "share": mean, "share_lo": lo, "share_hi": hi,
+                             "random_share": base, "random_share_lo": r_lo, "random_share_hi": r_hi,
+                             "all_features_share": float(np.nanmean(all_share)),
+                             "enrichment": mean / base if base > 0 else np.nan,
+                             "enrichment_lo": float(np.nanpercentile(ratios, 2.5)) if ratios else np.nan,
+                             "enrichment_hi": float(np.nanpercentile(ratios, 97.5)) if ratios else np.nan})
+    return pd.DataFrame(rows)
+
+
+ABLATION_COLUMNS = ["domain", "intervention", "kind", "n_removed", "baseline", "loss", "damage", "damage_lo", "damage_hi"]
+"""Columns of :func:`feature_ablation`: ``damage`` = loss with the intervention - baseline (nats);
+for the random-feature control, the mean over draws with the 2.5 / 97.5 percentiles."""
+
+
+def _keep_mask(metric: Any) -> torch.Tensor:
+    mask = metric.attention_mask.bool() if metric.attention_mask is not None else torch.ones_like(metric.input_ids, dtype=torch.bool)
+    keep = mask.clone()
+    keep[:, 0] = False
+    return keep
+
+
+def features_removed_loss(binding: SiteBinding, metric: Any, features: Sequence[int]) -> float:
+    """The metric with ``features``' contributions subtracted at the site (all positions but the first)."""
+    sae = binding.sae
+    index = torch.as_tensor(list(features), dtype=torch.long, device=sae.device)
+
+    def remove(x: torch.Tensor) -> torch.Tensor:
+        codes = sae.encode(x)[:, index]
+        return x - codes @ sae.W_dec[index]
+
+    keep = [_keep_mask(metric)]
+    with hooks(binding.hf, {binding.site: binding.edit(remove, keep)}), torch.no_grad():
+        return float(metric(binding.hf))
+
+
+def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequence[int]],
+                     live_features: Sequence[int], loss_tokens: int = 256, seq_len: int = 128,
+                     components: dict[str, Sequence[Any]] | None = None, n_random: int = 5, seed: int = 0,
+                     reference: Any = None) -> pd.DataFrame:
+    """Domain-loss damage of removing domain-selective features vs random features vs components.
+
+    Args:
+        features_by_domain: domain (a built-in name or path) -> its selective features.
+        live_features: the pool random features are drawn from.
+        components: domain -> components (:mod:`spectrascope.mech.ablation` objects or names)
+            to ablate on the same metric (mean ablation over ``reference``; None: none).
+        reference: the mean-ablation reference batch (None: the domain's own batch).
+    """
+    from ..mech.ablation_sweep import ablation_sweep
+    from ..mech.metrics import corpus_loss
+
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(list(live_features), dtype=int)
+    rows = []
+    for domain, features in features_by_domain.items():
+        features = list(features)
+        metric = corpus_loss(binding.loaded, domain, max_tokens=loss_tokens, seq_len=seq_len, seed=seed)
+        baseline = float(metric(binding.hf))
+
+        def row(intervention: str, kind: str, n: int, loss: float, lo=np.nan, hi=np.nan, domain=domain,
+                baseline=baseline) -> dict:
+            return {"domain": domain, "intervention": intervention, "kind": kind, "n_removed": n, "baseline": baseline,
+                    "loss": loss, "damage": loss - baseline, "damage_lo": lo, "damage_hi": hi}
+
+        if features:
+            rows.append(row(f"top {len(features)} {domain} features", "features", len(features),
+                            features_removed_loss(binding, metric, features)))
+            candidates = np.setdiff1d(pool, features)
+            if candidates.size >= len(features) and n_random:
+                draws = [features_removed_loss(binding, metric, rng.choice(candidates, len(features), replace=False))
+                         for _ in range(n_random)]
+                damage = np.asarray(draws) - baseline
+                rows.append(row(f"{len(features)} random features", "random features", len(features),
+                                float(np.mean(draws)), float(np.percentile(damage, 2.5)),
+                                float(np.percentile(damage, 97.5))))
+        chosen = list((components or {}).get(domain, []))
+        if chosen:
+            sweep = ablation_sweep(binding.loaded, chosen, metric, mode="mean", reference=reference or metric)
+            for r in sweep.itertuples():
+                rows.append(row(r.component, r.kind, 1, float(r.value)))
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)

@@ -1,0 +1,287 @@
+"""The SAE part of ``spectrascope study``: a stage function and the "Features" report sections.
+
+:func:`run` (the stage protocol: ``run(ctx) -> {table name: DataFrame}``; the study runner
+writes each as ``OUT/sae/<table>.parquet`` + .csv) trains one SAE on the middle layer's
+``hook_resid_post`` over the study's corpora and returns the tables of :data:`PRODUCES`:
+
+    sae_quality                 :func:`~spectrascope.sae.evaluate.evaluate_sae` per domain
+    feature_domains, feature_ranking, feature_examples, feature_histograms, feature_logits
+                                :func:`~spectrascope.sae.features.sae_features`
+    sae_spectra                 ESD metrics of W_dec / W_enc, trained vs random init
+    sae_overlap                 tail / bulk shares of each domain's top features vs controls
+    sae_ablation                top features vs random features vs the bridge's top components
+
+It also leaves two artifacts in ``OUT/features/``: the SAE (``sae/``, a SAELens folder with its
+training log) and the activation store (``activations/``, resumable). It reads
+``bridge/ablation_domains`` when that table exists (the components it compares with), so it
+runs after the bridge stage but does not require it.
+
+Budgets come from the study budget's ``features`` field (a :class:`SaeBudget`); the small
+study budget has none, and then the stage does not run. :func:`features_sections` builds the
+report sections from the tables (whatever exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STAGE = "features"
+PRODUCES = ("sae_quality", "feature_domains", "feature_ranking", "feature_examples", "feature_histograms",
+            "feature_logits", "sae_spectra", "sae_overlap", "sae_ablation")
+"""The tables :func:`run` returns."""
+
+
+@dataclass(frozen=True)
+class SaeBudget:
+    """How much the SAE stage reads and trains.
+
+    Attributes:
+        layer: the block whose ``hook_resid_post`` is read (None: the middle block).
+        arch, expansion, k: the SAE (d_sae = expansion x d_model).
+        store_tokens, train_tokens: activations collected, training tokens (epochs repeat).
+        eval_tokens, feature_tokens: held-out tokens per domain for quality and features.
+        top_features: domain-selective features per domain used by overlap and ablation.
+        cards: feature cards in the report.
+    """
+
+    layer: int | None = None
+    arch: str = "topk"
+    expansion: int = 4
+    k: int = 32
+    store_tokens: int = 60_000
+    train_tokens: int = 120_000
+    batch_size: int = 512
+    eval_tokens: int = 256
+    feature_tokens: int = 1024
+    loss_tokens: int = 128
+    top_features: int = 5
+    cards: int = 6
+
+    @classmethod
+    def from_study(cls, budget: Any) -> SaeBudget:
+        """The study budget's ``features`` (a SaeBudget or a dict of its fields; defaults when absent)."""
+        settings = getattr(budget, "features", None) or {}
+        if isinstance(settings, SaeBudget):
+            return settings
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(settings).items() if k in known})
+
+
+def run(ctx: Any) -> dict[str, pd.DataFrame]:
+    """Train, evaluate and measure one SAE; return the tables of :data:`PRODUCES`."""
+    from ..corpora import corpus_texts
+    from .bridge import dictionary_spectra, feature_ablation, feature_tail_overlap
+    from .evaluate import evaluate_sae
+    from .features import sae_features
+    from .sites import bind_site
+    from .train import train_sae
+
+    b, loaded = SaeBudget.from_study(ctx.budget), ctx.loaded()
+    out = Path(ctx.out) / STAGE
+    out.mkdir(parents=True, exist_ok=True)
+    corpora = ctx.budget.corpora
+    layer = b.layer if b.layer is not None else int(loaded.arch.n_layers) // 2
+    site = f"blocks.{layer}.hook_resid_post"
+    d_model = int(loaded.arch.d_model)
+    sae = train_sae(loaded, arch=b.arch, d_sae=b.expansion * d_model, k=b.k, site=site, corpus=corpora,
+                    tokens=b.train_tokens, store_tokens=b.store_tokens, store_dir=out / "activations",
+                    batch_size=b.batch_size, seed=ctx.seed, out=out / "sae", show_progress=ctx.show_progress)
+    seq_len = ctx.budget.seq_len
+    tables = {"sae_quality": evaluate_sae(sae, loaded, site, corpora, b.eval_tokens, seq_len, seed=ctx.seed)}
+    report = sae_features(sae, loaded, site, corpora, b.feature_tokens, seq_len, seed=ctx.seed)
+    tables.update(report.tables())
+    tables["sae_spectra"] = dictionary_spectra(sae, seed=ctx.seed)[0]
+    binding = bind_site(loaded, sae, site)
+    names = [c.name for c in corpus_texts(corpora)]
+    items = [i.strip() for i in corpora.split(",") if i.strip()]
+    top = _top_features(report.ranking, names, b.top_features)
+    live = report.ranking["feature"].tolist()
+    tables["sae_overlap"] = feature_tail_overlap(binding, top, live, seed=ctx.seed)
+    components = _bridge_components(ctx.out, names)
+    by_item = {item: top.get(name, []) for item, name in zip(items, names, strict=True)}
+    comps = {item: components.get(name, []) for item, name in zip(items, names, strict=True)}
+    tables["sae_ablation"] = feature_ablation(binding, by_item, live, b.loss_tokens, seq_len, comps, seed=ctx.seed)
+    return tables
+
+
+def _top_features(ranking: pd.DataFrame, domains: list[str], n: int) -> dict[str, list[int]]:
+    """Domain -> its ``n`` best-ranked selective features (any ranked ones when none is selective)."""
+    out = {}
+    for domain in domains:
+        mine = ranking[ranking["top_domain"] == domain]
+        chosen = mine[mine["selective"].astype(bool)] if mine["selective"].any() else mine
+        out[domain] = chosen["feature"].head(n).astype(int).tolist()
+    return out
+
+
+def _bridge_components(out: Path, domains: list[str], n: int = 3) -> dict[str, list[str]]:
+    """Domain -> the heads / spectral edits the study's bridge found most damaging (if it ran)."""
+    path = Path(out) / "bridge" / "ablation_domains.parquet"
+    if not path.exists():
+        return {}
+    table = pd.read_parquet(path)
+    if not {"kind", "domain", "component", "damage"} <= set(table.columns):
+        return {}
+    table = table[table["kind"].isin(["head", "spectral"])]
+    return {d: table[table["domain"] == d].sort_values("damage", ascending=False)["component"].head(n).tolist()
+            for d in domains}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame | None:
+    path = folder / f"{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def features_sections(out: str | Path, cards: int | None = None) -> list:
+    """The "Features" section and one card section per top feature, from ``OUT/sae`` tables."""
+    from ..report.html import Section
+
+    folder = Path(out) / STAGE
+    quality = _read(folder, "sae_quality")
+    if quality is None:
+        return []
+    sections = [Section("features", "Features (sparse autoencoder)", paragraphs=_overview(folder, quality),
+                        figures=_overview_figures(folder), tables=_overview_tables(folder, quality))]
+    ranking = _read(folder, "feature_ranking")
+    if ranking is None or ranking.empty:
+        return sections
+    n = cards if cards is not None else SaeBudget().cards
+    for feature in _card_features(ranking, n):
+        sections.append(_card(folder, ranking, int(feature)))
+    return sections
+
+
+def _overview(folder: Path, quality: pd.DataFrame) -> list[str]:
+    import json
+
+    lines = []
+    cfg_path = folder / "sae" / "cfg.json"
+    if cfg_path.exists():
+        cfg = json.loads(cfg_path.read_text())
+        meta = cfg.get("metadata", {})
+        train = meta.get("spectrascope", {}).get("training", {})
+        lines.append(f"A {meta.get('spectrascope', {}).get('architecture', cfg.get('architecture'))} SAE with "
+                     f"{cfg['d_sae']} features reads {meta.get('hook_name')} (width {cfg['d_in']}); trained on "
+                     f"{train.get('tokens', 0):,} tokens in {train.get('seconds', float('nan')):.0f} s, first position "
+                     "of every text left out (the attention sink).")
+    row = quality[quality["domain"] == "all"].iloc[0]
+    lines.append(f"On held-out text it explains {row['explained_variance']:.1%} of the variance "
+                 f"[{row['explained_variance_lo']:.1%}, {row['explained_variance_hi']:.1%}] with L0 {row['l0']:.1f}; "
+                 f"splicing it into the forward raises the loss by {row['ce_increase']:.3f} nats "
+                 f"[{row['ce_increase_lo']:.3f}, {row['ce_increase_hi']:.3f}], {row['loss_recovered']:.1%} of the loss "
+                 "recovered between zero ablation and the clean model (95 % bootstrap over texts).")
+    ranking = _read(folder, "feature_ranking")
+    if ranking is not None and len(ranking):
+        selective = ranking[ranking["selective"].astype(bool)]
+        lines.append(f"{len(selective)} of {len(ranking)} tested features are domain-selective (permutation test "
+                     "over texts, BH q < 0.05, specificity above chance); by domain: "
+                     + ", ".join(f"{d} {n}" for d, n in selective["top_domain"].value_counts().items()) + ".")
+    overlap = _read(folder, "sae_overlap")
+    if overlap is not None and len(overlap):
+        tail = overlap[overlap["part"] == "tail"]
+        lines.append(f"Decoder directions of the top domain features sit in the power-law tails of the matrices that "
+                     f"read or write the site with median enrichment {tail['enrichment'].median():.2f}x random "
+                     f"directions (all features of the SAE: "
+                     f"{(tail['all_features_share'] / tail['random_share']).median():.2f}x).")
+    ablation = _read(folder, "sae_ablation")
+    if ablation is not None and len(ablation):
+        means = ablation.groupby("kind")["damage"].mean()
+        lines.append("Mean domain-loss change when removed: " + ", ".join(f"{k} {v:+.3f}" for k, v in means.items())
+                     + " nats.")
+    return lines
+
+
+def _overview_figures(folder: Path) -> list:
+    import plotly.graph_objects as go
+
+    figures = []
+    spectra = _read(folder, "sae_spectra")
+    if spectra is not None:
+        fig = go.Figure()
+        for weights, g in spectra.groupby("weights"):
+            fig.add_trace(go.Bar(x=g["matrix"], y=g["alpha"], name=f"{weights}"))
+        fig.update_layout(template="plotly_white", title="Power-law alpha of the dictionary: trained vs random init",
+                          barmode="group", yaxis_title="alpha", height=360)
+        figures.append(fig)
+    return figures
+
+
+def _overview_tables(folder: Path, quality: pd.DataFrame) -> list[pd.DataFrame]:
+    tables = [quality[["domain", "n_tokens", "explained_variance", "l0", "dead_fraction", "loss_clean", "loss_sae",
+                       "loss_zero", "loss_recovered", "loss_recovered_lo", "loss_recovered_hi"]]]
+    spectra = _read(folder, "sae_spectra")
+    if spectra is not None:
+        tables.append(spectra[["matrix", "weights", "alpha", "num_pl_spikes", "erg_num", "erg_delta", "stable_rank"]])
+    overlap = _read(folder, "sae_overlap")
+    if overlap is not None and len(overlap):
+        tail = overlap[overlap["part"] == "tail"]  # the bulk rows stay in sae_overlap.parquet
+        tables.append(tail[["domain", "role", "block", "relation", "k", "share", "random_share",
+                            "all_features_share", "enrichment", "enrichment_lo", "enrichment_hi"]])
+    ablation = _read(folder, "sae_ablation")
+    if ablation is not None and len(ablation):
+        tables.append(ablation[["domain", "intervention", "kind", "damage", "damage_lo", "damage_hi"]])
+    ranking = _read(folder, "feature_ranking")
+    if ranking is not None and len(ranking):
+        tables.append(ranking.head(20)[["rank", "feature", "top_domain", "specificity", "specificity_lo",
+                                        "specificity_hi", "sensitivity", "q_value"]])
+    return tables
+
+
+def _card_features(ranking: pd.DataFrame, n: int) -> list[int]:
+    """The top-ranked feature of each domain first, then the next best, up to ``n``."""
+    firsts = ranking.drop_duplicates("top_domain")["feature"].tolist()
+    rest = [f for f in ranking["feature"].tolist() if f not in firsts]
+    return (firsts + rest)[:n]
+
+
+def _card(folder: Path, ranking: pd.DataFrame, feature: int):
+    """One feature card: histogram + domain breakdown, top contexts, promoted tokens."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from ..report.html import Section
+
+    row = ranking[ranking["feature"] == feature].iloc[0]
+    domains = _read(folder, "feature_domains")
+    hist = _read(folder, "feature_histograms")
+    examples = _read(folder, "feature_examples")
+    logits = _read(folder, "feature_logits")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("activation histogram (held-out)", "P(active | domain)"))
+    if hist is not None:
+        h = hist[(hist["feature"] == feature) & (hist["count"] > 0)]
+        centers = np.sqrt(h["bin_lo"].clip(lower=1e-4) * h["bin_hi"].replace(np.inf, h["bin_lo"].max() * 1.6))
+        fig.add_trace(go.Bar(x=centers, y=h["count"], name="count", showlegend=False), row=1, col=1)
+        fig.update_xaxes(type="log", title_text="activation", row=1, col=1)
+    if domains is not None:
+        d = domains[domains["feature"] == feature]
+        fig.add_trace(go.Bar(x=d["domain"], y=d["sensitivity"], name="sensitivity", showlegend=False), row=1, col=2)
+    fig.update_layout(template="plotly_white", height=320, title=f"feature {feature}")
+    tables = []
+    if examples is not None:
+        tables.append(examples[examples["feature"] == feature][["rank", "activation", "domain", "context"]])
+    if logits is not None:
+        mine = logits[logits["feature"] == feature]
+        if len(mine):
+            wide = pd.DataFrame({"promoted": mine[mine["direction"] == "promoted"]["token"].tolist(),
+                                 "suppressed": mine[mine["direction"] == "suppressed"]["token"].tolist()})
+            tables.append(wide)
+    paragraph = (f"Top domain {row['top_domain']}: specificity P(domain | active) {row['specificity']:.2f} "
+                 f"[{row['specificity_lo']:.2f}, {row['specificity_hi']:.2f}], sensitivity P(active | domain token) "
+                 f"{row['sensitivity']:.3f} [{row['sensitivity_lo']:.3f}, {row['sensitivity_hi']:.3f}], q = "
+                 f"{row['q_value']:.3g}; fires on {row['frequency']:.2%} of held-out tokens; max activation "
+                 f"{row['max_activation']:.2f}. Contexts mark the activating token «like this».")
+    return Section(f"feature-{feature}", f"Feature {feature} · {row['top_domain']}", paragraphs=[paragraph],
+                   figures=[fig], tables=tables)
+
+
+def budget_dict(budget: SaeBudget) -> dict:
+    """The budget as a dict (for ``StudyBudget.extra["sae"]``)."""
+    return asdict(budget)
