@@ -95,9 +95,10 @@ class InputShares:
                 sums.s.append(_row_sum(Xv.double(), token_row, stat.shape[0])[used].cpu())
                 sums.q.append(_row_sum(Xv.double().square().sum(1), token_row, stat.shape[0])[used].cpu())
                 for name, P in projections.items():
-                    sums.S1.setdefault(name, []).append(_row_sum(P.double(), token_row, stat.shape[0])[used].cpu())
-                    sums.S2.setdefault(name, []).append(
-                        _row_sum(P.double().square(), token_row, stat.shape[0])[used].cpu())
+                    P64 = P.double()
+                    sums.S1.setdefault(name, []).append(_row_sum(P64, token_row, stat.shape[0])[used].cpu())
+                    sums.S2.setdefault(name, []).append(_row_sum(P64.square_(), token_row, stat.shape[0])[used].cpu())
+                    del P64
 
             raw = {name: X @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
             add("raw", X, raw)

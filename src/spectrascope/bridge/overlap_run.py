@@ -45,14 +45,15 @@ def model_roles(model: ModelLike) -> dict[str, tuple[int, str]]:
 
 
 def model_subspaces(model: ModelLike, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES,
-                    fold_reader_norms: bool = False) -> dict[str, MatrixSubspaces]:
+                    fold_reader_norms: bool = False, left_roles=()) -> dict[str, MatrixSubspaces]:
     """SVD and tails of every matrix with a role in ``wanted``, in HF Linear layout (out, in):
     weights the family stores transposed (GPT-2's Conv1D) are transposed back.
 
     With ``fold_reader_norms`` the readers (q, k, v, gate, up) are analyzed in residual-stream
     coordinates, their norm's gain folded in (:mod:`~spectrascope.bridge.norm_folding`): what
     cross-layer alignment compares with the writers' output directions. The eigenmode overlap
-    uses the raw matrices, whose inputs are the normalized vectors themselves.
+    uses the raw matrices, whose inputs are the normalized vectors themselves. Output directions
+    (U) are kept only for the roles in ``left_roles`` (the writers of the alignment).
     """
     handle = as_model(model)
     spec = handle.spec if handle.has_spec else None
@@ -63,7 +64,7 @@ def model_subspaces(model: ModelLike, roles: dict[str, tuple[int, str]], wanted=
             W = params[name].detach().double().cpu().numpy()
             W = W.T if weight_role(name, spec).transposed else W
             norm = reader_norm(handle.hf, name, role) if fold_reader_norms else None
-            out[name] = matrix_subspaces(fold_norm(W, norm) if norm is not None else W)
+            out[name] = matrix_subspaces(fold_norm(W, norm) if norm is not None else W, left=role in left_roles)
     return out
 
 

@@ -27,9 +27,10 @@ class MatrixSubspaces:
 
     U and Vt are stored as float32 (computed in float64): a model's worth of singular
     vectors is the largest thing the bridge holds, and shares and overlaps need ~1e-7 only.
+    ``U`` is None when only the input directions were kept (the eigenmode overlap reads Vt only).
     """
 
-    U: np.ndarray
+    U: np.ndarray | None
     s: np.ndarray
     Vt: np.ndarray
     n_tail: int
@@ -51,6 +52,8 @@ class MatrixSubspaces:
 
     def writes(self, part: str) -> np.ndarray:
         """Orthonormal basis (out, k) of the output directions of ``part``."""
+        if self.U is None:
+            raise ValueError("these subspaces kept the input directions only (matrix_subspaces(left=False))")
         return self.U[:, self.part_slice(part)]
 
     def part_slice(self, part: str) -> slice:
@@ -64,11 +67,14 @@ class MatrixSubspaces:
         raise ValueError(f"unknown part {part!r} (tail, erg, bulk)")
 
 
-def matrix_subspaces(W: np.ndarray) -> MatrixSubspaces:
-    """SVD (float64) and the tail sizes of W (out, in). If the fit fails, the tail is empty."""
+def matrix_subspaces(W: np.ndarray, left: bool = True) -> MatrixSubspaces:
+    """SVD (float64) and the tail sizes of W (out, in). If the fit fails, the tail is empty.
+    ``left=False`` keeps only the input directions (U is None), half the memory."""
     # torch's LAPACK path: ~15x faster than numpy's here (measured 0.24 s vs 3.6 s CPU for 576 x 1536)
     U_t, s_t, Vt_t = torch.linalg.svd(torch.as_tensor(np.asarray(W, dtype=np.float64)), full_matrices=False)
-    U, s, Vt = U_t.numpy().astype(np.float32), s_t.numpy(), Vt_t.numpy().astype(np.float32)
+    U = U_t.numpy().astype(np.float32) if left else None
+    s, Vt = s_t.numpy(), Vt_t.numpy().astype(np.float32)
+    del U_t, Vt_t
     evals = s**2
     fit = fit_power_law(evals)
     n_tail = int(np.count_nonzero(evals >= fit.xmin)) if fit.ok else 0

@@ -196,9 +196,9 @@ def alignment_with_null(ctx: StudyContext, roles) -> pd.DataFrame:
     enrichment when every matrix's entries are shuffled (seeded): the randomized-weights null."""
     hf = ctx.loaded().hf
     wanted = WRITERS + READERS
-    table = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True), roles)
+    table = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True, left_roles=WRITERS), roles)
     with randomized_weights(hf, ctx.seed):
-        null = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True), roles)
+        null = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True, left_roles=WRITERS), roles)
     null = null[["writer", "reader", "enrichment", "k_writer", "k_reader"]].rename(
         columns={"enrichment": "enrichment_shuffled", "k_writer": "k_writer_shuffled", "k_reader": "k_reader_shuffled"})
     return table.merge(null, on=["writer", "reader"], how="left")
