@@ -72,7 +72,7 @@ def micro_llama() -> LlamaForCausalLM:
 def micro_terms(model: LlamaForCausalLM, clean: list[int], corrupted: list[int], metric=METRIC):
     """(u, A, A per head, embedding difference (pos, d)) of the micro model, by hand."""
     W_U = model.lm_head.weight.detach()
-    u = W_U[metric.correct_token_id] - W_U[metric.wrong_token_id]
+    u = W_U[int(metric.correct[0])] - W_U[int(metric.wrong[0])]
     attn = model.model.layers[0].self_attn
     W_V, W_O = attn.v_proj.weight.detach(), attn.o_proj.weight.detach()  # (32, 32): out x in
     A = W_O @ W_V

@@ -40,7 +40,7 @@ import torch
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.patching import (
     DEFAULT_BATCH_SIZE,
-    Metric,
+    MetricLike,
     PairInputs,
     Prompt,
     check_head,
@@ -61,7 +61,7 @@ from spectrascope.trace.tracer import model_output_tensor
 
 
 def attribution_gradients(
-    pair: PairInputs, kind: SiteKind, layers: Sequence[int], metric: Metric
+    pair: PairInputs, kind: SiteKind, layers: Sequence[int], metric: MetricLike
 ) -> tuple[float, float, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """One clean forward, one corrupted forward + backward.
 
@@ -114,7 +114,7 @@ def attribution_sweep_layers_positions(
     corrupted: Prompt,
     site_kind: str | SiteKind = "resid_pre",
     *,
-    metric: Metric,
+    metric: MetricLike,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
 ) -> pd.DataFrame:
@@ -143,7 +143,7 @@ def attribution_sweep_heads(
     clean: Prompt,
     corrupted: Prompt,
     *,
-    metric: Metric,
+    metric: MetricLike,
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     position: int | None = None,
@@ -193,7 +193,7 @@ def patching_comparison(
     clean: Prompt,
     corrupted: Prompt,
     *,
-    metric: Metric,
+    metric: MetricLike,
     sweep: Literal["heads", "layers_positions"] = "heads",
     site_kind: str | SiteKind = "resid_pre",
     layers: Sequence[int] | None = None,

@@ -24,7 +24,7 @@ Repeated random sequences (the induction setting): :func:`repeated_random_tokens
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +247,12 @@ class Metric:
         return None
 
     @property
+    def logits_to_keep(self) -> torch.Tensor | int | None:
+        """What the forward's ``logits_to_keep`` may be for this metric: positions (a tensor), the
+        last k (an int), or None (every position)."""
+        return self.logit_positions
+
+    @property
     def n_rows(self) -> int:
         """Rows of the batch (texts, sequences or prompts)."""
         return int(self.input_ids.shape[0])
@@ -264,7 +270,7 @@ class Metric:
         """Keyword arguments of the model forward for this batch (logits only where read,
         when the model's forward takes ``logits_to_keep``)."""
         kwargs: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        return {**kwargs, **keep_logits(model, self.logit_positions)}
+        return {**kwargs, **keep_logits(model, self.logits_to_keep)}
 
     @torch.no_grad()
     def __call__(self, model: ModelLike) -> float:
@@ -273,9 +279,10 @@ class Metric:
         return float(self.score(output.logits))
 
 
-def keep_logits(model: ModelLike, positions: torch.Tensor | None) -> dict[str, Any]:
+def keep_logits(model: ModelLike, positions: torch.Tensor | int | None) -> dict[str, Any]:
     """``{"logits_to_keep": positions}`` when the model's forward takes it and positions are
-    given, else ``{}`` (all positions are computed; :meth:`Metric.score` accepts both)."""
+    given (a tensor of positions, or an int k: the last k), else ``{}`` (all positions are
+    computed; :meth:`Metric.row_scores` accepts both)."""
     if positions is None:
         return {}
     forward = as_hf(model).forward
@@ -373,11 +380,15 @@ def _position_mask(selection: torch.Tensor | Sequence[int], shape: torch.Size) -
 
 
 class LogitDifference(Metric):
-    """Mean over prompts of ``logit[correct] - logit[wrong]`` at each prompt's last real token.
+    """``logit[correct] - logit[wrong]`` per prompt, at each prompt's last real token; the metric is
+    the mean over prompts.
 
     Args:
         input_ids: (batch, pos) prompts (right padding allowed with ``attention_mask``).
         correct, wrong: the correct / wrong next token, one id for all prompts or (batch,) ids.
+
+    :meth:`at` builds the batch-free form used by patching: a fixed position (default the last)
+    and one correct / wrong token for every row of whatever logits it is given.
     """
 
     higher_is_worse = False
@@ -402,22 +413,91 @@ class LogitDifference(Metric):
         self.last = valid.long().sum(dim=1) - 1  # (batch,) last real position
         self.correct = torch.as_tensor(correct, dtype=torch.long, device=input_ids.device).expand(batch).clone()
         self.wrong = torch.as_tensor(wrong, dtype=torch.long, device=input_ids.device).expand(batch).clone()
-        self._positions = torch.unique(self.last)
+        self._positions: torch.Tensor | None = torch.unique(self.last)
+        self.position: int | None = None
+
+    @classmethod
+    def at(cls, correct: int, wrong: int, position: int = -1, name: str = "logit_diff") -> LogitDifference:
+        """The batch-free logit difference: ``logits[:, position, correct] - logits[:, position, wrong]``
+        for every row (patching scores copies of one prompt with it)."""
+        metric = cls.__new__(cls)
+        metric.name = name
+        metric.input_ids = None
+        metric.attention_mask = None
+        metric.correct = torch.tensor([int(correct)])
+        metric.wrong = torch.tensor([int(wrong)])
+        metric.position = int(position)
+        metric._positions = None
+        return metric
 
     @property
-    def logit_positions(self) -> torch.Tensor:
+    def logit_positions(self) -> torch.Tensor | None:
         return self._positions
 
-    def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
+    @property
+    def logits_to_keep(self) -> torch.Tensor | int | None:
+        if self.position is None:
+            return self._positions
+        return 1 if self.position == -1 else None
+
+    def row_scores(self, logits: torch.Tensor, rows: slice | torch.Tensor = slice(None)) -> RowScores:
         """Per prompt: its logit difference, weight 1."""
+        index = torch.arange(logits.shape[0], device=logits.device)
+        vocab = logits.shape[-1]
+        for token in (self.correct, self.wrong):
+            if int(token.min()) < 0 or int(token.max()) >= vocab:
+                raise SpectrascopeError(f"logit difference: token id outside the vocabulary (0..{vocab - 1})")
+        if self.position is not None:  # batch-free: one position (the last of the kept ones when cut)
+            picked = logits[:, -1 if logits.shape[1] == 1 else self.position].double()
+            diff = picked[:, int(self.correct[0])] - picked[:, int(self.wrong[0])]
+            return RowScores(diff, torch.ones_like(diff))
         positions = self._positions.to(logits.device)
         last = self.last[rows].to(logits.device)
         # logits at the kept positions only (column = index among them), or at every position
         column = torch.searchsorted(positions, last) if logits.shape[1] == positions.numel() else last
-        index = torch.arange(logits.shape[0], device=logits.device)
         picked = logits[index, column].double()  # (r, vocab)
         diff = picked[index, self.correct[rows].to(logits.device)] - picked[index, self.wrong[rows].to(logits.device)]
         return RowScores(diff, torch.ones_like(diff))
+
+    def __repr__(self) -> str:
+        where = f"position={self.position}" if self.position is not None else f"{self.n_rows} prompts"
+        return f"logit_diff({int(self.correct[0])}, {int(self.wrong[0])}, {where})"
+
+
+class LogitsFunction(Metric):
+    """Any function of the logits as a metric: ``fn(logits (r, pos, vocab)) -> (r,)`` values per row
+    (a function that returns one number is called once per row); weight 1 per row. Higher is
+    better unless ``higher_is_worse``."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str | None = None,
+                 higher_is_worse: bool = False) -> None:
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "metric")
+        self.higher_is_worse = higher_is_worse
+        self.input_ids = None
+        self.attention_mask = None
+
+    def row_scores(self, logits: torch.Tensor, rows: slice | torch.Tensor = slice(None)) -> RowScores:
+        batch = logits.shape[0]
+        values = torch.as_tensor(self.fn(logits))
+        if not (values.dim() == 1 and values.shape[0] == batch):
+            if values.numel() != 1:
+                raise SpectrascopeError(
+                    f"the metric returned shape {tuple(values.shape)} for logits of shape {tuple(logits.shape)}; "
+                    "it must return one value per row, shape (batch,), or a single number")
+            values = values.reshape(1) if batch == 1 else torch.stack(
+                [torch.as_tensor(self.fn(logits[i : i + 1])).reshape(()) for i in range(batch)])
+        values = values.double()
+        return RowScores(values, torch.ones_like(values))
+
+
+def as_metric(metric: Metric | Callable[[torch.Tensor], torch.Tensor]) -> Metric:
+    """A :class:`Metric` from a metric or a plain function of the logits (:class:`LogitsFunction`)."""
+    if isinstance(metric, Metric):
+        return metric
+    if callable(metric):
+        return LogitsFunction(metric)
+    raise SpectrascopeError(f"a metric must be a Metric or a function of the logits (got {type(metric).__name__})")
 
 
 # ----------------------------------------------------------------------------- factories

@@ -6,10 +6,11 @@ Patching runs the corrupted prompt but overwrites one activation with its value 
 the clean run, and measures how much of the clean behaviour comes back, with a
 ``metric``: a function of the output logits.
 
-*Metric.* ``metric(logits) -> values``: ``logits`` is (batch, pos, vocab); the result is
-one value per row, shape (batch,). A metric that returns a single number is accepted too
-(then it is called once per row). :func:`logit_diff` is the usual one: the logit of the
-correct token minus the logit of the wrong one, at the last position.
+*Metric.* A :class:`~spectrascope.mech.metrics.Metric` (one value per row of the logits), or
+any function ``metric(logits) -> values`` of the (batch, pos, vocab) logits returning one
+value per row (:func:`~spectrascope.mech.metrics.as_metric` wraps it). :func:`logit_diff` is
+the usual one: the logit of the correct token minus the logit of the wrong one, at the last
+position.
 
 *Effect.* With ``m_clean``, ``m_corrupted`` the metric on the unpatched runs and
 ``m_patched`` on the patched corrupted run:
@@ -42,7 +43,6 @@ Sweep tables (columns):
 
 from __future__ import annotations
 
-import inspect
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,14 +53,15 @@ import torch
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.logit_lens import encode_prompt
+from spectrascope.mech.metrics import LogitDifference, Metric, as_metric, keep_logits
 from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.architectures import BoundModel, bind
 from spectrascope.trace.sites import SHORT_FORMS, SiteKind, parse_site, site_name
 from spectrascope.trace.tracer import model_output_tensor
 
-Metric = Callable[[torch.Tensor], torch.Tensor]
-"""``metric(logits (batch, pos, vocab)) -> (batch,)`` (or one number when batch is 1)."""
+MetricLike = Metric | Callable[[torch.Tensor], torch.Tensor]
+"""A :class:`~spectrascope.mech.metrics.Metric`, or a function of the logits (one value per row)."""
 
 Prompt = str | Sequence[int] | torch.Tensor
 """A prompt: text (tokenized by the model's tokenizer) or one sequence of token ids."""
@@ -72,39 +73,9 @@ DEFAULT_BATCH_SIZE = 32
 # ----------------------------------------------------------------------------- metrics
 
 
-class LogitDiff:
-    """``logits[:, position, correct] - logits[:, position, wrong]``, one value per row.
-
-    Attributes:
-        correct_token_id, wrong_token_id: vocabulary ids.
-        position: the position read (default -1, the last).
-    """
-
-    def __init__(self, correct_token_id: int, wrong_token_id: int, position: int = -1):
-        self.correct_token_id = int(correct_token_id)
-        self.wrong_token_id = int(wrong_token_id)
-        self.position = int(position)
-
-    @property
-    def last_position_only(self) -> bool:
-        """True when the metric reads only the last position's logits (lets the runner skip the others)."""
-        return self.position == -1
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        vocab = logits.shape[-1]
-        for token in (self.correct_token_id, self.wrong_token_id):
-            if not 0 <= token < vocab:
-                raise SpectrascopeError(f"logit_diff: token id {token} outside the vocabulary (0..{vocab - 1})")
-        at = logits[:, self.position]
-        return at[:, self.correct_token_id] - at[:, self.wrong_token_id]
-
-    def __repr__(self) -> str:
-        return f"logit_diff({self.correct_token_id}, {self.wrong_token_id}, position={self.position})"
-
-
-def logit_diff(correct_token_id: int, wrong_token_id: int, position: int = -1) -> LogitDiff:
+def logit_diff(correct_token_id: int, wrong_token_id: int, position: int = -1) -> LogitDifference:
     """The logit difference metric: correct minus wrong token logit at ``position`` (default the last)."""
-    return LogitDiff(correct_token_id, wrong_token_id, position)
+    return LogitDifference.at(correct_token_id, wrong_token_id, position)
 
 
 def normalized_effect(patched: float, clean: float, corrupted: float) -> float:
@@ -251,44 +222,24 @@ def _tokens(model: ModelLike, ids: torch.Tensor) -> list[str]:
 # ----------------------------------------------------------------------------- running
 
 
-def metric_per_row(metric: Metric, logits: torch.Tensor) -> torch.Tensor:
-    """The metric as a (batch,) tensor: called on the whole batch, or once per row for a scalar metric."""
-    batch = logits.shape[0]
-    values = torch.as_tensor(metric(logits))
-    if values.dim() == 1 and values.shape[0] == batch:
-        return values
-    if values.numel() == 1:
-        if batch == 1:
-            return values.reshape(1)
-        return torch.stack([torch.as_tensor(metric(logits[i : i + 1])).reshape(()) for i in range(batch)])
-    raise SpectrascopeError(
-        f"the metric returned shape {tuple(values.shape)} for logits of shape {tuple(logits.shape)}; "
-        "it must return one value per row, shape (batch,), or a single number"
-    )
+def metric_per_row(metric: MetricLike, logits: torch.Tensor) -> torch.Tensor:
+    """The metric's value per row of ``logits``, shape (batch,)."""
+    return as_metric(metric).row_scores(logits).values
 
 
-def logits_kwargs(hf: Any, metric: Metric) -> dict[str, Any]:
-    """Forward keyword arguments for a metric: ``logits_to_keep=1`` when it reads only the last position."""
-    if getattr(metric, "last_position_only", False) and _accepts_logits_to_keep(hf):
-        return {"logits_to_keep": 1}
-    return {}
+def logits_kwargs(hf: Any, metric: MetricLike) -> dict[str, Any]:
+    """Forward keyword arguments for a metric: the logits it reads (``logits_to_keep``) when the model takes it."""
+    return keep_logits(hf, as_metric(metric).logits_to_keep)
 
 
-def forward_logits(hf: Any, input_ids: torch.Tensor, metric: Metric) -> torch.Tensor:
+def forward_logits(hf: Any, input_ids: torch.Tensor, metric: MetricLike) -> torch.Tensor:
     """The model's logits for ``input_ids`` (only the last position's when the metric reads only that)."""
     return model_output_tensor(hf(input_ids=input_ids, **logits_kwargs(hf, metric)))
 
 
-def _accepts_logits_to_keep(hf: Any) -> bool:
-    try:
-        return "logits_to_keep" in inspect.signature(hf.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 @torch.no_grad()
 def baseline_runs(
-    pair: PairInputs, metric: Metric, kind: SiteKind | None = None, layers: Sequence[int] = ()
+    pair: PairInputs, metric: MetricLike, kind: SiteKind | None = None, layers: Sequence[int] = ()
 ) -> tuple[float, float, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """The two unpatched runs: (clean metric, corrupted metric, clean and corrupted activations).
 
@@ -320,7 +271,7 @@ def check_metrics_differ(clean_metric: float, corrupted_metric: float) -> None:
 
 @torch.no_grad()
 def run_patched(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], clean_acts: dict[int, torch.Tensor],
-                metric: Metric) -> torch.Tensor:
+                metric: MetricLike) -> torch.Tensor:
     """The metric of one forward pass over ``len(specs)`` copies of the corrupted prompt, row i patched by specs[i].
 
     Returns:
@@ -362,7 +313,7 @@ def is_noop(spec: PatchSpec, clean_acts: dict[int, torch.Tensor], corrupted_acts
     return torch.equal(clean_acts[spec.layer][index], corrupted_acts[spec.layer][index])
 
 
-def sweep(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], metric: Metric,
+def sweep(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], metric: MetricLike,
           batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[list[float], float, float]:
     """(patched metric per spec, clean metric, corrupted metric), ``batch_size`` patches per forward.
 
@@ -395,7 +346,7 @@ def patch(
     position: int | None = None,
     head: int | None = None,
     *,
-    metric: Metric,
+    metric: MetricLike,
 ) -> PatchResult:
     """Run the corrupted prompt with ``site`` (at ``position``, ``head``) taken from the clean run.
 
@@ -431,7 +382,7 @@ def patch_sweep_layers_positions(
     corrupted: Prompt,
     site_kind: str | SiteKind = "resid_pre",
     *,
-    metric: Metric,
+    metric: MetricLike,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -467,7 +418,7 @@ def patch_sweep_heads(
     clean: Prompt,
     corrupted: Prompt,
     *,
-    metric: Metric,
+    metric: MetricLike,
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     position: int | None = None,
