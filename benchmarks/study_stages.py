@@ -50,7 +50,7 @@ def part_stages(args) -> None:
 
 def part_edit_cost(args) -> None:
     from spectrascope.corpora import load_corpus
-    from spectrascope.mech.ablation import AttnBlock, MlpBlock, SpectralComponent
+    from spectrascope.mech.components import AttnBlock, MlpBlock, SpectralComponent
     from spectrascope.mech.ablation_sweep import ablation_rows
     from spectrascope.mech.metrics import text_loss
     from spectrascope.models.loaded import load_model
@@ -83,7 +83,7 @@ def part_atp(args) -> None:
     from scipy.stats import spearmanr
 
     from spectrascope.corpora import load_corpus
-    from spectrascope.mech.ablation import AttnBlock, MlpBlock
+    from spectrascope.mech.components import AttnBlock, MlpBlock
     from spectrascope.mech.ablation_attribution import ablation_attribution
     from spectrascope.mech.ablation_sweep import ablation_rows
     from spectrascope.mech.metrics import text_loss

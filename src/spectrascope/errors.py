@@ -32,3 +32,15 @@ class ArchitectureError(SpectrascopeError):
     """A model family is unknown, or a family or config attribute is unsupported by what was asked
     (see :mod:`spectrascope.arch`): per-head spectra of a model without attention, a config
     attribute that changes the forward pass in a way no spec handles ..."""
+
+
+class InputError(SpectrascopeError):
+    """An input (file, folder, text, batch) is missing, unreadable or malformed."""
+
+
+class OptionError(SpectrascopeError):
+    """An option or argument has a value that makes no sense (a bad range, an unknown name)."""
+
+
+class NumericalError(SpectrascopeError):
+    """A computation cannot give a meaningful number for this input (a failed fit, a degenerate matrix)."""

@@ -11,19 +11,9 @@ import torch
 import transformers
 
 from spectrascope.errors import SpectrascopeError
-from spectrascope.mech.ablation import (
-    AblationMode,
-    AttnBlock,
-    Head,
-    MlpBlock,
-    SpectralComponent,
-    SpectralKeep,
-    ablate,
-    find_weight,
-    parse_component,
-    resolve_components,
-    spectral_edit,
-)
+from spectrascope.mech.ablation import AblationMode, ablate, find_weight, resolve_components
+from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent, SpectralKeep, parse_component
+from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.ablation_sweep import ablation_rows, ablation_sweep, rank_by_damage
 from spectrascope.mech.metrics import LogitDifference, NextTokenLoss
 from spectrascope.mech.toy_models import load_toy_induction

@@ -249,7 +249,7 @@ def test_word_match_is_whole_word(tiny) -> None:
         ({"position": 50}, "outside text"),
         ({"position": ["last"]}, "1 positions for 4 texts"),
         ({"layers": [3]}, "layer 3 does not exist"),
-        ({"site": "pattern"}, "not per-token"),
+        ({"site": "pattern"}, "not token vectors"),
         ({"site": "resid_fancy"}, "unknown site kind"),
     ],
 )

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spectrascope.mech.ablation import Head, all_heads
+from spectrascope.mech.ablation import all_heads
+from spectrascope.mech.components import Head
 from spectrascope.mech.ablation_sweep import ablation_sweep, rank_by_damage
 from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.metrics import (

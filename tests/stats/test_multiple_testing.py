@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from spectrascope.stats.multiple_testing import bh_qvalues
 

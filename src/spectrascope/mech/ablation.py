@@ -1,19 +1,9 @@
-"""Ablation of heads, attention blocks, MLP blocks and spectral components of a weight matrix.
+"""Ablation: remove components (:mod:`~spectrascope.mech.components`) for every forward pass
+inside a ``with`` block.
 
-Components (:data:`Component`; strings parse with :func:`parse_component`):
-
-- :class:`Head` ``"L.H"`` / ``"head:L.H"``: one attention head, edited at ``blocks.L.attn.hook_z``
-  (the head's slice of the output projection's input);
-- :class:`AttnBlock` ``"attn:L"``: the attention sub-block's output ``blocks.L.hook_attn_out``;
-- :class:`MlpBlock` ``"mlp:L"``: the MLP sub-block's output ``blocks.L.hook_mlp_out``;
-- :class:`SpectralComponent` ``"spectral:WEIGHT:drop_top:K"``, ``"spectral:WEIGHT:tail"``,
-  ``"spectral:WEIGHT:bulk"``: a weight matrix (parameter name, e.g.
-  ``model.layers.3.self_attn.o_proj.weight``) rebuilt from part of its SVD
-  ``W = U S V^T`` (:class:`SpectralKeep`).
-
-Activation components are replaced according to :class:`AblationMode` (zero, mean over a
-reference batch, or resample from a reference batch); spectral components are weight edits
-(the mode does not apply to them).
+Activation components (heads, attention and MLP blocks) are replaced according to
+:class:`AblationMode` (zero, mean over a reference batch, or resample from a reference batch);
+weight components (spectral edits) are weight edits (the mode does not apply to them).
 
 :func:`ablate` is a context manager: the edits hold inside the ``with`` block and the model is
 exactly as before afterwards (hooks removed, edited weights copied back bit for bit, even when
@@ -33,9 +23,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from spectrascope.errors import SpectrascopeError
+from spectrascope.errors import InputError, OptionError
+from spectrascope.mech.components import (
+    COMPONENT_KINDS,
+    ActivationComponent,
+    AttnBlock,
+    Component,
+    Head,
+    MlpBlock,
+    SpectralComponent,
+    SpectralKeep,
+    WeightComponent,
+    parse_component,
+)
 from spectrascope.mech.metrics import Metric, as_hf
-from spectrascope.models.handle import as_model
+from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import hooks, run_with_cache
 
 
@@ -60,140 +62,7 @@ class AblationMode(str, Enum):
     reference's row i, position t): the activation "from another input"."""
 
 
-class SpectralKeep(str, Enum):
-    """Which part of ``W = sum_i sigma_i u_i v_i^T`` a spectral ablation keeps."""
-
-    DROP_TOP = "drop_top"
-    """Everything but the top ``k`` singular directions: ``W - U_k S_k V_k^T``."""
-    TAIL = "tail"
-    """Only the power-law tail: directions with ``sigma_i^2 >= xmin`` of the power-law fit of
-    the ESD ``sigma^2`` (:func:`spectrascope.spectra.powerlaw.fit_power_law`)."""
-    BULK = "bulk"
-    """Only the bulk: directions with ``sigma_i^2 < xmin`` (``W`` minus its tail)."""
-
-
-@dataclass(frozen=True)
-class Head:
-    """Attention head ``head`` (query head index) of layer ``layer``."""
-
-    layer: int
-    head: int
-    kind = "head"
-
-    @property
-    def name(self) -> str:
-        return f"head:{self.layer}.{self.head}"
-
-    @property
-    def site(self) -> str:
-        return f"blocks.{self.layer}.attn.hook_z"
-
-
-@dataclass(frozen=True)
-class AttnBlock:
-    """The attention sub-block of layer ``layer`` (its output ``hook_attn_out``)."""
-
-    layer: int
-    kind = "attn"
-    head = None
-
-    @property
-    def name(self) -> str:
-        return f"attn:{self.layer}"
-
-    @property
-    def site(self) -> str:
-        return f"blocks.{self.layer}.hook_attn_out"
-
-
-@dataclass(frozen=True)
-class MlpBlock:
-    """The MLP sub-block of layer ``layer`` (its output ``hook_mlp_out``)."""
-
-    layer: int
-    kind = "mlp"
-    head = None
-
-    @property
-    def name(self) -> str:
-        return f"mlp:{self.layer}"
-
-    @property
-    def site(self) -> str:
-        return f"blocks.{self.layer}.hook_mlp_out"
-
-
-@dataclass(frozen=True)
-class SpectralComponent:
-    """Part of the spectrum of one weight matrix (a 2-D parameter named ``weight``).
-
-    ``keep``: see :class:`SpectralKeep`; ``k``: the number of top directions removed by
-    ``drop_top`` (ignored otherwise).
-    """
-
-    weight: str
-    keep: SpectralKeep = SpectralKeep.DROP_TOP
-    k: int = 1
-    kind = "spectral"
-    head = None
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "keep", SpectralKeep(self.keep))
-        except ValueError:
-            raise SpectrascopeError(
-                f"unknown spectral ablation {self.keep!r}; use {', '.join(k.value for k in SpectralKeep)}"
-            ) from None
-
-    @property
-    def name(self) -> str:
-        suffix = f":{self.k}" if self.keep is SpectralKeep.DROP_TOP else ""
-        return f"spectral:{self.weight}:{self.keep.value}{suffix}"
-
-    @property
-    def layer(self) -> int | None:
-        parts = self.weight.split(".")
-        for i, part in enumerate(parts[:-1]):
-            if part in ("layers", "h", "layer", "blk") and parts[i + 1].isdigit():
-                return int(parts[i + 1])
-        return None
-
-
-Component = Head | AttnBlock | MlpBlock | SpectralComponent
-"""Anything :func:`ablate` and the sweeps (:mod:`~spectrascope.mech.ablation_sweep`) can ablate."""
-
-ACTIVATION_KINDS = (Head, AttnBlock, MlpBlock)
-
-
-# ----------------------------------------------------------------------------- parsing and validation
-
-
-def parse_component(text: str) -> Component:
-    """A component from its name: ``"L.H"``, ``"head:L.H"``, ``"attn:L"``, ``"mlp:L"``,
-    ``"spectral:WEIGHT:drop_top:K"``, ``"spectral:WEIGHT:tail"``, ``"spectral:WEIGHT:bulk"``."""
-    text = text.strip()
-    kind, _, rest = text.partition(":") if ":" in text else ("head", "", text)
-    try:
-        if kind == "head":
-            layer, head = rest.split(".")
-            return Head(int(layer), int(head))
-        if kind in ("attn", "mlp"):
-            return (AttnBlock if kind == "attn" else MlpBlock)(int(rest))
-        if kind == "spectral":
-            weight, _, spec = rest.rpartition(":") if rest.count(":") >= 1 else ("", "", rest)
-            if spec.isdigit():  # spectral:WEIGHT:drop_top:K
-                weight, _, keep = weight.rpartition(":")
-                return SpectralComponent(weight, SpectralKeep(keep), int(spec))
-            return SpectralComponent(weight, SpectralKeep(spec))
-    except ValueError:
-        pass
-    raise SpectrascopeError(
-        f"cannot parse component {text!r}; write L.H (a head), attn:L, mlp:L, "
-        "spectral:WEIGHT:drop_top:K, spectral:WEIGHT:tail or spectral:WEIGHT:bulk"
-    )
-
-
-def all_heads(model: Any) -> list[Head]:
+def all_heads(model: ModelLike) -> list[Head]:
     """Every attention head of the model, layer by layer."""
     n_layers, n_heads = _shape(as_hf(model))
     return [Head(layer, head) for layer in range(n_layers) for head in range(n_heads)]
@@ -213,7 +82,7 @@ def resolve_components(model: Any, components: Component | str | Iterable[Compon
         if spec == "all-mlp":
             return [MlpBlock(layer) for layer in range(n_layers)]
         components = [item for item in spec.split(",") if item.strip()]
-    elif isinstance(components, (Head, AttnBlock, MlpBlock, SpectralComponent)):
+    elif isinstance(components, Component):
         components = [components]
     resolved = [parse_component(c) if isinstance(c, str) else c for c in components]
     for component in resolved:
@@ -228,25 +97,27 @@ def _shape(hf: nn.Module) -> tuple[int, int]:
 
 
 def check_component(model: Any, component: Component) -> None:
-    """Raise :class:`SpectrascopeError` unless ``component`` exists in the model."""
+    """Raise :class:`~spectrascope.errors.OptionError` unless ``component`` exists in the model."""
     hf = as_hf(model)
-    n_layers, n_heads = _shape(hf)
-    if isinstance(component, SpectralComponent):
+    if isinstance(component, WeightComponent):
         weight = find_weight(hf, component.weight)
-        if component.keep is SpectralKeep.DROP_TOP and not 1 <= component.k <= min(weight.shape):
-            raise SpectrascopeError(
+        if isinstance(component, SpectralComponent) and component.keep is SpectralKeep.DROP_TOP \
+                and not 1 <= component.k <= min(weight.shape):
+            raise OptionError(
                 f"{component.name}: k must be between 1 and {min(weight.shape)} (the matrix has "
                 f"{min(weight.shape)} singular values)"
             )
         return
-    if not isinstance(component, ACTIVATION_KINDS):
-        raise SpectrascopeError(f"cannot ablate a {type(component).__name__}; use Head, AttnBlock, MlpBlock or SpectralComponent")
+    if not isinstance(component, ActivationComponent):
+        kinds = ", ".join(COMPONENT_KINDS)
+        raise OptionError(f"cannot ablate a {type(component).__name__}; components are {kinds}")
+    n_layers, n_heads = _shape(hf)
     if not 0 <= component.layer < n_layers:
-        raise SpectrascopeError(
+        raise OptionError(
             f"{component.name}: layer {component.layer} does not exist (the model has layers 0..{n_layers - 1})"
         )
-    if isinstance(component, Head) and not 0 <= component.head < n_heads:
-        raise SpectrascopeError(
+    if component.head is not None and not 0 <= component.head < n_heads:
+        raise OptionError(
             f"{component.name}: head {component.head} does not exist (layer {component.layer} has heads 0..{n_heads - 1})"
         )
 
@@ -264,44 +135,13 @@ def find_weight(model: Any, name: str) -> nn.Parameter:
                 param = None
         if param is not None:
             if param.ndim != 2:
-                raise SpectrascopeError(f"{candidate} has shape {tuple(param.shape)}: a spectral ablation needs a matrix")
+                raise OptionError(f"{candidate} has shape {tuple(param.shape)}: a weight edit needs a matrix")
             return param
     examples = [n for n, p in params.items() if p.ndim == 2][:3]
-    raise SpectrascopeError(f"no weight matrix named {name!r} in the model (e.g. {', '.join(examples)})")
+    raise OptionError(f"no weight matrix named {name!r} in the model (e.g. {', '.join(examples)})")
 
 
 # ----------------------------------------------------------------------------- spectral edits
-
-
-def spectral_edit(weight: torch.Tensor, keep: SpectralKeep | str, k: int = 1) -> tuple[torch.Tensor, int]:
-    """(edited matrix in ``weight``'s dtype, number of singular directions kept).
-
-    The SVD is computed in float64. ``drop_top``: ``W - U_k S_k V_k^T``; ``tail``:
-    ``U_t S_t V_t^T`` over the power-law tail ``sigma^2 >= xmin``; ``bulk``: ``W`` minus the tail.
-
-    Raises:
-        SpectrascopeError: ``k`` out of range, or the power-law fit of the ESD failed.
-    """
-    keep = SpectralKeep(keep)
-    W = weight.detach().to(torch.float64)
-    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-    n = S.numel()
-    if keep is SpectralKeep.DROP_TOP:
-        if not 1 <= k <= n:
-            raise SpectrascopeError(f"k must be between 1 and {n} (got {k})")
-        removed = (U[:, :k] * S[:k]) @ Vh[:k]
-        return (W - removed).to(weight.dtype), n - k
-    from spectrascope.spectra.powerlaw import fit_power_law
-
-    evals = (S**2).cpu().numpy()
-    fit = fit_power_law(evals)
-    if not fit.ok:
-        raise SpectrascopeError(f"the power-law fit of the matrix's ESD failed ({fit.reason}): no tail to keep")
-    tail = torch.from_numpy(evals >= fit.xmin).to(S.device)
-    tail_part = (U[:, tail] * S[tail]) @ Vh[tail]
-    if keep is SpectralKeep.TAIL:
-        return tail_part.to(weight.dtype), int(tail.sum())
-    return (W - tail_part).to(weight.dtype), int((~tail).sum())
 
 
 # ----------------------------------------------------------------------------- activation edits
@@ -334,7 +174,7 @@ Replacement = torch.Tensor | PositionMeans | None
 class _Edit:
     """Replace ``component``'s part of its site's activation in batch rows ``rows`` by ``value``."""
 
-    component: Head | AttnBlock | MlpBlock
+    component: ActivationComponent
     rows: slice
     value: Replacement
 
@@ -345,15 +185,14 @@ def _site_fn(edits: list[_Edit]):
     def fn(activation: torch.Tensor, name: str) -> torch.Tensor:
         out = activation.clone()
         for edit in edits:
-            head = edit.component.head
-            target = out[edit.rows] if head is None else out[edit.rows, :, head]
+            target = edit.component.part(out[edit.rows])
             value = edit.value
             if value is None:
                 target.zero_()
             elif isinstance(value, PositionMeans):
                 value.fill(target)
             elif value.shape != target.shape:
-                raise SpectrascopeError(
+                raise InputError(
                     f"resample ablation of {edit.component.name}: the reference batch gives shape "
                     f"{tuple(value.shape)} but the model runs on {tuple(target.shape)}; pass a reference "
                     "batch of the same (batch, pos) shape as the inputs"
@@ -373,7 +212,7 @@ def _as_batch(reference: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         return reference["input_ids"], reference.get("attention_mask")
     if isinstance(reference, Metric):
         return reference.input_ids, reference.attention_mask
-    raise SpectrascopeError(
+    raise OptionError(
         f"a reference batch must be token ids, a dict with input_ids, or a Metric (got {type(reference).__name__})"
     )
 
@@ -392,22 +231,22 @@ def reference_values(
     Means are accumulated over chunks of the reference's rows (float64 sums), so a large
     reference batch never holds every site's activations at once.
     """
-    activation = [c for c in components if isinstance(c, ACTIVATION_KINDS)]
+    activation = [c for c in components if isinstance(c, ActivationComponent)]
     if mode is AblationMode.ZERO or not activation:
         return {c: None for c in activation}
     if reference is None:
-        raise SpectrascopeError(f"{mode.value} ablation needs a reference batch (reference=token ids)")
+        raise OptionError(f"{mode.value} ablation needs a reference batch (reference=token ids)")
     input_ids, attention_mask = _as_batch(reference)
     valid = torch.ones(input_ids.shape, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     rest = valid.clone()
     rest[:, 0] = False
     if mode is AblationMode.MEAN and not rest.any():
-        raise SpectrascopeError("mean ablation needs a reference batch with more than one token per sequence")
+        raise InputError("mean ablation needs a reference batch with more than one token per sequence")
     hf = as_hf(model)
     sites = list(dict.fromkeys(c.site for c in activation))
     if mode is AblationMode.RESAMPLE:
         _, cache = run_with_cache(hf, input_ids, sites, attention_mask=attention_mask, use_cache=False)
-        return {c: _part(cache[c.site], c).clone() for c in activation}
+        return {c: c.part(cache[c.site]).clone() for c in activation}
     sums: dict[Component, list[torch.Tensor]] = {}
     rows_per_chunk = max(1, REFERENCE_CHUNK_TOKENS // max(1, input_ids.shape[1]))
     for start in range(0, input_ids.shape[0], rows_per_chunk):
@@ -415,7 +254,7 @@ def reference_values(
         mask = None if attention_mask is None else attention_mask[rows]
         _, cache = run_with_cache(hf, input_ids[rows], sites, attention_mask=mask, use_cache=False)
         for component in activation:
-            part = _part(cache[component.site], component)
+            part = component.part(cache[component.site])
             first = part[:, 0].double().sum(dim=0)
             other = part[rest[rows].to(part.device)].double().sum(dim=0)
             if component in sums:
@@ -429,16 +268,11 @@ def reference_values(
     return {c: PositionMeans((f / n_first).to(dtype), (o / n_rest).to(dtype)) for c, (f, o) in sums.items()}
 
 
-def _part(activation: torch.Tensor, component: Component) -> torch.Tensor:
-    """The component's part of its site's activation: the whole site, or one head's slice."""
-    return activation if component.head is None else activation[:, :, component.head]
-
-
 def _mode(mode: AblationMode | str) -> AblationMode:
     try:
         return AblationMode(mode)
     except ValueError:
-        raise SpectrascopeError(f"unknown ablation mode {mode!r}; use zero, mean or resample") from None
+        raise OptionError(f"unknown ablation mode {mode!r}; use zero, mean or resample") from None
 
 
 @contextmanager
@@ -470,11 +304,11 @@ def ablate(
     by_site: dict[str, list[_Edit]] = {}
     for component, value in values.items():
         by_site.setdefault(component.site, []).append(_Edit(component, slice(None), value))
-    spectral = [c for c in resolved if isinstance(c, SpectralComponent)]
+    spectral = [c for c in resolved if isinstance(c, WeightComponent)]
     targets = [find_weight(hf, c.weight) for c in spectral]
     if len({id(t) for t in targets}) < len(targets):
-        raise SpectrascopeError("two spectral ablations of the same weight in one block; ablate them one after the other")
-    edited = [(param, spectral_edit(param, c.keep, c.k)[0]) for param, c in zip(targets, spectral, strict=True)]
+        raise OptionError("two spectral ablations of the same weight in one block; ablate them one after the other")
+    edited = [(param, c.edited(param)[0]) for param, c in zip(targets, spectral, strict=True)]
     saved: list[tuple[nn.Parameter, torch.Tensor]] = []
     try:
         with torch.no_grad():

@@ -33,18 +33,15 @@ from torch import nn
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.ablation import (
-    ACTIVATION_KINDS,
     AblationMode,
-    Component,
     PositionMeans,
     Replacement,
-    SpectralComponent,
     _mode,
     find_weight,
     reference_values,
     resolve_components,
-    spectral_edit,
 )
+from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.ablation_sweep import row_chunks
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.progress import progress_bar
@@ -99,12 +96,12 @@ def _linear_module(hf: nn.Module, weight: str) -> nn.Linear:
 
 
 @torch.no_grad()
-def _weight_deltas(hf: nn.Module, spectral: list[SpectralComponent]) -> dict[SpectralComponent, torch.Tensor]:
-    """dW = W_edited - W of each spectral component, in the weight's dtype."""
+def _weight_deltas(hf: nn.Module, edits: list[WeightComponent]) -> dict[WeightComponent, torch.Tensor]:
+    """dW = W_edited - W of each weight component, in the weight's dtype."""
     out = {}
-    for component in spectral:
+    for component in edits:
         W = find_weight(hf, component.weight)
-        edited, _ = spectral_edit(W, component.keep, component.k)
+        edited, _ = component.edited(W)
         out[component] = (edited - W.detach()).to(W.dtype)
     return out
 
@@ -134,8 +131,8 @@ def ablation_attribution(
         raise SpectrascopeError("the model is in training mode (dropout); call .eval() first")
     resolved = resolve_components(model, components)
     mode = _mode(mode)
-    activation = [c for c in resolved if isinstance(c, ACTIVATION_KINDS)]
-    spectral = [c for c in resolved if isinstance(c, SpectralComponent)]
+    activation = [c for c in resolved if isinstance(c, ActivationComponent)]
+    spectral = [c for c in resolved if isinstance(c, WeightComponent)]
     values = reference_values(hf, activation, mode, reference)
     deltas = _weight_deltas(hf, spectral)
     modules = {c: _linear_module(hf, c.weight) for c in spectral}
@@ -155,7 +152,7 @@ def ablation_attribution(
 
 def _chunk_estimates(
     hf: nn.Module, metric: Metric, rows: slice, activation: list[Component], values: Mapping[Component, Replacement],
-    sites: list[str], deltas: Mapping[SpectralComponent, torch.Tensor], modules: Mapping[SpectralComponent, nn.Linear],
+    sites: list[str], deltas: Mapping[WeightComponent, torch.Tensor], modules: Mapping[WeightComponent, nn.Linear],
 ) -> tuple[RowScores, dict[Component, torch.Tensor]]:
     """One forward + backward over rows ``rows``: their clean scores and each component's estimate."""
     clean: dict[str, torch.Tensor] = {}
@@ -166,11 +163,11 @@ def _chunk_estimates(
         eps[name] = torch.zeros_like(activation_value, requires_grad=True)
         return activation_value + eps[name]
 
-    inputs: dict[SpectralComponent, torch.Tensor] = {}
-    out_eps: dict[SpectralComponent, torch.Tensor] = {}
+    inputs: dict[WeightComponent, torch.Tensor] = {}
+    out_eps: dict[WeightComponent, torch.Tensor] = {}
     handles = []
 
-    def module_tap(component: SpectralComponent):
+    def module_tap(component: WeightComponent):
         def hook(_module, args, output):
             inputs[component] = args[0].detach()
             out_eps[component] = torch.zeros_like(output, requires_grad=True)
@@ -196,9 +193,7 @@ def _chunk_estimates(
     weights = scores.weights.detach()
     out: dict[Component, torch.Tensor] = {}
     for component in activation:
-        a, g = clean[component.site], grad_of[component.site]
-        if component.head is not None:
-            a, g = a[:, :, component.head], g[:, :, component.head]
+        a, g = component.part(clean[component.site]), component.part(grad_of[component.site])
         value = values[component]
         value = value[rows] if isinstance(value, torch.Tensor) else value
         change = (g * (replacement_tensor(value, a) - a)).flatten(1).sum(dim=1).double()

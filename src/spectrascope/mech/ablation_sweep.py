@@ -36,14 +36,8 @@ from torch import nn
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.ablation import (
-    ACTIVATION_KINDS,
     AblationMode,
-    AttnBlock,
-    Component,
-    Head,
-    MlpBlock,
     Replacement,
-    SpectralComponent,
     _Edit,
     _mode,
     _site_fn,
@@ -51,11 +45,13 @@ from spectrascope.mech.ablation import (
     reference_values,
     resolve_components,
 )
+from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.resume import forward_from_layer, resumable
+from spectrascope.trace.sites import SiteKind, site_name
 from spectrascope.trace.tracer import model_output_tensor
 
 MAX_LOGIT_BYTES = 256 * 2**20
@@ -115,7 +111,7 @@ def _clean_pass(hf: nn.Module, metric: Metric, chunks: list[slice], layers: list
                 prefix: bool) -> tuple[RowScores, dict[int, torch.Tensor] | None, torch.Tensor]:
     """Baseline row scores over all chunks, the clean resid_pre of ``layers`` (when resuming)
     and the first chunk's logits (for the resume check)."""
-    sites = [f"blocks.{layer}.hook_resid_pre" for layer in layers] if prefix else []
+    sites = [site_name(layer, SiteKind.RESID_PRE) for layer in layers] if prefix else []
     parts: list[RowScores] = []
     cached: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     first_logits = None
@@ -125,7 +121,7 @@ def _clean_pass(hf: nn.Module, metric: Metric, chunks: list[slice], layers: list
         parts.append(metric.row_scores(logits, rows).detached())
         first_logits = logits if first_logits is None else first_logits
         for layer in layers if prefix else []:
-            cached[layer].append(acts[f"blocks.{layer}.hook_resid_pre"])
+            cached[layer].append(acts[site_name(layer, SiteKind.RESID_PRE)])
     cache = {layer: torch.cat(v) for layer, v in cached.items()} if prefix else None
     return RowScores.cat(parts), cache, first_logits
 
@@ -148,7 +144,7 @@ def _value_rows(value: Replacement, rows: slice) -> Replacement:
 
 
 def _packed_activation_scores(
-    hf: nn.Module, metric: Metric, group: list[Head | AttnBlock | MlpBlock], chunks: list[slice],
+    hf: nn.Module, metric: Metric, group: list[ActivationComponent], chunks: list[slice],
     values: Mapping[Component, Replacement], cache: Mapping[int, torch.Tensor] | None, max_batch_tokens: int,
     advance,
 ) -> dict[Component, RowScores]:
@@ -227,7 +223,7 @@ def ablation_rows(
     mode = _mode(mode)
     if hf.training:
         raise SpectrascopeError("the model is in training mode (dropout); call .eval() before an ablation sweep")
-    activation = [c for c in resolved if isinstance(c, ACTIVATION_KINDS)]
+    activation = [c for c in resolved if isinstance(c, ActivationComponent)]
     values = reference_values(hf, activation, mode, reference)
     chunks = row_chunks(metric, hf, max_batch_tokens)
     prefix = batched and reuse_prefix and resumable(hf)
@@ -245,7 +241,7 @@ def ablation_rows(
         for component in resolved:
             if component in ablated:
                 continue
-            if isinstance(component, SpectralComponent):
+            if isinstance(component, WeightComponent):
                 ablated[component] = _weight_edit_scores(hf, metric, component, chunks, cache)
             else:
                 ablated[component] = _one_at_a_time(hf, metric, component, values, chunks)
@@ -307,10 +303,10 @@ def sweep_table(sweep: SweepRows, metric: Metric, mode: AblationMode) -> pd.Data
     rows = []
     for component, scores in sweep.ablated.items():
         value = float(scores.reduce())
-        spectral = isinstance(component, SpectralComponent)
+        weight_edit = isinstance(component, WeightComponent)
         rows.append({
             "component": component.name, "kind": component.kind, "layer": component.layer,
-            "head": component.head, "mode": component.keep.value if spectral else mode.value,
+            "head": component.head, "mode": component.edit if weight_edit else mode.value,
             "metric": metric.name, "baseline": baseline, "value": value, "effect": value - baseline,
             "damage": sign * (value - baseline),
         })

@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..activations.batching import pad_rows
 from ..errors import SpectrascopeError
 from ..models.handle import ModelLike, as_model
 from ..trace import hooks
 from ..trace.architectures import bind
-from ..trace.sites import SHORT_FORMS, SiteKind, site_name
+from ..trace.sites import vector_site_kind, site_name
 
 Position = str | int
 """One position spec: ``"last"``, ``"mean"``, a token index, or a word (see the module doc)."""
@@ -47,24 +48,6 @@ _MEAN = -1  # internal marker: average over the real tokens (see module doc)
 
 class _StopForward(Exception):
     """Raised by a hook after the last requested layer to skip the rest of the forward pass."""
-
-
-def site_kind(site: str) -> SiteKind:
-    """The :class:`SiteKind` of a short form (``"resid_post"``) or kind name (``"hook_resid_post"``).
-
-    Only kinds with one vector per token are accepted (the per-head ``attn.hook_z`` is
-    flattened to ``H * d_head``); attention patterns are refused.
-    """
-    kind = SHORT_FORMS.get(site)
-    if kind is None:
-        try:
-            kind = SiteKind(site)
-        except ValueError:
-            names = ", ".join(sorted({k for k, v in SHORT_FORMS.items() if v is not SiteKind.PATTERN and "hook" not in k}))
-            raise SpectrascopeError(f"unknown site kind {site!r}; use one of: {names}") from None
-    if kind is SiteKind.PATTERN:
-        raise SpectrascopeError("attention patterns are not per-token vectors: probe resid_post, attn_out, mlp_out ...")
-    return kind
 
 
 def is_causal(model: ModelLike) -> bool:
@@ -130,7 +113,7 @@ def collect_activations(
         raise SpectrascopeError("collect_activations needs a non-empty list of strings")
     if batch_size < 1:
         raise SpectrascopeError(f"batch_size must be at least 1 (got {batch_size})")
-    kind = site_kind(site)
+    kind = vector_site_kind(site)
     layer_list = check_layers(model, layers)
     specs = _per_text(position, len(texts))
     token_ids, token_pos = _tokenize_positions(tokenizer, texts, specs, max_length)
@@ -241,12 +224,7 @@ def _batch(
     lengths = [len(token_ids[r]) for r in rows]
     if causal:
         lengths = [length if token_pos[r] == _MEAN else token_pos[r] + 1 for r, length in zip(rows, lengths, strict=True)]
-    width = max(lengths)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, (r, length) in enumerate(zip(rows, lengths, strict=True)):
-        ids[j, :length] = torch.tensor(token_ids[r][:length])
-        mask[j, :length] = 1
+    ids, mask = pad_rows([token_ids[r][:length] for r, length in zip(rows, lengths, strict=True)], pad_id)
     where = torch.tensor([token_pos[r] for r in rows], dtype=torch.long)
     return ids, mask, where
 

@@ -52,11 +52,10 @@ from spectrascope.mech.patching import (
     patch_sweep_heads,
     patch_sweep_layers_positions,
     prepare_pair,
-    site_kind_of,
 )
 from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import hooks, run_with_cache
-from spectrascope.trace.sites import SiteKind, site_name
+from spectrascope.trace.sites import SiteKind, site_name, vector_site_kind
 from spectrascope.trace.tracer import model_output_tensor
 
 
@@ -125,7 +124,7 @@ def attribution_sweep_layers_positions(
         order as the exact sweep; ``attrs``: ``clean_metric``, ``corrupted_metric``.
     """
     pair = prepare_pair(model, clean, corrupted)
-    kind = site_kind_of(site_kind)
+    kind = vector_site_kind(site_kind)
     layer_list = _layers(pair, layers)
     position_list = [check_position(pair.n_pos, p) for p in (positions if positions is not None else range(pair.n_pos))]
     clean_metric, corrupted_metric, difference, gradient = attribution_gradients(pair, kind, sorted(set(layer_list)), metric)

@@ -57,7 +57,7 @@ from spectrascope.mech.metrics import LogitDifference, Metric, as_metric, keep_l
 from spectrascope.models.handle import ModelLike, as_model
 from spectrascope.trace import hooks, run_with_cache
 from spectrascope.trace.architectures import BoundModel, bind
-from spectrascope.trace.sites import SHORT_FORMS, SiteKind, parse_site, site_name
+from spectrascope.trace.sites import SiteKind, parse_site, site_name, vector_site_kind
 from spectrascope.trace.tracer import model_output_tensor
 
 MetricLike = Metric | Callable[[torch.Tensor], torch.Tensor]
@@ -154,25 +154,6 @@ def prepare_pair(model: ModelLike, clean: Prompt, corrupted: Prompt) -> PairInpu
             f"{_tokens(model, corrupted_ids)}"
         )
     return PairInputs(hf=bound.model, bound=bound, clean_ids=clean_ids, corrupted_ids=corrupted_ids)
-
-
-def site_kind_of(site_kind: str | SiteKind) -> SiteKind:
-    """A :class:`SiteKind` from a kind or a short form (``resid_pre``, ``attn_out``, ``z`` ...)."""
-    if isinstance(site_kind, SiteKind):
-        kind = site_kind
-    elif site_kind in SHORT_FORMS:
-        kind = SHORT_FORMS[site_kind]
-    else:
-        try:
-            kind = SiteKind(site_kind)
-        except ValueError:
-            raise SpectrascopeError(
-                f"unknown site kind {site_kind!r}; use one of {', '.join(k.value for k in SiteKind if k is not SiteKind.PATTERN)} "
-                "or a short form (resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, mlp_post)"
-            ) from None
-    if kind is SiteKind.PATTERN:
-        raise SpectrascopeError("attn.hook_pattern cannot be patched (it is observe-only); patch attn.hook_z instead")
-    return kind
 
 
 def check_layer(bound: BoundModel, layer: int) -> int:
@@ -400,7 +381,7 @@ def patch_sweep_layers_positions(
         (layer, position) in layer-major order; ``attrs``: ``clean_metric``, ``corrupted_metric``.
     """
     pair = prepare_pair(model, clean, corrupted)
-    kind = site_kind_of(site_kind)
+    kind = vector_site_kind(site_kind)
     layer_list = [check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))]
     position_list = [check_position(pair.n_pos, p) for p in (positions if positions is not None else range(pair.n_pos))]
     specs = [PatchSpec(layer, position) for layer in layer_list for position in position_list]
@@ -462,4 +443,4 @@ def _parse_patch_site(bound: BoundModel, site: str) -> tuple[int, SiteKind]:
         raise SpectrascopeError(f"site must be a full site name such as 'blocks.0.hook_resid_pre' (got {site!r})")
     layer, kind = parse_site(site)
     check_layer(bound, layer)
-    return layer, site_kind_of(kind)
+    return layer, vector_site_kind(kind)

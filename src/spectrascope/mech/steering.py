@@ -28,8 +28,9 @@ import torch
 from ..errors import SpectrascopeError
 from ..models.handle import ModelLike, as_model
 from ..trace import hooks
-from ..trace.sites import site_name
-from .activation_cache import check_layers, collect_activations, site_kind
+from ..activations.batching import pad_rows
+from ..trace.sites import site_name, vector_site_kind
+from .activation_cache import check_layers, collect_activations
 
 #: Columns of :func:`steering_effect`.
 EFFECT_COLUMNS: dict[str, str] = {
@@ -89,7 +90,7 @@ def steer(
     """
     model = as_model(model)
     (index,) = check_layers(model, [layer])
-    kind = site_kind(site)
+    kind = vector_site_kind(site)
     direction = torch.as_tensor(np.asarray(vector) if not isinstance(vector, torch.Tensor) else vector)
     if direction.ndim != 1:
         raise SpectrascopeError(f"a steering vector must be 1-D (d,), got shape {tuple(direction.shape)}")
@@ -217,13 +218,7 @@ def _right_padded(tokenizer: Any, prompts: list[str], device: torch.device) -> t
     encoded = tokenizer(prompts)["input_ids"]
     if any(len(e) == 0 for e in encoded):
         raise SpectrascopeError("a prompt has no tokens")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(len(e) for e in encoded)
-    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, e in enumerate(encoded):
-        ids[i, : len(e)] = torch.tensor(e)
-        mask[i, : len(e)] = 1
+    ids, mask = pad_rows(encoded, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     last = torch.tensor([len(e) - 1 for e in encoded])
     return ids.to(device), mask.to(device), last.to(device)
 

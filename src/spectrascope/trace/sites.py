@@ -125,3 +125,27 @@ def _kind_of(suffix: str, name: str) -> SiteKind:
 def _valid_patterns() -> str:
     kinds = ", ".join(f"blocks.{{L}}.{kind.value}" for kind in SiteKind)
     return f"valid sites: {kinds} (L a layer index or *), or a short form such as resid_post, attn_out, hook_z"
+
+
+def vector_site_kind(kind: str | SiteKind) -> SiteKind:
+    """The :class:`SiteKind` of a kind name (``hook_resid_post``), a short form (``resid_post``,
+    ``z`` ...) or a kind; only kinds with one vector per token (``attn.hook_z`` as H x d_head).
+
+    Raises:
+        SiteError: an unknown kind, or ``attn.hook_pattern`` (attention probabilities are not
+            token vectors and are observe-only).
+    """
+    if isinstance(kind, SiteKind):
+        resolved = kind
+    elif kind in SHORT_FORMS:
+        resolved = SHORT_FORMS[kind]
+    else:
+        try:
+            resolved = SiteKind(kind)
+        except ValueError:
+            names = ", ".join(sorted({k for k, v in SHORT_FORMS.items() if v is not SiteKind.PATTERN and "hook" not in k}))
+            raise SiteError(f"unknown site kind {kind!r}; use one of: {names}") from None
+    if resolved is SiteKind.PATTERN:
+        raise SiteError("attention patterns (attn.hook_pattern) are not token vectors and are observe-only; "
+                        "use resid_post, attn_out, mlp_out, z ...")
+    return resolved

@@ -32,7 +32,7 @@ from ...bridge.alignment import READERS, WRITERS, alignment_table
 from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
-from ...mech.ablation import AttnBlock, MlpBlock, SpectralComponent
+from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.metrics import NextTokenLoss, text_loss, token_pool
 from ...stats.multiple_testing import bh_qvalues
@@ -134,7 +134,7 @@ def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[
 
 def _edit_of(component) -> str:
     """``mean``/``zero`` block ablation, or the spectral edit kept (tail, bulk, drop_top)."""
-    return component.keep.value if isinstance(component, SpectralComponent) else "block"
+    return component.edit if isinstance(component, WeightComponent) else "block"
 
 
 def _random_token_loss(ctx: StudyContext) -> NextTokenLoss:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ...mech.ablation import Head, all_heads
+from ...mech.ablation import all_heads
+from ...mech.components import Head
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.head_scores import head_scores
 from ...mech.logit_lens import logit_lens
