@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spectrascope.activations.batching import text_batches
-from spectrascope.activations.domain_pass import SiteMoments, run_pass
+from spectrascope.trace.passes import SiteMoments, run_pass
 from spectrascope.activations.run import run_activations
 from spectrascope.errors import CorpusError, SiteError, SpectrascopeError
 from spectrascope.trace import run_with_cache

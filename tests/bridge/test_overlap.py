@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from spectrascope.activations.batching import TextBatch
-from spectrascope.activations.domain_pass import PassState
+from spectrascope.trace.passes import PassState, TextBatch
 from spectrascope.bridge.input_shares import InputShares
 from spectrascope.bridge.overlap import mode_table, variance_share
 from spectrascope.bridge.subspaces import matrix_subspaces

@@ -105,7 +105,8 @@ def test_site_moments_equal_stacked_activations_without_padding(make_model, make
     moments = accumulate_site_moments(model, batches, sites)
     stacked: dict[str, list[torch.Tensor]] = {}
     for batch in batches:
-        _, cache = run_with_cache(model, batch["input_ids"], sites=sites, attention_mask=batch["attention_mask"])
+        _, cache = run_with_cache(model, batch["input_ids"], sites=sites, attention_mask=batch["attention_mask"],
+                                  use_cache=False)  # as the pass runs it (the cache changes the mask path)
         keep = batch["attention_mask"].bool()
         for name, activation in cache.items():
             stacked.setdefault(name, []).append(activation.flatten(start_dim=2)[keep] if activation.dim() == 4

@@ -12,36 +12,10 @@ once ``max_tokens`` statistic tokens have been yielded. Every row remembers whic
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-
 import torch
 
 from ..errors import CorpusError, SpectrascopeError
-
-
-@dataclass(frozen=True)
-class TextBatch:
-    """One padded batch of texts (right padding).
-
-    Attributes:
-        input_ids: (rows, pos) token ids.
-        attention_mask: (rows, pos) 1 for real tokens, 0 for padding.
-        stats_mask: (rows, pos) 1 for the tokens that enter statistics.
-        text_index: (rows,) the index of each row's text in the list the batches came from.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    stats_mask: torch.Tensor
-    text_index: torch.Tensor
-
-    def model_inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """``{"input_ids", "attention_mask"}`` on ``device``, ready for the model's forward."""
-        return {"input_ids": self.input_ids.to(device), "attention_mask": self.attention_mask.to(device)}
-
-    @property
-    def n_stat_tokens(self) -> int:
-        return int(self.stats_mask.sum())
+from ..trace.passes import TextBatch
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..spectra.powerlaw import EVALS_THRESHOLD
-from .batching import TextBatch
+from ..trace.passes import TextBatch
 from .covariance_spectra import shape_metrics
 
 RANDOM_TOKENS = "control:random-tokens"

@@ -19,7 +19,7 @@ from ..corpora import corpus_texts
 from ..errors import SpectrascopeError
 from ..models.gguf_convert import cache_root
 from ..trace import run_with_cache
-from .domain_pass import SiteMoments, run_pass
+from ..trace.passes import SiteMoments, run_pass
 from .run import DEFAULT_CORPORA, _as_loaded, calibration_batches, site_label, site_list
 from .token_energy import DEFAULT_RIDGE, ReferenceGaussian
 

@@ -38,10 +38,11 @@ from ..trace import parse_site
 from ..trace.architectures import bind
 from ..trace.sites import SiteKind
 from ..trace.tracer import resolve_sites
-from .batching import TextBatch, text_batches
+from ..trace.passes import Collector, SiteMoments, TextBatch, run_pass
+from .batching import text_batches
 from .controls import isotropic_null
 from .covariance_spectra import activation_spectrum_row
-from .domain_pass import Collector, InputChannels, SiteChannels, SiteEnergies, SiteMoments, run_pass
+from .domain_pass import InputChannels, SiteChannels, SiteEnergies
 from .massive import keep_channels, massive_table
 from .token_energy import ReferenceGaussian, energy_summary
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..activations.domain_pass import PassState, PreHook
+from ..trace.passes import PassState, PreHook
 from ..stats.bootstrap import Interval, ratio_interval
 from .subspaces import MatrixSubspaces
 

@@ -1,4 +1,4 @@
-"""Streaming activation moments at sites over a corpus: one forward pass per batch.
+"""Streaming activation moments at sites over any batches: :func:`accumulate_site_moments`.
 
 Each site's activations become d-dimensional token vectors:
 
@@ -10,25 +10,24 @@ Each site's activations become d-dimensional token vectors:
 - ``attn.hook_pattern`` is not a token vector and is refused.
 
 Padding tokens (``attention_mask == 0``) are left out. Only the moments are kept
-(:class:`~spectrascope.trace.moments.RunningMoments`), never the activations.
+(:class:`~spectrascope.trace.moments.RunningMoments`), never the activations. This is
+:func:`~spectrascope.trace.passes.run_pass` with a :class:`~spectrascope.trace.passes.SiteMoments`
+collector, for batches given as ids, (ids, mask) pairs or mappings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
+from torch import nn
 
 from spectrascope.errors import SiteError
-from spectrascope.models.handle import device_of
 from spectrascope.trace.architectures import bind
 from spectrascope.trace.moments import RunningMoments
+from spectrascope.trace.passes import SiteMoments, TextBatch, run_pass
 from spectrascope.trace.sites import SiteKind, parse_site
-from spectrascope.trace.tracer import SiteRequest, hooks, resolve_sites
-
-if TYPE_CHECKING:
-    from spectrascope.models.handle import ModelLike
+from spectrascope.trace.tracer import SiteRequest, resolve_sites
 
 STATS_MASK_KEY = "stats_mask"
 """Optional batch key: a (batch, pos) 0/1 mask of the tokens that enter the statistics
@@ -36,32 +35,22 @@ STATS_MASK_KEY = "stats_mask"
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor] | tuple[torch.Tensor, torch.Tensor | None]
 """``input_ids`` (batch, pos); or a mapping with ``input_ids`` and optionally
-``attention_mask`` (and any other forward keyword, e.g. a tokenizer's ``BatchEncoding``);
-or a pair ``(input_ids, attention_mask)``."""
+``attention_mask`` and ``stats_mask``; or a pair ``(input_ids, attention_mask)``."""
 
 
-def accumulate_site_moments(
-    model: ModelLike,
-    batches: Iterable[Batch],
-    sites: SiteRequest,
-    **forward_kwargs: Any,
-) -> dict[str, RunningMoments]:
+def accumulate_site_moments(hf_model: nn.Module, batches: Iterable[Batch], sites: SiteRequest) -> dict[str, RunningMoments]:
     """Count, sum and X^T X (float64) of the token vectors at each site, over all batches.
 
     Args:
-        model: a model of a supported family (a loaded model, a Hugging Face module in
-            ``eval()`` mode, a bundled name: see ``as_model``).
+        hf_model: a supported Hugging Face model (call ``.eval()`` first).
         batches: an iterable of :data:`Batch`; tensors are moved to the model's device.
         sites: site request (full names, wildcards, short forms); ``None`` = every
             token-vector site (all but ``attn.hook_pattern``).
-        forward_kwargs: passed on to every forward call.
 
     Returns:
-        full site name -> :class:`RunningMoments` over the non-padding tokens, kept on
-        the device the activations were computed on.
+        full site name -> :class:`RunningMoments` over the non-padding tokens (or ``stats_mask``).
     """
-    bound = bind(model)
-    hf_model = bound.model
+    bound = bind(hf_model)
     if sites is None:
         names = [name for name in resolve_sites(bound, None) if parse_site(name)[1] is not SiteKind.PATTERN]
     else:
@@ -69,37 +58,30 @@ def accumulate_site_moments(
     refused = [name for name in names if parse_site(name)[1] is SiteKind.PATTERN]
     if refused:
         raise SiteError(f"{refused[0]} holds attention probabilities, not token vectors; no moments for it")
-    moments = {name: RunningMoments() for name in names}
-    token_mask: list[torch.Tensor | None] = [None]
-
-    def accumulate(activation: torch.Tensor, name: str) -> None:
-        vectors = activation.flatten(start_dim=2) if activation.dim() == 4 else activation
-        moments[name].update(vectors, token_mask[0])
-
-    device = device_of(hf_model)
-    with hooks(bound.handle, {name: accumulate for name in names}), torch.no_grad():
-        for batch in batches:
-            inputs = _as_inputs(batch, device)
-            stats_mask = inputs.pop(STATS_MASK_KEY, None)
-            token_mask[0] = stats_mask if stats_mask is not None else inputs.get("attention_mask")
-            hf_model(**inputs, **forward_kwargs)
-    return moments
+    collector = SiteMoments(names)
+    run_pass(bound.model, _text_batches(batches), [collector])
+    return {name: collector.moments.get(name, RunningMoments()) for name in names}
 
 
-def _as_inputs(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    """Forward keywords of one batch, on ``device``."""
+def _text_batches(batches: Iterable[Batch]) -> Iterator[TextBatch]:
+    offset = 0
+    for batch in batches:
+        ids, mask, stats = _parts(batch)
+        yield TextBatch(ids, mask, stats, torch.arange(offset, offset + ids.shape[0]))
+        offset += ids.shape[0]
+
+
+def _parts(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, stats_mask) of one batch (masks default to all ones / the mask)."""
     if isinstance(batch, torch.Tensor):
-        inputs = {"input_ids": batch}
+        ids, mask, stats = batch, None, None
     elif isinstance(batch, Mapping):
-        inputs = {key: value for key, value in batch.items() if value is not None}
+        if "input_ids" not in batch:
+            raise SiteError(f"a batch mapping needs 'input_ids'; got keys {sorted(batch)}")
+        ids, mask, stats = batch["input_ids"], batch.get("attention_mask"), batch.get(STATS_MASK_KEY)
     elif isinstance(batch, tuple) and len(batch) == 2:
-        inputs = {"input_ids": batch[0]}
-        if batch[1] is not None:
-            inputs["attention_mask"] = batch[1]
+        ids, mask, stats = batch[0], batch[1], None
     else:
-        kind = type(batch).__name__
-        raise SiteError(f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {kind}")
-    if "input_ids" not in inputs:
-        raise SiteError(f"a batch mapping needs 'input_ids'; got keys {sorted(inputs)}")
-    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
-
+        raise SiteError(f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {type(batch).__name__}")
+    mask = torch.ones_like(ids) if mask is None else mask
+    return ids, mask, mask if stats is None else stats
