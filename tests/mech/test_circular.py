@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from spectrascope.errors import SpectrascopeError
+from spectrascope.corpora.calendar_probe import calendar_texts
 from spectrascope.mech.circular import (
     CALENDAR_COLUMNS,
     CIRCLE_COLUMNS,
     calendar_experiment,
-    calendar_texts,
     circle_scores,
     ledoit_wolf_shrinkage,
     order_score,

@@ -37,7 +37,8 @@ def lens(
     Prints the last position layer by layer (top-1 token, target probabilities); writes
     OUT/lens.parquet, lens.csv and the heat map lens_heatmap.html / .png.
     """
-    from ..mech.logit_lens import EMBED_LAYER, logit_lens, save_lens_heatmap
+    from ..mech.logit_lens import EMBED_LAYER, logit_lens
+    from ..report.heatmaps import save_lens_heatmap
     from ..models.loaded import load_model
     from ..tables import write_table
 
@@ -85,7 +86,8 @@ def patch(
     exact and attribution columns) and the heat map patching_heatmap.html / .png.
     """
     from ..mech.attribution import patching_comparison
-    from ..mech.logit_lens import first_token_id, write_heatmap
+    from ..mech.logit_lens import first_token_id
+    from ..report.heatmaps import write_heatmap
     from ..mech.patching import (
         logit_diff,
         patch_sweep_heads,
