@@ -88,3 +88,13 @@ def test_the_toy_model_is_a_model_name(tmp_path, monkeypatch, capsys):
                                 monkeypatch, capsys)
     assert code == 0, stderr
     assert (tmp_path / "h" / "head_scores.csv").exists()
+
+
+@pytest.mark.parametrize("verb", [["ablate", "--heads", "0.0"], ["steer", "--positive", "a", "--negative", "b", "--layer", "0", "--prompt", "c"],
+                                  ["patch", "--clean", "a b", "--corrupted", "a c", "--correct", "b", "--wrong", "c"]])
+def test_the_bundled_encoder_is_refused_up_front_by_verbs_that_need_next_token_logits(run_cli, verb):
+    """minilm-l6 (BERT without an LM head): one line before any work, not an index error or a
+    missing 'logits' attribute."""
+    code, _, err = run_cli(verb[0], "minilm-l6", *verb[1:])
+    assert code == 2 and err.startswith("error:") and "needs a causal language model" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

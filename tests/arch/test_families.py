@@ -22,6 +22,7 @@ from spectrascope.arch import (
     weight_role,
 )
 from spectrascope.arch.roles import ROLES
+from spectrascope.errors import ArchitectureError
 from spectrascope.mech.ablation_sweep import ablation_sweep
 from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.logit_lens import lens_logits
@@ -258,6 +259,11 @@ def test_head_scores_and_ablation_sweep_run_and_leave_the_model_unchanged(name):
     assert len(scores) == LAYERS * CASES[name].heads[0]
     assert scores[["induction", "previous_token", "duplicate_token"]].stack().between(0, 1).all()
     metric = NextTokenLoss(x)
+    if not as_model(m).spec.causal:  # an encoder has no next-token loss to ablate against: refused up front
+        with pytest.raises(ArchitectureError, match="needs a causal language model"):
+            ablation_sweep(m, "all", metric)
+        assert _hooks(m) == hooks_before
+        return
     sweep = ablation_sweep(m, "all", metric)
     assert len(sweep) == LAYERS * CASES[name].heads[0] and sweep["value"].notna().all()
     blocks = ablation_sweep(m, "all-attn", metric, mode="mean", reference=x)

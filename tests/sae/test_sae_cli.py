@@ -4,7 +4,6 @@ one line on stderr, exit code 2, nothing half-written."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 import pytest
@@ -20,24 +19,6 @@ def tiny_dir(tiny, tmp_path_factory):
     tiny.hf.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
     return folder
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys):
-    from spectrascope.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
-        monkeypatch.setattr(sys, "argv", ["spectrascope", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as done:
-            code = int(done.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def test_train_eval_features(tiny_dir, tmp_path, run_cli):

@@ -44,6 +44,7 @@ from spectrascope.mech.ablation import (
 from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.ablation_sweep import row_chunks
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
+from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.trace import hooks
 from spectrascope.trace.tracer import model_output_tensor
@@ -126,6 +127,7 @@ def ablation_attribution(
         max_batch_tokens: rows x positions per forward + backward (the backward holds the
             forward's activations: keep it small).
     """
+    as_model(model).require_causal_lm("the attribution screen (it scores next-token logits)")
     hf = as_hf(model)
     if hf.training:
         raise SpectrascopeError("the model is in training mode (dropout); call .eval() first")

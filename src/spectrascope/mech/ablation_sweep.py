@@ -47,6 +47,7 @@ from spectrascope.mech.ablation import (
 )
 from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
+from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
@@ -218,6 +219,7 @@ def ablation_rows(
     Returns:
         :class:`SweepRows` (rows in the order of the metric's batch; components in the order given).
     """
+    as_model(model).require_causal_lm("an ablation sweep (it scores next-token logits)")
     hf = as_hf(model)
     resolved = resolve_components(model, components)
     mode = _mode(mode)

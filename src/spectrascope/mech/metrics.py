@@ -513,6 +513,7 @@ def repeated_loss(
     which induction predicts; ``"first"`` (``first_copy_loss``): the unpredictable first copy;
     ``"all"`` (``repeated_loss``): every target.
     """
+    as_model(model).require_causal_lm("a next-token loss")
     batch = repeated_batch(model, n_seq, seq_len, seed, prepend_bos)
     if copy == "second":
         return NextTokenLoss(batch.input_ids, target_positions=batch.second_copy_targets(), name="induction_loss")
@@ -537,7 +538,7 @@ def text_loss(model: ModelLike, texts: Sequence[str], max_tokens: int = 1024, se
 
     if max_tokens < 2:
         raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
-    model = as_model(model)
+    model = as_model(model).require_causal_lm("a next-token loss")
     tokenizer = model.tokenizer
     if tokenizer is None:
         raise SpectrascopeError(f"model {model.name!r} has no tokenizer: cannot compute a loss on text")

@@ -144,7 +144,7 @@ def prepare_pair(model: ModelLike, clean: Prompt, corrupted: Prompt) -> PairInpu
         SpectrascopeError: different token lengths (with both token lists), empty prompts,
             unsupported model.
     """
-    model = as_model(model)
+    model = as_model(model).require_causal_lm("patching (it compares next-token logits)")
     bound = bind(model)
     clean_ids, corrupted_ids = encode_prompt(model, clean), encode_prompt(model, corrupted)
     if clean_ids.shape != corrupted_ids.shape:

@@ -88,7 +88,7 @@ def steer(
             one prompt per forward or left padding), or a (batch,) tensor of per-row
             positions (the last real token of right-padded rows).
     """
-    model = as_model(model)
+    model = as_model(model).require_causal_lm("steering (it reads next-token logits)")
     (index,) = check_layers(model, [layer])
     kind = vector_site_kind(site)
     direction = torch.as_tensor(np.asarray(vector) if not isinstance(vector, torch.Tensor) else vector)
@@ -141,7 +141,7 @@ def steering_effect(
             ``target_logprob`` is the log of their summed probability.
         positions: ``"all"`` or ``"last"`` (each prompt's last real token).
     """
-    model = as_model(model)
+    model = as_model(model).require_causal_lm("steering (it reads next-token logits)")
     hf = model.hf
     tokenizer = model.tokenizer
     if tokenizer is None:

@@ -104,6 +104,27 @@ class ModelHandle:
         return None if value is None else int(value)
 
     @property
+    def is_causal_lm(self) -> bool:
+        """Whether the model predicts the next token: a causal family with an LM head (logits over
+        the vocabulary), as the loss, logit-difference and steering verbs need."""
+        if not self.has_spec or not self.spec.causal:
+            return False
+        head = getattr(self.hf, "get_output_embeddings", lambda: None)()
+        return head is not None
+
+    def require_causal_lm(self, what: str) -> ModelHandle:
+        """``self`` when it is a causal LM, else :class:`ArchitectureError` in one line saying so,
+        before any work (encoders such as BERT / MiniLM, base models without an LM head)."""
+        if self.is_causal_lm:
+            return self
+        spec = self.spec  # an unsupported family: its own one-line ArchitectureError
+        if not spec.causal:
+            why = f"an encoder ({spec.name}: each token sees the whole text, no next-token prediction)"
+        else:
+            why = "a model without a causal language-model head (no next-token logits)"
+        raise ArchitectureError(f"{what} needs a causal language model; {self.name} is {why}")
+
+    @property
     def token_ids(self) -> torch.Tensor | None:
         """The ordinary tokens of a toy model (its ``token_ids``), None otherwise."""
         return getattr(self.source, "token_ids", None)
