@@ -133,6 +133,7 @@ def steer(
 ) -> None:
     """Next-token distribution of PROMPT before and after adding SCALE x (mean(positive) - mean(negative))."""
     from ..mech.steering import next_token_table, steering_effect, steering_vector
+    from ..models.handle import as_model
     from ..models.loaded import load_model
 
     pos = [p for p in (s.strip() for s in positive.split("|")) if p]
@@ -144,6 +145,7 @@ def steer(
     if top_k < 1:
         raise SpectrascopeError(f"--top-k must be at least 1 (got {top_k})")
     loaded = load_model(model, device=device)
+    as_model(loaded).require_causal_lm("steer")
     vector = steering_vector(loaded, pos, neg, layer, site=site)
     before = next_token_table(loaded, prompt, top_k)
     after = next_token_table(loaded, prompt, top_k, steering={"layer": layer, "vector": vector, "scale": scale, "site": site})

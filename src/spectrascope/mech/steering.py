@@ -180,7 +180,7 @@ def steering_effect(
 
 def next_token_table(model: ModelLike, prompt: str, top_k: int = 10, steering: dict | None = None) -> pd.DataFrame:
     """Top-k next tokens of ``prompt`` (columns ``rank``, ``token``, ``prob``), optionally under ``steer(**steering)``."""
-    model = as_model(model)
+    model = as_model(model).require_causal_lm("the next-token table")
     if model.tokenizer is None:
         raise SpectrascopeError("next_token_table needs a model with a tokenizer")
     hf = model.hf
