@@ -50,3 +50,16 @@ def test_invariances_and_identity():
     assert cka(X, 3 * X @ R + 5) == pytest.approx(1.0, abs=1e-9)  # rotation, scale, shift
     with pytest.raises(ValueError, match="same n"):
         cka(X, X[:-1])
+
+
+def test_cka_matrix_from_float32_terms_equals_cka():
+    from spectrascope.bridge.alignment import cka_matrix
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 20)).astype(np.float32) + 1
+    Y = (X @ rng.standard_normal((20, 12)).astype(np.float32) + rng.standard_normal((300, 12)).astype(np.float32))
+    for debiased in (True, False):
+        m = cka_matrix({0: X, 1: Y}, debiased=debiased)
+        got = m.query("layer_a == 0 and layer_b == 1")["cka"].item()
+        assert got == pytest.approx(cka(X, Y, debiased=debiased), rel=1e-5)
+        assert m.query("layer_a == 1 and layer_b == 1")["cka"].item() == pytest.approx(1.0, rel=1e-6)

@@ -24,6 +24,8 @@ O(n d1 d2) time and O(d1 d2) memory, never as an n x n kernel:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -69,3 +71,50 @@ def cka(X: np.ndarray, Y: np.ndarray, debiased: bool = True) -> float:
     if xx <= 0 or yy <= 0:
         return float("nan")
     return float(xy / np.sqrt(xx * yy))
+
+
+@dataclass(frozen=True)
+class LayerTerms:
+    """One representation's per-token terms, computed once for many pairs (:func:`cka_from_terms`).
+
+    Attributes:
+        X: (n, d) the representation (its own dtype; centered for the biased estimator).
+        sq: (n,) float64 |x_i|^2; k: (n,) float64 (K~ 1)_i; self_hsic: HSIC(X, X).
+        debiased: which estimator the terms are for.
+    """
+
+    X: np.ndarray
+    sq: np.ndarray
+    k: np.ndarray
+    self_hsic: float
+    debiased: bool
+
+    @classmethod
+    def of(cls, X: np.ndarray, debiased: bool = True) -> LayerTerms:
+        X = np.asarray(X)
+        if not debiased:
+            X = X - X.mean(axis=0)
+        X64 = X.astype(np.float64)
+        sq = np.einsum("ij,ij->i", X64, X64)
+        k = X64 @ X64.sum(axis=0) - sq
+        del X64
+        terms = cls(X, sq, k, 0.0, debiased)
+        return cls(X, sq, k, _pair_hsic(terms, terms), debiased)
+
+
+def _pair_hsic(a: LayerTerms, b: LayerTerms) -> float:
+    """HSIC of two representations from their terms (unbiased, or the biased one up to a constant)."""
+    cross = (a.X.T @ b.X).astype(np.float64)
+    if not a.debiased:
+        return float(np.sum(cross**2))
+    n = a.X.shape[0]
+    trace = float(np.sum(cross**2) - np.dot(a.sq, b.sq))
+    sums = float(a.k.sum() * b.k.sum()) / ((n - 1) * (n - 2))
+    return (trace + sums - 2.0 / (n - 2) * float(np.dot(a.k, b.k))) / (n * (n - 3))
+
+
+def cka_from_terms(a: LayerTerms, b: LayerTerms) -> float:
+    """CKA of two representations of the same tokens from their :class:`LayerTerms`."""
+    if a.self_hsic <= 0 or b.self_hsic <= 0:
+        return float("nan")
+    return float(_pair_hsic(a, b) / np.sqrt(a.self_hsic * b.self_hsic))

@@ -83,13 +83,19 @@ def component_layer(component: Component) -> int | None:
     return component.layer
 
 
-def row_chunks(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> list[slice]:
-    """Consecutive row ranges of the metric's batch, each at most ``max_batch_tokens`` tokens
-    and :data:`MAX_LOGIT_BYTES` of logits (at least one row each)."""
-    n_rows, n_pos = metric.input_ids.shape
+def rows_per_forward(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> int:
+    """How many rows one forward may hold: at most ``max_batch_tokens`` tokens and
+    :data:`MAX_LOGIT_BYTES` of logits (at least one row)."""
+    n_pos = metric.input_ids.shape[1]
     kept = n_pos if metric.logit_positions is None else int(metric.logit_positions.numel())
     vocab = int(getattr(hf.config, "vocab_size", 0) or 0)
-    per_chunk = max(1, min(max_batch_tokens // max(1, n_pos), MAX_LOGIT_BYTES // max(1, kept * vocab * 4)))
+    return max(1, min(max_batch_tokens // max(1, n_pos), MAX_LOGIT_BYTES // max(1, kept * vocab * 4)))
+
+
+def row_chunks(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> list[slice]:
+    """Consecutive row ranges of the metric's batch of :func:`rows_per_forward` rows each."""
+    n_rows = metric.input_ids.shape[0]
+    per_chunk = rows_per_forward(metric, hf, max_batch_tokens)
     return [slice(start, min(start + per_chunk, n_rows)) for start in range(0, n_rows, per_chunk)]
 
 
@@ -150,9 +156,8 @@ def _packed_activation_scores(
     advance,
 ) -> dict[Component, RowScores]:
     """Row scores of every component of ``group`` (one layer), items stacked into forwards."""
-    n_pos = metric.input_ids.shape[1]
     items = [(c, rows) for c in group for rows in chunks]
-    budget_rows = max(chunks[0].stop - chunks[0].start, max_batch_tokens // max(1, n_pos))
+    budget_rows = rows_per_forward(metric, hf, max_batch_tokens)  # tokens and logits bounded alike
     parts: dict[Component, list[RowScores]] = {c: [] for c in group}
     layer = group[0].layer
     start = 0

@@ -18,6 +18,9 @@ from .labels import edit_label
 from .tables import StudyTables
 
 Q_LEVEL = 0.05
+MOST = 2 / 3
+"""A role's overlap is stated as a finding when this share of its (layer, domain) intervals
+exclude 1 in the same direction."""
 
 
 def ci(row, column: str, digits: int = 2) -> str:
@@ -129,7 +132,7 @@ def overlap_findings(t: StudyTables) -> list[str]:
     for role, g in _domains(tail).groupby("role"):
         above = (g["enrichment_lo"] > 1).mean()
         below = (g["enrichment_hi"] < 1).mean()
-        if max(above, below) < 0.5:
+        if max(above, below) < MOST:
             continue
         direction = "more" if above >= below else "less"
         share = above if above >= below else below
@@ -139,8 +142,8 @@ def overlap_findings(t: StudyTables) -> list[str]:
                      f"over texts excluding 1 for {share:.0%} of (layer, domain) pairs (robust view; random tokens: "
                      f"{control:.2f}x).")
     if not lines:
-        lines.append("Eigenmode overlap: for no role do most tails read more or less of the domains' variance than random "
-                     "subspaces (robust view, intervals over texts).")
+        lines.append("Eigenmode overlap: for no role do two thirds of the tails read more (or less) of the domains' "
+                     "variance than random subspaces (robust view, intervals over texts).")
     return lines
 
 

@@ -12,7 +12,7 @@ ablations packed and resumed at the edited layer):
 - ``loss_tokens`` = 4,096 per domain from >= 16 texts (32 texts of 128 tokens): each domain
   loss of the per-domain ablations; intervals are over texts, so the number of texts matters.
 - ``head_sequences`` = 32 repeated random sequences for head scores and for confirming the
-  most damaging heads of the induction sweep; ``sweep_sequences`` (8) for the exact sweep of
+  most damaging heads of the induction sweep; ``sweep_sequences`` (4) for the exact sweep of
   every head that picks them.
 - ``cka_tokens`` = 4,096 pooled tokens for CKA (debiased; ~0 for unrelated representations).
 - ``layer_sweep_tokens`` = 2,048 pooled tokens (16 texts) for the exact mean ablation of every
@@ -64,13 +64,14 @@ class StudyBudget:
         min_loss_texts: the fewest texts a domain loss may come from.
         layer_sweep_tokens: pooled tokens of the exact ablation of every attention and MLP block.
         ablation_layers: layers with the per-domain spectral vs component comparison;
-            empty = the layer whose MLP block the layer sweep finds most damaging.
+            empty = the middle layer.
         top_k: singular directions removed by the "drop_top" spectral edit.
         spectral_edits: the spectral edits of the compared layer's output projections: "tail"
             (keep only the power-law tail), "bulk" (keep only the bulk), "drop_top" (remove the
             top ``top_k`` directions).
         head_sequences: repeated random sequences for head scores and for confirming heads.
-        sweep_sequences: sequences of the exact sweep of every head (the screen).
+        sweep_sequences: sequences of the exact sweep of every head (the screen; its candidates are
+            re-measured on ``head_sequences`` fresh ones).
         confirm_heads: heads re-measured on ``head_sequences``: the most damaging of the sweep
             and the top induction and previous-token heads.
         attribution_texts: texts of the energy-vs-attribution comparison.
@@ -90,19 +91,19 @@ class StudyBudget:
     control_tokens: int = 2048
     loss_tokens: int = 4096
     min_loss_texts: int = 16
-    layer_sweep_tokens: int = 2048
+    layer_sweep_tokens: int = 1536
     ablation_layers: tuple[int, ...] = ()
     top_k: int = 8
     spectral_edits: tuple[str, ...] = ("tail", "bulk")
     head_sequences: int = 32
-    sweep_sequences: int = 8
+    sweep_sequences: int = 4
     confirm_heads: int = 12
     attribution_texts: int = 12
     n_boot: int = 1000
     ablation_mode: AblationMode = AblationMode.MEAN
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
-    features: SaeBudget | None = field(default_factory=SaeBudget)
+    features: SaeBudget | None = field(default_factory=lambda: SaeBudget(store_tokens=30_000, train_tokens=60_000))
 
     def __post_init__(self) -> None:
         try:
@@ -168,7 +169,8 @@ class StudyBudget:
                        loss_tokens=8192, min_loss_texts=32, layer_sweep_tokens=4096, head_sequences=64,
                        sweep_sequences=16, confirm_heads=24, attribution_texts=24,
                        spectral_edits=("tail", "bulk", "drop_top"),
-                       features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512))
+                       features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512),
+                       ablation_layers=(0,))
 
     def with_overrides(self, **overrides) -> StudyBudget:
         """A copy with some budgets replaced (None values ignored), checked again."""

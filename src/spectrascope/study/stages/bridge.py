@@ -3,8 +3,7 @@
 - **Layer sweep**: every attention and MLP block ablated on its own, exactly, on a pooled sample
   of every domain (``layer_sweep_tokens``); damages with bootstrap intervals over texts, pooled
   and per domain. This is the causal importance the spectral metrics are correlated with.
-- **Domain ablations**: at ``ablation_layers`` (default: the layer whose MLP the sweep finds
-  most damaging), the attention and MLP blocks and the spectral edits of the layer's output
+- **Domain ablations**: at ``ablation_layers`` (default: the middle layer), the attention and MLP blocks and the spectral edits of the layer's output
   projections (keep only the power-law tail, keep only the bulk, remove the top-k directions),
   (``spectral_edits``) each on every domain's own loss (``loss_tokens`` from >= ``min_loss_texts`` texts) and on the
   random-token control; damages with intervals over texts.
@@ -49,7 +48,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     roles = model_roles(loaded.hf)
     reference = calibration_reference(ctx, domains)
     layer_damage = layer_sweep(ctx, domains, reference)
-    layers = list(b.ablation_layers) or [_most_damaging_mlp(layer_damage)]
+    layers = list(b.ablation_layers) or [loaded.arch.n_layers // 2]
     ablations = domain_ablations(ctx, domains, reference, roles, layers)
     layer_table = _layer_table(ctx, layer_damage)
     correlation = _correlations(ctx, layer_table)
@@ -101,11 +100,6 @@ def _stack_losses(metrics: list[NextTokenLoss], loaded) -> NextTokenLoss:
     ids, mask = pad_rows(rows, pad)
     device = metrics[0].input_ids.device
     return NextTokenLoss(ids.to(device), mask.to(device), name="loss[pooled]")
-
-
-def _most_damaging_mlp(layer_damage: pd.DataFrame) -> int:
-    pooled = layer_damage[(layer_damage["domain"] == "pooled") & (layer_damage["kind"] == "mlp")]
-    return int(pooled.loc[pooled["damage"].idxmax(), "layer"])
 
 
 def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[int]) -> pd.DataFrame:
