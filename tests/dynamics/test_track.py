@@ -171,3 +171,17 @@ def test_a_gguf_series(tmp_path):
     assert result.checkpoints.set_index("step").loc[200, "computed"] == 1
     fresh = analyze_weights(tmp_path / "ckpt-200.gguf").set_index("name")
     assert np.allclose(rows.loc[200].loc[fresh.index, "alpha"].astype(float), fresh["alpha"].astype(float))
+
+
+def test_activation_spectra_per_checkpoint(tmp_path):
+    import transformers
+
+    from spectrascope.models.zoo import bundled_path
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
+    folder = save_checkpoint(tiny_llama(vocab=tokenizer.vocab_size), tmp_path / "step50")
+    tokenizer.save_pretrained(folder)
+    result = track(tmp_path, activations="arithmetic", activation_tokens=256, mp_fit=False, randomize=False)
+    acts = result.activations
+    assert set(acts["step"]) == {50} and set(acts["layer"]) == {0, 1}
+    assert (acts["domain"] == "arithmetic").all() and acts["effective_rank"].notna().all()

@@ -256,7 +256,7 @@ def _load_runnable(cp: Checkpoint):
 
 
 def _model_tables(cp: Checkpoint, head_scores: bool, activations: str | None, metric: UserMetric | None,
-                  scores_kwargs: dict) -> tuple[dict[str, pd.DataFrame], str]:
+                  activation_tokens: int) -> tuple[dict[str, pd.DataFrame], str]:
     """Head scores, activation spectra, user metric of one checkpoint (the model is loaded once)."""
     tables: dict[str, pd.DataFrame] = {}
     try:
@@ -264,11 +264,12 @@ def _model_tables(cp: Checkpoint, head_scores: bool, activations: str | None, me
         if head_scores:
             from ..mech.head_scores import head_scores as compute_scores
 
-            tables["scores"] = compute_scores(loaded, **scores_kwargs)
+            tables["scores"] = compute_scores(loaded)
         if activations:
             from ..activations.run import run_activations
 
-            acts, _ = run_activations(loaded, activations, "resid_post", 2048, 256, 128)
+            acts, _ = run_activations(loaded, activations, "resid_post", activation_tokens,
+                                      min(256, activation_tokens), 128)
             tables["activations"] = acts
         if metric is not None:
             value = metric(loaded)
@@ -291,6 +292,7 @@ def track(
     heads: bool = False,
     head_scores: bool = False,
     activations: str | None = None,
+    activation_tokens: int = 2048,
     metric: UserMetric | None = None,
     seed: int = 0,
     workers: int = 1,
@@ -310,7 +312,7 @@ def track(
         heads: per-head q/k/v/o and QK/OV circuit spectra.
         head_scores: induction / previous-token / duplicate-token scores (loads the model).
         activations: comma-separated corpora for activation spectra at ``resid_post``
-            (loads the model and its tokenizer).
+            (loads the model and its tokenizer), from ``activation_tokens`` tokens per corpus.
         metric: ``metric(loaded_model) -> float | {name: float}``, a user metric per step.
         workers: engine worker processes within a checkpoint.
         resume: skip checkpoints finished in ``out`` and resume the one in progress.
@@ -323,8 +325,8 @@ def track(
     """
     series = checkpoint_series(checkpoints)
     options = WeightsOptions(precision=precision, mp_fit=mp_fit, randomize=randomize, seed=seed)
-    fingerprint = _options_fingerprint(options, {"heads": heads, "head_scores": head_scores,
-                                                 "activations": activations, "metric": metric is not None})
+    fingerprint = _options_fingerprint(options, {"heads": heads, "head_scores": head_scores, "activations": activations,
+                                                 "activation_tokens": activation_tokens, "metric": metric is not None})
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _prepare_out(out_dir, fingerprint, resume)
@@ -347,7 +349,7 @@ def track(
                                     "computed": 0, "reused": 0, "seconds": 0.0})
                 advance(1)
                 continue
-            tables = _track_one(tracker, cp, source, head_scores, activations, metric)
+            tables = _track_one(tracker, cp, source, head_scores, activations, activation_tokens, metric)
             weights = tables["weights"]
             for key, df in tables.items():
                 if key != "reason":
@@ -373,7 +375,7 @@ def track(
 
 
 def _track_one(tracker: _Tracker, cp: Checkpoint, source, head_scores: bool, activations: str | None,
-               metric: UserMetric | None) -> dict:
+               activation_tokens: int, metric: UserMetric | None) -> dict:
     """All tables of one checkpoint: loaded from OUT when finished earlier, else computed and saved."""
     tables: dict = {}
     weights = tracker.load_done(cp, "weights")
@@ -396,7 +398,7 @@ def _track_one(tracker: _Tracker, cp: Checkpoint, source, head_scores: bool, act
     wanted = {"scores": head_scores, "activations": bool(activations), "metrics": metric is not None}
     done = {k: tracker.load_done(cp, k) for k, on in wanted.items() if on}
     if any(v is None for v in done.values()):
-        computed, reason = _model_tables(cp, head_scores, activations, metric, {})
+        computed, reason = _model_tables(cp, head_scores, activations, metric, activation_tokens)
         for key, df in computed.items():
             tracker.save(cp, key, df)
         done = {k: computed.get(k) for k in done}
