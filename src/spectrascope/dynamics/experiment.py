@@ -49,6 +49,9 @@ from .track import track
 EXPERIMENTS = ("grokking", "induction")
 REFERENCE_SEEDS = range(1, 6)
 REPORTED_METRICS = ["alpha", "erg_delta", "entropy", "alpha_weighted", "stable_rank", "log_norm"]
+MAX_CHANGES = 5
+"""Change points per series the experiments look for (binary segmentation stops earlier when
+a piece has no significant split)."""
 
 
 @dataclass
@@ -85,13 +88,14 @@ def _spectral_analysis(out: Path, tracked, build_untrained, event: float, event_
                        controls: bool) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str], dict[str, pd.DataFrame]]:
     """Change points of the tracked weights and heads, the controls, the timing table."""
     ok = tracked.weights[tracked.weights["status"] == "success"]
-    changes = change_points_by_model(ok, present(ok, WEIGHT_METRICS), by=["name"], n_perm=n_perm)
+    changes = change_points_by_model(ok, present(ok, WEIGHT_METRICS), by=["name"], n_perm=n_perm,
+                                     max_changes=MAX_CHANGES)
     tables = {"changepoints": changes}
     head_changes = None
     if tracked.heads is not None and len(tracked.heads):
         heads = tracked.heads[tracked.heads["status"] == "success"].copy()
         heads["series"] = [f"L{b} h{h} {c}" for b, h, c in zip(heads["block"], heads["head"], heads["circuit"])]
-        head_changes = change_points_by_model(heads, ["alpha"], by=["series"], n_perm=n_perm)
+        head_changes = change_points_by_model(heads, ["alpha"], by=["series"], n_perm=n_perm, max_changes=MAX_CHANGES)
         tables["changepoints_heads"] = head_changes
     control_changes = reference = None
     if controls:
@@ -100,7 +104,8 @@ def _spectral_analysis(out: Path, tracked, build_untrained, event: float, event_
 
         shuffled = shuffled_over_steps([Checkpoint(int(s), Path(p)) for s, p in series])
         okc = shuffled[shuffled["status"] == "success"]
-        control_changes = change_points_by_model(okc, present(okc, CONTROL_METRICS), by=["name"], n_perm=n_perm)
+        control_changes = change_points_by_model(okc, present(okc, CONTROL_METRICS), by=["name"], n_perm=n_perm,
+                                                 max_changes=MAX_CHANGES)
         reference = untrained_reference(build_untrained, REFERENCE_SEEDS)
         tables.update(shuffled_over_steps=shuffled, changepoints_control=control_changes, untrained_reference=reference)
     final = ok[ok["step"] == ok["step"].max()]

@@ -17,8 +17,8 @@ from .figures import curves, matrix_label, series_by, step_heatmap
 WEIGHT_METRICS = ["alpha", "alpha_weighted", "erg_delta", "entropy", "stable_rank", "log_norm", "num_spikes", "num_traps"]
 """The weight-table columns tracked for change points (those present in the table)."""
 HEAD_CIRCUITS = ("qk", "ov")
-TIMING_COLUMNS = ["model", "name", "metric", "step_before", "step", "relation", "lag", "before", "after", "p_value", "q_value",
-                  "control_step", "control_p", "init_mean", "init_sd", "final", "z_final"]
+TIMING_COLUMNS = ["model", "name", "metric", "test", "step_before", "step", "relation", "before", "after", "p_value",
+                  "q_value", "at_event", "control_at_event", "control_p", "init_mean", "init_sd", "final", "z_final"]
 
 
 def present(table: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -68,8 +68,14 @@ def weight_sections(weights: pd.DataFrame, changes: pd.DataFrame | None, events:
 def timing_section(timing: pd.DataFrame, sentences: list[str], event_name: str) -> Section:
     """The spectral change points against the behavioural event, with the controls."""
     cols = [c for c in TIMING_COLUMNS if c in timing]
-    table = timing.sort_values(["significant", "p_value"], ascending=[False, True])[cols]
-    return Section("timing", f"Spectral changes relative to the {event_name}", sentences, tables=[table.head(80)])
+    table = timing[timing["significant"].astype(bool)].sort_values(["relation", "p_value"])[cols]
+    notes = ["Significant change points only (whole-series test: BH q < 0.05; later tests inside significant "
+             "pieces: p < 0.05). relation: where (step_before, step] lies against the event; at_event: the series "
+             "changes in the interval holding the event; control_at_event: so does the same matrix with its entries "
+             "shuffled (then the change is one of scale or entry distribution, not of correlations); z_final: the "
+             "final value against 5 freshly initialized models."]
+    return Section("timing", f"Spectral changes relative to the {event_name}", sentences + notes,
+                   tables=[table.head(120)])
 
 
 def track_sections(weights: pd.DataFrame, changes: pd.DataFrame, checkpoints: pd.DataFrame,

@@ -6,9 +6,13 @@ of each weight metric from :func:`spectrascope.dynamics.changepoints.change_poin
 detected at ``step`` with previous checkpoint ``step_before`` happened somewhere in
 (step_before, step]; against an event at step E it is
 
-    'before'  when step <= E           (it had happened by the time of the event)
+    'before'  when step < E            (it had happened before the event)
+    'at'      when step_before < E <= step   (the checkpoint interval holding the event)
     'after'   when step_before >= E    (it had not happened yet at the event)
-    'at'      otherwise                (the checkpoint interval holding the event)
+
+A series *changes at the event* when one of its significant change points is 'at' it. The
+resolution is the checkpoint grid: on a log-spaced schedule the interval holding a late event
+is wide, so 'at' means "within that interval", not "at that step".
 """
 
 from __future__ import annotations
@@ -29,45 +33,60 @@ def relation(step: float, step_before: float, event: float) -> str:
     """'before', 'at' or 'after' (module docstring); '' when the event never happened."""
     if not np.isfinite(event):
         return ""
-    if step <= event:
+    if step < event:
         return "before"
     if step_before >= event:
         return "after"
     return "at"
 
 
+def _series_keys(changes: pd.DataFrame) -> list[str]:
+    return ["model", "name", "metric"] if "model" in changes else ["name", "metric"]
+
+
+def _at_event(changes: pd.DataFrame, event: float) -> pd.DataFrame:
+    """Per series: whether a significant change point lies in the interval holding the event."""
+    keys = _series_keys(changes)
+    sig = changes[changes["significant"].astype(bool)]
+    hit = [relation(s, b, event) == "at" for s, b in zip(sig["step"], sig["step_before"])]
+    flags = sig.assign(at_event=hit).groupby(keys)["at_event"].any()
+    return flags.reset_index()
+
+
 def timing_table(changes: pd.DataFrame, event: float, control: pd.DataFrame | None = None,
                  reference: pd.DataFrame | None = None, final: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The whole-series change point(s) of every (matrix, metric) against an event step.
+    """Every whole-series change point and every significant one of every (model, matrix,
+    metric) series, placed against an event step.
 
     Args:
-        changes: :func:`change_points` of the tracked weights, ``by=["name"]`` (with role, block
-            columns if present in ``final``).
+        changes: :func:`change_points` (or ``change_points_by_model``) of the tracked weights, ``by=["name"]``.
         event: the event step (e.g. the generalization step).
-        control: :func:`change_points` of the randomized-weights control (same keys).
+        control: the same for the randomized-weights control.
         reference: :func:`controls.untrained_reference` (name, metric, mean, sd).
         final: the weight table of the last checkpoint (name, role, block, metric columns).
     Returns:
-        One row per change point of test 1: (model,) name, metric, step, step_before, before, after,
+        One row per change point: (model,) name, metric, test, step, step_before, before, after,
         delta, p_value, q_value, significant, relation ('before' | 'at' | 'after'), lag
-        (step - event), and when given: control_step, control_p, control_q,
-        control_significant (the shuffled series' whole-series change); init_mean, init_sd,
-        final, z_final ((final - init_mean) / init_sd); role, block.
+        (step - event), at_event (the series has a significant change 'at' the event), and when
+        given: control_at_event (the shuffled series has one too), control_p (its whole-series
+        p); init_mean, init_sd (untrained models), final, z_final ((final - init_mean) / init_sd);
+        role, block.
     """
-    keys = ["model", "name", "metric"] if "model" in changes else ["name", "metric"]
-    cols = [*keys, "step", "step_before", "before", "after", "delta", "p_value", "q_value", "significant"]
-    out = changes.loc[changes["test"] == 1, cols].copy()
+    keys = _series_keys(changes)
+    cols = [*keys, "test", "step", "step_before", "before", "after", "delta", "p_value", "q_value", "significant"]
+    out = changes.loc[(changes["test"] == 1) | changes["significant"].astype(bool), cols].copy()
     out["relation"] = [relation(s, b, event) for s, b in zip(out["step"], out["step_before"])]
     out["lag"] = out["step"] - event
+    out = out.merge(_at_event(changes, event), on=keys, how="left")
+    out["at_event"] = out["at_event"].fillna(False).astype(bool)
     if control is not None and len(control):
-        first = control[control["test"] == 1].sort_values("step").drop_duplicates(keys)
-        first = first.rename(columns={"step": "control_step", "p_value": "control_p", "q_value": "control_q",
-                                      "significant": "control_significant"})
-        out = out.merge(first[[*keys, "control_step", "control_p", "control_q", "control_significant"]],
-                        on=keys, how="left")
+        flags = _at_event(control, event).rename(columns={"at_event": "control_at_event"})
+        whole = control[control["test"] == 1].drop_duplicates(keys).rename(columns={"p_value": "control_p"})
+        out = out.merge(flags, on=keys, how="left").merge(whole[[*keys, "control_p"]], on=keys, how="left")
+        out["control_at_event"] = out["control_at_event"].fillna(False).astype(bool)
     if final is not None and len(final):
-        melted = final.melt(id_vars=["name", "role", "block"], value_vars=[m for m in out["metric"].unique() if m in final],
-                            var_name="metric", value_name="final")
+        present = [m for m in out["metric"].unique() if m in final]
+        melted = final.melt(id_vars=["name", "role", "block"], value_vars=present, var_name="metric", value_name="final")
         out = out.merge(melted, on=["name", "metric"], how="left")
     if reference is not None and len(reference):
         ref = reference.rename(columns={"mean": "init_mean", "sd": "init_sd"})[["name", "metric", "init_mean", "init_sd"]]
@@ -75,30 +94,41 @@ def timing_table(changes: pd.DataFrame, event: float, control: pd.DataFrame | No
         if "final" in out:
             with np.errstate(divide="ignore", invalid="ignore"):
                 out["z_final"] = (out["final"] - out["init_mean"]) / out["init_sd"]
-    return out.reset_index(drop=True)
+    return out.sort_values([*keys, "step"]).reset_index(drop=True)
+
+
+def _short(name: str) -> str:
+    parts = name.replace(".weight", "").split(".")
+    return ".".join(p for p in parts[-3:] if p not in ("model", "self_attn", "mlp"))
 
 
 def timing_sentences(timing: pd.DataFrame, event_name: str, event: float, metrics: list[str]) -> list[str]:
-    """One sentence per (model, metric): how many matrices change significantly, and when
-    their first change point lies relative to the event."""
+    """One sentence per (model, metric): how many matrices change significantly at all, which
+    change in the checkpoint interval holding the event (and whether the control does too),
+    and where the others' first change lies."""
     lines = []
     models = timing["model"].unique() if "model" in timing else [None]
     for model in models:
         rows = timing if model is None else timing[timing["model"] == model]
-        label = {"rate": "abrupt change (rate test)", "mean": "level change (mean test)"}.get(model, "change")
+        label = {"rate": "rate test (abrupt change)", "mean": "level test"}.get(model, "change")
         for metric in metrics:
-            sub = rows[rows["metric"] == metric].sort_values("step").drop_duplicates("name")
+            sub = rows[rows["metric"] == metric]
             if sub.empty:
                 continue
+            n = sub["name"].nunique()
             sig = sub[sub["significant"].astype(bool)]
-            text = f"{metric}, {label}: {len(sig)} of {len(sub)} matrices (BH q < 0.05)"
-            if len(sig):
-                counts = sig["relation"].value_counts()
-                parts = ", ".join(f"{int(counts.get(r, 0))} {r}" for r in ("before", "at", "after"))
-                text += (f"; first change relative to the {event_name} (step {event:g}): {parts}; "
-                         f"median step {sig['step'].median():g}, min p {sig['p_value'].min():.3g}")
-                if "control_significant" in sig:
-                    both = int(sig["control_significant"].fillna(False).astype(bool).sum())
-                    text += f"; {both} of them also change in the shuffled-weights control"
+            text = f"{metric}, {label}: {sig['name'].nunique()} of {n} matrices change (BH q < 0.05)"
+            at = sig[sig["relation"] == "at"]
+            if np.isfinite(event):
+                text += f"; in the interval holding the {event_name} (step {event:g}): {at['name'].nunique()}"
+                if len(at):
+                    first = at.iloc[0]
+                    names = ", ".join(sorted({_short(x) for x in at["name"]}))
+                    text += f" ({names}; interval ({first['step_before']:g}, {first['step']:g}], min p {at['p_value'].min():.3g})"
+                    if "control_at_event" in at:
+                        text += f", of which {at.drop_duplicates('name')['control_at_event'].sum()} also in the shuffled control"
+                earliest = sig.sort_values("step").drop_duplicates("name")["relation"].value_counts()
+                text += (f"; first change before / at / after it: {int(earliest.get('before', 0))} / "
+                         f"{int(earliest.get('at', 0))} / {int(earliest.get('after', 0))}")
             lines.append(text + ".")
     return lines
