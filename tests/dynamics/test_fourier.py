@@ -31,7 +31,7 @@ def test_basis_is_orthonormal():
 def test_planted_frequencies_are_the_key_ones():
     p = 31
     x = np.arange(p)
-    wave = lambda f, k: f(2 * np.pi * k * x / p)  # noqa: E731
+    wave = lambda f, k: f(2 * np.pi * k * x / p)
     # frequency 3 at full strength (cos and sin), 5 at amplitude 0.8, 7 at 0.3, plus a constant
     E = np.stack([wave(np.cos, 3), wave(np.sin, 3), 0.8 * wave(np.cos, 5), 0.3 * wave(np.sin, 7), np.ones(p)], axis=1)
     energy = frequency_energy(E)

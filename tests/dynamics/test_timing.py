@@ -6,7 +6,12 @@ import math
 
 import pandas as pd
 
-from spectrascope.dynamics.timing import first_crossing, relation, timing_sentences, timing_table
+from spectrascope.dynamics.timing import (
+    first_crossing,
+    relation,
+    timing_sentences,
+    timing_table,
+)
 
 
 def test_relation_of_an_interval_to_an_event():

@@ -69,11 +69,11 @@ def timing_section(timing: pd.DataFrame, sentences: list[str], event_name: str) 
     """The spectral change points against the behavioural event, with the controls."""
     cols = [c for c in TIMING_COLUMNS if c in timing]
     table = timing[timing["significant"].astype(bool)].sort_values(["relation", "p_value"])[cols]
-    notes = ["Significant change points only (whole-series test: BH q < 0.05; later tests inside significant "
+    notes = [("Significant change points only (whole-series test: BH q < 0.05; later tests inside significant "
              "pieces: p < 0.05). relation: where (step_before, step] lies against the event; at_event: the series "
              "changes in the interval holding the event; control_at_event: so does the same matrix with its entries "
              "shuffled (then the change is one of scale or entry distribution, not of correlations); z_final: the "
-             "final value against 5 freshly initialized models."]
+             "final value against 5 freshly initialized models.")]
     return Section("timing", f"Spectral changes relative to the {event_name}", sentences + notes,
                    tables=[table.head(120)])
 
