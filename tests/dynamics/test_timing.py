@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import pandas as pd
 
 from spectrascope.dynamics.timing import (
@@ -55,3 +57,23 @@ def test_timing_table_flags_changes_at_the_event_and_in_the_control():
     assert sentence.startswith("alpha, level test: 2 of 3 matrices change (BH q < 0.05); in the interval holding "
                                "the generalization step (step 300): 1 (a; interval (200, 400], min p 0.01), of which "
                                "1 also in the shuffled control; first change before / at / after it: 1 / 0 / 1.")
+
+
+def test_event_window_table_by_hand():
+    from spectrascope.dynamics.timing import event_window_table
+
+    steps = [0, 10, 100, 1000]
+    weights = pd.DataFrame({"step": steps * 2, "name": ["a"] * 4 + ["b"] * 4, "role": ["q"] * 4 + ["k"] * 4,
+                            "block": [0] * 8, "status": ["success"] * 8,
+                            "alpha": [3.0, 3.1, 2.0, 1.9, 5.0, 5.0, 5.0, 4.0]})
+    shuffled = weights.assign(alpha=[6.0, 6.0, 6.1, 6.1, 6.0, 6.0, 6.0, 6.0])
+    reference = pd.DataFrame({"name": ["a", "b"], "metric": ["alpha", "alpha"], "mean": [3.0, 5.0], "sd": [0.5, 0.25]})
+    # the event at step 50 lies in (10, 100]: a jumps by -1.1 (its largest increment), b by 0
+    table = event_window_table(weights, 50, ["alpha"], shuffled, reference).set_index("name")
+    assert table.loc["a", ["step_before", "step_after"]].tolist() == [10, 100]
+    assert table.loc["a", "jump"] == pytest.approx(-1.1) and table.loc["a", "jump_rank"] == 1
+    assert table.loc["b", "jump"] == 0 and table.loc["b", "jump_rank"] == 2  # b's largest is the last increment (1.0)
+    assert table.loc["a", "control_jump"] == pytest.approx(0.1)
+    assert table.loc["a", "jump_over_init_sd"] == pytest.approx(-2.2)
+    assert table.loc["a", "final"] == 1.9
+    assert event_window_table(weights, 5000, ["alpha"]).empty

@@ -97,7 +97,7 @@ def _spectral_analysis(out: Path, tracked, build_untrained, event: float, event_
         heads["series"] = [f"L{b} h{h} {c}" for b, h, c in zip(heads["block"], heads["head"], heads["circuit"])]
         head_changes = change_points_by_model(heads, ["alpha"], by=["series"], n_perm=n_perm, max_changes=MAX_CHANGES)
         tables["changepoints_heads"] = head_changes
-    control_changes = reference = None
+    control_changes = reference = shuffled = None
     if controls:
         series = sorted(tracked.weights[["step", "checkpoint"]].drop_duplicates().itertuples(index=False))
         from .series import Checkpoint
@@ -111,9 +111,13 @@ def _spectral_analysis(out: Path, tracked, build_untrained, event: float, event_
     final = ok[ok["step"] == ok["step"].max()]
     timing = timing_table(changes, event, control_changes, reference, final)
     tables["timing"] = timing
+    window = event_window_table(tracked.weights, event, REPORTED_METRICS, shuffled, reference)
+    if len(window):
+        tables["event_window"] = window
     for stem, table in tables.items():
         write_table(table, out, stem)
-    sentences = timing_sentences(timing, event_name, event, REPORTED_METRICS)
+    sentences = timing_sentences(timing, event_name, event, REPORTED_METRICS[:3])
+    sentences += event_window_sentences(window, event_name, REPORTED_METRICS[:3])
     return changes, head_changes, sentences, tables
 
 
@@ -188,7 +192,7 @@ def run_grokking(out: str | Path, config=None, n_perm: int = DEFAULT_PERMUTATION
                            (["weight_norm"], "L2 norm of all parameters", "norm", False)], curve_events),
         energy_section(run.energy, run.key_frequencies),
         *weight_sections(tracked.weights, changes, curve_events, tracked.heads, head_changes),
-        timing_section(tables["timing"], sentences, "generalization step"),
+        timing_section(tables["timing"], sentences, "generalization step", tables.get("event_window")),
     ]
     report = write_page(f"Grokking: a + b mod {config.p}", sections, out / "report.html")
     _write_summary(out, summary)
@@ -257,7 +261,7 @@ def run_induction(out: str | Path, config=None, n_perm: int = DEFAULT_PERMUTATIO
                           [([c for c in score_wide.columns if c != "step"], "Induction score per head (layer.head)",
                             "induction score", False)], curve_events),
         *weight_sections(tracked.weights, changes, curve_events, heads_of_interest, head_changes),
-        timing_section(tables["timing"], sentences, "in-context-loss drop"),
+        timing_section(tables["timing"], sentences, "in-context-loss drop", tables.get("event_window")),
     ]
     report = write_page("Induction heads forming (toy model)", sections, out / "report.html")
     _write_summary(out, summary)

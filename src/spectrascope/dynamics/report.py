@@ -65,7 +65,8 @@ def weight_sections(weights: pd.DataFrame, changes: pd.DataFrame | None, events:
     return sections
 
 
-def timing_section(timing: pd.DataFrame, sentences: list[str], event_name: str) -> Section:
+def timing_section(timing: pd.DataFrame, sentences: list[str], event_name: str,
+                   window: pd.DataFrame | None = None) -> Section:
     """The spectral change points against the behavioural event, with the controls."""
     cols = [c for c in TIMING_COLUMNS if c in timing]
     table = timing[timing["significant"].astype(bool)].sort_values(["relation", "p_value"])[cols]
@@ -74,8 +75,13 @@ def timing_section(timing: pd.DataFrame, sentences: list[str], event_name: str) 
              "changes in the interval holding the event; control_at_event: so does the same matrix with its entries "
              "shuffled (then the change is one of scale or entry distribution, not of correlations); z_final: the "
              "final value against 5 freshly initialized models.")]
-    return Section("timing", f"Spectral changes relative to the {event_name}", sentences + notes,
-                   tables=[table.head(120)])
+    tables = [table.head(120)]
+    if window is not None and len(window):
+        notes.append("Second table: every matrix's metrics on both sides of the checkpoint interval holding the event "
+                     "(jump_rank 1: the largest change between consecutive checkpoints of the whole run; control_jump: "
+                     "the same matrix with shuffled entries; jump_over_init_sd: against the spread of 5 untrained models).")
+        tables.append(window.sort_values(["metric", "jump_rank"]))
+    return Section("timing", f"Spectral changes relative to the {event_name}", sentences + notes, tables=tables)
 
 
 def track_sections(weights: pd.DataFrame, changes: pd.DataFrame, checkpoints: pd.DataFrame,

@@ -132,3 +132,78 @@ def timing_sentences(timing: pd.DataFrame, event_name: str, event: float, metric
                          f"{int(earliest.get('at', 0))} / {int(earliest.get('after', 0))}")
             lines.append(text + ".")
     return lines
+
+
+def event_window_table(weights: pd.DataFrame, event: float, metrics: list[str], shuffled: pd.DataFrame | None = None,
+                       reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each matrix's metrics on either side of the checkpoint interval holding the event.
+
+    For every (matrix, metric): ``value_before`` at the last checkpoint before the event and
+    ``value_after`` at the first one at or after it, ``jump`` = after - before, ``jump_rank``
+    (1 = the largest |increment| between consecutive checkpoints of that series: a
+    description, not a test, since increments over a log-spaced grid are not exchangeable),
+    ``final``; with ``shuffled`` the same jump of the entry-shuffled matrix
+    (``control_jump``); with ``reference`` the untrained spread ``init_sd`` and
+    ``jump_over_init_sd``. Empty when the event is outside the checkpoint range.
+    """
+    ok = weights[weights["status"] == "success"]
+    steps = np.sort(ok["step"].unique())
+    if not np.isfinite(event) or event <= steps[0] or event > steps[-1]:
+        return pd.DataFrame()
+    after = steps[np.searchsorted(steps, event)]
+    before = steps[np.searchsorted(steps, event) - 1]
+    control = None
+    if shuffled is not None and len(shuffled):
+        okc = shuffled[shuffled["status"] == "success"]
+        control = okc.pivot_table(index="step", columns="name", values=[m for m in metrics if m in okc])
+    rows = []
+    for (name, role, block), group in ok.groupby(["name", "role", "block"], sort=True):
+        series = group.set_index("step").sort_index()
+        for metric in metrics:
+            if metric not in series or before not in series.index or after not in series.index:
+                continue
+            values = pd.to_numeric(series[metric], errors="coerce")
+            jump = float(values[after] - values[before])
+            increments = values.diff().abs().dropna()
+            row = {"name": name, "role": role, "block": int(block), "metric": metric, "step_before": int(before),
+                   "step_after": int(after), "value_before": float(values[before]), "value_after": float(values[after]),
+                   "jump": jump, "jump_rank": int((increments > abs(jump) + 1e-12).sum() + 1),
+                   "n_increments": int(increments.size), "final": float(values.iloc[-1])}
+            if control is not None and (metric, name) in control:
+                c = control[(metric, name)]
+                row["control_jump"] = float(c.get(after, np.nan) - c.get(before, np.nan))
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if reference is not None and len(reference) and len(out):
+        ref = reference.rename(columns={"sd": "init_sd", "mean": "init_mean"})[["name", "metric", "init_mean", "init_sd"]]
+        out = out.merge(ref, on=["name", "metric"], how="left")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["jump_over_init_sd"] = out["jump"] / out["init_sd"]
+    return out
+
+
+def event_window_sentences(window: pd.DataFrame, event_name: str, metrics: list[str], top_rank: int = 3) -> list[str]:
+    """Per metric: the matrices for which the jump across the event's interval is among their
+    ``top_rank`` largest of the run, with sizes and controls."""
+    if window.empty:
+        return []
+    first = window.iloc[0]
+    lines = [f"Across the checkpoint interval ({first['step_before']:g}, {first['step_after']:g}] holding the "
+             f"{event_name}:"]
+    for metric in metrics:
+        sub = window[window["metric"] == metric]
+        if sub.empty:
+            continue
+        top = sub[sub["jump_rank"] <= top_rank]
+        text = (f"{metric} makes one of its {top_rank} largest jumps between consecutive checkpoints (of "
+                f"{int(sub['n_increments'].max())}) here in {len(top)} of {len(sub)} matrices")
+        if len(top):
+            parts = [f"{_short(r.name)} {r.value_before:.2f} → {r.value_after:.2f} (rank {r.jump_rank})"
+                     for r in top.itertuples()]
+            text += f" ({'; '.join(parts)})"
+            if "control_jump" in top:
+                text += f"; the shuffled control moves by at most {top['control_jump'].abs().max():.2f} there"
+            if "jump_over_init_sd" in top:
+                text += f"; |jump| / untrained sd {top['jump_over_init_sd'].abs().min():.1f} to {top['jump_over_init_sd'].abs().max():.1f}"
+        lines.append(text + ".")
+    return lines
