@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 import pandas as pd
+import pytest
 
 from spectrascope.dynamics.timing import (
     first_crossing,

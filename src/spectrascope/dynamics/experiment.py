@@ -43,7 +43,13 @@ from .report import (
     weight_sections,
     write_page,
 )
-from .timing import first_crossing, timing_sentences, timing_table
+from .timing import (
+    event_window_sentences,
+    event_window_table,
+    first_crossing,
+    timing_sentences,
+    timing_table,
+)
 from .track import track
 
 EXPERIMENTS = ("grokking", "induction")

@@ -188,8 +188,8 @@ def event_window_sentences(window: pd.DataFrame, event_name: str, metrics: list[
     if window.empty:
         return []
     first = window.iloc[0]
-    lines = [f"Across the checkpoint interval ({first['step_before']:g}, {first['step_after']:g}] holding the "
-             f"{event_name}:"]
+    lines = [(f"Across the checkpoint interval ({first['step_before']:g}, {first['step_after']:g}] holding the "
+             f"{event_name}:")]
     for metric in metrics:
         sub = window[window["metric"] == metric]
         if sub.empty:
