@@ -185,3 +185,20 @@ def test_activation_spectra_per_checkpoint(tmp_path):
     acts = result.activations
     assert set(acts["step"]) == {50} and set(acts["layer"]) == {0, 1}
     assert (acts["domain"] == "arithmetic").all() and acts["effective_rank"].notna().all()
+
+
+def test_a_bad_tensor_fails_its_row_and_marks_the_checkpoint_partial(tmp_path):
+    import torch
+
+    model = tiny_llama()
+    save_checkpoint(model, tmp_path / "step1")
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight[0, 0] = float("nan")
+    save_checkpoint(model, tmp_path / "step2")
+    result = track(tmp_path, mp_fit=False, randomize=False)
+    status = result.checkpoints.set_index("step")
+    assert status.loc[1, "status"] == "ok" and status.loc[2, "status"] == "partial"
+    assert status.loc[2, "reason"].startswith("1 of 16 matrices failed: tensor has NaN or Inf")
+    rows = result.weights.set_index(["step", "name"])
+    assert rows.loc[(2, "model.layers.1.mlp.up_proj.weight"), "status"] == "failed"
+    assert rows.loc[(2, "model.layers.1.mlp.down_proj.weight"), "reused"]

@@ -349,16 +349,16 @@ def track(
                                     "computed": 0, "reused": 0, "seconds": 0.0})
                 advance(1)
                 continue
-            tables = _track_one(tracker, cp, source, head_scores, activations, activation_tokens, metric)
+            tables, model_reason = _track_one(tracker, cp, source, head_scores, activations, activation_tokens, metric)
             weights = tables["weights"]
             for key, df in tables.items():
-                if key != "reason":
-                    collected[key].append(df)
+                collected[key].append(df)
             n_failed = int((weights["status"] == "failed").sum())
-            status = "failed" if n_failed == len(weights) else ("partial" if n_failed or tables.get("reason") else "ok")
-            reasons = [r for r in [tables.get("reason")] if r]
+            status = "failed" if n_failed == len(weights) else ("partial" if n_failed or model_reason else "ok")
+            reasons = [model_reason] if model_reason else []
             if n_failed:
-                reasons.insert(0, f"{n_failed} of {len(weights)} matrices failed: {weights.loc[weights['status'] == 'failed', 'reason'].iloc[0]}")
+                first_reason = weights.loc[weights["status"] == "failed", "reason"].iloc[0]
+                reasons.insert(0, f"{n_failed} of {len(weights)} matrices failed: {first_reason}")
             status_rows.append({"step": cp.step, "path": str(cp.path), "status": status, "reason": "; ".join(reasons),
                                 "computed": int((~weights["reused"].astype(bool)).sum()),
                                 "reused": int(weights["reused"].astype(bool).sum()),
@@ -375,9 +375,11 @@ def track(
 
 
 def _track_one(tracker: _Tracker, cp: Checkpoint, source, head_scores: bool, activations: str | None,
-               activation_tokens: int, metric: UserMetric | None) -> dict:
-    """All tables of one checkpoint: loaded from OUT when finished earlier, else computed and saved."""
-    tables: dict = {}
+               activation_tokens: int, metric: UserMetric | None) -> tuple[dict[str, pd.DataFrame], str]:
+    """(tables, why the model-level tables failed or '') of one checkpoint: loaded from OUT
+    when finished earlier, else computed and saved."""
+    tables: dict[str, pd.DataFrame] = {}
+    reason = ""
     weights = tracker.load_done(cp, "weights")
     heads = tracker.load_done(cp, "heads") if tracker.heads else None
     digests = None
@@ -402,9 +404,8 @@ def _track_one(tracker: _Tracker, cp: Checkpoint, source, head_scores: bool, act
         for key, df in computed.items():
             tracker.save(cp, key, df)
         done = {k: computed.get(k) for k in done}
-        tables["reason"] = reason
     tables.update({k: v for k, v in done.items() if v is not None})
-    return tables
+    return tables, reason
 
 
 def _assemble(collected: dict[str, list[pd.DataFrame]], checkpoints: pd.DataFrame, out: Path | None) -> TrackResult:
