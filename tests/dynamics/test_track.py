@@ -202,3 +202,31 @@ def test_a_bad_tensor_fails_its_row_and_marks_the_checkpoint_partial(tmp_path):
     rows = result.weights.set_index(["step", "name"])
     assert rows.loc[(2, "model.layers.1.mlp.up_proj.weight"), "status"] == "failed"
     assert rows.loc[(2, "model.layers.1.mlp.down_proj.weight"), "reused"]
+
+
+def test_resume_inside_a_large_checkpoint_uses_the_engine_row_log(series_dir, tmp_path, monkeypatch):
+    import json
+
+    import spectrascope.dynamics.track as tracking
+
+    monkeypatch.setattr(tracking, "WORK_LOG_MIN_BYTES", 0)  # every checkpoint counts as large
+    real = tracking.run_weights
+
+    def interrupted_at_step_20(source, options, out_dir=None, *args, **kwargs):
+        result = real(source, options, out_dir, *args, **kwargs)
+        if out_dir is not None and "step000000020" in str(out_dir):
+            raise KeyboardInterrupt  # the row log is written, the step's table is not
+        return result
+
+    monkeypatch.setattr(tracking, "run_weights", interrupted_at_step_20)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        track(series_dir, out=out, mp_fit=False, randomize=False)
+    log = out / "work" / "step000000020" / "matrices" / "weights.rows.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    entries[0]["rows"][0]["alpha"] = 123.0  # a sentinel: the resumed run must take rows from the log
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    monkeypatch.setattr(tracking, "run_weights", real)
+    resumed = track(series_dir, out=out, mp_fit=False, randomize=False, resume=True)
+    assert resumed.weights.set_index(["step", "name"]).loc[(20, entries[0]["key"]), "alpha"] == 123.0
+    assert not (out / "work").exists()

@@ -13,9 +13,10 @@ Within a checkpoint the engine runs ``workers`` processes with its bounded memor
 checkpoints run one after the other, so memory is that of one weights run.
 
 Results are written as they go: each finished checkpoint's tables go to
-``OUT/steps/<label>.<table>.parquet`` (written to a temporary name, then renamed), the
-engine's row log of the checkpoint in progress to ``OUT/work/<label>/``; ``resume=True``
-skips finished checkpoints and resumes the one in progress tensor by tensor. At the end
+``OUT/steps/<label>.<table>.parquet`` (written to a temporary name, then renamed), and for
+a large checkpoint (:data:`WORK_LOG_MIN_BYTES`) the engine's row log of the checkpoint in
+progress to ``OUT/work/<label>/``; ``resume=True`` skips finished checkpoints and resumes
+the one in progress (tensor by tensor when it is large). At the end
 the tables over all steps are written to OUT (Parquet + CSV).
 
 A checkpoint that is missing or cannot be opened fails its own rows (status 'failed' with
@@ -67,6 +68,9 @@ TRACK_FILE = "track.json"
 STEP_LEAD = ["step", "checkpoint"]
 LEAD_COLUMNS = ["name", "block", "role", "N", "M", "Q"]
 HEAD_PROJECTIONS = {"q", "k", "v", "o", "qkv"}
+WORK_LOG_MIN_BYTES = 64 * 2**20
+"""Checkpoints whose tensors to analyze hold at least this many float32 bytes resume tensor
+by tensor (the engine's row log); smaller ones are recomputed whole after an interruption."""
 _INTEGER_DTYPES = ("int", "uint", "bool", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64")
 UserMetric = Callable[[Any], "float | Mapping[str, float]"]
 
@@ -158,8 +162,15 @@ class _Tracker:
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_parquet(df, path)
 
-    def work_dir(self, cp: Checkpoint, part: str) -> Path | None:
-        return None if self.out is None else self.out / "work" / cp.label / part
+    def work_dir(self, cp: Checkpoint, part: str, source, names: list[str]) -> Path | None:
+        """The engine's row-log folder for this checkpoint, when resuming inside it pays: None
+        without OUT or when the tensors to analyze are small (a rerun then costs less than
+        the engine's own tables and summary, which it writes for every checkpoint)."""
+        if self.out is None:
+            return None
+        wanted = set(names)
+        size = sum(4 * int(np.prod(info.shape)) for info in source.tensors() if info.name in wanted)
+        return self.out / "work" / cp.label / part if size >= WORK_LOG_MIN_BYTES else None
 
     # ------------------------------------------------------------------ weights
     def matrices(self, cp: Checkpoint, source, digests: dict[str, str | None]) -> pd.DataFrame:
@@ -173,7 +184,8 @@ class _Tracker:
                 todo.append(name)
         rows = [{**row, "digest": digests[name], "reused": True} for name, row in reused.items()]
         if todo:
-            computed, _ = run_weights(SubsetSource(source, todo), self.options, self.work_dir(cp, "matrices"),
+            computed, _ = run_weights(SubsetSource(source, todo), self.options,
+                                      self.work_dir(cp, "matrices", source, todo),
                                       self.workers, resume=True, memory_budget=self.memory_budget)
             for row in computed.to_dict("records"):
                 rows.append({**row, "digest": digests.get(row["name"]), "reused": False})
