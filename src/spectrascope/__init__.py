@@ -63,6 +63,11 @@ _EXPORTS = {
     # corpora
     "list_corpora": "spectrascope.corpora",
     "load_corpus": "spectrascope.corpora",
+    # learning dynamics
+    "track": "spectrascope.dynamics.track",
+    "change_points": "spectrascope.dynamics.changepoints",
+    "checkpoint_series": "spectrascope.dynamics.series",
+    "run_experiment": "spectrascope.dynamics.experiment",
     # study
     "run_study": "spectrascope.study",
 }
