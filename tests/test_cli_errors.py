@@ -220,7 +220,7 @@ def test_console_script_reports_errors_the_same_way(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["study", "--no-such-option"], ["weights", "--workers", "many"]])
-def test_usage_errors_are_click_usage_messages_not_internal_errors(argv, monkeypatch, capsys):
+def test_usage_errors_are_one_line_naming_the_help(argv, monkeypatch, capsys):
     from spectrascope.cli import main
 
     monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
@@ -230,4 +230,5 @@ def test_usage_errors_are_click_usage_messages_not_internal_errors(argv, monkeyp
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
     assert "internal error" not in err and "Traceback" not in err
-    assert "Usage:" in err or "Error" in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{argv[0]} --help" in lines[0], err

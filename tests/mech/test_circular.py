@@ -168,8 +168,9 @@ def test_probe_cli(tiny_dir: Path, tmp_path: Path) -> None:
                                  "--label", "continent", "--max-texts", "60", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(out / "probes.parquet")) == 3  # one row per layer
+    bad = runner.invoke(app, ["probe", str(folder), "--experiment", "dates", "--out", str(out)])
+    assert bad.exit_code == 2 and "'dates' is not one of" in bad.output  # the choice is checked by the CLI
     for args, message in [
-        (["--experiment", "dates"], "unknown experiment"),
         (["--experiment", "corpus"], "needs --corpus"),
         (["--experiment", "corpus", "--corpus", "geography", "--label", "planet"], "no label column 'planet'"),
         (["--layers", "x"], "cannot read layers"),

@@ -205,7 +205,7 @@ def test_cli_patch_writes_the_sweep(model_dir, tmp_path, run_cli):
     (["patch", "{model}", "--clean", "the capital of france is", "--corrupted", "the capital of the united states is",
       "--correct", "paris", "--wrong", "rome"], "same token length"),
     (["patch", "{model}", "--clean", "a b", "--corrupted", "a c", "--correct", "x", "--wrong", "y", "--sweep", "up"],
-     "unknown sweep"),
+     "'up' is not one of"),
 ])
 def test_cli_bad_input_is_one_error_line(model_dir, tmp_path, run_cli, args, message):
     args = [a.replace("{model}", str(model_dir)) for a in args] + ["--out", str(tmp_path)]

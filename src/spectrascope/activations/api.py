@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from .run import run_activations
+from ..corpora import DEFAULT_CORPORA
 
 
-def analyze_activations(model, corpora: str = "code,python-docs,legal,calendar,arithmetic,geography",
+def analyze_activations(model, corpora: str = DEFAULT_CORPORA,
                         sites: str = "resid_post", max_tokens: int = 4608, calibration_tokens: int = 768,
                         seq_len: int = 128, seed: int = 0, out: str | None = None
                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

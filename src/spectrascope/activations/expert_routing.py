@@ -40,10 +40,11 @@ from ..report.figures import heatmap
 from ..report.html import Section
 from ..tables import write_table
 from ..trace.architectures import bind
+from ..corpora import DEFAULT_CORPORA
 from .batching import token_batches
 
 ROUTING_COLUMNS = ["layer", "domain", "expert", "n_tokens", "assignments", "frequency", "enrichment", "mean_prob"]
-DEFAULT_ROUTING_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
+DEFAULT_ROUTING_CORPORA = DEFAULT_CORPORA
 
 
 @dataclass

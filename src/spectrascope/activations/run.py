@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ..corpora import Corpus, corpus_texts
+from ..corpora import DEFAULT_CORPORA, Corpus, corpus_texts
 from ..errors import SpectrascopeError
 from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
 from ..models.handle import as_model
@@ -46,7 +46,6 @@ from .domain_pass import InputChannels, SiteChannels, SiteEnergies
 from .massive import keep_channels, massive_table
 from .token_energy import ReferenceGaussian, energy_summary
 
-DEFAULT_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
 SITE_LABEL = {
     SiteKind.RESID_PRE: "resid_pre", SiteKind.RESID_MID: "resid_mid", SiteKind.RESID_POST: "resid_post",
     SiteKind.ATTN_OUT: "attn_out", SiteKind.MLP_OUT: "mlp_out", SiteKind.Z: "z", SiteKind.MLP_POST: "mlp_post",

@@ -25,7 +25,10 @@ DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
 
 def _register_commands() -> None:
     """Import the modules that define the subcommands (each decorates ``app``)."""
-    from . import weights_cmd, activations_cmd, lens_cmd, heads_cmd, probe_cmd, sae_cmd, study_cmd, track_cmd  # noqa: F401, I001 (order = help order)
+    from . import (  # noqa: F401, I001 (order = help order)
+        weights_cmd, corpora_cmd, activations_cmd, energy_cmd, lens_cmd, patch_cmd, heads_cmd, ablate_cmd, probe_cmd,
+        steer_cmd, sae_cmd, study_cmd, track_cmd,
+    )
 
 
 def main() -> None:
@@ -41,7 +44,7 @@ def main() -> None:
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - last resort: never a bare traceback
         if _is_usage_error(err):  # click's, or the copy of click that newer typer releases vendor
-            err.show()
+            err_console.print(f"error: {_usage_line(err)}", markup=False, highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)
         if os.environ.get("SPECTRASCOPE_DEBUG"):
             raise
@@ -53,3 +56,11 @@ def main() -> None:
 def _is_usage_error(err: Exception) -> bool:
     """A click-style exception (bad option, missing argument ...) that knows how to show itself."""
     return any(cls.__name__ == "ClickException" for cls in type(err).__mro__) and hasattr(err, "show")
+
+
+def _usage_line(err: Exception) -> str:
+    """One line for a usage error: click's message and where to read the command's help."""
+    message = err.format_message() if hasattr(err, "format_message") else str(err)
+    message = " ".join(message.split()).replace("Value error, ", "")
+    ctx = getattr(err, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message

@@ -1,41 +1,39 @@
-"""Activation verbs: corpora, activations, energy."""
+"""``spectrascope activations [MODEL]``: activation spectra (raw and robust), token energies and
+massive activations per site, layer and domain."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from . import app, console
-
-@app.command()
-def corpora() -> None:
-    """List the built-in domain corpora with their sources and licenses."""
-    from ..corpora import list_corpora
-
-    table = Table(title="built-in corpora (or pass a .txt, .jsonl, .parquet, folder or saved dataset)")
-    for col in ["name", "description", "license"]:
-        table.add_column(col)
-    for r in list_corpora().itertuples():
-        table.add_row(r.name, r.description, r.license)
-    console.print(table)
+from .options import (
+    DEFAULT_CORPORA,
+    DEFAULT_MODEL,
+    DEFAULT_OUT,
+    ModelArg,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+)
 
 
 @app.command()
 def activations(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
-    corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",
+    model: ModelArg = DEFAULT_MODEL,
+    corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus",
                                help="comma-separated built-in names and/or paths"),
     sites: str = typer.Option("resid_post", help="comma-separated sites: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, mlp_post or full names"),
-    max_tokens: int = typer.Option(4608, "--max-tokens", help="statistic tokens per domain (spectra and energies)"),
-    calibration_tokens: int = typer.Option(768, "--calibration-tokens",
-                                           help="tokens per domain of the calibration texts (reference, massive channels)"),
-    seq_len: int = typer.Option(128, "--seq-len", help="longest sequence fed to the model"),
-    seed: int = typer.Option(0, help="seed for all randomness"),
-    out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="statistic tokens per domain (spectra and "
+                                            "energies)")] = 4608,
+    calibration_tokens: Annotated[int, typer.Option("--calibration-tokens", min=1, help="tokens per domain of the "
+                                                    "calibration texts (reference, massive channels)")] = 768,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=2, help="longest sequence fed to the model")] = 128,
+    seed: SeedOpt = 0,
+    out: OutOpt = DEFAULT_OUT,
+    quiet: QuietOpt = False,
 ) -> None:
     """Activation spectra (raw and robust), token energies and massive activations per site, layer and domain."""
     from ..activations.run import run_activations
@@ -53,40 +51,3 @@ def activations(
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r])
     console.print(table)
     console.print(f"wrote {out / 'activations.parquet'}, {out / 'energy.parquet'}, {out / 'massive_activations.parquet'} (+ .csv)")
-
-
-@app.command()
-def energy(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
-    text: str = typer.Option(..., "--text", help="the text to score token by token"),
-    sites: str = typer.Option("resid_post", help="sites (short forms or full names)"),
-    corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",
-                               help="reference corpora (pooled); cached on disk"),
-    max_tokens: int = typer.Option(2048, "--max-tokens", help="reference tokens per corpus"),
-    out: Optional[Path] = typer.Option(None, "--out", help="write energy_tokens.parquet/.csv here"),
-) -> None:
-    """Per-token energy of one text, layer by layer, against a reference Gaussian."""
-    from ..activations.energy_profile import text_energy
-    from ..tables import write_table
-
-    df = text_energy(model, text, sites, corpus, max_tokens)
-    for site, g in df.groupby("site"):
-        grid = g.pivot(index="layer", columns="position", values="energy")
-        tokens = g.drop_duplicates("position").sort_values("position")["token"].tolist()
-        table = Table(title=f"token energy at {site} (rows: layers; 0.5 = typical of the reference)")
-        table.add_column("layer", justify="right")
-        for t in tokens:
-            table.add_column(t[:10], justify="right")
-        for layer, row in grid.iterrows():
-            table.add_row(str(layer), *[_energy_cell(v) for v in row.values])
-        console.print(table)
-    if out:
-        write_table(df, out, "energy_tokens")
-        console.print(f"wrote {out / 'energy_tokens.parquet'} (+ .csv)")
-
-
-def _energy_cell(value: float) -> str:
-    style = "red" if value > 2 else "yellow" if value > 1 else "green"
-    return f"[{style}]{value:.2f}[/{style}]"
-
-

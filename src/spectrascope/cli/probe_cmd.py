@@ -1,17 +1,41 @@
-"""Probe and steering verbs: probe (linear probes, the calendar experiment), steer."""
+"""``spectrascope probe [MODEL]``: linear probes per layer (the calendar experiment, or a labeled corpus)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from enum import Enum
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..errors import SpectrascopeError
+from ..errors import OptionError
 from . import app, console
+from .options import (
+    DEFAULT_MODEL,
+    DEFAULT_OUT,
+    DeviceOpt,
+    ModelArg,
+    OutOpt,
+    SeedOpt,
+    require_device,
+)
 
-_EXPERIMENTS = ("calendar", "corpus")
+
+class ProbeExperiment(str, Enum):
+    """What ``probe`` probes."""
+
+    CALENDAR = "calendar"
+    """Month and weekday identity and their calendar circles."""
+    CORPUS = "corpus"
+    """A label column of a corpus (``--corpus`` and ``--label``)."""
+
+
+class ProbeKind(str, Enum):
+    """The probe of ``--experiment corpus``."""
+
+    LOGISTIC = "logistic"
+    RIDGE = "ridge"
 
 
 def parse_layers(spec: str | None) -> list[int] | None:
@@ -26,9 +50,9 @@ def parse_layers(spec: str | None) -> list[int] | None:
         elif re.fullmatch(r"-?\d+", part):
             layers.add(int(part))
         elif part:
-            raise SpectrascopeError(f"cannot read layers {spec!r}: use e.g. 0,5,10 or 4-12 or all")
+            raise OptionError(f"cannot read layers {spec!r}: use e.g. 0,5,10 or 4-12 or all")
     if not layers:
-        raise SpectrascopeError(f"no layers in {spec!r}")
+        raise OptionError(f"no layers in {spec!r}")
     return sorted(layers)
 
 
@@ -54,11 +78,11 @@ def _print_frame(df, title: str, columns: list[str]) -> None:
 
 @app.command()
 def probe(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
-    experiment: str = typer.Option("calendar", "--experiment",
-                                   help="calendar (month/weekday identity and circles) or corpus (--corpus/--label)"),
-    out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
-    max_texts: int = typer.Option(240, "--max-texts", help="texts per target (calendar) or from the corpus"),
+    model: ModelArg = DEFAULT_MODEL,
+    experiment: Annotated[ProbeExperiment, typer.Option("--experiment", help="calendar (month/weekday identity and "
+                                                        "circles) or corpus (--corpus/--label)")] = ProbeExperiment.CALENDAR,
+    out: OutOpt = DEFAULT_OUT,
+    max_texts: Annotated[int, typer.Option("--max-texts", min=4, help="texts per target (calendar) or from the corpus")] = 240,
     position: str = typer.Option("", "--position",
                                  help="calendar: word (default) or last; corpus: last (default), mean, a token index or a word"),
     layers: str | None = typer.Option(None, "--layers", help="e.g. 0,5,10 or 4-12 (default all)"),
@@ -66,21 +90,19 @@ def probe(
     plane: str = typer.Option("lda", "--plane", help="calendar circle plane: lda (Fisher discriminant) or pca"),
     corpus: str | None = typer.Option(None, "--corpus", help="corpus experiment: built-in name or path"),
     label: str | None = typer.Option(None, "--label", help="corpus experiment: the label column to probe"),
-    kind: str = typer.Option("logistic", "--kind", help="corpus experiment: logistic or ridge"),
-    seed: int = typer.Option(0, help="seed for all randomness (texts, split, control task)"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    kind: Annotated[ProbeKind, typer.Option("--kind", help="corpus experiment: the probe")] = ProbeKind.LOGISTIC,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Linear probes per layer with a control task (Hewitt & Liang type control where the probed token varies): writes OUT/probes.parquet and .csv."""
     from ..models.loaded import load_model
     from ..tables import write_table
 
-    if experiment not in _EXPERIMENTS:
-        raise SpectrascopeError(f"unknown experiment {experiment!r}: use {' or '.join(_EXPERIMENTS)}")
     layer_list = parse_layers(layers)
-    if experiment == "corpus" and (corpus is None or label is None):
-        raise SpectrascopeError("--experiment corpus needs --corpus NAME_OR_PATH and --label COLUMN")
-    loaded = load_model(model, device=device)
-    if experiment == "calendar":
+    if experiment is ProbeExperiment.CORPUS and (corpus is None or label is None):
+        raise OptionError("--experiment corpus needs --corpus NAME_OR_PATH and --label COLUMN")
+    loaded = load_model(model, device=require_device(device))
+    if experiment is ProbeExperiment.CALENDAR:
         from ..mech.circular import calendar_experiment
 
         df = calendar_experiment(loaded, max_texts=max_texts, seed=seed, layers=layer_list,
@@ -90,9 +112,10 @@ def probe(
         title = (f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday; "
                  "random order 0.18 / 0.33)")
     else:
-        df = _corpus_probe(loaded, corpus, label, kind, max_texts, _position(position or "last"), layer_list, site, seed)
+        df = _corpus_probe(loaded, corpus, label, kind.value, max_texts, _position(position or "last"), layer_list, site,
+                           seed)
         columns = ["layer", "metric", "accuracy", "control_accuracy", "selectivity", "control", "chance", "n_train", "n_test"]
-        title = f"{kind} probes for {label!r} in {corpus}: {model}"
+        title = f"{kind.value} probes for {label!r} in {corpus}: {model}"
     _print_frame(df, title, columns)
     pq, csv = write_table(df, out, "probes")
     console.print(f"wrote {pq}, {csv}")
@@ -106,10 +129,10 @@ def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, po
     data = load_corpus(corpus, seed=seed)
     if data.labels is None or label not in data.labels.columns:
         have = ", ".join(map(str, data.labels.columns)) if data.labels is not None else "none"
-        raise SpectrascopeError(f"corpus {data.name!r} has no label column {label!r} (label columns: {have})")
+        raise OptionError(f"corpus {data.name!r} has no label column {label!r} (label columns: {have})")
     keep = data.labels[label].notna().to_numpy().nonzero()[0][:max_texts]
     if len(keep) < 4:
-        raise SpectrascopeError(f"corpus {data.name!r} has only {len(keep)} texts with a {label!r} label")
+        raise OptionError(f"corpus {data.name!r} has only {len(keep)} texts with a {label!r} label")
     texts = [data.texts[i] for i in keep]
     values = data.labels[label].iloc[keep].to_numpy()
     acts = collect_activations(loaded, texts, site=site, position=position, layers=layers)
@@ -117,43 +140,3 @@ def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, po
     if any(t is None for t in types) or len(set(types)) < 2:  # a mean over tokens, or one token for all: no type
         return probe_layers(acts, values, kind=kind, seed=seed, control="shuffle")
     return probe_layers(acts, values, kind=kind, seed=seed, control="types", control_types=types)
-
-
-@app.command()
-def steer(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
-    positive: str = typer.Option(..., "--positive", help="prompts of the direction to add, separated by |"),
-    negative: str = typer.Option(..., "--negative", help="prompts of the direction to subtract, separated by |"),
-    layer: int = typer.Option(..., "--layer", help="block whose output (resid_post) is steered"),
-    scale: float = typer.Option(1.0, "--scale", help="multiple of the difference of means to add"),
-    prompt: str = typer.Option(..., "--prompt", help="the prompt whose next token is shown"),
-    top_k: int = typer.Option(10, "--top-k", help="tokens shown"),
-    site: str = typer.Option("resid_post", "--site", help="site kind steered"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
-) -> None:
-    """Next-token distribution of PROMPT before and after adding SCALE x (mean(positive) - mean(negative))."""
-    from ..mech.steering import next_token_table, steering_effect, steering_vector
-    from ..models.handle import as_model
-    from ..models.loaded import load_model
-
-    pos = [p for p in (s.strip() for s in positive.split("|")) if p]
-    neg = [p for p in (s.strip() for s in negative.split("|")) if p]
-    if not pos or not neg:
-        raise SpectrascopeError("--positive and --negative each need at least one prompt (separate prompts with |)")
-    if not prompt.strip():
-        raise SpectrascopeError("--prompt is empty")
-    if top_k < 1:
-        raise SpectrascopeError(f"--top-k must be at least 1 (got {top_k})")
-    loaded = load_model(model, device=device)
-    as_model(loaded).require_causal_lm("steer")
-    vector = steering_vector(loaded, pos, neg, layer, site=site)
-    before = next_token_table(loaded, prompt, top_k)
-    after = next_token_table(loaded, prompt, top_k, steering={"layer": layer, "vector": vector, "scale": scale, "site": site})
-    effect = steering_effect(loaded, [prompt], vector, layer, scales=[scale], site=site)
-    table = Table(title=f"next token of {prompt!r}: before / after steering at layer {layer}, scale {scale:g}")
-    for col in ["rank", "before", "p", "after", "p "]:
-        table.add_column(col, justify="right" if col in ("rank", "p", "p ") else "left")
-    for b, a in zip(before.itertuples(), after.itertuples(), strict=True):
-        table.add_row(str(b.rank), repr(b.token), f"{b.prob:.3f}", repr(a.token), f"{a.prob:.3f}")
-    console.print(table)
-    console.print(f"|vector| = {float(vector.norm()):.2f}; KL(before || after) = {effect['kl_from_unsteered'].iloc[0]:.3f} nats")

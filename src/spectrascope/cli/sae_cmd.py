@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..corpora import DEFAULT_CORPORA
 from . import app, console
 
 sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders: train on a site, evaluate, features vs domains.")
 app.add_typer(sae_app, name="sae")
 
-_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
 
 
 def _print_row(title: str, df, columns: list[str]) -> None:
@@ -28,7 +28,7 @@ def _print_row(title: str, df, columns: list[str]) -> None:
 def train(
     model: str = typer.Argument(..., help="bundled model name or path"),
     site: str = typer.Option("blocks.15.hook_resid_post", "--site", help="the site the SAE reads (full name)"),
-    corpus: str = typer.Option(_CORPORA, "--corpus", help="comma-separated built-in corpora and/or paths"),
+    corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus", help="comma-separated built-in corpora and/or paths"),
     arch: str = typer.Option("topk", "--arch", help="relu, topk, batch_topk or jumprelu"),
     d_sae: int | None = typer.Option(None, "--d-sae", help="features (default: 8 x the site's width)"),
     k: float | None = typer.Option(None, "--k", help="active features per token (topk, batch_topk) or target L0 (relu, jumprelu)"),
@@ -62,7 +62,7 @@ def evaluate(
     model: str = typer.Argument(..., help="bundled model name or path"),
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder (SAELens format)"),
     site: str | None = typer.Option(None, "--site", help="site (default: the SAE's hook_name)"),
-    corpus: str = typer.Option(_CORPORA, "--corpus", help="domains (held-out text is used)"),
+    corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus", help="domains (held-out text is used)"),
     tokens: int = typer.Option(2048, "--tokens", help="held-out tokens per domain"),
     seq_len: int = typer.Option(128, "--seq-len"),
     out: Path | None = typer.Option(None, "--out", help="write sae_quality.parquet/.csv here"),
@@ -87,7 +87,7 @@ def features(
     model: str = typer.Argument(..., help="bundled model name or path"),
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder (SAELens format)"),
     site: str | None = typer.Option(None, "--site", help="site (default: the SAE's hook_name)"),
-    corpus: str = typer.Option(_CORPORA, "--corpus", help="domains to compare (at least two)"),
+    corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus", help="domains to compare (at least two)"),
     tokens: int = typer.Option(2048, "--tokens", help="held-out tokens per domain"),
     top: int = typer.Option(10, "--top", help="domain-selective features to print"),
     seq_len: int = typer.Option(128, "--seq-len"),

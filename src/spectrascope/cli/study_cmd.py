@@ -1,35 +1,49 @@
-"""The main job: study."""
+"""``spectrascope study [MODEL]``: the main job."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ..mech.ablation import AblationMode
+from ..study.budget import BudgetPreset
+from ..study.stages.registry import STAGE_NAMES
 from . import DEFAULT_WORKERS, app, console
+from .options import DEFAULT_MODEL, CorpusOpt, ModelArg, OutOpt, SeedOpt
 
 
 @app.command()
 def study(
-    model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
-    out: Path = typer.Option(Path("study-out"), "--out", help="output directory"),
-    budget: str = typer.Option("default", "--budget", help="small (smoke run), default or large"),
-    corpus: str | None = typer.Option(None, "--corpus", help="domains: comma-separated built-in names and/or paths"),
-    stages: str = typer.Option("weights,activations,mechanisms,bridge", help="stages to run, in order"),
-    activation_tokens: int | None = typer.Option(None, "--activation-tokens", help="statistic tokens per domain (activation pass)"),
-    loss_tokens: int | None = typer.Option(None, "--loss-tokens", help="tokens per domain of each domain loss"),
-    ablation_layers: str | None = typer.Option(None, "--ablation-layers",
-                                               help="layers of the per-domain spectral vs block comparison, e.g. 0,15 "
-                                                    "(default: the layer whose MLP matters most)"),
-    ablation_mode: str | None = typer.Option(None, "--ablation-mode", help="mean (over calibration texts) or zero"),
-    workers: int = typer.Option(DEFAULT_WORKERS, help="worker processes for the weight spectra"),
-    resume: bool = typer.Option(False, "--resume", help="skip stages finished earlier with the same model, seed and budgets"),
-    seed: int = typer.Option(0, help="seed for all randomness"),
+    model: ModelArg = DEFAULT_MODEL,
+    out: OutOpt = Path("study-out"),
+    budget: Annotated[BudgetPreset, typer.Option("--budget", help="small (a smoke run), default or large")]
+    = BudgetPreset.DEFAULT,
+    corpus: CorpusOpt | None = None,
+    stages: Annotated[str, typer.Option("--stages", help="stages to run, in order")] = ",".join(STAGE_NAMES),
+    activation_tokens: Annotated[int | None, typer.Option("--activation-tokens", min=1,
+                                                          help="statistic tokens per domain (activation pass)")] = None,
+    loss_tokens: Annotated[int | None, typer.Option("--loss-tokens", min=2, help="tokens per domain of each domain "
+                                                    "loss")] = None,
+    ablation_layers: Annotated[str | None, typer.Option("--ablation-layers", help="layers of the per-domain spectral "
+                                                        "vs block comparison, e.g. 0,15 (default: the middle layer)")] = None,
+    ablation_mode: Annotated[AblationMode | None, typer.Option("--ablation-mode", help="mean (over calibration texts) "
+                                                               "or zero")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes for the weight spectra")]
+    = DEFAULT_WORKERS,
+    resume: Annotated[bool, typer.Option("--resume", help="skip stages finished earlier with the same model, seed and "
+                                         "budgets")] = False,
+    seed: SeedOpt = 0,
 ) -> None:
-    """The main job: weights, activations, mechanisms and the bridge on one model; tables plus OUT/report.html."""
+    """The main job: weights, activations, mechanisms, the bridge and features on one model; tables plus OUT/report.html."""
+    from ..errors import OptionError
     from ..study import StudyBudget, run_study
 
-    layers = tuple(int(x) for x in ablation_layers.split(",") if x.strip()) if ablation_layers else None
+    try:
+        layers = tuple(int(x) for x in ablation_layers.split(",") if x.strip()) if ablation_layers else None
+    except ValueError:
+        raise OptionError(f"--ablation-layers {ablation_layers!r}: give layer indices such as 0,15") from None
     chosen = StudyBudget.preset(budget).with_overrides(
         corpora=corpus, activation_tokens=activation_tokens, loss_tokens=loss_tokens, ablation_layers=layers,
         ablation_mode=ablation_mode)

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from . import DEFAULT_WORKERS, app, console
 
+
 def _print_weights_summary(df, title: str) -> None:
     from ..spectra.summary import role_summary, worst_matrices
 

@@ -18,6 +18,6 @@ from __future__ import annotations
 
 from spectrascope.corpora.corpus import Corpus
 from spectrascope.corpora.loaders import load_path
-from spectrascope.corpora.registry import BUILTINS, corpus_texts, list_corpora, load_corpus
+from spectrascope.corpora.registry import BUILTINS, DEFAULT_CORPORA, corpus_texts, list_corpora, load_corpus
 
-__all__ = ["BUILTINS", "Corpus", "corpus_texts", "list_corpora", "load_corpus", "load_path"]
+__all__ = ["BUILTINS", "DEFAULT_CORPORA", "Corpus", "corpus_texts", "list_corpora", "load_corpus", "load_path"]

@@ -59,6 +59,9 @@ BUILTINS: dict[str, BuiltinCorpus] = {
     )
 }  # fmt: skip
 
+DEFAULT_CORPORA = ",".join(BUILTINS)
+"""Every built-in domain, comma-separated: the default corpus spec of every verb and the study."""
+
 
 def list_corpora() -> pd.DataFrame:
     """Return the built-in corpora, one row each.

@@ -83,6 +83,9 @@ def token_pool(model: ModelLike) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- repeated sequences
 
+REPEAT_LENGTH = 20
+"""Default length of the repeated random sequence (the induction setting)."""
+
 
 def repeated_random_tokens(
     n: int, length: int, seed: int, token_ids: torch.Tensor, bos_token_id: int | None = None
@@ -503,7 +506,7 @@ def as_metric(metric: Metric | Callable[[torch.Tensor], torch.Tensor]) -> Metric
 
 
 def repeated_loss(
-    model: ModelLike, n_seq: int = 8, seq_len: int = 20, seed: int = 0, copy: str = "second",
+    model: ModelLike, n_seq: int = 8, seq_len: int = REPEAT_LENGTH, seed: int = 0, copy: str = "second",
     prepend_bos: bool | None = None,
 ) -> NextTokenLoss:
     """Loss on repeated random sequences, restricted to one copy.

@@ -211,7 +211,7 @@ def evaluate_sae(sae: SparseAutoencoder, model: Any = None, site: str | None = N
     if activations is not None:
         return reconstruction_quality(sae, activations, dense_threshold=dense_threshold)
     from ..corpora import corpus_texts
-    from .store import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA
 
     binding = bind_site(model, sae, site)
     domains = corpus_texts(corpus or DEFAULT_CORPORA)

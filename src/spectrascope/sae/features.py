@@ -198,7 +198,7 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
         top_logit_features: promoted tokens are computed for this many top-ranked features.
     """
     from ..corpora import corpus_texts
-    from .store import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA
 
     binding = bind_site(model, sae, site)
     domains = corpus_texts(corpus or DEFAULT_CORPORA)

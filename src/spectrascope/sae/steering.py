@@ -40,7 +40,7 @@ def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequ
     """
     from ..corpora import corpus_texts
     from ..mech.steering import steer
-    from .store import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA
 
     binding = bind_site(model, sae, site)
     if not binding.in_residual_stream:

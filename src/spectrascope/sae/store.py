@@ -49,7 +49,6 @@ from .base import SaeError
 
 FORMAT = "spectrascope-activation-store"
 VERSION = 1
-DEFAULT_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 HELD_OUT_EVERY = 5
 CHUNK_TOKENS = 32_768

@@ -394,7 +394,8 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
         sae = _train(source, arch, d_sae, k, expansion, seed, dev, tokens, batch_size, lr, dead_after_tokens,
                      resample, log_every, massive_factor, show_progress, settings)
     else:
-        from .store import DEFAULT_CORPORA, build_store
+        from ..corpora import DEFAULT_CORPORA
+        from .store import build_store
 
         if site is None:
             raise SaeError("training on a model needs a site, e.g. site='blocks.6.hook_resid_post'")

@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 
+from ..corpora import DEFAULT_CORPORA
 from ..errors import SpectrascopeError
 from ..mech.ablation import AblationMode
 from ..sae.study import SaeBudget
 
-DEFAULT_CORPORA = "code,python-docs,legal,calendar,arithmetic,geography"
 
 
 class BudgetPreset(str, Enum):

@@ -34,6 +34,7 @@ from ...corpora import corpus_texts
 from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.metrics import NextTokenLoss, text_loss, token_pool
+from ...mech.references import held_out_texts
 from ...stats.multiple_testing import bh_qvalues
 from ..context import StudyContext
 
@@ -58,21 +59,8 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
 
 def calibration_reference(ctx: StudyContext, domains) -> dict[str, torch.Tensor]:
     """The mean-ablation reference: the calibration texts of every domain (the end of each corpus)."""
-    b, tokenizer = ctx.budget, ctx.loaded().tokenizer
-    rows = []
-    for corpus in domains:
-        total = 0
-        for text in corpus.texts[::-1]:
-            ids = tokenizer(text, truncation=True, max_length=b.seq_len)["input_ids"]
-            if len(ids) >= 2:
-                rows.append(list(ids))
-                total += len(ids)
-            if total >= b.calibration_tokens:
-                break
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, mask = pad_rows(rows, pad)
-    device = next(ctx.loaded().hf.parameters()).device
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    b = ctx.budget
+    return held_out_texts(ctx.loaded(), b.corpora, b.calibration_tokens, b.seq_len, ctx.seed)
 
 
 def layer_sweep(ctx: StudyContext, domains, reference) -> pd.DataFrame:

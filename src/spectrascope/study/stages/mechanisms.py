@@ -21,7 +21,8 @@ from ...mech.components import Head
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.head_scores import head_scores
 from ...mech.logit_lens import logit_lens
-from ...mech.metrics import repeated_loss
+from ...mech.metrics import REPEAT_LENGTH, repeated_loss
+from ...mech.references import other_sequences
 from ..context import StudyContext
 
 PATTERN_CANDIDATES = 3
@@ -38,7 +39,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
 def induction_sweep(ctx: StudyContext, scores: pd.DataFrame) -> pd.DataFrame:
     """Screen every head on ``sweep_sequences``, confirm the candidates on fresh ``head_sequences``."""
     loaded, b = ctx.loaded(), ctx.budget
-    reference = repeated_loss(loaded, n_seq=b.sweep_sequences, seed=ctx.seed + 1, copy="all")
+    reference = other_sequences(loaded, b.sweep_sequences, REPEAT_LENGTH, ctx.seed)
     screen_metric = repeated_loss(loaded, n_seq=b.sweep_sequences, seed=ctx.seed, copy="second")
     screen = ablation_rows(loaded, all_heads(loaded), screen_metric, b.ablation_mode, reference,
                            show_progress=ctx.show_progress)
