@@ -1,0 +1,486 @@
+"""Exact edge patching on the unmodified Hugging Face model, with PyTorch hooks.
+
+A downstream input reads the residual stream, the sum of the contributions of every node
+upstream of it (:mod:`spectrascope.circuits.graph`). Patching the edge ``u -> i`` runs the
+clean prompt but replaces ``u``'s contribution *in input i only* by its value in the
+corrupted run:
+
+    input_i  =  x_i  +  delta_i,     delta_i = sum over patched u of (a_u^corrupted - a_u^current)
+
+where ``x_i`` is the residual the model computes at that point of the current (patched)
+forward, ``a_u^current`` is node ``u``'s output in that same forward (its own inputs may be
+patched too), and ``a_u^corrupted`` its output in the unpatched corrupted run. When most
+edges into an input are patched, the same delta is computed from the kept ones:
+``delta_i = (x_i^corrupted - x_i) - sum over kept u of (a_u^corrupted - a_u^current)``,
+because the residual is the sum of all contributions (the ``o_proj`` bias, if any, is in
+both residuals and cancels).
+
+How each input is edited (the model's forward runs unchanged; see
+:mod:`spectrascope.circuits.layout`):
+
+- a head's q, k or v input: a forward hook on ``q_proj`` / ``k_proj`` / ``v_proj`` recomputes
+  that head's slice of the projection from ``input_layernorm(x_pre + delta)`` with the
+  module's own norm and the projection's weight rows, leaving every other head's slice (and
+  every row of the batch without a patch) bit-identical. With grouped-query attention a key
+  or value is shared by several query heads; so that one query head's k or v input can be
+  patched alone, a layer with such a patch computes one key and value per *query* head
+  (the grouped key repeated, as the attention would repeat it) and tells the attention module
+  (``num_key_value_groups = 1``, restored after the module ran) not to repeat them again;
+- an MLP's input: a forward pre-hook on ``post_attention_layernorm`` replaces its argument
+  by ``x_mid + delta`` (the residual the block adds the MLP output to is untouched);
+- the logits' input: a forward pre-hook on the final norm, likewise.
+
+Batching: a stacked batch holds J copies of the task's n prompts; copy j gets its own edge
+mask (block j of rows), so one forward evaluates J circuits or J single-edge patches.
+
+An edge mask is (n_inputs, n_nodes) bool (``True`` = patched). *Partial* patches (eigenmode
+circuits) patch only a projection of an edge: ``delta_i += P_u (a_u^corrupted - a_u^current)``
+for a projector ``P_u`` per upstream node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from spectrascope.circuits.graph import HEAD_INPUTS, Graph, model_graph
+from spectrascope.circuits.layout import LlamaLayout, circuit_model, llama_layout
+from spectrascope.circuits.tasks import Task
+from spectrascope.errors import SpectrascopeError
+from spectrascope.mech.metrics import keep_logits
+from spectrascope.trace import run_with_cache
+from spectrascope.trace.tracer import model_output_tensor
+
+DEFAULT_MAX_TOKENS = 8192
+"""Bound on rows x positions of one stacked forward."""
+
+UPSTREAM_CHUNK = 32
+"""Upstream nodes whose differences are held at once while a delta is assembled."""
+
+
+# ----------------------------------------------------------------------------- caches of one run
+
+
+@dataclass
+class RunCache:
+    """What edge patching needs from one run, per layer (all (rows, pos, ...) tensors).
+
+    Attributes:
+        x_pre: (rows, pos, d) the block inputs (``x_pre[0]`` is the embedding output).
+        z: (rows, pos, H, d_head) per-head attention outputs (input of ``o_proj``).
+        x_mid: (rows, pos, d) the MLP norm's inputs.
+        mlp_out: (rows, pos, d) the MLP outputs.
+        x_final: (rows, pos, d) the final norm's input.
+    """
+
+    x_pre: list[torch.Tensor]
+    z: list[torch.Tensor]
+    x_mid: list[torch.Tensor]
+    mlp_out: list[torch.Tensor]
+    x_final: torch.Tensor | None
+
+
+def cache_run(
+    layout: LlamaLayout, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
+) -> tuple[torch.Tensor, RunCache]:
+    """One forward (no grad) of ``input_ids``: (logits at positions ``keep``, :class:`RunCache`)."""
+    n_layers = layout.n_layers
+    sites = [f"blocks.{layer}.{kind}" for layer in range(n_layers)
+             for kind in ("hook_resid_pre", "attn.hook_z", "hook_resid_mid", "hook_mlp_out")]
+    sites.append(f"blocks.{n_layers - 1}.hook_resid_post")
+    logits, cache = run_with_cache(layout.hf, input_ids, sites, attention_mask=attention_mask, use_cache=False,
+                                   **keep_logits(layout.hf, keep))
+    run = RunCache(
+        x_pre=[cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)],
+        z=[cache[f"blocks.{layer}.attn.hook_z"] for layer in range(n_layers)],
+        x_mid=[cache[f"blocks.{layer}.hook_resid_mid"] for layer in range(n_layers)],
+        mlp_out=[cache[f"blocks.{layer}.hook_mlp_out"] for layer in range(n_layers)],
+        x_final=cache[f"blocks.{n_layers - 1}.hook_resid_post"],
+    )
+    return _kept(logits, keep), run
+
+
+def _kept(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Logits at ``keep`` whether or not the forward already restricted them."""
+    return logits if logits.shape[1] == keep.numel() else logits[:, keep.to(logits.device)]
+
+
+def head_outputs(layout: LlamaLayout, layer: int, z: torch.Tensor, heads: Sequence[int] | None = None) -> torch.Tensor:
+    """(len(heads), rows, pos, d) what heads of ``layer`` write: ``z_h W_O[:, h]^T`` (no bias)."""
+    z = z.unflatten(-1, (layout.n_heads, layout.head_dim)) if z.ndim == 3 else z
+    w_o = layout.o_columns(layer)  # (H, d, d_head)
+    if heads is not None:
+        index = torch.as_tensor(list(heads), dtype=torch.long, device=z.device)
+        z, w_o = z.index_select(2, index), w_o.index_select(0, index)
+    return torch.einsum("rphe,hde->hrpd", z, w_o.to(z.dtype))
+
+
+def node_outputs(layout: LlamaLayout, graph: Graph, run: RunCache, nodes: Sequence[int],
+                 rows: slice = slice(None)) -> torch.Tensor:
+    """(len(nodes), rows, pos, d) the outputs of upstream nodes in one run."""
+    parts: list[torch.Tensor] = []
+    heads_by_layer: dict[int, list[int]] = {}
+    order: list[tuple[str, int, int]] = []
+    for u in nodes:
+        node = graph.nodes[u]
+        if node.kind == "head":
+            heads_by_layer.setdefault(node.layer, []).append(node.head)
+        order.append((node.kind, node.layer, node.head if node.kind == "head" else -1))
+    computed = {layer: dict(zip(heads, head_outputs(layout, layer, run.z[layer][rows], heads), strict=True))
+                for layer, heads in heads_by_layer.items()}
+    for kind, layer, head in order:
+        if kind == "embed":
+            parts.append(run.x_pre[0][rows])
+        elif kind == "mlp":
+            parts.append(run.mlp_out[layer][rows])
+        else:
+            parts.append(computed[layer][head])
+    return torch.stack(parts)
+
+
+# ----------------------------------------------------------------------------- hook helpers
+
+
+def first_input(args: tuple, kwargs: dict) -> tuple[torch.Tensor, int | str]:
+    """A module's first tensor input and where it is (position 0 or the ``hidden_states`` keyword)."""
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0], 0
+    if isinstance(kwargs.get("hidden_states"), torch.Tensor):
+        return kwargs["hidden_states"], "hidden_states"
+    raise SpectrascopeError("cannot find the module's input tensor in its arguments")
+
+
+def replace_input(args: tuple, kwargs: dict, where: int | str, value: torch.Tensor) -> tuple[tuple, dict]:
+    if isinstance(where, int):
+        return (value, *args[1:]), kwargs
+    return args, {**kwargs, where: value}
+
+
+def ungroup(layout: LlamaLayout, projected: torch.Tensor) -> torch.Tensor:
+    """(rows, pos, H d_head): a k or v projection output with one key/value per query head
+    (each key/value head repeated for its group, as the attention would repeat it)."""
+    if layout.group == 1 or projected.shape[-1] == layout.n_heads * layout.head_dim:
+        return projected
+    heads = projected.unflatten(-1, (layout.n_kv_heads, layout.head_dim))
+    return heads.repeat_interleave(layout.group, dim=-2).flatten(-2)
+
+
+class HookSet:
+    """Registered hooks and temporary attribute changes, all undone by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.handles: list[RemovableHandle] = []
+        self.saved_groups: dict[nn.Module, int] = {}
+
+    def pre(self, module: nn.Module, fn: Callable) -> None:
+        self.handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+
+    def post(self, module: nn.Module, fn: Callable) -> None:
+        self.handles.append(module.register_forward_hook(fn))
+
+    def ungroup_attention(self, attention: nn.Module) -> None:
+        """Make ``attention`` take one key/value per query head for its next forward."""
+        self.saved_groups.setdefault(attention, attention.num_key_value_groups)
+        attention.num_key_value_groups = 1
+
+    def regroup_attention(self, attention: nn.Module) -> None:
+        if attention in self.saved_groups:
+            attention.num_key_value_groups = self.saved_groups.pop(attention)
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        for attention, groups in self.saved_groups.items():
+            attention.num_key_value_groups = groups
+        self.handles.clear()
+        self.saved_groups.clear()
+
+
+@contextmanager
+def hook_set() -> Iterator[HookSet]:
+    hooks = HookSet()
+    try:
+        yield hooks
+    finally:
+        hooks.close()
+
+
+# ----------------------------------------------------------------------------- deltas
+
+
+@dataclass
+class HeadDeltas:
+    """The edits of one layer's head inputs in one forward.
+
+    Attributes:
+        delta: (3 H, rows, pos, d) additions to the block input, per input (q heads, k heads, v heads).
+        active: (3 H, rows) bool: where an input is edited (other rows keep the model's value).
+    """
+
+    delta: torch.Tensor
+    active: torch.Tensor
+
+    def heads(self, kind: str, n_heads: int) -> list[int]:
+        """Heads whose ``kind`` input is edited in some row."""
+        offset = HEAD_INPUTS.index(kind) * n_heads
+        return [h for h in range(n_heads) if bool(self.active[offset + h].any())]
+
+
+def recompute_head_slices(
+    layout: LlamaLayout, layer: int, kind: str, output: torch.Tensor, x_pre: torch.Tensor, edits: HeadDeltas,
+) -> torch.Tensor:
+    """The ``kind`` projection output with edited heads' slices recomputed from the edited input.
+
+    Args:
+        output: (rows, pos, H d_head) the projection's output (ungrouped for k and v).
+        x_pre: (rows, pos, d) the block input of this forward.
+    """
+    heads = edits.heads(kind, layout.n_heads)
+    if not heads:
+        return output
+    offset = HEAD_INPUTS.index(kind) * layout.n_heads
+    index = [offset + h for h in heads]
+    edited_input = x_pre.unsqueeze(0) + edits.delta[index]  # (A, rows, pos, d)
+    normed = layout.input_norm(layer)(edited_input)
+    proj = layout.projection(layer, kind)
+    result = output.unflatten(-1, (layout.n_heads, layout.head_dim)).clone()
+    for slot, head in enumerate(heads):
+        rows_w = layout.head_rows(head, kind)
+        bias = None if proj.bias is None else proj.bias[rows_w]
+        new = nn.functional.linear(normed[slot], proj.weight[rows_w], bias)  # (rows, pos, d_head)
+        active = edits.active[offset + head].to(new.device)[:, None, None]
+        result[:, :, head] = torch.where(active, new.to(result.dtype), result[:, :, head])
+    return result.flatten(-2)
+
+
+# ----------------------------------------------------------------------------- the patcher
+
+
+class EdgePatcher:
+    """Exact edge patching of one task on one model (see the module docstring).
+
+    The corrupted run is cached once; :meth:`metric_rows` then evaluates any number of edge
+    masks, J copies of the task's prompts per stacked forward.
+
+    Attributes:
+        layout, graph, task: the model's layout, its graph, the task (on the model's device).
+        clean_rows, corrupted_rows: (n,) float64 per-prompt metric of the unpatched runs.
+    """
+
+    def __init__(self, model: Any, task: Task, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+        hf, _, _ = circuit_model(model)
+        self.layout = llama_layout(hf)
+        self.graph = model_graph(self.layout)
+        device = next(hf.parameters()).device
+        self.task = task.to(device)
+        self.max_tokens = int(max_tokens)
+        self.keep = self.task.metric.keep
+        with torch.no_grad():
+            clean_logits, _ = cache_run(self.layout, self.task.clean_ids, self.task.attention_mask, self.keep)
+            corrupted_logits, self.corrupted = cache_run(self.layout, self.task.corrupted_ids,
+                                                         self.task.attention_mask, self.keep)
+            self.clean_rows = self.task.metric.per_row(clean_logits).cpu().numpy()
+            self.corrupted_rows = self.task.metric.per_row(corrupted_logits).cpu().numpy()
+
+    @property
+    def n(self) -> int:
+        return self.task.n
+
+    def copies_per_forward(self) -> int:
+        return max(1, self.max_tokens // (self.task.n * self.task.n_positions))
+
+    @torch.no_grad()
+    def metric_rows(
+        self,
+        masks: np.ndarray | Sequence[np.ndarray],
+        partial: np.ndarray | Sequence[np.ndarray] | None = None,
+        projectors: dict[int, torch.Tensor] | None = None,
+    ) -> np.ndarray:
+        """(J, n) float64: the per-prompt metric with each edge mask's edges patched.
+
+        Args:
+            masks: J (n_inputs, n_nodes) bool masks, True = patched (a (J, I, U) array too).
+            partial: J masks of edges patched only through ``projectors`` (eigenmode circuits).
+            projectors: upstream node index -> (d, d) projector ``P_u`` (symmetric).
+        """
+        masks = np.asarray(masks, dtype=bool).reshape(-1, *self.graph.valid.shape)
+        if partial is not None:
+            partial = np.asarray(partial, dtype=bool).reshape(masks.shape)
+            missing = sorted({int(u) for u in np.nonzero(partial.any(axis=(0, 1)))[0]} - set(projectors or {}))
+            if missing:
+                raise SpectrascopeError(f"partial patches of nodes without a projector: {missing[:5]}")
+        out = np.empty((masks.shape[0], self.n))
+        step = self.copies_per_forward()
+        for start in range(0, masks.shape[0], step):
+            stop = min(start + step, masks.shape[0])
+            part = None if partial is None else partial[start:stop]
+            out[start:stop] = self._forward(masks[start:stop] & self.graph.valid,
+                                            None if part is None else part & self.graph.valid, projectors)
+        return out
+
+    def edge_effects(self, edges: Sequence[tuple[int, int]]) -> np.ndarray:
+        """(len(edges),) exact effect of patching each edge alone: mean clean metric minus
+        mean metric with the edge patched (positive = the edge carries clean behaviour)."""
+        masks = np.zeros((len(edges), *self.graph.valid.shape), dtype=bool)
+        for j, (i, u) in enumerate(edges):
+            masks[j, i, u] = True
+        return float(self.clean_rows.mean()) - self.metric_rows(masks).mean(axis=1)
+
+    # ------------------------------------------------------------------ one stacked forward
+
+    def _forward(self, masks: np.ndarray, partial: np.ndarray | None,
+                 projectors: dict[int, torch.Tensor] | None) -> np.ndarray:
+        layout, graph, task = self.layout, self.graph, self.task
+        copies = masks.shape[0]
+        ids = task.clean_ids.repeat(copies, 1)
+        attention_mask = None if task.attention_mask is None else task.attention_mask.repeat(copies, 1)
+        state = _LiveState(layout.n_layers)
+        assembler = _DeltaAssembler(self, masks, partial, projectors, state)
+        with hook_set() as hooks:
+            for layer in range(layout.n_layers):
+                self._hook_layer(hooks, layer, state, assembler)
+            hooks.pre(layout.final_norm, _resid_edit(lambda x: assembler.resid(graph.logits_input, x,
+                                                                               self.corrupted.x_final)))
+            output = layout.hf(input_ids=ids, attention_mask=attention_mask, use_cache=False,
+                               **keep_logits(layout.hf, self.keep))
+        logits = _kept(model_output_tensor(output), self.keep)
+        return task.metric.per_row(logits).view(copies, self.n).cpu().numpy()
+
+    def _hook_layer(self, hooks: HookSet, layer: int, state: _LiveState, assembler: _DeltaAssembler) -> None:
+        layout, graph = self.layout, self.graph
+        attention = layout.attention(layer)
+
+        def block_pre(_module, args, kwargs):
+            x_pre, _ = first_input(args, kwargs)
+            state.x_pre[layer] = x_pre
+            state.head_edits[layer] = assembler.heads(layer, x_pre)
+            edits = state.head_edits[layer]
+            if edits is not None and layout.group > 1 and (edits.heads("k", layout.n_heads)
+                                                           or edits.heads("v", layout.n_heads)):
+                hooks.ungroup_attention(attention)
+
+        def projection_post(kind: str):
+            def fn(_module, _args, output):
+                edits = state.head_edits[layer]
+                if edits is None:
+                    return None
+                if kind != "q" and attention.num_key_value_groups == 1:
+                    output = ungroup(layout, output)
+                return recompute_head_slices(layout, layer, kind, output, state.x_pre[layer], edits)
+            return fn
+
+        def attention_post(_module, _args, _output):
+            hooks.regroup_attention(attention)
+
+        def o_pre(_module, args, kwargs):
+            state.z[layer] = first_input(args, kwargs)[0]
+
+        def mlp_post(_module, _args, output):
+            state.mlp_out[layer] = output
+
+        hooks.pre(layout.block(layer), block_pre)
+        for kind in HEAD_INPUTS:
+            hooks.post(layout.projection(layer, kind), projection_post(kind))
+        hooks.post(attention, attention_post)
+        hooks.pre(layout.projection(layer, "o"), o_pre)
+        hooks.pre(layout.mlp_norm(layer), _resid_edit(
+            lambda x: assembler.resid(graph.mlp_input(layer), x, self.corrupted.x_mid[layer])))
+        hooks.post(layout.mlp(layer), mlp_post)
+
+
+def _resid_edit(delta_of: Callable[[torch.Tensor], torch.Tensor | None]) -> Callable:
+    """A forward pre-hook replacing a norm's input ``x`` by ``x + delta_of(x)`` (when not None)."""
+
+    def fn(_module, args, kwargs):
+        x, where = first_input(args, kwargs)
+        delta = delta_of(x)
+        if delta is None:
+            return None
+        return replace_input(args, kwargs, where, x + delta.to(x.dtype))
+
+    return fn
+
+
+class _LiveState:
+    """Activations of the forward in progress (the current run's node outputs)."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.x_pre: list[torch.Tensor | None] = [None] * n_layers
+        self.z: list[torch.Tensor | None] = [None] * n_layers
+        self.mlp_out: list[torch.Tensor | None] = [None] * n_layers
+        self.head_edits: list[HeadDeltas | None] = [None] * n_layers
+
+    def as_run(self) -> RunCache:
+        return RunCache(self.x_pre, self.z, [], self.mlp_out, None)
+
+
+class _DeltaAssembler:
+    """Computes each input's delta for the forward in progress (see the module docstring)."""
+
+    def __init__(self, patcher: EdgePatcher, masks: np.ndarray, partial: np.ndarray | None,
+                 projectors: dict[int, torch.Tensor] | None, state: _LiveState) -> None:
+        self.patcher = patcher
+        self.masks = masks
+        self.partial = partial
+        self.projectors = projectors or {}
+        self.state = state
+
+    def heads(self, layer: int, x_pre: torch.Tensor) -> HeadDeltas | None:
+        inputs = np.arange(self.patcher.graph.layer_inputs(layer).start, self.patcher.graph.layer_inputs(layer).stop)
+        result = self._deltas(inputs, x_pre, self.patcher.corrupted.x_pre[layer])
+        return None if result is None else HeadDeltas(*result)
+
+    def resid(self, input_index: int, x: torch.Tensor, x_corrupted: torch.Tensor) -> torch.Tensor | None:
+        result = self._deltas(np.array([input_index]), x, x_corrupted)
+        return None if result is None else result[0][0]
+
+    def _deltas(self, inputs: np.ndarray, x: torch.Tensor, x_corrupted: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(delta (len(inputs), rows, pos, d), active (len(inputs), rows)) or None if nothing is patched."""
+        graph, n = self.patcher.graph, self.patcher.n
+        n_up = int(graph.n_upstream[inputs[0]])
+        full = self.masks[:, inputs, :n_up]  # (J, I, U)
+        part = None if self.partial is None else self.partial[:, inputs, :n_up]
+        touched = full.any(axis=2) if part is None else full.any(axis=2) | part.any(axis=2)  # (J, I)
+        if not touched.any():
+            return None
+        delta = torch.zeros((len(inputs), *x.shape), dtype=x.dtype, device=x.device)
+        active = torch.zeros((len(inputs), x.shape[0]), dtype=torch.bool, device=x.device)
+        live = self.state.as_run()
+        for j in np.nonzero(touched.any(axis=1))[0]:
+            rows = slice(int(j) * n, (int(j) + 1) * n)
+            patched = full[j]
+            complement = patched.sum(axis=1) > n_up - patched.sum(axis=1)  # (I,)
+            coef = np.where(complement[:, None], -(~patched).astype(np.float64), patched.astype(np.float64))
+            block = torch.zeros((len(inputs), n, *x.shape[1:]), dtype=x.dtype, device=x.device)
+            if complement.any():
+                flags = torch.as_tensor(complement, device=x.device)[:, None, None, None]
+                block += flags * (x_corrupted - x[rows]).unsqueeze(0)
+            self._add_differences(block, coef, live, rows, projected=False)
+            if part is not None and part[j].any():
+                self._add_differences(block, part[j].astype(np.float64), live, rows, projected=True)
+            delta[:, rows] = block
+            active[:, rows] = torch.as_tensor(touched[j], device=x.device)[:, None]
+        return delta, active
+
+    def _add_differences(self, block: torch.Tensor, coef: np.ndarray, live: RunCache, rows: slice,
+                         projected: bool) -> None:
+        """``block += sum_u coef[:, u] (P_u)(a_u^corrupted - a_u^current)`` over nonzero columns."""
+        columns = np.nonzero(np.abs(coef).sum(axis=0))[0]
+        patcher = self.patcher
+        for start in range(0, len(columns), UPSTREAM_CHUNK):
+            chunk = columns[start : start + UPSTREAM_CHUNK].tolist()
+            corrupted = node_outputs(patcher.layout, patcher.graph, patcher.corrupted, chunk)
+            current = node_outputs(patcher.layout, patcher.graph, live, chunk, rows)
+            difference = corrupted - current  # (k, n, pos, d)
+            if projected:
+                difference = torch.stack([d @ self.projectors[u].to(d) for d, u in zip(difference, chunk, strict=True)])
+            weights = torch.as_tensor(coef[:, chunk], dtype=block.dtype, device=block.device)
+            block += torch.einsum("iu,unpd->inpd", weights, difference)
