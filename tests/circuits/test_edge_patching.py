@@ -135,6 +135,9 @@ def test_every_single_edge_matches_the_reference(nonlinear):
     expected = [clean - float(reference_metric_rows(model, task, {_edge_names(graph, i, u)}).mean())
                 for i, u in zip(inputs, nodes, strict=True)]
     np.testing.assert_allclose(exact, expected, rtol=0, atol=TOL)
+    one_at_a_time = EdgePatcher(model, task, max_tokens=1)  # each forward starts at its edge's layer
+    np.testing.assert_allclose(one_at_a_time.edge_effects(list(zip(inputs, nodes, strict=True))), expected,
+                               rtol=0, atol=TOL)
     by_kind = {kind: np.abs(exact[[graph.inputs[i].kind == kind for i in inputs]]).max() for kind in "qkv"}
     assert min(by_kind.values()) > 1e-3  # q, k and v edges all matter here: each path is exercised
 

@@ -212,62 +212,78 @@ def hook_set() -> Iterator[HookSet]:
         hooks.close()
 
 
-# ----------------------------------------------------------------------------- deltas
+# ----------------------------------------------------------------------------- edits
 
 
 @dataclass
-class HeadDeltas:
-    """The edits of one layer's head inputs in one forward.
+class InputEdit:
+    """An addition to one downstream input in some rows of a stacked batch.
 
     Attributes:
-        delta: (3 H, rows, pos, d) additions to the block input, per input (q heads, k heads, v heads).
-        active: (3 H, rows) bool: where an input is edited (other rows keep the model's value).
+        rows: (r,) the batch rows edited (distinct).
+        delta: (r, pos, d) what is added to the input there.
     """
 
+    rows: torch.Tensor
     delta: torch.Tensor
-    active: torch.Tensor
 
-    def heads(self, kind: str, n_heads: int) -> list[int]:
-        """Heads whose ``kind`` input is edited in some row."""
-        offset = HEAD_INPUTS.index(kind) * n_heads
-        return [h for h in range(n_heads) if bool(self.active[offset + h].any())]
+
+HeadEdits = dict[int, InputEdit]
+"""One layer's head-input edits: ``kind_index * H + head`` (kind q = 0, k = 1, v = 2) -> edit."""
+
+
+def edited_heads(edits: HeadEdits, kind: str, n_heads: int) -> list[int]:
+    """Heads whose ``kind`` input has an edit."""
+    offset = HEAD_INPUTS.index(kind) * n_heads
+    return [h for h in range(n_heads) if offset + h in edits]
 
 
 def recompute_head_slices(
-    layout: LlamaLayout, layer: int, kind: str, output: torch.Tensor, x_pre: torch.Tensor, edits: HeadDeltas,
+    layout: LlamaLayout, layer: int, kind: str, output: torch.Tensor, x_pre: torch.Tensor, edits: HeadEdits,
 ) -> torch.Tensor:
-    """The ``kind`` projection output with edited heads' slices recomputed from the edited input.
+    """The ``kind`` projection output with edited heads' slices recomputed in the edited rows.
 
     Args:
         output: (rows, pos, H d_head) the projection's output (ungrouped for k and v).
         x_pre: (rows, pos, d) the block input of this forward.
     """
-    heads = edits.heads(kind, layout.n_heads)
+    heads = edited_heads(edits, kind, layout.n_heads)
     if not heads:
         return output
     offset = HEAD_INPUTS.index(kind) * layout.n_heads
-    index = [offset + h for h in heads]
-    edited_input = x_pre.unsqueeze(0) + edits.delta[index]  # (A, rows, pos, d)
-    normed = layout.input_norm(layer)(edited_input)
+    norm = layout.input_norm(layer)
     proj = layout.projection(layer, kind)
     result = output.unflatten(-1, (layout.n_heads, layout.head_dim)).clone()
-    for slot, head in enumerate(heads):
+    for head in heads:
+        edit = edits[offset + head]
         rows_w = layout.head_rows(head, kind)
         bias = None if proj.bias is None else proj.bias[rows_w]
-        new = nn.functional.linear(normed[slot], proj.weight[rows_w], bias)  # (rows, pos, d_head)
-        active = edits.active[offset + head].to(new.device)[:, None, None]
-        result[:, :, head] = torch.where(active, new.to(result.dtype), result[:, :, head])
+        normed = norm(x_pre[edit.rows] + edit.delta.to(x_pre.dtype))
+        result[edit.rows, :, head] = nn.functional.linear(normed, proj.weight[rows_w], bias).to(result.dtype)
     return result.flatten(-2)
+
+
+def add_edit(x: torch.Tensor, edit: InputEdit | None) -> torch.Tensor | None:
+    """``x`` with ``edit`` added in its rows (a new tensor), or None without an edit."""
+    if edit is None:
+        return None
+    return x.index_add(0, edit.rows, edit.delta.to(x.dtype))
 
 
 # ----------------------------------------------------------------------------- the patcher
 
 
+MAX_LOGIT_BYTES = 512 * 2**20
+"""Bound on the logits of one stacked forward (rows x kept positions x vocab, float64 once scored)."""
+
+
 class EdgePatcher:
     """Exact edge patching of one task on one model (see the module docstring).
 
-    The corrupted run is cached once; :meth:`metric_rows` then evaluates any number of edge
-    masks, J copies of the task's prompts per stacked forward.
+    The clean and corrupted runs are cached once; :meth:`metric_rows` then evaluates any number
+    of edge masks, J copies of the task's prompts per stacked forward. A forward whose masks
+    patch nothing before layer L starts at layer L from the clean block input (HF's own forward
+    over the later layers), since the layers before are the clean run's.
 
     Attributes:
         layout, graph, task: the model's layout, its graph, the task (on the model's device).
@@ -283,18 +299,23 @@ class EdgePatcher:
         self.max_tokens = int(max_tokens)
         self.keep = self.task.metric.keep
         with torch.no_grad():
-            clean_logits, _ = cache_run(self.layout, self.task.clean_ids, self.task.attention_mask, self.keep)
+            clean_logits, self.clean = cache_run(self.layout, self.task.clean_ids, self.task.attention_mask, self.keep)
             corrupted_logits, self.corrupted = cache_run(self.layout, self.task.corrupted_ids,
                                                          self.task.attention_mask, self.keep)
             self.clean_rows = self.task.metric.per_row(clean_logits).cpu().numpy()
             self.corrupted_rows = self.task.metric.per_row(corrupted_logits).cpu().numpy()
+        self.input_layer = np.array([inp.node.layer for inp in self.graph.inputs])
 
     @property
     def n(self) -> int:
         return self.task.n
 
     def copies_per_forward(self) -> int:
-        return max(1, self.max_tokens // (self.task.n * self.task.n_positions))
+        """Copies of the prompts one stacked forward holds (tokens and logits bounded)."""
+        by_tokens = self.max_tokens // (self.task.n * self.task.n_positions)
+        vocab = int(self.layout.hf.config.vocab_size)
+        by_logits = MAX_LOGIT_BYTES // max(1, self.task.n * int(self.keep.numel()) * vocab * 8)
+        return max(1, min(by_tokens, by_logits))
 
     @torch.no_grad()
     def metric_rows(
@@ -310,19 +331,22 @@ class EdgePatcher:
             partial: J masks of edges patched only through ``projectors`` (eigenmode circuits).
             projectors: upstream node index -> (d, d) projector ``P_u`` (symmetric).
         """
-        masks = np.asarray(masks, dtype=bool).reshape(-1, *self.graph.valid.shape)
+        masks = np.asarray(masks, dtype=bool).reshape(-1, *self.graph.valid.shape) & self.graph.valid
         if partial is not None:
-            partial = np.asarray(partial, dtype=bool).reshape(masks.shape)
+            partial = np.asarray(partial, dtype=bool).reshape(masks.shape) & self.graph.valid
             missing = sorted({int(u) for u in np.nonzero(partial.any(axis=(0, 1)))[0]} - set(projectors or {}))
             if missing:
                 raise SpectrascopeError(f"partial patches of nodes without a projector: {missing[:5]}")
+        touched = masks.any(axis=2) if partial is None else masks.any(axis=2) | partial.any(axis=2)  # (J, I)
+        first = np.where(touched.any(axis=1), np.where(touched, self.input_layer[None, :], 1 << 30).min(axis=1),
+                         self.layout.n_layers)
+        order = np.argsort(-first, kind="stable")  # forwards that may start late go together
         out = np.empty((masks.shape[0], self.n))
         step = self.copies_per_forward()
-        for start in range(0, masks.shape[0], step):
-            stop = min(start + step, masks.shape[0])
-            part = None if partial is None else partial[start:stop]
-            out[start:stop] = self._forward(masks[start:stop] & self.graph.valid,
-                                            None if part is None else part & self.graph.valid, projectors)
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            part = None if partial is None else partial[chunk]
+            out[chunk] = self._forward(masks[chunk], part, projectors, int(first[chunk].min()))
         return out
 
     def edge_effects(self, edges: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -336,20 +360,24 @@ class EdgePatcher:
     # ------------------------------------------------------------------ one stacked forward
 
     def _forward(self, masks: np.ndarray, partial: np.ndarray | None,
-                 projectors: dict[int, torch.Tensor] | None) -> np.ndarray:
+                 projectors: dict[int, torch.Tensor] | None, first_layer: int) -> np.ndarray:
         layout, graph, task = self.layout, self.graph, self.task
         copies = masks.shape[0]
-        ids = task.clean_ids.repeat(copies, 1)
+        first_layer = min(first_layer, layout.n_layers)
         attention_mask = None if task.attention_mask is None else task.attention_mask.repeat(copies, 1)
-        state = _LiveState(layout.n_layers)
+        state = _LiveState(layout.n_layers, self.clean, first_layer)
         assembler = _DeltaAssembler(self, masks, partial, projectors, state)
         with hook_set() as hooks:
-            for layer in range(layout.n_layers):
+            for layer in range(first_layer, layout.n_layers):
                 self._hook_layer(hooks, layer, state, assembler)
             hooks.pre(layout.final_norm, _resid_edit(lambda x: assembler.resid(graph.logits_input, x,
                                                                                self.corrupted.x_final)))
-            output = layout.hf(input_ids=ids, attention_mask=attention_mask, use_cache=False,
-                               **keep_logits(layout.hf, self.keep))
+            kwargs = {"attention_mask": attention_mask, "use_cache": False, **keep_logits(layout.hf, self.keep)}
+            if first_layer == 0:
+                output = layout.hf(input_ids=task.clean_ids.repeat(copies, 1), **kwargs)
+            else:
+                start = self.clean.x_pre[first_layer] if first_layer < layout.n_layers else self.clean.x_final
+                output = forward_from_layer(layout, first_layer, start.repeat(copies, 1, 1), kwargs)
         logits = _kept(model_output_tensor(output), self.keep)
         return task.metric.per_row(logits).view(copies, self.n).cpu().numpy()
 
@@ -360,16 +388,16 @@ class EdgePatcher:
         def block_pre(_module, args, kwargs):
             x_pre, _ = first_input(args, kwargs)
             state.x_pre[layer] = x_pre
-            state.head_edits[layer] = assembler.heads(layer, x_pre)
-            edits = state.head_edits[layer]
-            if edits is not None and layout.group > 1 and (edits.heads("k", layout.n_heads)
-                                                           or edits.heads("v", layout.n_heads)):
+            edits = assembler.heads(layer, x_pre)
+            state.head_edits = edits
+            if edits and layout.group > 1 and (edited_heads(edits, "k", layout.n_heads)
+                                               or edited_heads(edits, "v", layout.n_heads)):
                 hooks.ungroup_attention(attention)
 
         def projection_post(kind: str):
             def fn(_module, _args, output):
-                edits = state.head_edits[layer]
-                if edits is None:
+                edits = state.head_edits
+                if not edits:
                     return None
                 if kind != "q" and attention.num_key_value_groups == 1:
                     output = ungroup(layout, output)
@@ -378,6 +406,7 @@ class EdgePatcher:
 
         def attention_post(_module, _args, _output):
             hooks.regroup_attention(attention)
+            state.head_edits = None
 
         def o_pre(_module, args, kwargs):
             state.z[layer] = first_input(args, kwargs)[0]
@@ -395,34 +424,59 @@ class EdgePatcher:
         hooks.post(layout.mlp(layer), mlp_post)
 
 
-def _resid_edit(delta_of: Callable[[torch.Tensor], torch.Tensor | None]) -> Callable:
-    """A forward pre-hook replacing a norm's input ``x`` by ``x + delta_of(x)`` (when not None)."""
+def forward_from_layer(layout: LlamaLayout, layer: int, hidden: torch.Tensor, kwargs: dict) -> Any:
+    """HF's own forward over blocks ``layer..`` from ``hidden`` = the block input of ``layer``
+    (the decoder's block list is swapped for its tail during the call and restored after)."""
+    base = layout.hf.model
+    blocks = base.layers
+    try:
+        base.layers = nn.ModuleList(list(blocks)[layer:])
+        return layout.hf(inputs_embeds=hidden, **kwargs)
+    finally:
+        base.layers = blocks
+
+
+def _resid_edit(edit_of: Callable[[torch.Tensor], InputEdit | None]) -> Callable:
+    """A forward pre-hook replacing a norm's input ``x`` by ``x`` plus an edit (when there is one)."""
 
     def fn(_module, args, kwargs):
         x, where = first_input(args, kwargs)
-        delta = delta_of(x)
-        if delta is None:
-            return None
-        return replace_input(args, kwargs, where, x + delta.to(x.dtype))
+        edited = add_edit(x, edit_of(x))
+        return None if edited is None else replace_input(args, kwargs, where, edited)
 
     return fn
 
 
 class _LiveState:
-    """Activations of the forward in progress (the current run's node outputs)."""
+    """Activations of the forward in progress: the current run's node outputs.
 
-    def __init__(self, n_layers: int) -> None:
+    Layers before ``first_layer`` were not run (the forward started later): their outputs
+    are the clean run's, the same in every copy.
+    """
+
+    def __init__(self, n_layers: int, clean: RunCache, first_layer: int) -> None:
         self.x_pre: list[torch.Tensor | None] = [None] * n_layers
         self.z: list[torch.Tensor | None] = [None] * n_layers
         self.mlp_out: list[torch.Tensor | None] = [None] * n_layers
-        self.head_edits: list[HeadDeltas | None] = [None] * n_layers
+        self.head_edits: HeadEdits | None = None
+        self.clean = clean
+        self.first_layer = first_layer
 
-    def as_run(self) -> RunCache:
-        return RunCache(self.x_pre, self.z, [], self.mlp_out, None)
+    def outputs(self, layout: LlamaLayout, graph: Graph, nodes: list[int], rows: slice) -> torch.Tensor:
+        """(len(nodes), n, pos, d) the current outputs of ``nodes`` in batch rows ``rows``."""
+        early = [graph.nodes[u].layer < self.first_layer for u in nodes]
+        if all(early):
+            return node_outputs(layout, graph, self.clean, nodes)
+        live = RunCache(self.x_pre, self.z, [], self.mlp_out, None)
+        if not any(early):
+            return node_outputs(layout, graph, live, nodes, rows)
+        parts = [node_outputs(layout, graph, self.clean, [u]) if e else node_outputs(layout, graph, live, [u], rows)
+                 for u, e in zip(nodes, early, strict=True)]
+        return torch.cat(parts)
 
 
 class _DeltaAssembler:
-    """Computes each input's delta for the forward in progress (see the module docstring)."""
+    """Computes each input's edit for the forward in progress (see the module docstring)."""
 
     def __init__(self, patcher: EdgePatcher, masks: np.ndarray, partial: np.ndarray | None,
                  projectors: dict[int, torch.Tensor] | None, state: _LiveState) -> None:
@@ -432,53 +486,50 @@ class _DeltaAssembler:
         self.projectors = projectors or {}
         self.state = state
 
-    def heads(self, layer: int, x_pre: torch.Tensor) -> HeadDeltas | None:
-        inputs = np.arange(self.patcher.graph.layer_inputs(layer).start, self.patcher.graph.layer_inputs(layer).stop)
-        result = self._deltas(inputs, x_pre, self.patcher.corrupted.x_pre[layer])
-        return None if result is None else HeadDeltas(*result)
+    def heads(self, layer: int, x_pre: torch.Tensor) -> HeadEdits:
+        span = self.patcher.graph.layer_inputs(layer)
+        return self._edits(np.arange(span.start, span.stop), x_pre, self.patcher.corrupted.x_pre[layer])
 
-    def resid(self, input_index: int, x: torch.Tensor, x_corrupted: torch.Tensor) -> torch.Tensor | None:
-        result = self._deltas(np.array([input_index]), x, x_corrupted)
-        return None if result is None else result[0][0]
+    def resid(self, input_index: int, x: torch.Tensor, x_corrupted: torch.Tensor) -> InputEdit | None:
+        return self._edits(np.array([input_index]), x, x_corrupted).get(0)
 
-    def _deltas(self, inputs: np.ndarray, x: torch.Tensor, x_corrupted: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(delta (len(inputs), rows, pos, d), active (len(inputs), rows)) or None if nothing is patched."""
+    def _edits(self, inputs: np.ndarray, x: torch.Tensor, x_corrupted: torch.Tensor) -> dict[int, InputEdit]:
+        """Local input index -> edit, for the inputs ``inputs`` (one layer's, same upstream)."""
         graph, n = self.patcher.graph, self.patcher.n
         n_up = int(graph.n_upstream[inputs[0]])
         full = self.masks[:, inputs, :n_up]  # (J, I, U)
         part = None if self.partial is None else self.partial[:, inputs, :n_up]
         touched = full.any(axis=2) if part is None else full.any(axis=2) | part.any(axis=2)  # (J, I)
-        if not touched.any():
-            return None
-        delta = torch.zeros((len(inputs), *x.shape), dtype=x.dtype, device=x.device)
-        active = torch.zeros((len(inputs), x.shape[0]), dtype=torch.bool, device=x.device)
-        live = self.state.as_run()
+        pieces: dict[int, list[tuple[int, torch.Tensor]]] = {}
         for j in np.nonzero(touched.any(axis=1))[0]:
+            local = np.nonzero(touched[j])[0]
             rows = slice(int(j) * n, (int(j) + 1) * n)
-            patched = full[j]
-            complement = patched.sum(axis=1) > n_up - patched.sum(axis=1)  # (I,)
+            patched = full[j, local]  # (I_j, U)
+            complement = patched.sum(axis=1) > n_up - patched.sum(axis=1)
             coef = np.where(complement[:, None], -(~patched).astype(np.float64), patched.astype(np.float64))
-            block = torch.zeros((len(inputs), n, *x.shape[1:]), dtype=x.dtype, device=x.device)
+            block = torch.zeros((len(local), n, *x.shape[1:]), dtype=x.dtype, device=x.device)
             if complement.any():
                 flags = torch.as_tensor(complement, device=x.device)[:, None, None, None]
                 block += flags * (x_corrupted - x[rows]).unsqueeze(0)
-            self._add_differences(block, coef, live, rows, projected=False)
-            if part is not None and part[j].any():
-                self._add_differences(block, part[j].astype(np.float64), live, rows, projected=True)
-            delta[:, rows] = block
-            active[:, rows] = torch.as_tensor(touched[j], device=x.device)[:, None]
-        return delta, active
+            self._add_differences(block, coef, rows, projected=False)
+            if part is not None and part[j, local].any():
+                self._add_differences(block, part[j, local].astype(np.float64), rows, projected=True)
+            for slot, i in enumerate(local):
+                pieces.setdefault(int(i), []).append((int(j), block[slot]))
+        edits = {}
+        for i, items in pieces.items():
+            rows = torch.cat([torch.arange(j * n, (j + 1) * n, device=x.device) for j, _ in items])
+            edits[i] = InputEdit(rows, torch.cat([delta for _, delta in items]))
+        return edits
 
-    def _add_differences(self, block: torch.Tensor, coef: np.ndarray, live: RunCache, rows: slice,
-                         projected: bool) -> None:
+    def _add_differences(self, block: torch.Tensor, coef: np.ndarray, rows: slice, projected: bool) -> None:
         """``block += sum_u coef[:, u] (P_u)(a_u^corrupted - a_u^current)`` over nonzero columns."""
         columns = np.nonzero(np.abs(coef).sum(axis=0))[0]
         patcher = self.patcher
         for start in range(0, len(columns), UPSTREAM_CHUNK):
             chunk = columns[start : start + UPSTREAM_CHUNK].tolist()
             corrupted = node_outputs(patcher.layout, patcher.graph, patcher.corrupted, chunk)
-            current = node_outputs(patcher.layout, patcher.graph, live, chunk, rows)
+            current = self.state.outputs(patcher.layout, patcher.graph, chunk, rows)
             difference = corrupted - current  # (k, n, pos, d)
             if projected:
                 difference = torch.stack([d @ self.projectors[u].to(d) for d, u in zip(difference, chunk, strict=True)])

@@ -43,11 +43,13 @@ class LlamaLayout:
 
     Attributes:
         hf: the ``LlamaForCausalLM``.
+        blocks: its decoder layers (held here: a forward may swap the model's list for a tail).
         n_layers, n_heads, n_kv_heads, head_dim, d_model: geometry (``n_heads`` query heads;
             ``n_kv_heads`` key/value heads, each shared by ``group`` query heads).
     """
 
     hf: nn.Module
+    blocks: tuple[nn.Module, ...]
     n_layers: int
     n_heads: int
     n_kv_heads: int
@@ -60,7 +62,7 @@ class LlamaLayout:
         return self.n_heads // self.n_kv_heads
 
     def block(self, layer: int) -> nn.Module:
-        return self.hf.model.layers[layer]
+        return self.blocks[layer]
 
     def attention(self, layer: int) -> nn.Module:
         return self.block(layer).self_attn
@@ -128,7 +130,7 @@ def llama_layout(hf: nn.Module) -> LlamaLayout:
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)
     d_model = int(config.hidden_size)
     head_dim = int(getattr(config, "head_dim", None) or d_model // n_heads)
-    return LlamaLayout(hf=hf, n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim,
+    return LlamaLayout(hf=hf, blocks=tuple(layers), n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim,
                        d_model=d_model)
 
 

@@ -111,7 +111,7 @@ class TaskMetric:
         """(rows,) the metric of each row from logits (rows, K, vocab) at :attr:`keep`.
 
         ``rows`` is a multiple of n: copy j of the batch is rows ``j n .. (j + 1) n - 1``.
-        Differentiable; float64 (the logits are widened first).
+        Differentiable; float64 (the logits read are widened first).
         """
         rows = logits.shape[0]
         if rows % self.n:
@@ -121,16 +121,18 @@ class TaskMetric:
         keep = self.keep.to(device)
         column = torch.searchsorted(keep, self.positions.to(device)).repeat(copies, 1)  # (rows, k)
         row = torch.arange(rows, device=device)[:, None].expand_as(column)
-        picked = logits[row, column].double()  # (rows, k, vocab)
+        picked = logits[row, column]  # (rows, k, vocab)
         scored = self.scored.to(device).repeat(copies, 1)
         if self.kind == "logit_diff":
             answer, wrong = (t.to(device).repeat(copies, 1) for t in (self.answer, self.wrong))
-            values = picked.gather(-1, answer[..., None])[..., 0] - picked.gather(-1, wrong[..., None])[..., 0]
+            values = (picked.gather(-1, answer[..., None])[..., 0].double()
+                      - picked.gather(-1, wrong[..., None])[..., 0].double())
         elif self.kind == "prob":
+            picked = picked.double()
             answer = self.answer.to(device).repeat(copies, 1)
             values = torch.softmax(picked, dim=-1).gather(-1, answer[..., None])[..., 0]
         else:
-            probs = torch.softmax(picked, dim=-1)[..., self.candidates.to(device)]  # (rows, k, C)
+            probs = torch.softmax(picked.double(), dim=-1)[..., self.candidates.to(device)]  # (rows, k, C)
             good = self.good.to(device).repeat(copies, 1)[:, None, :].double()
             bad = self.bad.to(device).repeat(copies, 1)[:, None, :].double()
             values = (probs * good).sum(-1) - (probs * bad).sum(-1)
