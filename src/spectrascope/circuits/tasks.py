@@ -119,7 +119,7 @@ class TaskMetric:
         copies = rows // self.n
         device = logits.device
         keep = self.keep.to(device)
-        column = torch.searchsorted(keep, self.positions.to(device)).repeat(copies, 1)  # (rows, k)
+        column = torch.searchsorted(keep, self.positions.to(device).contiguous()).repeat(copies, 1)  # (rows, k)
         row = torch.arange(rows, device=device)[:, None].expand_as(column)
         picked = logits[row, column]  # (rows, k, vocab)
         scored = self.scored.to(device).repeat(copies, 1)
