@@ -44,6 +44,10 @@ _EXPORTS = {
     "steering_vector": "spectrascope.mech.steering",
     "steer": "spectrascope.mech.steering",
     "steering_effect": "spectrascope.mech.steering",
+    # circuits
+    "discover_circuit": "spectrascope.circuits.discover",
+    "attribute_edges": "spectrascope.circuits.eap",
+    "prompt_interactions": "spectrascope.circuits.interactions",
     # corpora
     "list_corpora": "spectrascope.corpora",
     "load_corpus": "spectrascope.corpora",

@@ -25,7 +25,7 @@ DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
 
 def _register_commands() -> None:
     """Import the modules that define the subcommands (each decorates ``app``)."""
-    from . import weights_cmd, activations_cmd, lens_cmd, heads_cmd, probe_cmd, study_cmd  # noqa: F401, I001 (order = help order)
+    from . import weights_cmd, activations_cmd, lens_cmd, heads_cmd, probe_cmd, circuit_cmd, study_cmd  # noqa: F401, I001 (order = help order)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""``spectrascope circuit MODEL``: discover, verify and describe the circuit of a task.
+
+Writes into OUT: ``circuit_edges``, ``circuit_curve``, ``circuit_nodes`` (Parquet + CSV),
+``circuit.json`` and ``circuit.html`` (graph and faithfulness figures); with ``--spectral`` the
+spectral tables (``circuit_spectral_*``, ``circuit_prior_*``, ``circuit_eigenmodes``); with
+``--interactions N`` the SPEX interactions of the first N prompts (``circuit_interactions``,
+``circuit_token_attributions``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from . import app, console
+from .heads_cmd import MODEL_HELP
+
+
+@app.command()
+def circuit(
+    model: str = typer.Argument("smollm2-135m", help=MODEL_HELP),
+    task: str = typer.Option("geography", "--task", help="geography, induction, greater-than, calendar, or a "
+                             ".jsonl file of {clean, corrupted, answer[, wrong]}"),
+    method: str = typer.Option("eap-ig", "--method", help="eap-ig, eap, exact (every edge patched alone) or acdc"),
+    n_prompts: int = typer.Option(None, "--n-prompts", help="prompts of a built-in task (default: the task's)"),
+    steps: int = typer.Option(5, "--steps", help="EAP-IG integration steps"),
+    target: float = typer.Option(0.8, "--target", help="faithfulness the chosen circuit must reach"),
+    threshold: float = typer.Option(0.01, "--threshold", help="ACDC: remove an edge when the metric drops by "
+                                    "less than this share of the clean - corrupted gap"),
+    on_mismatch: str = typer.Option("error", "--on-mismatch", help="a .jsonl pair whose prompts tokenize to "
+                                    "different lengths: error or drop"),
+    spectral: bool = typer.Option(False, "--spectral", help="also ask whether weight spectra point to the circuit"),
+    interactions: int = typer.Option(0, "--interactions", help="SPEX interactions of the first N prompts"),
+    budget: int = typer.Option(1000, "--budget", help="SPEX coalition budget per prompt"),
+    seed: int = typer.Option(0, help="seed for prompts, bootstrap and permutations"),
+    top: int = typer.Option(15, help="edges shown"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    out: Path = typer.Option(Path("spectrascope-out"), "--out", help="output directory"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Find the circuit of a task (edge attribution, verified by edge patching) and write its tables."""
+    from ..circuits.discover import _Handle, discover_circuit
+    from ..circuits.edge_patching import EdgePatcher
+    from ..circuits.figures import circuit_section, spectral_section
+    from ..circuits.layout import circuit_model, llama_layout
+    from ..circuits.tasks import builtin_task, jsonl_task
+    from ..report.html import render
+    from ..tables import write_table
+    from .heads_cmd import load_any_model
+
+    loaded = load_any_model(model, device)
+    hf, tokenizer, _ = circuit_model(loaded)
+    llama_layout(hf)  # refuse other families before any work
+    handle = loaded if hasattr(loaded, "hf") else _Handle(hf, tokenizer)
+    if task.endswith(".jsonl"):
+        the_task = jsonl_task(handle, task, n=n_prompts, on_mismatch=on_mismatch)
+    else:
+        the_task = builtin_task(handle, task, n=n_prompts, seed=seed)
+    found = discover_circuit(loaded, the_task, method, target=target, steps=steps, seed=seed,
+                             acdc_threshold=threshold, show_progress=not quiet)
+    written = found.write(out)
+    sections = [circuit_section(found, top=top)]
+    if spectral:
+        from ..circuits.spectral import spectral_question
+
+        findings = spectral_question(loaded, found, EdgePatcher(loaded, the_task), seed=seed)
+        for stem, table in findings.tables().items():
+            written.extend(write_table(table, out, stem))
+        sections.append(spectral_section(findings, found.task))
+    if interactions > 0:
+        written.extend(_interactions(loaded, the_task, interactions, budget, seed, out))
+    report = render(f"spectrascope circuit: {found.task} on {found.model}", sections, out / "circuit.html.tmp")
+    written.append(report.replace(out / "circuit.html"))
+    _print(found, top)
+    console.print(f"wrote {len(written)} files to {out}")
+
+
+def _interactions(loaded, task, n: int, budget: int, seed: int, out: Path) -> list[Path]:
+    import pandas as pd
+
+    from ..circuits.interactions import task_interactions
+    from ..tables import write_table
+
+    results = task_interactions(loaded, task, n_prompts=n, budget=budget, seed=seed)
+    pairs, tokens = [], []
+    for index, result in enumerate(results):
+        table = result.interactions.assign(prompt=index, text=result.prompt, model_calls=result.model_calls,
+                                           players=result.interactions["players"].map(str))
+        pairs.append(table)
+        tokens.append(result.tokens.assign(prompt=index, text=result.prompt))
+        best = result.top(order=2, n=1)
+        if len(best):
+            console.print(f"{result.prompt!r}: top pair {best['words'].iloc[0]} ({best['value'].iloc[0]:+.3f}), "
+                          f"{result.model_calls} model calls")
+    return [*write_table(pd.concat(pairs, ignore_index=True), out, "circuit_interactions"),
+            *write_table(pd.concat(tokens, ignore_index=True), out, "circuit_token_attributions")]
+
+
+def _print(found, top: int) -> None:
+    view = Table(title=f"{found.method} circuit of {found.task} on {found.model}: {found.size} of "
+                       f"{found.graph.n_edges} edges, faithfulness {found.faithfulness:.3f} "
+                       f"[{found.faithfulness_lo:.3f}, {found.faithfulness_hi:.3f}]")
+    for column in ("rank", "upstream", "downstream", "input", "score"):
+        view.add_column(column, justify="left" if column in ("upstream", "downstream") else "right")
+    for r in found.circuit_edges().head(top).itertuples(index=False):
+        view.add_row(str(r.rank), r.upstream, r.downstream, r.input, f"{r.score:+.4f}")
+    console.print(view)
+    for note in found.notes:
+        console.print(f"note: {note}")
