@@ -8,7 +8,11 @@ import json
 import pandas as pd
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from spectrascope.circuits.figures import circuit_graph_figure, circuit_section, faithfulness_figure
+from spectrascope.circuits.figures import (
+    circuit_graph_figure,
+    circuit_section,
+    faithfulness_figure,
+)
 from spectrascope.report.html import Section
 
 

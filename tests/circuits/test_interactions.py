@@ -32,6 +32,7 @@ def planted_prompt(seed: int = 0) -> tuple[list[int], int, int, int, int]:
 def test_players_and_coalitions_of_a_token_prompt(toy):
     prompt, answer, wrong, _, _ = planted_prompt()
     units, prefix, suffix, words, _ = _players(prompt, None, toy)
+    assert words == [str(t) for t in prompt[1:-1]]
     assert prefix == [0] and suffix == [prompt[-1]] and len(units) == 12  # BOS and the last token are fixed
     game = _Game(toy.hf, units, prefix, suffix, answer, wrong, 0, batch_size=4)
     everyone = np.ones(12, dtype=bool)
