@@ -276,6 +276,9 @@ def add_edit(x: torch.Tensor, edit: InputEdit | None) -> torch.Tensor | None:
 MAX_LOGIT_BYTES = 512 * 2**20
 """Bound on the logits of one stacked forward (rows x kept positions x vocab, float64 once scored)."""
 
+MAX_CACHE_BYTES = 2 * 2**30
+"""Bound on the node outputs a stacked forward keeps (and on the corrupted run's, kept once)."""
+
 
 class EdgePatcher:
     """Exact edge patching of one task on one model (see the module docstring).
@@ -305,17 +308,35 @@ class EdgePatcher:
             self.clean_rows = self.task.metric.per_row(clean_logits).cpu().numpy()
             self.corrupted_rows = self.task.metric.per_row(corrupted_logits).cpu().numpy()
         self.input_layer = np.array([inp.node.layer for inp in self.graph.inputs])
+        self._corrupted_outputs: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
         return self.task.n
 
+    def _node_bytes(self) -> int:
+        """Bytes of one node's output for the task's prompts."""
+        element = self.clean.x_pre[0].element_size()
+        return self.task.n * self.task.n_positions * self.layout.d_model * element
+
+    def corrupted_outputs(self, nodes: list[int]) -> torch.Tensor:
+        """(len(nodes), n, pos, d) the corrupted run's node outputs (all of them computed once and
+        kept when they fit in :data:`MAX_CACHE_BYTES`)."""
+        if self._corrupted_outputs is None and self.graph.n_nodes * self._node_bytes() <= MAX_CACHE_BYTES:
+            self._corrupted_outputs = node_outputs(self.layout, self.graph, self.corrupted,
+                                                   list(range(self.graph.n_nodes)))
+        if self._corrupted_outputs is not None:
+            return self._corrupted_outputs[nodes]
+        return node_outputs(self.layout, self.graph, self.corrupted, nodes)
+
     def copies_per_forward(self) -> int:
-        """Copies of the prompts one stacked forward holds (tokens and logits bounded)."""
+        """Copies of the prompts one stacked forward holds: bounded by tokens, logits, and the node
+        outputs a forward keeps (every node, every copy, at worst)."""
         by_tokens = self.max_tokens // (self.task.n * self.task.n_positions)
         vocab = int(self.layout.hf.config.vocab_size)
         by_logits = MAX_LOGIT_BYTES // max(1, self.task.n * int(self.keep.numel()) * vocab * 8)
-        return max(1, min(by_tokens, by_logits))
+        by_cache = MAX_CACHE_BYTES // max(1, self.graph.n_nodes * self._node_bytes())
+        return max(1, min(by_tokens, by_logits, by_cache))
 
     @torch.no_grad()
     def metric_rows(
@@ -461,18 +482,25 @@ class _LiveState:
         self.head_edits: HeadEdits | None = None
         self.clean = clean
         self.first_layer = first_layer
+        self.cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def outputs(self, layout: LlamaLayout, graph: Graph, nodes: list[int], rows: slice) -> torch.Tensor:
-        """(len(nodes), n, pos, d) the current outputs of ``nodes`` in batch rows ``rows``."""
-        early = [graph.nodes[u].layer < self.first_layer for u in nodes]
-        if all(early):
-            return node_outputs(layout, graph, self.clean, nodes)
-        live = RunCache(self.x_pre, self.z, [], self.mlp_out, None)
-        if not any(early):
-            return node_outputs(layout, graph, live, nodes, rows)
-        parts = [node_outputs(layout, graph, self.clean, [u]) if e else node_outputs(layout, graph, live, [u], rows)
-                 for u, e in zip(nodes, early, strict=True)]
-        return torch.cat(parts)
+        """(len(nodes), n, pos, d) the current outputs of ``nodes`` in batch rows ``rows``.
+
+        Each (node, block of rows) is computed once per forward and kept until it ends: a node's
+        output feeds the deltas of every later layer.
+        """
+        missing = [u for u in nodes if (u, rows.start) not in self.cache]
+        early = [u for u in missing if graph.nodes[u].layer < self.first_layer]
+        late = [u for u in missing if graph.nodes[u].layer >= self.first_layer]
+        if early:
+            self.cache.update(((u, rows.start), out) for u, out in
+                              zip(early, node_outputs(layout, graph, self.clean, early), strict=True))
+        if late:
+            live = RunCache(self.x_pre, self.z, [], self.mlp_out, None)
+            self.cache.update(((u, rows.start), out) for u, out in
+                              zip(late, node_outputs(layout, graph, live, late, rows), strict=True))
+        return torch.stack([self.cache[(u, rows.start)] for u in nodes])
 
 
 class _DeltaAssembler:
@@ -528,7 +556,7 @@ class _DeltaAssembler:
         patcher = self.patcher
         for start in range(0, len(columns), UPSTREAM_CHUNK):
             chunk = columns[start : start + UPSTREAM_CHUNK].tolist()
-            corrupted = node_outputs(patcher.layout, patcher.graph, patcher.corrupted, chunk)
+            corrupted = patcher.corrupted_outputs(chunk)
             current = self.state.outputs(patcher.layout, patcher.graph, chunk, rows)
             difference = corrupted - current  # (k, n, pos, d)
             if projected:

@@ -110,7 +110,8 @@ def faithfulness_curve(
     show_progress: bool = False,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top-k circuits for ``ks`` (default: a geometric grid of ``n_points``
-    from 1 to every edge, plus 0), refined around the size that reaches ``target``.
+    from 1 to every edge, plus 0), refined (twice, 16 points per gap) below the size that reaches
+    ``target`` and below both ends of its bootstrap interval.
 
     Args:
         scores: (n_inputs, n_nodes) edge scores (|score| orders the edges).
@@ -136,18 +137,28 @@ def faithfulness_curve(
             evaluated.update(zip(part, patcher.metric_rows(masks), strict=True))
             advance(len(part))
 
+    boot_index = _bootstrap_index(patcher.n, n_boot, seed)
+
+    def as_curve() -> FaithfulnessCurve:
+        order = sorted(evaluated)
+        table = pd.DataFrame({"k": order, "faithfulness": faithfulness_of(
+            np.stack([evaluated[k] for k in order]), patcher.clean_rows[None, :], patcher.corrupted_rows[None, :])})
+        return FaithfulnessCurve(table, np.stack([evaluated[k] for k in order]), patcher.clean_rows,
+                                 patcher.corrupted_rows, boot_index)
+
     with progress_bar("faithfulness curve", len(ks), show_progress) as advance:
         evaluate(ks, advance)
         if target is not None:
-            for _ in range(2):  # refine twice around the first k that reaches the target
-                refined = _refinement(evaluated, patcher, target)
+            for _ in range(2):  # refine twice around the size at the target and its interval's ends
+                size, lo, hi = as_curve().size_at(target)
+                done = sorted(evaluated)
+                at = [min(k for k in done if k >= point) for point in (size, lo, hi) if point is not None]
+                refined = sorted({k for point in at for k in _refinement(done, point)})
                 if not refined:
                     break
                 evaluate(refined, advance)
-    order = sorted(evaluated)
-    rows = np.stack([evaluated[k] for k in order])
-    boot_index = _bootstrap_index(patcher.n, n_boot, seed)
-    curve = FaithfulnessCurve(pd.DataFrame(), rows, patcher.clean_rows, patcher.corrupted_rows, boot_index)
+    curve = as_curve()
+    order, rows = curve.table["k"].tolist(), curve.rows
     faith = faithfulness_of(rows, patcher.clean_rows[None, :], patcher.corrupted_rows[None, :])
     boot = curve.bootstrap()
     metric_boot = rows[:, boot_index].mean(-1)  # (n_k, B)
@@ -160,18 +171,14 @@ def faithfulness_curve(
     return curve
 
 
-def _refinement(evaluated: dict[int, np.ndarray], patcher: EdgePatcher, target: float, points: int = 16) -> list[int]:
-    """New ks between the last k below ``target`` and the first k reaching it (empty when adjacent)."""
-    ks = sorted(evaluated)
-    faith = [float(faithfulness_of(evaluated[k], patcher.clean_rows, patcher.corrupted_rows)) for k in ks]
-    hits = [i for i, f in enumerate(faith) if f >= target]
-    if not hits or hits[0] == 0:
+def _refinement(ks: list[int], k: int, points: int = 16) -> list[int]:
+    """New ks between the evaluated k just below ``k`` and ``k`` (empty when they are adjacent)."""
+    below = [x for x in ks if x < k]
+    if not below or k - below[-1] <= 1:
         return []
-    low, high = ks[hits[0] - 1], ks[hits[0]]
-    if high - low <= 1:
-        return []
-    grid = np.unique(np.round(np.linspace(low, high, min(points, high - low + 1))).astype(int))
-    return [int(k) for k in grid if k not in evaluated]
+    low = below[-1]
+    grid = np.unique(np.round(np.linspace(low, k, min(points, k - low + 1))).astype(int))
+    return [int(x) for x in grid if x not in ks]
 
 
 # ----------------------------------------------------------------------------- ACDC
