@@ -1,10 +1,10 @@
-"""Shared fixtures of the mechanism tests: one torch thread, and a tiny random Llama."""
+"""Shared fixtures of the mechanism tests: one torch thread, and a tiny random Llama (``run_cli`` is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
-import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,23 +48,3 @@ def tiny_dir(tiny, tmp_path_factory) -> Path:
     tiny.hf.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
     return folder
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys) -> Callable[..., tuple[int, str, str]]:
-    """``run_cli(*args)`` runs ``spectrascope ARGS`` in-process through the real entry point and
-    returns (exit code, stdout, stderr)."""
-    from spectrascope.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
-        monkeypatch.setattr(sys, "argv", ["spectrascope", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as done:
-            code = int(done.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
