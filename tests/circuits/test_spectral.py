@@ -21,6 +21,7 @@ from spectrascope.circuits.spectral import (
     eigenmode_faithfulness,
     prior_recovery,
     reader_subspaces,
+    restricted_rows,
     spectral_edge_scores,
     writer_subspaces,
 )
@@ -123,3 +124,17 @@ def test_toy_eigenmode_table(toy_circuit):
     random_rows = table[table["restriction"] == "random"]
     tail_size = table.set_index("restriction").loc["tail", "directions"]
     assert (random_rows["directions"] == tail_size).all()
+
+
+def test_restricting_edges_to_their_writers_whole_output_space_changes_nothing(toy_circuit):
+    """Tail + bulk span what a writer can write: keeping both directions is the full circuit."""
+    toy, task, circuit = toy_circuit
+    patcher = EdgePatcher(toy, task)
+    layout = llama_layout(toy.hf)
+    writers = writer_subspaces(layout, patcher.graph)
+    used = np.nonzero(circuit.kept.any(axis=0))[0]
+    whole = {int(u): np.concatenate([writers[u].writes("tail"), writers[u].writes("bulk")], axis=1) for u in used}
+    full = patcher.metric_rows((patcher.graph.valid & ~circuit.kept)[None])[0]
+    np.testing.assert_allclose(restricted_rows(patcher, circuit.kept, whole), full, atol=1e-4)
+    nothing = {int(u): np.zeros((layout.d_model, 0)) for u in used}
+    np.testing.assert_allclose(restricted_rows(patcher, circuit.kept, nothing), patcher.corrupted_rows, atol=1e-4)

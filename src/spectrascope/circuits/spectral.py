@@ -300,6 +300,17 @@ subspace per writer with as many directions as its tail; one row per draw); ``di
 the mean number of writer directions a kept edge carries."""
 
 
+def restricted_rows(patcher: EdgePatcher, kept: np.ndarray, bases: dict[int, np.ndarray]) -> np.ndarray:
+    """(n,) per-prompt metric of the circuit ``kept`` whose edges out of node u carry only the
+    directions of ``bases[u]`` ((d, k) orthonormal): every other edge is patched, and the part of
+    each kept edge outside its writer's kept directions too (projector ``I - B_u B_u^T``)."""
+    parameter = next(patcher.layout.hf.parameters())
+    eye = np.eye(patcher.layout.d_model)
+    projectors = {u: torch.as_tensor(eye - b @ b.T, dtype=parameter.dtype, device=parameter.device)
+                  for u, b in bases.items()}
+    return patcher.metric_rows((patcher.graph.valid & ~kept)[None], kept[None], projectors)[0]
+
+
 def eigenmode_faithfulness(patcher: EdgePatcher, kept: np.ndarray, *, n_random: int = 3, n_boot: int = 1000,
                            seed: int = 0) -> pd.DataFrame:
     """Faithfulness of a circuit whose kept edges carry only part of their writer's directions."""
@@ -308,9 +319,6 @@ def eigenmode_faithfulness(patcher: EdgePatcher, kept: np.ndarray, *, n_random: 
     used = sorted({int(u) for u in np.nonzero(kept.any(axis=0))[0]})
     if not used:
         raise SpectrascopeError("the circuit has no edges")
-    dtype = next(layout.hf.parameters()).dtype
-    device = next(layout.hf.parameters()).device
-    d = layout.d_model
     tail = {u: writers[u].writes("tail") for u in used}
     bulk = {u: writers[u].writes("bulk") for u in used}
     output_space = {u: np.concatenate([tail[u], bulk[u]], axis=1) for u in used}  # the writer's column space
@@ -322,14 +330,11 @@ def eigenmode_faithfulness(patcher: EdgePatcher, kept: np.ndarray, *, n_random: 
             q, _ = np.linalg.qr(rng.normal(size=(output_space[u].shape[1], max(tail[u].shape[1], 1))))
             drawn[u] = (output_space[u] @ q)[:, : tail[u].shape[1]]
         variants.append(("random", drawn))
-    patched = graph.valid & ~kept
     kept_writers = np.nonzero(kept)[1]
-    results = [("full", patcher.metric_rows(patched[None])[0],
+    results = [("full", patcher.metric_rows((graph.valid & ~kept)[None])[0],
                 float(np.mean([output_space[u].shape[1] for u in kept_writers])))]
     for label, basis in variants:
-        # each kept edge also has the part outside its kept directions patched: P_u = I - B_u B_u^T
-        projectors = {u: torch.as_tensor(np.eye(d) - b @ b.T, dtype=dtype, device=device) for u, b in basis.items()}
-        rows = patcher.metric_rows(patched[None], kept[None], projectors)[0]
+        rows = restricted_rows(patcher, kept, basis)
         results.append((label, rows, float(np.mean([basis[u].shape[1] for u in kept_writers]))))
     boot = np.random.default_rng(seed + 1).integers(0, patcher.n, (n_boot, patcher.n))
     table = []
