@@ -14,7 +14,11 @@ temporary folder. Printed: the time ratio (exact, scaled to all edges / EAP-IG),
 correlations of the scores on the random sample and on the top edges, and each phase's peak.
 
     python benchmarks/circuits.py [--task geography] [--n-prompts 16] [--sample 200] [--top 50]
-                                  [--steps 5] [--threads 1]
+                                  [--steps 5] [--threads 1] [--long]
+
+``--long`` adds EAP-IG on long prompts (4 induction sequences of 513 tokens, forwards of at most
+1024 tokens) to show that its memory does not grow with the prompt beyond the chunk's.
+A ``load`` phase (model and task only) gives the memory baseline.
 
 Timings on a shared machine are noisy; the ratio, measured in the same run, is the number to
 compare. A model load is in both phases' wall time; each phase also reports the seconds of
@@ -44,6 +48,30 @@ def _setup(args: argparse.Namespace):
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     return model, builtin_task(model, args.task, n=args.n_prompts, seed=args.seed)
+
+
+def phase_load(args: argparse.Namespace, folder: Path) -> dict:
+    """The model and the task only: the memory baseline of the other phases."""
+    _, task = _setup(args)
+    return {"prompts": task.n}
+
+
+def phase_long(args: argparse.Namespace, folder: Path) -> dict:
+    """EAP-IG on long prompts (induction, 2 x ``--long-length`` + 1 tokens) with a small token budget:
+    memory stays bounded because each forward holds at most ``max_tokens`` rows x positions."""
+    import torch
+
+    from spectrascope.circuits.eap import attribute_edges
+    from spectrascope.circuits.tasks import induction_task
+    from spectrascope.models.loaded import load_model
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    task = induction_task(model, n=args.long_prompts, length=args.long_length, seed=args.seed)
+    started = time.perf_counter()
+    attribute_edges(model, task, "eap-ig", steps=args.steps, max_tokens=args.long_max_tokens)
+    return {"seconds": time.perf_counter() - started, "prompts": task.n, "positions": task.n_positions,
+            "max_tokens": args.long_max_tokens}
 
 
 def phase_eap_ig(args: argparse.Namespace, folder: Path) -> dict:
@@ -97,21 +125,27 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=50, help="EAP-IG's top edges also patched exactly")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--phase", choices=["eap-ig", "exact"], help=argparse.SUPPRESS)
+    parser.add_argument("--long", action="store_true", help="also measure EAP-IG's memory on long prompts")
+    parser.add_argument("--long-length", type=int, default=256, help="repeated length of the long prompts")
+    parser.add_argument("--long-prompts", type=int, default=4)
+    parser.add_argument("--long-max-tokens", type=int, default=1024)
+    parser.add_argument("--phase", choices=["load", "eap-ig", "exact", "long"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        result = (phase_eap_ig if args.phase == "eap-ig" else phase_exact)(args, Path(args.folder))
+        phase = {"load": phase_load, "eap-ig": phase_eap_ig, "exact": phase_exact, "long": phase_long}[args.phase]
+        result = phase(args, Path(args.folder))
         print("RESULT " + json.dumps(result))
         return
     from measure import run_measured
 
     base = [sys.executable, __file__, "--model", args.model, "--task", args.task, "--n-prompts", str(args.n_prompts),
             "--steps", str(args.steps), "--sample", str(args.sample), "--top", str(args.top),
-            "--threads", str(args.threads), "--seed", str(args.seed)]
+            "--threads", str(args.threads), "--seed", str(args.seed), "--long-length", str(args.long_length),
+            "--long-prompts", str(args.long_prompts), "--long-max-tokens", str(args.long_max_tokens)]
     phases = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for phase in ("eap-ig", "exact"):
+        for phase in ("load", "eap-ig", "exact", *(["long"] if args.long else [])):
             measured = run_measured([*base, "--phase", phase, "--folder", tmp])
             lines = [line for line in measured.stdout.splitlines() if line.startswith("RESULT ")]
             if measured.returncode != 0 or not lines:
@@ -133,11 +167,14 @@ def main() -> None:
         "exact_all_edges_seconds_estimated": exact_all, "time_ratio_exact_over_eap_ig": exact_all / eap["seconds"],
         "random_sample": {"edges": ex["sample"], **_rank_correlations(by_edge[exact["sample"]], exact["sampled"])},
         "eap_ig_top": {"edges": len(exact["order"]), **_rank_correlations(by_edge[exact["order"]], exact["top"])},
-        "peak_rss_mb": {"eap-ig": eap["peak_rss_mb"], "exact": ex["peak_rss_mb"]},
+        "peak_rss_mb": {"model_and_task_only": phases["load"]["peak_rss_mb"], "eap-ig": eap["peak_rss_mb"],
+                        "exact": ex["peak_rss_mb"]},
         "wall_seconds": {"eap-ig": eap["wall_seconds"], "exact": ex["wall_seconds"]},
         "clean_metric": eap["clean"], "corrupted_metric": eap["corrupted"], "steps": args.steps,
         "threads": args.threads,
     }
+    if "long" in phases:
+        summary["long_prompts"] = phases["long"]
     print(json.dumps(summary, indent=2))
     print(f"EAP-IG, all {n_edges} edges: {eap['seconds']:.1f} s (peak RSS {eap['peak_rss_mb']:.0f} MB); exact "
           f"edge patching: {ex['seconds_per_edge']:.3f} s per edge (peak RSS {ex['peak_rss_mb']:.0f} MB), "

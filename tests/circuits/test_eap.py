@@ -10,8 +10,9 @@ import torch
 from circuit_reference import micro_llama, micro_task, reference_forward
 from test_edge_patching import linear_model
 
-from spectrascope.circuits.eap import attribute_edges
+from spectrascope.circuits.eap import attribute_edges, rows_per_forward
 from spectrascope.circuits.edge_patching import EdgePatcher
+from spectrascope.circuits.layout import llama_layout
 from spectrascope.errors import SpectrascopeError
 
 
@@ -78,6 +79,8 @@ def test_chunking_does_not_change_the_scores():
     task = micro_task()
     whole = attribute_edges(model, task, "eap-ig", steps=3)
     chunked = attribute_edges(model, task, "eap-ig", steps=3, max_tokens=1, max_difference_bytes=1)
+    by_graph = attribute_edges(model, task, "eap-ig", steps=3, max_graph_bytes=1)
+    np.testing.assert_allclose(by_graph.scores, whole.scores, rtol=0, atol=1e-12)
     np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-12)
     assert whole.clean_metric == pytest.approx(float(EdgePatcher(model, task).clean_rows.mean()), abs=1e-12)
 
@@ -102,3 +105,13 @@ def test_bad_input_is_one_line():
         attribute_edges(model, micro_task(), "ig")
     with pytest.raises(SpectrascopeError, match="at least one step"):
         attribute_edges(model, micro_task(), "eap-ig", steps=0)
+
+
+def test_rows_per_forward_by_hand():
+    model = micro_llama(n_layers=2, n_heads=4, n_kv_heads=2)
+    task = micro_task()  # 6 positions; d_model 16, d_mlp 24, 4 heads, 2 layers
+    per_row = 4 * 2 * (6 * (14 * 16 + 4 * 24) + 3 * 4 * 36)
+    layout = llama_layout(model)
+    assert rows_per_forward(layout, task, max_tokens=10**9, max_graph_bytes=5 * per_row) == 5
+    assert rows_per_forward(layout, task, max_tokens=18, max_graph_bytes=10**12) == 3
+    assert rows_per_forward(layout, task, max_tokens=1, max_graph_bytes=1) == 1

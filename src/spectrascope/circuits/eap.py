@@ -28,10 +28,12 @@ edge patching, so each query head's k and v gradients are its own).
 
 Cost and memory. Per chunk of prompts: one clean and one corrupted forward without
 gradients (for the activation differences), then ``steps`` interpolated forwards with one
-backward, stacked into forwards of at most ``max_tokens`` rows x positions. Gradients are
-turned into scores layer by layer after each backward; memory is bounded by the chunk's
-tokens (autograd's saved activations), the activation differences of every node for the
-chunk's prompts, and one layer's input gradients.
+backward, stacked into forwards of at most ``max_tokens`` rows x positions whose saved
+activations are estimated to fit in ``max_graph_bytes`` (eager attention keeps heads x
+positions^2 weights per row and layer, so long prompts run few rows per forward). Gradients are
+turned into scores layer by layer after each backward; memory is bounded by that forward, the
+activation differences of every node for the chunk's prompts (``max_difference_bytes``), and
+one layer's input gradients.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import torch
 
 from spectrascope.circuits.edge_patching import (
     DEFAULT_MAX_TOKENS,
+    UPSTREAM_CHUNK,
     cache_run,
     first_input,
     hook_set,
@@ -65,6 +68,8 @@ METHODS = ("eap", "eap-ig")
 DEFAULT_STEPS = 5
 DEFAULT_DIFFERENCE_BYTES = 1 << 30
 """Bound on the activation differences (every node, one chunk of prompts) held at once."""
+DEFAULT_GRAPH_BYTES = 2 << 30
+"""Bound on the activations autograd keeps for one gradient forward (estimated)."""
 
 
 @dataclass
@@ -106,6 +111,7 @@ def attribute_edges(
     steps: int = DEFAULT_STEPS,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_difference_bytes: int = DEFAULT_DIFFERENCE_BYTES,
+    max_graph_bytes: int = DEFAULT_GRAPH_BYTES,
     show_progress: bool = False,
 ) -> EdgeScores:
     """EAP or EAP-IG scores of every edge for a task (see the module docstring).
@@ -118,6 +124,8 @@ def attribute_edges(
         max_tokens: bound on rows x positions of one forward (interpolation steps are stacked).
         max_difference_bytes: bound on the activation differences held at once (prompts are
             processed in chunks that fit).
+        max_graph_bytes: bound on autograd's saved activations of one forward (estimated,
+            :func:`rows_per_forward`); long prompts run one row per forward at worst.
     """
     method = method.lower()
     if method not in METHODS:
@@ -134,13 +142,14 @@ def attribute_edges(
     scores = np.zeros(graph.valid.shape)
     element = torch.finfo(next(hf.parameters()).dtype).bits // 8
     per_prompt = graph.n_nodes * task.n_positions * layout.d_model * element
-    prompts_per_chunk = max(1, min(task.n, max_difference_bytes // per_prompt, max_tokens // task.n_positions))
+    forward_rows = rows_per_forward(layout, task, max_tokens, max_graph_bytes)
+    prompts_per_chunk = max(1, min(task.n, max_difference_bytes // per_prompt, forward_rows))
     chunks = [list(range(s, min(s + prompts_per_chunk, task.n))) for s in range(0, task.n, prompts_per_chunk)]
     clean_total = corrupted_total = 0.0
     with progress_bar(f"{method} scores", len(chunks) * len(alphas), show_progress) as advance:
         for rows in chunks:
             sub = task.subset(rows) if len(rows) < task.n else task
-            clean_sum, corrupted_sum = _score_chunk(layout, graph, sub, alphas, scores, task.n, max_tokens, advance)
+            clean_sum, corrupted_sum = _score_chunk(layout, graph, sub, alphas, scores, task.n, forward_rows, advance)
             clean_total += clean_sum
             corrupted_total += corrupted_sum
     return EdgeScores(graph=graph, scores=scores, method=method, steps=len(alphas),
@@ -149,18 +158,23 @@ def attribute_edges(
 
 
 def _score_chunk(layout: LlamaLayout, graph: Graph, task: Task, alphas: list[float], scores: np.ndarray,
-                 n_total: int, max_tokens: int, advance) -> tuple[float, float]:
+                 n_total: int, rows_per_forward: int, advance) -> tuple[float, float]:
     """Add one chunk of prompts' contribution to ``scores``; (sum of clean, sum of corrupted metrics)."""
     keep = task.metric.keep
     with torch.no_grad():
         clean_logits, clean = cache_run(layout, task.clean_ids, task.attention_mask, keep)
         corrupted_logits, corrupted = cache_run(layout, task.corrupted_ids, task.attention_mask, keep)
-        nodes = list(range(graph.n_nodes))
-        difference = node_outputs(layout, graph, clean, nodes) - node_outputs(layout, graph, corrupted, nodes)
+        embed_clean, embed_corrupted = clean.x_pre[0], corrupted.x_pre[0]
+        difference = torch.empty((graph.n_nodes, *embed_clean.shape), dtype=embed_clean.dtype,
+                                 device=embed_clean.device)
+        for start in range(0, graph.n_nodes, UPSTREAM_CHUNK):
+            nodes = list(range(start, min(start + UPSTREAM_CHUNK, graph.n_nodes)))
+            difference[nodes] = node_outputs(layout, graph, clean, nodes) - node_outputs(layout, graph, corrupted, nodes)
         difference = difference.flatten(1)  # (U, n * pos * d)
-    embed_clean, embed_corrupted = clean.x_pre[0], corrupted.x_pre[0]
-    per_step = task.n * task.n_positions
-    steps_per_forward = max(1, max_tokens // per_step)
+    metric = task.metric
+    sums = float(metric.per_row(clean_logits).sum()), float(metric.per_row(corrupted_logits).sum())
+    del clean, corrupted, clean_logits, corrupted_logits
+    steps_per_forward = max(1, rows_per_forward // task.n)
     for start in range(0, len(alphas), steps_per_forward):
         chunk = alphas[start : start + steps_per_forward]
         alpha = torch.tensor(chunk, dtype=embed_clean.dtype, device=embed_clean.device)[:, None, None, None]
@@ -169,11 +183,33 @@ def _score_chunk(layout: LlamaLayout, graph: Graph, task: Task, alphas: list[flo
         for inputs, grad in gradients:
             summed = grad.view(len(inputs), len(chunk), -1).sum(dim=1)  # (I, n * pos * d), steps summed
             n_up = int(graph.n_upstream[inputs[0]])
-            with torch.no_grad():
-                scores[inputs, :n_up] += (summed.double() @ difference[:n_up].double().T).cpu().numpy()
+            scores[inputs, :n_up] += _dot_float64(summed, difference[:n_up])
         advance(len(chunk))
-    metric = task.metric
-    return float(metric.per_row(clean_logits).sum()), float(metric.per_row(corrupted_logits).sum())
+    return sums
+
+
+DOT_CHUNK = 1 << 16
+"""Columns of the flattened activations widened to float64 at once when scores are summed."""
+
+
+def _dot_float64(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """(len(a), len(b)) ``a @ b.T`` accumulated in float64, a column chunk at a time (bounded memory)."""
+    out = torch.zeros((a.shape[0], b.shape[0]), dtype=torch.float64, device=a.device)
+    with torch.no_grad():
+        for start in range(0, a.shape[1], DOT_CHUNK):
+            out += a[:, start : start + DOT_CHUNK].double() @ b[:, start : start + DOT_CHUNK].double().T
+    return out.cpu().numpy()
+
+
+def rows_per_forward(layout: LlamaLayout, task: Task, max_tokens: int, max_graph_bytes: int) -> int:
+    """Rows one gradient forward holds: at most ``max_tokens`` rows x positions, and autograd's saved
+    activations estimated at 4 bytes x layers x (positions x (14 d_model + 4 d_mlp) + 3 heads x
+    positions^2) per row (the last term: eager attention's weights) within ``max_graph_bytes``."""
+    config = layout.hf.config
+    T = task.n_positions
+    d_mlp = int(getattr(config, "intermediate_size", 4 * layout.d_model))
+    per_row = 4 * layout.n_layers * (T * (14 * layout.d_model + 4 * d_mlp) + 3 * layout.n_heads * T * T)
+    return max(1, min(max_tokens // T, max_graph_bytes // per_row))
 
 
 def _input_gradients(layout: LlamaLayout, graph: Graph, task: Task, embeds: torch.Tensor, weight: float):
