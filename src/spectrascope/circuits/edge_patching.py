@@ -31,7 +31,10 @@ How each input is edited (the model's forward runs unchanged; see
 - the logits' input: a forward pre-hook on the final norm, likewise.
 
 Batching: a stacked batch holds J copies of the task's n prompts; copy j gets its own edge
-mask (block j of rows), so one forward evaluates J circuits or J single-edge patches.
+mask (block j of rows), so one forward evaluates J circuits or J single-edge patches. A forward
+whose masks patch nothing before layer L starts at layer L from the clean run's block input;
+each node's output is computed once per forward (and the corrupted run's once per patcher) and
+J is bounded by tokens, logits and the memory those outputs take.
 
 An edge mask is (n_inputs, n_nodes) bool (``True`` = patched). *Partial* patches (eigenmode
 circuits) patch only a projection of an edge: ``delta_i += P_u (a_u^corrupted - a_u^current)``
