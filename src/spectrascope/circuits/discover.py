@@ -31,7 +31,7 @@ import pandas as pd
 from spectrascope.circuits.eap import DEFAULT_STEPS, EdgeScores, attribute_edges
 from spectrascope.circuits.edge_patching import DEFAULT_MAX_TOKENS, EdgePatcher
 from spectrascope.circuits.graph import Graph
-from spectrascope.circuits.layout import circuit_model
+from spectrascope.circuits.layout import circuit_model, model_handle
 from spectrascope.circuits.tasks import Task, builtin_task
 from spectrascope.circuits.verify import (
     DEFAULT_BOOTSTRAP,
@@ -219,8 +219,8 @@ def discover_circuit(
         raise SpectrascopeError(f"unknown method {method!r}; use {', '.join(DISCOVERY_METHODS)}")
     if not 0 < target <= 1.5:
         raise SpectrascopeError(f"target faithfulness must be in (0, 1.5] (got {target})")
-    hf, tokenizer, name = circuit_model(model)
-    handle = model if hasattr(model, "hf") else _Handle(hf, tokenizer)
+    handle = model_handle(model)
+    hf, _, name = circuit_model(handle)
     if isinstance(task, str):
         task = builtin_task(handle, task, n=n_prompts, seed=seed)
     patcher = EdgePatcher(hf, task, max_tokens=max_tokens)
@@ -274,14 +274,6 @@ def discover_circuit(
 def _curve_row(curve: FaithfulnessCurve, k: int) -> pd.Series:
     table = curve.table
     return table.loc[table["k"] == k].iloc[0]
-
-
-class _Handle:
-    """A minimal model handle (HF model + tokenizer) for the task builders."""
-
-    def __init__(self, hf: Any, tokenizer: Any) -> None:
-        self.hf = hf
-        self.tokenizer = tokenizer
 
 
 __all__ = ["Circuit", "discover_circuit", "edge_scores", "faithfulness_of", "node_table"]

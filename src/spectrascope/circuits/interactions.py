@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spectrascope.circuits.layout import circuit_model
+from spectrascope.circuits.layout import circuit_model, model_handle
 from spectrascope.circuits.tasks import Task, single_token
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.metrics import bos_token_id
@@ -150,6 +150,7 @@ def prompt_interactions(
     method = method.lower()
     if method not in INTERACTION_METHODS:
         raise SpectrascopeError(f"unknown interaction method {method!r}; use {', '.join(INTERACTION_METHODS)}")
+    model = model_handle(model)
     hf, tokenizer, _ = circuit_model(model)
     units, prefix, suffix, words, text = _players(prompt, tokenizer, model)
     if len(units) < 2:
@@ -194,6 +195,7 @@ def task_interactions(model: Any, task: Task, n_prompts: int = 3, **kwargs: Any)
         raise SpectrascopeError(f"task {task.name!r} has no text prompts; pass token prompts to prompt_interactions")
     if task.metric.kind == "prob_diff":
         raise SpectrascopeError(f"task {task.name!r} scores a set of answers; interactions need one answer token")
+    model = model_handle(model)
     results = []
     for i in range(min(n_prompts, task.n)):
         wrong = None if task.metric.wrong is None else int(task.metric.wrong[i, 0])

@@ -134,12 +134,21 @@ def llama_layout(hf: nn.Module) -> LlamaLayout:
                        d_model=d_model)
 
 
-def circuit_model(model: Any) -> tuple[nn.Module, Any, str]:
-    """(HF model in eval mode, tokenizer or None, display name) of anything the circuit API takes.
+@dataclass
+class ModelHandle:
+    """A bare Hugging Face model as a handle: ``hf``, ``tokenizer`` (None), ``name``."""
+
+    hf: nn.Module
+    tokenizer: Any = None
+    name: str = ""
+
+
+def model_handle(model: Any) -> Any:
+    """A handle (``.hf`` in eval mode, ``.tokenizer`` or None, ``.name``) of anything the circuit API takes.
 
     Accepts ``"toy-induction"`` (the shipped toy), any name or path ``load_model`` takes, a
-    ``LoadedModel`` or ``ToyModel`` handle, or a bare Hugging Face module. This is the one
-    place that converts models for the circuit tools (swap it for the project's model handle).
+    ``LoadedModel`` or ``ToyModel`` handle (returned as is), or a bare Hugging Face module. This is
+    the one place that converts models for the circuit tools (swap it for the project's model handle).
     """
     if isinstance(model, str):
         from spectrascope.mech.toy_models import is_toy_name, load_toy_induction
@@ -150,10 +159,19 @@ def circuit_model(model: Any) -> tuple[nn.Module, Any, str]:
             from spectrascope.models.loaded import load_model
 
             model = load_model(model)
-    hf = getattr(model, "hf", model)
-    if not isinstance(hf, nn.Module):
-        raise SpectrascopeError(f"cannot use a {type(model).__name__} as a model: pass a name, a path or a loaded model")
-    if hf.training:
+    if not hasattr(model, "hf"):
+        if not isinstance(model, nn.Module):
+            raise SpectrascopeError(f"cannot use a {type(model).__name__} as a model: pass a name, a path or a "
+                                    "loaded model")
+        model = ModelHandle(model, None, type(model).__name__)
+    if not isinstance(model.hf, nn.Module):
+        raise SpectrascopeError(f"cannot use a {type(model.hf).__name__} as a model")
+    if model.hf.training:
         raise SpectrascopeError("the model is in training mode (dropout); call .eval() first")
-    name = getattr(model, "name", None) or type(hf).__name__
-    return hf, getattr(model, "tokenizer", None), str(name)
+    return model
+
+
+def circuit_model(model: Any) -> tuple[nn.Module, Any, str]:
+    """(HF model, tokenizer or None, display name) of anything :func:`model_handle` takes."""
+    handle = model_handle(model)
+    return handle.hf, getattr(handle, "tokenizer", None), str(getattr(handle, "name", "") or type(handle.hf).__name__)

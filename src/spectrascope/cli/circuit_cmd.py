@@ -41,23 +41,21 @@ def circuit(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Find the circuit of a task (edge attribution, verified by edge patching) and write its tables."""
-    from ..circuits.discover import _Handle, discover_circuit
+    from ..circuits.discover import discover_circuit
     from ..circuits.edge_patching import EdgePatcher
     from ..circuits.figures import circuit_section, spectral_section
-    from ..circuits.layout import circuit_model, llama_layout
+    from ..circuits.layout import llama_layout, model_handle
     from ..circuits.tasks import builtin_task, jsonl_task
     from ..report.html import render
     from ..tables import write_table
     from .heads_cmd import load_any_model
 
-    loaded = load_any_model(model, device)
-    hf, tokenizer, _ = circuit_model(loaded)
-    llama_layout(hf)  # refuse other families before any work
-    handle = loaded if hasattr(loaded, "hf") else _Handle(hf, tokenizer)
+    loaded = model_handle(load_any_model(model, device))
+    llama_layout(loaded.hf)  # refuse other families before any work
     if task.endswith(".jsonl"):
-        the_task = jsonl_task(handle, task, n=n_prompts, on_mismatch=on_mismatch)
+        the_task = jsonl_task(loaded, task, n=n_prompts, on_mismatch=on_mismatch)
     else:
-        the_task = builtin_task(handle, task, n=n_prompts, seed=seed)
+        the_task = builtin_task(loaded, task, n=n_prompts, seed=seed)
     found = discover_circuit(loaded, the_task, method, target=target, steps=steps, seed=seed,
                              acdc_threshold=threshold, show_progress=not quiet)
     written = found.write(out)
