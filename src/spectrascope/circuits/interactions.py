@@ -207,7 +207,8 @@ def _estimator(method: str, n: int, max_order: int, seed: int):
     try:
         from shapiq import SPEX, ProxySPEX
     except ImportError:
-        raise SpectrascopeError("input interactions need the shapiq package (pip install shapiq)") from None
+        raise SpectrascopeError("input interactions need the shapiq package: pip install 'spectrascope[interactions]'"
+                                ) from None
     if method == "spex":
         return SPEX(n=n, index="FBII", max_order=max_order, random_state=seed)
     try:
