@@ -60,6 +60,10 @@ _EXPORTS = {
     "evaluate_sae": "spectrascope.sae.evaluate",
     "sae_features": "spectrascope.sae.features",
     "steer_feature": "spectrascope.sae.steering",
+    # circuits
+    "discover_circuit": "spectrascope.circuits.discover",
+    "attribute_edges": "spectrascope.circuits.eap",
+    "prompt_interactions": "spectrascope.circuits.interactions",
     # corpora
     "list_corpora": "spectrascope.corpora",
     "load_corpus": "spectrascope.corpora",

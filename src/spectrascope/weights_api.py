@@ -63,7 +63,13 @@ def analyze_heads(
     allow_pickle: bool = False,
 ) -> pd.DataFrame:
     """Per-head spectra (q, k, v, o slices) and QK / OV circuit spectra, one row per
-    (block, head, circuit). See :mod:`spectrascope.spectra.heads` for definitions."""
+    (block, head, circuit). See :mod:`spectrascope.spectra.heads` for definitions. The ``ov``
+    rows of Llama-family models carry the eigenvalue ``copying`` score
+    (:mod:`spectrascope.spectra.copying`); the column is NaN elsewhere."""
+    from .models.open_source import open_source
+    from .spectra.copying import add_copying_column
+
     options = WeightsOptions(precision=precision, heads=True, matrices=False)
-    _, heads = run_weights(model, options, None, workers, False, allow_pickle=allow_pickle)
-    return heads
+    source = open_source(model, allow_pickle)
+    _, heads = run_weights(source, options, None, workers, False, allow_pickle=allow_pickle)
+    return add_copying_column(heads, source)

@@ -1,4 +1,5 @@
-"""Shared fixtures of the mechanism tests: one torch thread, and a tiny random Llama."""
+"""Shared fixtures of the mechanism tests: one torch thread, and a tiny random Llama (``run_cli`` is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def _register_commands() -> None:
     """Import the modules that define the subcommands (each decorates ``app``)."""
     from . import (  # noqa: F401, I001 (order = help order)
         weights_cmd, corpora_cmd, activations_cmd, energy_cmd, lens_cmd, patch_cmd, heads_cmd, ablate_cmd, probe_cmd,
-        steer_cmd, sae_cmd, study_cmd, track_cmd,
+        steer_cmd, sae_cmd, circuit_cmd, study_cmd, track_cmd,
     )
 
 

@@ -1,0 +1,60 @@
+"""Study integration (the stage writes, the report reads back) and the comparisons with other tools
+(head overlap by hand, the logit lens on the toy)."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import hypergeom
+
+from spectrascope.circuits.compare import head_overlap, lens_emergence
+from spectrascope.circuits.edge_patching import EdgePatcher
+from spectrascope.circuits.study import (
+    circuit_report_sections,
+    circuits_stage,
+    read_circuit,
+)
+from spectrascope.circuits.tasks import induction_task
+from spectrascope.mech.toy_models import load_toy_induction
+
+
+def test_head_overlap_by_hand():
+    ranking = pd.DataFrame({"node": [f"head:0.{i}" for i in range(10)], "score": np.arange(10.0)})
+    result = head_overlap({"head:0.9", "head:0.8", "head:0.1"}, ranking, top=3, n_heads=10)
+    assert result["top"] == ["head:0.9", "head:0.8", "head:0.7"]
+    assert result["n_overlap"] == 2 and result["expected"] == pytest.approx(0.9)
+    assert result["p"] == pytest.approx(hypergeom.sf(1, 10, 3, 3))
+
+
+def test_lens_on_the_toy_ends_at_the_models_metric():
+    toy = load_toy_induction()
+    task = induction_task(toy, n=8, seed=1)
+    table, summary = lens_emergence(toy, task, n_boot=200)
+    assert table["layer"].tolist() == [-1, 0, 1]
+    assert table["metric"].iloc[-1] == pytest.approx(float(EdgePatcher(toy, task).clean_rows.mean()), abs=1e-4)
+    assert table["share"].iloc[0] == 0 and table["share"].iloc[-1] == pytest.approx(1.0)
+    assert summary["half_layer"] == 1  # induction needs both layers
+
+
+def test_stage_writes_and_the_report_reads_back(tmp_path):
+    toy = load_toy_induction()
+
+    def stage_dir(name: str) -> Path:
+        path = tmp_path / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    ctx = types.SimpleNamespace(loaded=lambda: toy, stage_dir=stage_dir, seed=0, show_progress=False)
+    circuits_stage(ctx, tasks=("induction",), n_prompts=8)
+    folder = tmp_path / "circuits" / "induction"
+    assert (folder / "circuit_eigenmodes.parquet").exists() and (folder / "circuit_lens.parquet").exists()
+    circuit = read_circuit(folder)
+    assert int(circuit.kept.sum()) == circuit.size and circuit.graph.n_edges == 110
+    sections = circuit_report_sections(tmp_path / "circuits")
+    assert [s.id for s in sections] == ["circuit-induction", "circuit-spectra-induction"]
+    assert any("Logit lens" in p for p in sections[0].paragraphs)
+    assert circuit_report_sections(tmp_path / "nothing") == []
