@@ -15,8 +15,9 @@ from spectrascope.circuits.compare import head_overlap, lens_emergence
 from spectrascope.circuits.edge_patching import EdgePatcher
 from spectrascope.circuits.study import (
     circuit_report_sections,
-    circuits_stage,
+    CircuitBudget,
     read_circuit,
+    run,
 )
 from spectrascope.circuits.tasks import induction_task
 from spectrascope.mech.toy_models import load_toy_induction
@@ -42,14 +43,13 @@ def test_lens_on_the_toy_ends_at_the_models_metric():
 
 def test_stage_writes_and_the_report_reads_back(tmp_path):
     toy = load_toy_induction()
-
-    def stage_dir(name: str) -> Path:
-        path = tmp_path / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    ctx = types.SimpleNamespace(loaded=lambda: toy, stage_dir=stage_dir, seed=0, show_progress=False)
-    circuits_stage(ctx, tasks=("induction",), n_prompts=8)
+    budget = types.SimpleNamespace(circuits=CircuitBudget(tasks=("induction",), n_prompts=8))
+    ctx = types.SimpleNamespace(loaded=lambda: toy, out=tmp_path, budget=budget, seed=0, show_progress=False)
+    summary = run(ctx)["circuits"]
+    assert summary["task"].tolist() == ["induction"] and summary["status"].tolist() == ["ok"]
+    row = summary.iloc[0]
+    assert row["size_lo"] <= row["size"] <= row["size_hi"] and row["faithfulness"] >= row["target"] - 0.05
+    assert row["prior_random_ap"] < row["prior_average_precision"]  # the toy's k-edges lead the prior
     folder = tmp_path / "circuits" / "induction"
     assert (folder / "circuit_eigenmodes.parquet").exists() and (folder / "circuit_lens.parquet").exists()
     circuit = read_circuit(folder)
@@ -58,3 +58,16 @@ def test_stage_writes_and_the_report_reads_back(tmp_path):
     assert [s.id for s in sections] == ["circuit-induction", "circuit-spectra-induction"]
     assert any("Logit lens" in p for p in sections[0].paragraphs)
     assert circuit_report_sections(tmp_path / "nothing") == []
+
+
+def test_stage_says_when_the_family_is_not_supported(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20)).eval()
+    handle = types.SimpleNamespace(hf=gpt2, tokenizer=None, name="gpt2")
+    budget = types.SimpleNamespace(circuits=CircuitBudget(tasks=("induction", "geography")))
+    ctx = types.SimpleNamespace(loaded=lambda: handle, out=tmp_path, budget=budget, seed=0, show_progress=False)
+    summary = run(ctx)["circuits"]
+    assert summary["task"].tolist() == ["induction", "geography"]
+    assert summary["status"].str.startswith("skipped: circuits support the Llama family only").all()
+    assert not (tmp_path / "circuits").exists()

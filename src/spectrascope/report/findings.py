@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
 from ..spectra.summary import GOOD_ALPHA, role_summary
@@ -196,10 +197,12 @@ def alignment_findings(t: StudyTables) -> list[str]:
     if near.empty:
         return []
     real, null = near["enrichment"], near["enrichment_shuffled"]
-    above = float((real > null).mean())
+    n_above = int((real > null).sum())
+    p = binomtest(n_above, len(near), 0.5).pvalue
+    verdict = "more often than chance" if p < Q_LEVEL and n_above > len(near) / 2 else "not more often than chance"
     return [f"Cross-layer alignment (next layer's readers, norm gains folded in): median tail enrichment {real.median():.2f}x "
             f"a random subspace, against {null.median():.2f}x for the same pairs with shuffled weights; "
-            f"{above:.0%} of {len(near)} pairs exceed their shuffled counterpart."]
+            f"{n_above} of {len(near)} pairs exceed their shuffled counterpart, {verdict} (sign test p = {p:.3g})."]
 
 
 def cka_findings(t: StudyTables) -> list[str]:
@@ -227,11 +230,32 @@ def attribution_findings(t: StudyTables) -> list[str]:
             f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."]
 
 
+def circuit_findings(t: StudyTables) -> list[str]:
+    table = t.get("circuits", "circuits")
+    if table is None or table.empty:
+        return []
+    lines = []
+    for r in table.to_dict("records"):
+        if r["status"] != "ok":
+            lines.append(f"Circuit of {r['task']}: {r['status']}.")
+            continue
+        line = (f"Circuit of {r['task']} ({r['method']}, {int(r['n_prompts'])} prompts, verified by edge patching): "
+                f"{int(r['size'])} of {int(r['n_edges']):,} edges [{r['size_lo']:.0f}, {r['size_hi']:.0f}] keep "
+                f"{ci(r, 'faithfulness')} of the clean-corrupted gap ({int(r['n_heads'])} heads, {int(r['n_mlps'])} MLPs).")
+        if "prior_p" in r and pd.notna(r.get("prior_p")):
+            verdict = "beats" if r["prior_p"] < Q_LEVEL else "does not beat"
+            line += (f" Ranking edges by the alignment of the writer's power-law tail with the reader {verdict} random "
+                     f"rankings (average precision {r['prior_average_precision']:.4f} vs {r['prior_random_ap']:.4f}, "
+                     f"p = {r['prior_p']:.3f}).")
+        lines.append(line)
+    return lines
+
+
 def overview(t: StudyTables, model: str) -> list[str]:
     """Every finding, in the report's order."""
     out: list[str] = []
     for part in (weights_findings(t, model), activation_findings(t), energy_findings(t), mechanism_findings(t),
                  overlap_findings(t), ablation_findings(t), correlation_findings(t), alignment_findings(t),
-                 cka_findings(t), attribution_findings(t)):
+                 cka_findings(t), attribution_findings(t), circuit_findings(t)):
         out += part
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..circuits.study import circuit_report_sections
 from ..sae.study import features_sections
 from .findings import overview
 from .html import Section, render
@@ -18,5 +19,6 @@ def build_report(ctx) -> Path:
     sections = [Section("overview", "Overview", overview(tables, ctx.model))]
     sections += [s for build in SECTIONS if (s := build(tables, ctx.model)) is not None]
     sections += features_sections(ctx.out)
+    sections += circuit_report_sections(ctx.out / "circuits")
     save_static(sections, ctx.out / "figures")
     return render(f"spectrascope study: {ctx.model}", sections, ctx.out / "report.html")

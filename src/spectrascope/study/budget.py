@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 
+from ..circuits.study import CircuitBudget
 from ..corpora import DEFAULT_CORPORA
 from ..errors import SpectrascopeError
 from ..mech.ablation import AblationMode
@@ -81,6 +82,8 @@ class StudyBudget:
         lens_prompt, lens_target: the logit-lens example.
         features: the sparse-autoencoder stage's budget (:class:`~spectrascope.sae.study.SaeBudget`);
             None skips the stage.
+        circuits: the circuits stage's budget (:class:`~spectrascope.circuits.study.CircuitBudget`);
+            None skips the stage.
     """
 
     corpora: str = DEFAULT_CORPORA
@@ -104,6 +107,7 @@ class StudyBudget:
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
     features: SaeBudget | None = field(default_factory=lambda: SaeBudget(store_tokens=30_000, train_tokens=60_000))
+    circuits: CircuitBudget | None = field(default_factory=CircuitBudget)
 
     def __post_init__(self) -> None:
         try:
@@ -116,6 +120,8 @@ class StudyBudget:
         object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", SaeBudget(**self.features))
+        if isinstance(self.circuits, dict):
+            object.__setattr__(self, "circuits", CircuitBudget(**self.circuits))
         object.__setattr__(self, "spectral_edits", tuple(str(x) for x in self.spectral_edits))
         unknown = [e for e in self.spectral_edits if e not in ("tail", "bulk", "drop_top")]
         if unknown:
@@ -159,7 +165,8 @@ class StudyBudget:
         """Tiny budgets for tests and smoke runs (not enough for the statistics)."""
         return cls(calibration_tokens=128, activation_tokens=256, cka_tokens=128, control_tokens=64, loss_tokens=96,
                    min_loss_texts=2, layer_sweep_tokens=96, top_k=2, head_sequences=4, sweep_sequences=2,
-                   confirm_heads=2, attribution_texts=2, n_boot=200, seq_len=32, features=None)
+                   confirm_heads=2, attribution_texts=2, n_boot=200, seq_len=32, features=None,
+                   circuits=None)
 
     @classmethod
     def large(cls) -> StudyBudget:
@@ -170,6 +177,7 @@ class StudyBudget:
                        sweep_sequences=16, confirm_heads=24, attribution_texts=24,
                        spectral_edits=("tail", "bulk", "drop_top"),
                        features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512),
+                       circuits=CircuitBudget(tasks=("geography", "greater-than"), n_prompts=24),
                        ablation_layers=(0,))
 
     def with_overrides(self, **overrides) -> StudyBudget:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...circuits import study as circuits
 from ...sae import study as features
 from ..stage import Stage
 from . import activations, bridge, mechanisms, weights
@@ -15,6 +16,7 @@ STAGES: tuple[Stage, ...] = (
                      "mechanisms/ablation_heads"),
           ("layer_damage", "ablation_domains", "layers", "correlation", "alignment"), bridge.run),
     Stage("features", (), features.PRODUCES, features.run, enabled=lambda budget: budget.features is not None),
+    Stage("circuits", (), circuits.PRODUCES, circuits.run, enabled=lambda budget: budget.circuits is not None),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}

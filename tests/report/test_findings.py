@@ -1,0 +1,97 @@
+"""The overview states only what survives: hand-made tables in, the sentences they allow out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from spectrascope.activations.controls import RANDOM_TOKENS
+from spectrascope.report.findings import (
+    alignment_findings,
+    attribution_findings,
+    circuit_findings,
+    correlation_findings,
+    overlap_findings,
+)
+from spectrascope.report.tables import StudyTables
+
+
+def _tables(tmp_path: Path, **tables: pd.DataFrame) -> StudyTables:
+    """A study folder with ``stage__table`` DataFrames written where the report reads them."""
+    for key, table in tables.items():
+        stage, name = key.split("__")
+        (tmp_path / stage).mkdir(parents=True, exist_ok=True)
+        table.to_parquet(tmp_path / stage / f"{name}.parquet")
+    return StudyTables(tmp_path)
+
+
+def _overlap_rows(role: str, intervals: list[tuple[float, float]], domain_prefix: str = "d") -> list[dict]:
+    return [{"part": "tail", "variant": "robust", "k": 3, "role": role, "domain": f"{domain_prefix}{i}", "layer": 0,
+             "enrichment": (lo + hi) / 2, "enrichment_lo": lo, "enrichment_hi": hi}
+            for i, (lo, hi) in enumerate(intervals)]
+
+
+def test_overlap_is_stated_only_when_two_thirds_of_the_intervals_exclude_one(tmp_path):
+    rows = (_overlap_rows("k", [(1.2, 1.5), (1.1, 1.3), (1.05, 1.4)])  # 3 of 3 above 1
+            + _overlap_rows("v", [(0.5, 0.8), (0.6, 0.9), (0.9, 1.2)])  # 2 of 3 below 1
+            + _overlap_rows("q", [(1.1, 1.3), (0.9, 1.1), (0.8, 1.05)])  # 1 of 3: nothing claimed
+            + [{"part": "tail", "variant": "robust", "k": 3, "role": "k", "domain": RANDOM_TOKENS, "layer": 0,
+                "enrichment": 1.07, "enrichment_lo": 0.9, "enrichment_hi": 1.2}])
+    lines = overlap_findings(_tables(tmp_path, activations__overlap=pd.DataFrame(rows)))
+    assert len(lines) == 2
+    k_line, v_line = sorted(lines)
+    assert k_line.startswith("The power-law tails of k matrices read more") and "100%" in k_line
+    assert "random tokens: 1.07x" in k_line
+    assert "of v matrices read less" in v_line and "67%" in v_line
+
+
+def test_overlap_without_a_majority_says_nothing_survives(tmp_path):
+    rows = _overlap_rows("q", [(1.1, 1.3), (0.9, 1.1), (0.8, 1.05)])
+    (line,) = overlap_findings(_tables(tmp_path, activations__overlap=pd.DataFrame(rows)))
+    assert line.startswith("Eigenmode overlap: for no role")
+
+
+def test_correlations_are_claimed_by_their_q_value_not_their_p_value(tmp_path):
+    corr = pd.DataFrame({"family": ["layers"] * 3, "metric": ["alpha", "erg_delta", "stable_rank"],
+                         "target": ["damage"] * 3, "rho": [0.6, -0.2, 0.1], "p_value": [0.001, 0.04, 0.5],
+                         "q_value": [0.003, 0.06, 0.5], "n": [30, 30, 30]})
+    (line,) = correlation_findings(_tables(tmp_path, bridge__correlation=corr))
+    assert "1 of 3 correlations survive" in line and "alpha vs damage (rho +0.60, q = 0.003" in line
+    assert "erg_delta" not in line
+    corr["q_value"] = [0.2, 0.2, 0.5]
+    (line,) = correlation_findings(_tables(tmp_path / "none", bridge__correlation=corr))
+    assert "none of 3 rank correlations survives" in line and "2 have p < 0.05 uncorrected" in line
+
+
+def test_attribution_verdict_follows_the_q_value(tmp_path):
+    agree = pd.DataFrame([{"a": "energy_change", "b": "|integrated_gradients|", "rho": 0.30, "rho_lo": 0.1,
+                           "rho_hi": 0.5, "n_texts": 12, "q_value": 0.01}])
+    (line,) = attribution_findings(_tables(tmp_path, activations__energy_agreement=agree))
+    assert "0.30 [0.10, 0.50] over 12 texts" in line and "it survives (q = 0.010)" in line
+    agree["q_value"] = 0.2
+    (line,) = attribution_findings(_tables(tmp_path / "b", activations__energy_agreement=agree))
+    assert "does not survive (q = 0.200)" in line
+
+
+def test_alignment_states_the_sign_test(tmp_path):
+    align = pd.DataFrame({"writer_layer": range(10), "reader_layer": range(1, 11),
+                          "enrichment": [2.0] * 9 + [0.5], "enrichment_shuffled": [1.0] * 10})
+    (line,) = alignment_findings(_tables(tmp_path, bridge__alignment=align))
+    assert "9 of 10 pairs exceed their shuffled counterpart, more often than chance (sign test p = 0.0215)" in line
+    align["enrichment"] = [2.0] * 6 + [0.5] * 4
+    (line,) = alignment_findings(_tables(tmp_path / "b", bridge__alignment=align))
+    assert "not more often than chance" in line
+
+
+def test_circuit_rows_give_size_and_faithfulness_intervals_or_say_why_not(tmp_path):
+    table = pd.DataFrame([
+        {"task": "geography", "status": "ok", "method": "eap-ig", "n_prompts": 16, "n_edges": 123211, "size": 532,
+         "size_lo": 396, "size_hi": 977, "faithfulness": 0.8, "faithfulness_lo": 0.74, "faithfulness_hi": 0.86,
+         "n_heads": 49, "n_mlps": 30, "prior_average_precision": 0.0067, "prior_random_ap": 0.0044, "prior_p": 0.002},
+        {"task": "calendar", "status": "skipped: circuits support the Llama family only"},
+    ])
+    ok, skipped = circuit_findings(_tables(tmp_path, circuits__circuits=table))
+    assert "532 of 123,211 edges [396, 977] keep 0.80 [0.74, 0.86]" in ok and "(49 heads, 30 MLPs)" in ok
+    assert "beats random rankings (average precision 0.0067 vs 0.0044, p = 0.002)" in ok
+    assert skipped == "Circuit of calendar: skipped: circuits support the Llama family only."
