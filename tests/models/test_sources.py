@@ -162,7 +162,7 @@ def test_tied_safetensors_with_both_tensors_lists_embedding_only(tmp_path):
     assert "model.embed_tokens.weight" in names
     assert "lm_head.weight" not in names
 
-    from spectrascope.weights_api import analyze_weights
+    from spectrascope.weights.api import analyze_weights
 
     df = analyze_weights(folder)
     assert "lm_head.weight" not in set(df["name"])

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import app, console
+from . import app, console, writes_out
 
 @app.command()
 def corpora() -> None:
@@ -24,6 +24,7 @@ def corpora() -> None:
 
 
 @app.command()
+@writes_out
 def activations(
     model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     corpus: str = typer.Option("code,python-docs,legal,calendar,arithmetic,geography", "--corpus",
@@ -56,6 +57,7 @@ def activations(
 
 
 @app.command()
+@writes_out
 def energy(
     model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     text: str = typer.Option(..., "--text", help="the text to score token by token"),

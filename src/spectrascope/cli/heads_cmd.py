@@ -13,12 +13,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from . import app, console
+from . import app, console, writes_out
 
 MODEL_HELP = "bundled model name, HF directory, .safetensors or .gguf file, or toy-induction (the shipped toy model)"
 
 
 @app.command()
+@writes_out
 def heads(
     model: str = typer.Argument("smollm2-135m", help=MODEL_HELP),
     kinds: str = typer.Option("induction,previous_token,duplicate_token", "--kinds", help="comma-separated scores"),
@@ -71,6 +72,7 @@ def _metric_and_reference(loaded: Any, metric: str, mode: str, corpus: str, n_se
 
 
 @app.command()
+@writes_out
 def ablate(
     model: str = typer.Argument("smollm2-135m", help=MODEL_HELP),
     heads: str = typer.Option("all", "--heads", help="all (every head), all-attn, all-mlp, or a comma list: "

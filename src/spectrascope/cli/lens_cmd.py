@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..errors import SpectrascopeError
-from . import app, console
+from . import app, console, writes_out
 
 DEFAULT_MODEL = "smollm2-135m"
 SWEEPS = ("heads", "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
@@ -24,6 +24,7 @@ def _model_and_prompt(words: list[str]) -> tuple[str, str]:
 
 
 @app.command()
+@writes_out
 def lens(
     words: list[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
                                       help="optional model (bundled name or path; default smollm2-135m), then the prompt"),
@@ -66,6 +67,7 @@ def lens(
 
 
 @app.command()
+@writes_out
 def patch(
     model_name: str = typer.Argument(DEFAULT_MODEL, metavar="[MODEL]", help="bundled model name, toy-induction or path"),
     clean: str = typer.Option(..., "--clean", help="clean prompt, e.g. 'The capital of France is'"),

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import SpectrascopeError
-from . import app, console
+from . import app, console, writes_out
 
 _EXPERIMENTS = ("calendar", "corpus")
 
@@ -53,6 +53,7 @@ def _print_frame(df, title: str, columns: list[str]) -> None:
 
 
 @app.command()
+@writes_out
 def probe(
     model: str = typer.Argument("smollm2-135m", help="bundled model name, toy-induction or path"),
     experiment: str = typer.Option("calendar", "--experiment",

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from . import DEFAULT_WORKERS, app, console
+from . import DEFAULT_WORKERS, app, console, writes_out
 
 
 @app.command()
+@writes_out
 def study(
     model: str = typer.Argument("smollm2-135m", help="bundled model name or path"),
     out: Path = typer.Option(Path("study-out"), "--out", help="output directory"),

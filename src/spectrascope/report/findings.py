@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
-from ..spectra.summary import GOOD_ALPHA, role_summary
+from ..weights.summary import GOOD_ALPHA, role_summary
 from .labels import edit_label
 from .tables import StudyTables
 

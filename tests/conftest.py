@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-SYNTHETIC_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_checkpoint.py"
+SYNTHETIC_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_checkpoint.py"
 
 
 @pytest.fixture(scope="session")
