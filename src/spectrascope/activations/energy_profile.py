@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..corpora import corpus_texts
-from ..errors import SpectrascopeError
+from ..errors import OptionError
 from ..models.gguf_convert import cache_root
 from ..trace import run_with_cache
 from .domain_pass import SiteMoments, run_pass
@@ -66,7 +66,7 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
         long DataFrame with columns site, layer, position, token, energy, scored.
     """
     if not text or not text.strip():
-        raise SpectrascopeError("the text is empty")
+        raise OptionError("the text is empty")
     loaded = _as_loaded(model)
     names = site_list(loaded, sites)
     references = reference_gaussians(loaded, names, corpora, max_tokens, seq_len, cache=cache)

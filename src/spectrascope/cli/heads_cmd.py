@@ -53,7 +53,7 @@ def heads(
 def _metric_and_reference(loaded: Any, metric: str, mode: str, corpus: str, n_seq: int, seq_len: int,
                           max_tokens: int, seed: int) -> tuple[Any, Any]:
     """The metric, and the reference batch for mean / resample ablation (None for zero)."""
-    from ..errors import SpectrascopeError
+    from ..errors import OptionError
     from ..mech.metrics import corpus_loss, repeated_batch, repeated_loss
 
     if metric == "induction-loss":
@@ -65,10 +65,10 @@ def _metric_and_reference(loaded: Any, metric: str, mode: str, corpus: str, n_se
         reference = None
         if mode != "zero":  # another text of the same batch, row i <- row i + 1
             if chosen.input_ids.shape[0] < 2:
-                raise SpectrascopeError("mean / resample ablation with --metric loss needs at least 2 texts (raise --max-tokens)")
+                raise OptionError("mean / resample ablation with --metric loss needs at least 2 texts (raise --max-tokens)")
             reference = {"input_ids": chosen.input_ids.roll(1, 0), "attention_mask": chosen.attention_mask.roll(1, 0)}
         return chosen, reference
-    raise SpectrascopeError(f"unknown metric {metric!r}; use induction-loss or loss")
+    raise OptionError(f"unknown metric {metric!r}; use induction-loss or loss")
 
 
 @app.command()

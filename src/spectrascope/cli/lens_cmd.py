@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..errors import SpectrascopeError
+from ..errors import OptionError
 from . import app, console, writes_out
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -20,7 +20,7 @@ def _model_and_prompt(words: list[str]) -> tuple[str, str]:
         return DEFAULT_MODEL, words[0]
     if len(words) == 2:
         return words[0], words[1]
-    raise SpectrascopeError(f"expected [MODEL] PROMPT (1 or 2 arguments), got {len(words)}: quote the prompt")
+    raise OptionError(f"expected [MODEL] PROMPT (1 or 2 arguments), got {len(words)}: quote the prompt")
 
 
 @app.command()
@@ -97,7 +97,7 @@ def patch(
     from ..tables import write_table
 
     if sweep not in SWEEPS:
-        raise SpectrascopeError(f"unknown sweep {sweep!r}; use one of {', '.join(SWEEPS)}")
+        raise OptionError(f"unknown sweep {sweep!r}; use one of {', '.join(SWEEPS)}")
     model = load_model(model_name, device=device)
     metric = logit_diff(first_token_id(model.tokenizer, correct), first_token_id(model.tokenizer, wrong))
     column = "head" if sweep == "heads" else "position"

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..errors import SpectrascopeError
+from ..errors import CorpusError, OptionError
 from . import app, console, writes_out
 
 _EXPERIMENTS = ("calendar", "corpus")
@@ -26,9 +26,9 @@ def parse_layers(spec: str | None) -> list[int] | None:
         elif re.fullmatch(r"-?\d+", part):
             layers.add(int(part))
         elif part:
-            raise SpectrascopeError(f"cannot read layers {spec!r}: use e.g. 0,5,10 or 4-12 or all")
+            raise OptionError(f"cannot read layers {spec!r}: use e.g. 0,5,10 or 4-12 or all")
     if not layers:
-        raise SpectrascopeError(f"no layers in {spec!r}")
+        raise OptionError(f"no layers in {spec!r}")
     return sorted(layers)
 
 
@@ -76,10 +76,10 @@ def probe(
     from ..tables import write_table
 
     if experiment not in _EXPERIMENTS:
-        raise SpectrascopeError(f"unknown experiment {experiment!r}: use {' or '.join(_EXPERIMENTS)}")
+        raise OptionError(f"unknown experiment {experiment!r}: use {' or '.join(_EXPERIMENTS)}")
     layer_list = parse_layers(layers)
     if experiment == "corpus" and (corpus is None or label is None):
-        raise SpectrascopeError("--experiment corpus needs --corpus NAME_OR_PATH and --label COLUMN")
+        raise OptionError("--experiment corpus needs --corpus NAME_OR_PATH and --label COLUMN")
     loaded = load_model(model, device=device)
     if experiment == "calendar":
         from ..mech.circular import calendar_experiment
@@ -107,10 +107,10 @@ def _corpus_probe(loaded, corpus: str, label: str, kind: str, max_texts: int, po
     data = load_corpus(corpus, seed=seed)
     if data.labels is None or label not in data.labels.columns:
         have = ", ".join(map(str, data.labels.columns)) if data.labels is not None else "none"
-        raise SpectrascopeError(f"corpus {data.name!r} has no label column {label!r} (label columns: {have})")
+        raise CorpusError(f"corpus {data.name!r} has no label column {label!r} (label columns: {have})")
     keep = data.labels[label].notna().to_numpy().nonzero()[0][:max_texts]
     if len(keep) < 4:
-        raise SpectrascopeError(f"corpus {data.name!r} has only {len(keep)} texts with a {label!r} label")
+        raise CorpusError(f"corpus {data.name!r} has only {len(keep)} texts with a {label!r} label")
     texts = [data.texts[i] for i in keep]
     values = data.labels[label].iloc[keep].to_numpy()
     acts = collect_activations(loaded, texts, site=site, position=position, layers=layers)
@@ -139,11 +139,11 @@ def steer(
     pos = [p for p in (s.strip() for s in positive.split("|")) if p]
     neg = [p for p in (s.strip() for s in negative.split("|")) if p]
     if not pos or not neg:
-        raise SpectrascopeError("--positive and --negative each need at least one prompt (separate prompts with |)")
+        raise OptionError("--positive and --negative each need at least one prompt (separate prompts with |)")
     if not prompt.strip():
-        raise SpectrascopeError("--prompt is empty")
+        raise OptionError("--prompt is empty")
     if top_k < 1:
-        raise SpectrascopeError(f"--top-k must be at least 1 (got {top_k})")
+        raise OptionError(f"--top-k must be at least 1 (got {top_k})")
     loaded = load_model(model, device=device)
     vector = steering_vector(loaded, pos, neg, layer, site=site)
     before = next_token_table(loaded, prompt, top_k)
