@@ -103,3 +103,29 @@ def test_api_corpus_hint_names_the_parameter(tmp_path):
     corpus.write_text(json.dumps({"body": "x"}) + "\n")
     with pytest.raises(errors.CorpusError, match="name the text field with text_field="):
         load_corpus(corpus)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--activation-tokens", "0"], "error: budget --activation-tokens must be at least 1 (got 0)"),
+    (["--loss-tokens", "-2"], "error: budget --loss-tokens must be at least 1 (got -2)"),
+    (["--ablation-mode", "median"], "error: unknown ablation mode 'median' (--ablation-mode): use zero or mean"),
+    (["--budget", "huge"], "error: unknown --budget 'huge': use small, default or large"),
+    (["--corpus", " "], "error: budget --corpus is empty: give at least one domain"),
+])
+def test_study_budget_errors_name_the_study_flags(args, line, tmp_path, monkeypatch, capsys):
+    code, err = _cli(["study", "toy-induction", "--out", str(tmp_path / "s"), *args], monkeypatch, capsys)
+    assert code == 2 and err == line
+    assert not (tmp_path / "s").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--seq-len", "0"], "error: --seq-len must be at least 1 (got 0)"),
+    (["--seq-len", "-4"], "error: --seq-len must be at least 1 (got -4)"),
+    (["--max-tokens", "0"], "error: --max-tokens must be at least 1 (got 0)"),
+])
+def test_activation_budgets_are_checked_before_the_model_is_loaded(args, line, tmp_path, monkeypatch, capsys):
+    loaded = []
+    monkeypatch.setattr("spectrascope.activations.run._as_loaded", lambda model: loaded.append(model))
+    code, err = _cli(["activations", "toy-induction", "--out", str(tmp_path / "o"), "--quiet", *args],
+                     monkeypatch, capsys)
+    assert code == 2 and err == line and loaded == []

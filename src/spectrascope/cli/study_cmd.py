@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from . import DEFAULT_WORKERS, app, console, writes_out
+from . import DEFAULT_WORKERS, app, console, option_aliases, writes_out
+
+option_aliases("study", corpora="corpus")
 
 
 @app.command()

@@ -109,9 +109,11 @@ class StudyBudget:
             object.__setattr__(self, "ablation_mode", AblationMode(self.ablation_mode))
         except ValueError:
             modes = " or ".join(m.value for m in AblationMode if m is not AblationMode.RESAMPLE)
-            raise OptionError(f"unknown ablation mode {self.ablation_mode!r}: use {modes}") from None
+            raise OptionError(f"unknown ablation mode {self.ablation_mode!r} ({{option}}): use {modes}",
+                              option="ablation_mode") from None
         if self.ablation_mode is AblationMode.RESAMPLE:
-            raise OptionError("the study ablates by mean or zero (resample needs inputs of one shape)")
+            raise OptionError("{option}: the study ablates by mean or zero (resample needs inputs of one shape)",
+                              option="ablation_mode")
         object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", SaeBudget(**self.features))
@@ -122,11 +124,11 @@ class StudyBudget:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                raise OptionError(f"budget {f.name} must be at least 1 (got {value})")
+                raise OptionError(f"budget {{option}} must be at least 1 (got {value})", option=f.name)
         if self.seq_len < 8:
             raise OptionError(f"budget seq_len must be at least 8 tokens (got {self.seq_len})")
         if not self.corpora.strip():
-            raise OptionError("budget corpora is empty: give at least one domain")
+            raise OptionError("budget {option} is empty: give at least one domain", option="corpora")
 
     def to_dict(self) -> dict:
         """Every budget by name (JSON-ready: enums as their values, tuples as lists)."""
@@ -150,7 +152,7 @@ class StudyBudget:
         try:
             preset = BudgetPreset(name)
         except ValueError:
-            raise OptionError(f"unknown budget {name!r}: use small, default or large") from None
+            raise OptionError(f"unknown {{option}} {name!r}: use small, default or large", option="budget") from None
         return {BudgetPreset.SMALL: cls.small, BudgetPreset.DEFAULT: cls, BudgetPreset.LARGE: cls.large}[preset]()
 
     @classmethod
