@@ -125,8 +125,8 @@ def part_accuracy(args) -> dict:
     from spectrascope.models.gguf_convert import convert_gguf
     from spectrascope.models.open_source import open_source
     from spectrascope.models.zoo import bundled_path
-    from spectrascope.spectra.engine import plan_tasks
-    from spectrascope.spectra.options import WeightsOptions
+    from spectrascope.weights.plan import plan_tasks
+    from spectrascope.weights.options import WeightsOptions
 
     specs = []
     for set_name, path in [("SmolLM2-135M", convert_gguf(bundled_path("smollm2-135m"))), ("MiniLM-L6", bundled_path("minilm-l6"))]:
@@ -189,7 +189,7 @@ def part_costs(args) -> dict:
     from threadpoolctl import threadpool_limits
 
     from spectrascope.models.open_source import open_source
-    from spectrascope.spectra.engine import load_matrix
+    from spectrascope.weights.tasks import load_matrix
     from spectrascope.spectra.esd import gram_eigenvalues
     from spectrascope.spectra.metrics import spectrum_metrics
     from spectrascope.spectra.partial import PartialConfig, partial_metrics, partial_spectrum
@@ -257,7 +257,7 @@ def part_block(args) -> dict:
     from safetensors.numpy import save_file
 
     from spectrascope.models.open_source import open_source
-    from spectrascope.spectra.engine import load_matrix
+    from spectrascope.weights.tasks import load_matrix
 
     source = open_source(args.checkpoint)
     names = [i.name for i in source.tensors() if i.name.startswith("model.layers.0.") and len(i.shape) == 2]

@@ -35,8 +35,8 @@ from threadpoolctl import threadpool_limits
 
 from spectrascope.dynamics.series import checkpoint_series
 from spectrascope.dynamics.track import track
-from spectrascope.spectra.options import WeightsOptions
-from spectrascope.spectra.weights_run import run_weights
+from spectrascope.weights.options import WeightsOptions
+from spectrascope.weights.runner import run_weights
 
 FROZEN = ("mlp.", "embed_tokens", "lm_head")
 

@@ -79,7 +79,7 @@ def main() -> None:
         common = ref.index.intersection(ours.index)
         diff = np.abs(ours.loc[common, "alpha"] - ref.loc[common, "alpha"])
         floor = run_measured([py, "-c", FLOOR_SCRIPT, str(st_file), str(tmp / "ww.csv"), mode, str(args.workers)])
-        startup = run_measured([py, "-c", "import spectrascope.cli, spectrascope.spectra.weights_run"])
+        startup = run_measured([py, "-c", "import spectrascope.cli, spectrascope.weights.runner"])
         results[mode] = m
         rows.append({
             "mode": mode, "matrices": len(ours), "same_set": set(common) == set(ref.index) == set(ours.index),

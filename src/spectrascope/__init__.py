@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # weights
-    "analyze_weights": "spectrascope.weights_api",
-    "analyze_heads": "spectrascope.weights_api",
+    "analyze_weights": "spectrascope.weights.api",
+    "analyze_heads": "spectrascope.weights.api",
     "open_source": "spectrascope.models.open_source",
     "list_models": "spectrascope.models.zoo",
     # models

@@ -48,7 +48,7 @@ def test_streaming_covariance_equals_stacked_activations(tiny_lm):
 def test_bad_input(tiny_lm, tmp_path):
     with pytest.raises(SiteError):
         run_activations(tiny_lm, corpora="calendar", sites="hook_nonsense", max_tokens=10)
-    with pytest.raises(SpectrascopeError, match="max-tokens"):
+    with pytest.raises(SpectrascopeError, match="max_tokens must be at least 1"):
         run_activations(tiny_lm, corpora="calendar", max_tokens=0)
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n\n ")

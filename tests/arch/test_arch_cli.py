@@ -62,7 +62,7 @@ def _run(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("case, verb, extra, message", [
     ("mismatch", "weights", [], "tensor names do not match the config's family \\(llama\\)"),
-    ("unknown", "weights", ["--heads"], "--heads: model type 'mystery' is not supported; supported model types: bert"),
+    ("unknown", "weights", ["--heads"], "per-head spectra: model type 'mystery' is not supported; supported model types: bert"),
     ("mamba", "weights", ["--heads"], "mamba is a state-space model without attention"),
     ("mamba", "heads", [], "head scores needs attention: mamba is a state-space model without attention"),
     ("opt", "heads", [], "model type 'opt' is not supported"),

@@ -20,7 +20,7 @@ from spectrascope.models.loaded import LoadedModel, load_model
 from spectrascope.trace import list_sites, run_with_cache
 from spectrascope.trace.resume import forward_from_layer, resumable
 from spectrascope.trace.tracer import model_output_tensor
-from spectrascope.weights_api import analyze_heads, analyze_weights
+from spectrascope.weights.api import analyze_heads, analyze_weights
 
 
 def test_every_kind_of_model_becomes_one_handle():

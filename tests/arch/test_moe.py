@@ -22,7 +22,7 @@ from spectrascope.activations.expert_routing import (
 )
 from spectrascope.errors import ArchitectureError
 from spectrascope.report.html import Section
-from spectrascope.weights_api import analyze_weights
+from spectrascope.weights.api import analyze_weights
 
 N_EXPERTS, TOP_K = 4, 2
 

@@ -30,7 +30,8 @@ from spectrascope.arch.capabilities import (
 from spectrascope.arch.roles import VECTOR_ROLES
 from spectrascope.errors import ArchitectureError, SpectrascopeError
 from spectrascope.spectra.esd import small_factor_product_eigenvalues
-from spectrascope.spectra.heads import fold_qk_norms, head_rows, split_projections
+from spectrascope.spectra.heads import head_rows
+from spectrascope.weights.projections import fold_qk_norms, split_projections
 
 
 @pytest.mark.parametrize("model_type", sorted(REGISTRY))

@@ -10,7 +10,7 @@ from circuit_reference import micro_llama
 
 from spectrascope.mech.toy_models import load_toy_induction
 from spectrascope.spectra.copying import copying_score
-from spectrascope.weights_api import analyze_heads
+from spectrascope.weights.api import analyze_heads
 
 
 def test_hand_cases():

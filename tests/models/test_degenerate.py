@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from spectrascope.weights_api import analyze_weights
+from spectrascope.weights.api import analyze_weights
 
 GOOD = ["good.weight", "good2.weight"]
 FAILED = ["nan.weight", "inf.weight", "zero.weight", "rank1.weight"]

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from model_builders import tiny_bert, tiny_gpt2, tiny_llama, tiny_neox
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import ROLES, family, head_geometry, tensor_role
-from spectrascope.weights_api import analyze_weights
+from spectrascope.weights.api import analyze_weights
 
 # Expected roles, written out by hand from each architecture's module names.
 LLAMA_BLOCK = {
@@ -89,6 +89,9 @@ def test_every_matrix_gets_its_role(arch):
 def test_analysis_table_carries_roles(arch):
     build, expected = CASES[arch]
     df = analyze_weights(build())
+    vectors = df["reason"].str.startswith("1-D tensor", na=False)
+    assert (df.loc[vectors, "status"] == "skipped").all()  # norms and biases: a skipped row each
+    df = df[~vectors]
     assert dict(zip(df["name"], zip(df["block"].astype(int), df["role"]))) == expected()
 
 
@@ -155,6 +158,8 @@ def test_unknown_architecture_every_matrix_is_other_with_block_from_name(tmp_pat
 
     assert open_source(tmp_path).config()["model_type"] == "mystery"
     df = analyze_weights(tmp_path)
+    assert df.set_index("name").loc["backbone.layers.0.norm.weight", "status"] == "skipped"
+    df = df[df["status"] != "skipped"]
     expected = {
         "stem.proj.weight": -1,
         "backbone.layers.0.mixer.in_proj.weight": 0,

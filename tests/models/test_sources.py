@@ -162,7 +162,7 @@ def test_tied_safetensors_with_both_tensors_lists_embedding_only(tmp_path):
     assert "model.embed_tokens.weight" in names
     assert "lm_head.weight" not in names
 
-    from spectrascope.weights_api import analyze_weights
+    from spectrascope.weights.api import analyze_weights
 
     df = analyze_weights(folder)
     assert "lm_head.weight" not in set(df["name"])
@@ -193,7 +193,7 @@ def test_pickle_in_hf_directory_uses_its_config(tmp_path):
     folder.mkdir()
     torch.save(plain_state(model), folder / "pytorch_model.bin")
     (folder / "config.json").write_text(json.dumps(model.config.to_dict(), default=str))
-    with pytest.raises(SourceError, match="--allow-pickle"):
+    with pytest.raises(SourceError, match="allow_pickle=True"):
         open_source(folder)
     source = open_source(folder, allow_pickle=True)
     _assert_source_matches(source, plain_state(model))

@@ -13,6 +13,7 @@ from spectrascope.report.findings import (
     circuit_findings,
     correlation_findings,
     overlap_findings,
+    weights_findings,
 )
 from spectrascope.report.tables import StudyTables
 
@@ -95,3 +96,14 @@ def test_circuit_rows_give_size_and_faithfulness_intervals_or_say_why_not(tmp_pa
     assert "532 of 123,211 edges [396, 977] keep 0.80 [0.74, 0.86]" in ok and "(49 heads, 30 MLPs)" in ok
     assert "beats random rankings (average precision 0.0067 vs 0.0044, p = 0.002)" in ok
     assert skipped == "Circuit of calendar: skipped: circuits support the Llama family only."
+
+
+def test_weight_findings_count_analyzed_matrices_not_skipped_tensors(tmp_path):
+    rows = [{"name": f"m{i}", "role": "q", "status": "success", "alpha": a, "erg_delta": 0.1, "alpha_weighted": 1.0}
+            for i, a in enumerate([3.0, 4.0, 7.0])]
+    rows += [{"name": "m3", "role": "q", "status": "failed", "reason": "NaN"},
+             {"name": "norm", "role": "norm", "status": "skipped", "reason": "a vector"},
+             {"name": "norm2", "role": "norm", "status": "skipped", "reason": "a vector"}]
+    line = weights_findings(_tables(tmp_path, weights__weights=pd.DataFrame(rows)), "toy")[0]
+    assert line.startswith("Weight spectra: 3 of 4 analyzed matrices of toy have a power-law fit (2 tensors skipped")
+    assert "67% have alpha in [2, 6]" in line and "median alpha 4.00" in line

@@ -80,3 +80,16 @@ def test_feature_removal_damage(tiny, detector):
     random = table[table["kind"] == "random features"]
     assert (random["damage"] == 0.0).all()  # features 1-3 never fire
     assert table[table["kind"] == "head"]["intervention"].tolist() == ["head:0.1"]
+
+
+def test_feature_removal_damage_has_paired_intervals_over_texts(tiny, detector):
+    sae = detector("+")
+    binding = bind_site(tiny, sae, "blocks.0.hook_resid_pre")
+    table = feature_ablation(binding, {"arithmetic": [0]}, live_features=[0, 1, 2, 3], loss_tokens=400, n_random=2)
+    features = table[table["kind"] == "features"].iloc[0]
+    assert features["n_texts"] >= 2
+    assert features["damage_lo"] <= features["damage"] <= features["damage_hi"]
+    assert features["loss"] == pytest.approx(features["baseline"] + features["damage"])
+    # the random features never fire, so the excess over the control is the damage itself, text by text
+    assert features["excess"] == pytest.approx(features["damage"])
+    assert (features["excess_lo"], features["excess_hi"]) == pytest.approx((features["damage_lo"], features["damage_hi"]))

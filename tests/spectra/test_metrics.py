@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spectrascope.spectra.esd import gram_eigenvalues
-from spectrascope.spectra.matrix_analysis import analyze_matrix
+from spectrascope.weights.analysis import analyze_matrix
 from spectrascope.spectra.metrics import spectrum_metrics
-from spectrascope.spectra.options import WeightsOptions
+from spectrascope.weights.options import WeightsOptions
 
 
 def test_diagonal_matrix_by_hand():

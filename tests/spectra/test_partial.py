@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from spectrascope.spectra.esd import gram_eigenvalues
-from spectrascope.spectra.matrix_analysis import analyze_matrix, skip_reason, uses_partial
+from spectrascope.weights.analysis import analyze_matrix, skip_reason, uses_partial
 from spectrascope.spectra.metrics import spectrum_metrics
-from spectrascope.spectra.options import WeightsOptions
+from spectrascope.weights.options import WeightsOptions
 from spectrascope.spectra.partial import (
     BlockLanczos,
     GramOperator,

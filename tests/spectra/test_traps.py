@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from spectrascope.spectra.esd import gram_eigenvalues
-from spectrascope.spectra.matrix_analysis import analyze_matrix
-from spectrascope.spectra.options import WeightsOptions
+from spectrascope.weights.analysis import analyze_matrix
+from spectrascope.weights.options import WeightsOptions
 from spectrascope.spectra.traps import correlation_traps, spectrum_distance, weightwatcher_rand_distance
 
 

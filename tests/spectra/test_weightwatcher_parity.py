@@ -7,7 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from spectrascope.models.zoo import bundled_path
-from spectrascope.weights_api import analyze_weights
+from spectrascope.weights.api import analyze_weights
 
 pytestmark = pytest.mark.integration
 

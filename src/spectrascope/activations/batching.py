@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 import torch
 
-from ..errors import CorpusError, SpectrascopeError
+from ..errors import CorpusError, InputError, OptionError
 from ..trace.passes import TextBatch
 
 
@@ -40,12 +40,12 @@ def text_batches(
     """Yield :class:`TextBatch` es over ``texts`` until ``max_tokens`` statistic tokens.
 
     Raises:
-        SpectrascopeError: max_tokens < 1 or no tokenizer; CorpusError: no tokens at all.
+        OptionError: max_tokens < 1. InputError: no tokenizer. CorpusError: no tokens at all.
     """
     if max_tokens < 1:
-        raise SpectrascopeError(f"the token budget must be at least 1 (got {max_tokens})")
+        raise OptionError(f"the token budget must be at least 1 (got {max_tokens})")
     if tokenizer is None:
-        raise SpectrascopeError("this model has no tokenizer: cannot tokenize a corpus")
+        raise InputError("this model has no tokenizer: cannot tokenize a corpus")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     remaining = max_tokens
     pending: list[tuple[int, list[int]]] = []

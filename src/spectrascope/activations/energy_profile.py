@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..corpora import corpus_texts
-from ..errors import SpectrascopeError
+from ..errors import OptionError
 from ..models.gguf_convert import cache_root
 from ..trace import run_with_cache
 from ..trace.passes import SiteMoments, run_pass
-from .run import DEFAULT_CORPORA, _as_loaded, calibration_batches, site_label, site_list
+from ..models.handle import as_model
+from .run import DEFAULT_CORPORA, calibration_batches, site_label, site_list
 from .token_energy import DEFAULT_RIDGE, ReferenceGaussian
 
 REFERENCE_VERSION = 2
@@ -66,8 +67,8 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
         long DataFrame with columns site, layer, position, token, energy, scored.
     """
     if not text or not text.strip():
-        raise SpectrascopeError("the text is empty")
-    loaded = _as_loaded(model)
+        raise OptionError("the text is empty")
+    loaded = as_model(model)
     names = site_list(loaded, sites)
     references = reference_gaussians(loaded, names, corpora, max_tokens, seq_len, cache=cache)
     encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=seq_len)

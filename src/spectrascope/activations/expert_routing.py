@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from ..arch import config_get
-from ..errors import ArchitectureError, SpectrascopeError
+from ..errors import ArchitectureError
 from ..models.handle import ModelLike, as_model
 from ..progress import progress_bar
 from ..report.figures import heatmap
@@ -113,7 +113,7 @@ def routing_counts(model: ModelLike, batches: Iterable[Mapping[str, torch.Tensor
         def hook(_module: torch.nn.Module, _args: tuple, output) -> None:
             logits = output[0] if isinstance(output, tuple) else output
             if logits.shape[-1] != n_experts:
-                raise SpectrascopeError(f"layer {layer}: the router gave {logits.shape[-1]} logits, not {n_experts}")
+                raise ArchitectureError(f"layer {layer}: the router gave {logits.shape[-1]} logits, not {n_experts}")
             counts[layer].update(logits, mask[0], top_k)
 
         return hook

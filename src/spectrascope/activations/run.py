@@ -30,7 +30,7 @@ import pandas as pd
 from torch import nn
 
 from ..corpora import DEFAULT_CORPORA, Corpus, corpus_texts
-from ..errors import SpectrascopeError
+from ..errors import SiteError, at_least
 from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
 from ..models.handle import as_model
 from ..tables import write_table
@@ -53,17 +53,12 @@ SITE_LABEL = {
 LEAD = ["site", "layer", "domain"]
 
 
-def _as_loaded(model):
-    """The model handle (``.hf``, ``.tokenizer``) of a loaded model, a name or a path (:func:`as_model`)."""
-    return as_model(model)
-
-
 def site_list(loaded, sites: str | Sequence[str]) -> list[str]:
     """Full names of the requested token-vector sites (attention patterns refused)."""
     request = [s.strip() for s in sites.split(",")] if isinstance(sites, str) else list(sites)
     names = resolve_sites(bind(loaded.hf), request)
     if any(parse_site(n)[1] is SiteKind.PATTERN for n in names):
-        raise SpectrascopeError("attention patterns are not token vectors: choose other sites")
+        raise SiteError("attention patterns are not token vectors: choose other sites")
     return names
 
 
@@ -201,10 +196,9 @@ def run_activations(
     Returns:
         (activations, energy, massive_activations) tables.
     """
-    if max_tokens < 1 or calibration_tokens < 1:
-        raise SpectrascopeError(f"--max-tokens and --calibration-tokens must be at least 1 (got {max_tokens}, "
-                                f"{calibration_tokens})")
-    loaded = _as_loaded(model)
+    for value, option in ((max_tokens, "max_tokens"), (calibration_tokens, "calibration_tokens"), (seq_len, "seq_len")):
+        at_least(value, 1, option)
+    loaded = as_model(model)
     domains = corpus_texts(corpora, seed=seed)
     names = site_list(loaded, sites)
     calibration = calibrate(loaded, domains, names, calibration_tokens, seq_len, show_progress=show_progress)

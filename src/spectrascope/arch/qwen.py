@@ -4,7 +4,7 @@
 - Qwen2 adds q/k/v biases (ignored by the weight spectra, kept by the forward).
 - Qwen3 normalizes q and k per head (``self_attn.q_norm`` / ``k_norm``, RMSNorm over
   ``head_dim``) before the scores: the per-head QK circuit folds their gains in
-  (:mod:`spectrascope.spectra.heads`), exact up to a positive factor per token pair.
+  (:mod:`spectrascope.weights.projections`), exact up to a positive factor per token pair.
 - The MoE variants replace the MLP of sparse layers by ``mlp.gate`` (the router, role
   ``router``) and ``mlp.experts`` (one gated MLP per expert); Qwen2-MoE adds a dense
   ``mlp.shared_expert`` and its scalar gate ``mlp.shared_expert_gate``. Layers listed in

@@ -24,7 +24,8 @@ Roles of matrices:
     other        anything else (position and token-type embeddings, MLM head transforms,
                  poolers, unknown architectures)
 
-Roles of vectors (never in the weights table, read with the q/k/v/o of a block):
+Roles of vectors (read with the q/k/v/o of a block; the weights table lists vectors only as
+'skipped' rows):
     q_norm, k_norm   the q/k normalization weights (Qwen3, Gemma-3, OLMo-2)
 
 Expert matrices carry the expert index: from the name of a per-expert tensor

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import SpectrascopeError
+from ..errors import OptionError
 from ..models.handle import device_of
 from ..stats.bootstrap import weighted_mean_interval
 from ..stats.multiple_testing import bh_qvalues
@@ -44,7 +44,7 @@ def log_likelihood_from_embeddings(hf_model, embeds: torch.Tensor, input_ids: to
 def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np.ndarray, np.ndarray, float]:
     """(gradient x input (T,), integrated gradients (T,), f(e) - f(0)) for input_ids (1, T)."""
     if input_ids.shape[1] < 2:
-        raise SpectrascopeError("attribution needs a text of at least two tokens")
+        raise OptionError("attribution needs a text of at least two tokens")
     embed = hf_model.get_input_embeddings()(input_ids).detach()
     e = embed.clone().requires_grad_(True)
     f = log_likelihood_from_embeddings(hf_model, e, input_ids)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import SpectrascopeError
+from ..errors import ArchitectureError
 
 # Matrices that read the same input as another one (HF names): role -> the role hooked.
 SHARED_INPUT = {"k": "q", "v": "q", "mlp_up": "mlp_gate"}
@@ -22,4 +22,4 @@ def module_of(hf_model: torch.nn.Module, tensor_name: str) -> torch.nn.Module:
     try:
         return hf_model.get_submodule(tensor_name.removesuffix(".weight"))
     except AttributeError:
-        raise SpectrascopeError(f"no module for weight {tensor_name!r} in {type(hf_model).__name__}") from None
+        raise ArchitectureError(f"no module for weight {tensor_name!r} in {type(hf_model).__name__}") from None

@@ -60,7 +60,7 @@ MLP_METRICS = {"down_alpha": "alpha", "down_erg_delta": "erg_delta", "down_stabl
 def component_metrics(model: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-head metrics: ``node`` + :data:`HEAD_METRICS`, per-MLP metrics: ``node`` + :data:`MLP_METRICS`)
     from :func:`spectrascope.analyze_heads` and :func:`spectrascope.analyze_weights`."""
-    from spectrascope.weights_api import analyze_heads, analyze_weights
+    from spectrascope.weights.api import analyze_heads, analyze_weights
 
     hf, _, _ = circuit_model(model)
     heads = analyze_heads(hf)

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..mech.ablation import AblationMode
 from ..mech.components import NAME_FORMS
 from ..mech.metrics import REPEAT_LENGTH
-from . import app, console
+from . import app, console, writes_out
 from .options import (
     DEFAULT_MODEL,
     DEFAULT_OUT,
@@ -53,6 +53,7 @@ def metric_and_reference(loaded: Any, metric: AblationMetric, mode: AblationMode
 
 
 @app.command()
+@writes_out
 def ablate(
     model: ModelArg = DEFAULT_MODEL,
     components: Annotated[str, typer.Option("--heads", "--components", help=f"all (every head), all-attn, all-mlp, or "

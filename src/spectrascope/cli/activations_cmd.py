@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from . import app, console
+from . import app, console, writes_out
 from .options import (
     DEFAULT_CORPORA,
     DEFAULT_MODEL,
@@ -21,6 +21,7 @@ from .options import (
 
 
 @app.command()
+@writes_out
 def activations(
     model: ModelArg = DEFAULT_MODEL,
     corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus",

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from . import app, console
+from . import app, console, writes_out
 from .options import DEFAULT_MODEL, DEFAULT_OUT, DeviceOpt, ModelArg, OutOpt, QuietOpt, SeedOpt, require_device
 
 
@@ -37,6 +37,7 @@ class OnMismatch(str, Enum):
 
 
 @app.command()
+@writes_out
 def circuit(
     model: ModelArg = DEFAULT_MODEL,
     task: str = typer.Option("geography", "--task", help="geography, induction, greater-than, calendar, or a "

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from . import app, console
+from . import app, console, writes_out
 from .options import DEFAULT_CORPORA, DEFAULT_MODEL, ModelArg
 
 
 @app.command()
+@writes_out
 def energy(
     model: ModelArg = DEFAULT_MODEL,
     text: str = typer.Option(..., "--text", help="the text to score token by token"),

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..mech.head_scores import HEAD_SCORE_KINDS
-from . import app, console
+from . import app, console, writes_out
 from .options import (
     DEFAULT_MODEL,
     DEFAULT_OUT,
@@ -21,6 +21,7 @@ from .options import (
 
 
 @app.command()
+@writes_out
 def heads(
     model: ModelArg = DEFAULT_MODEL,
     kinds: str = typer.Option(",".join(HEAD_SCORE_KINDS), "--kinds", help="comma-separated scores"),

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..errors import OptionError
-from . import app, console
+from . import app, console, writes_out
 from .options import DEFAULT_MODEL, DEFAULT_OUT, DeviceOpt, OutOpt, require_device
 
 
@@ -22,6 +22,7 @@ def _model_and_prompt(words: list[str]) -> tuple[str, str]:
 
 
 @app.command()
+@writes_out
 def lens(
     words: list[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
                                       help=f"optional model (bundled name or path; default {DEFAULT_MODEL}), then the prompt"),

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from . import app, console
+from . import app, console, writes_out
 from .options import (
     DEFAULT_MODEL,
     DEFAULT_OUT,
@@ -31,6 +31,7 @@ class Sweep(str, Enum):
 
 
 @app.command()
+@writes_out
 def patch(
     model_name: ModelArg = DEFAULT_MODEL,
     clean: str = typer.Option(..., "--clean", help="clean prompt, e.g. 'The capital of France is'"),

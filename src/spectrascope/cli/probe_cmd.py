@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import OptionError
-from . import app, console
+from . import app, console, writes_out
 from .options import (
     DEFAULT_MODEL,
     DEFAULT_OUT,
@@ -77,6 +77,7 @@ def _print_frame(df, title: str, columns: list[str]) -> None:
 
 
 @app.command()
+@writes_out
 def probe(
     model: ModelArg = DEFAULT_MODEL,
     experiment: Annotated[ProbeExperiment, typer.Option("--experiment", help="calendar (month/weekday identity and "

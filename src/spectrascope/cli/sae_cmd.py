@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..corpora import DEFAULT_CORPORA
-from . import app, console
+from . import app, console, writes_out
 
 sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders: train on a site, evaluate, features vs domains.")
 app.add_typer(sae_app, name="sae")
@@ -58,6 +58,7 @@ def train(
 
 
 @sae_app.command("eval")
+@writes_out
 def evaluate(
     model: str = typer.Argument(..., help="bundled model name or path"),
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder (SAELens format)"),
@@ -83,6 +84,7 @@ def evaluate(
 
 
 @sae_app.command("features")
+@writes_out
 def features(
     model: str = typer.Argument(..., help="bundled model name or path"),
     sae_dir: Path = typer.Option(..., "--sae", help="SAE folder (SAELens format)"),

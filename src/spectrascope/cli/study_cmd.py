@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..mech.ablation import AblationMode
 from ..study.budget import BudgetPreset
 from ..study.stages.registry import STAGE_NAMES
-from . import DEFAULT_WORKERS, app, console
+from . import DEFAULT_WORKERS, app, console, option_aliases, writes_out
 from .options import DEFAULT_MODEL, CorpusOpt, ModelArg, OutOpt, SeedOpt
+
+option_aliases("study", corpora="corpus")
+
+
+class StudyAblation(str, Enum):
+    """How the study removes heads and blocks (resample needs inputs of one shape: not offered)."""
+
+    MEAN = "mean"
+    ZERO = "zero"
 
 
 @app.command()
+@writes_out
 def study(
     model: ModelArg = DEFAULT_MODEL,
     out: OutOpt = Path("study-out"),
@@ -28,7 +38,7 @@ def study(
                                                     "loss")] = None,
     ablation_layers: Annotated[str | None, typer.Option("--ablation-layers", help="layers of the per-domain spectral "
                                                         "vs block comparison, e.g. 0,15 (default: the middle layer)")] = None,
-    ablation_mode: Annotated[AblationMode | None, typer.Option("--ablation-mode", help="mean (over calibration texts) "
+    ablation_mode: Annotated[StudyAblation | None, typer.Option("--ablation-mode", help="mean (over calibration texts) "
                                                                "or zero")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes for the weight spectra")]
     = DEFAULT_WORKERS,
@@ -46,7 +56,7 @@ def study(
         raise OptionError(f"--ablation-layers {ablation_layers!r}: give layer indices such as 0,15") from None
     chosen = StudyBudget.preset(budget).with_overrides(
         corpora=corpus, activation_tokens=activation_tokens, loss_tokens=loss_tokens, ablation_layers=layers,
-        ablation_mode=ablation_mode)
+        ablation_mode=ablation_mode.value if ablation_mode else None)
     report = run_study(model, out, workers=workers, resume=resume, seed=seed, show_progress=True,
                        stages=tuple(s.strip() for s in stages.split(",") if s.strip()), budget=chosen,
                        log=lambda line: console.print(f"[bold]study[/bold] {line}"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from . import DEFAULT_WORKERS, app, console
+from . import DEFAULT_WORKERS, app, console, writes_out
 
 
 def _print_changes(changes, top: int = 10) -> None:
@@ -31,6 +31,7 @@ def _print_changes(changes, top: int = 10) -> None:
 
 
 @app.command()
+@writes_out
 def track(
     checkpoints: list[str] = typer.Argument(..., help="checkpoint folders/files named by step (step1000, checkpoint-1000), "
                                             "glob patterns, or a folder of step-named entries (Pythia-style step1000/)"),
@@ -90,10 +91,17 @@ def experiment(
     """Train a built-in experiment, track its spectra, write OUT/metrics.csv, weights_over_steps.csv, report.html."""
     import torch
 
-    from ..dynamics.experiment import run_experiment
+    from ..outdir import OutputFolder
 
     torch.set_num_threads(threads)
-    out = out or Path(f"{name}-out")
+    with OutputFolder(out or Path(f"{name}-out"), option="out") as folder:
+        _run_experiment(name, folder.path, quick, steps, checkpoints, seed, n_perm, controls, workers, quiet)
+
+
+def _run_experiment(name: str, out: Path, quick: bool, steps: int | None, checkpoints: int | None, seed: int,
+                    n_perm: int, controls: bool, workers: int, quiet: bool) -> None:
+    from ..dynamics.experiment import run_experiment
+
     result = run_experiment(name, out, quick=quick, steps=steps, n_checkpoints=checkpoints, seed=seed, n_perm=n_perm,
                             controls=controls, workers=workers, show_progress=not quiet)
     for line in result.summary.get("timing", []):

@@ -54,7 +54,7 @@ def load_saved_dataset(
     if text_field not in columns:
         raise CorpusError(
             f"saved dataset {path} has no column {text_field!r} (its columns: "
-            f"{', '.join(columns) or 'none'}); name the text column with text_field="
+            f"{', '.join(columns) or 'none'})", option="text_field=", hint="name the text column with {option}",
         )
     feature = dataset.features[text_field]
     if not (
@@ -85,5 +85,6 @@ def _choose_split(path: Path, splits: list[str], split: str | None) -> str:
     if len(splits) == 1:
         return splits[0]
     raise CorpusError(
-        f"saved dataset {path} has several splits ({', '.join(splits)}); choose one with split="
+        f"saved dataset {path} has several splits ({', '.join(splits)})", option="split=",
+        hint="choose one with {option}",
     )

@@ -142,7 +142,8 @@ def read_jsonl(path: Path, text_field: str) -> tuple[list[str], pd.DataFrame | N
         if text_field not in record:
             raise CorpusError(
                 f"{path} line {lineno} has no field {text_field!r} (its fields: "
-                f"{', '.join(map(str, record)) or 'none'}); name the text field with text_field="
+                f"{', '.join(map(str, record)) or 'none'})", option="text_field=",
+                hint="name the text field with {option}",
             )
         value = record[text_field]
         if value is not None and not isinstance(value, str):
@@ -180,7 +181,8 @@ def read_parquet(path: Path, text_field: str) -> tuple[list[str], pd.DataFrame |
     if text_field not in table.column_names:
         raise CorpusError(
             f"{path} has no column {text_field!r} (its columns: "
-            f"{', '.join(table.column_names) or 'none'}); name the text column with text_field="
+            f"{', '.join(table.column_names) or 'none'})", option="text_field=",
+            hint="name the text column with {option}",
         )
     column_type = table.schema.field(text_field).type
     if not (

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..models.open_source import open_source
-from ..spectra.options import WeightsOptions
-from ..spectra.weights_run import run_weights
+from ..weights.options import WeightsOptions
+from ..weights.runner import run_weights
 from .series import Checkpoint
 from .sources import ShuffledSource
 

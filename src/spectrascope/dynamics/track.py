@@ -1,7 +1,7 @@
 """Track spectra (and optionally mechanisms) over a series of training checkpoints.
 
 Per checkpoint, in step order, :func:`track` computes the weight table of the weights engine
-(:func:`spectrascope.spectra.weights_run.run_weights`: alpha, alpha_weighted, the ERG gap
+(:func:`spectrascope.weights.runner.run_weights`: alpha, alpha_weighted, the ERG gap
 ``erg_delta``, stable rank, entropy, with ``mp_fit`` the Marchenko-Pastur spikes
 ``num_spikes``, with ``randomize`` the correlation traps ``num_traps``) and, on request,
 per-head QK/OV spectra, head scores, activation spectra on a fixed corpus and a user metric.
@@ -52,8 +52,8 @@ from ..errors import SpectrascopeError
 from ..models.open_source import open_source
 from ..models.roles import tensor_role
 from ..progress import progress_bar
-from ..spectra.options import WeightsOptions
-from ..spectra.weights_run import run_weights
+from ..weights.options import WeightsOptions
+from ..weights.runner import run_weights
 from ..tables import write_table
 from .digest import TensorDigests
 from .series import (

@@ -26,7 +26,7 @@ from torch import nn
 
 from spectrascope.arch import ArchSpec, HeadGeometry, find_spec, read_geometry
 from spectrascope.arch.spec import Capability, config_get
-from spectrascope.errors import ArchitectureError, SpectrascopeError
+from spectrascope.errors import ArchitectureError, InputError, OptionError
 
 if TYPE_CHECKING:
     from spectrascope.models.loaded import LoadedModel
@@ -140,21 +140,21 @@ class ModelHandle:
                 no pad token.
         """
         if self.tokenizer is None:
-            raise SpectrascopeError(
+            raise InputError(
                 f"model {self.name!r} has no tokenizer (no tokenizer files beside its weights): cannot tokenize text"
             )
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
         if not texts:
-            raise SpectrascopeError("nothing to tokenize: the list of texts is empty")
+            raise OptionError("nothing to tokenize: the list of texts is empty")
         if not all(isinstance(t, str) for t in texts):
-            raise SpectrascopeError("tokenize() takes a list of strings")
+            raise OptionError("tokenize() takes a list of strings")
         if max_length < 1:
-            raise SpectrascopeError(f"max_length must be at least 1 (got {max_length})")
+            raise OptionError(f"max_length must be at least 1 (got {max_length})")
         can_pad = self.tokenizer.pad_token_id is not None
         if len(texts) > 1 and not can_pad:
-            raise SpectrascopeError(f"the tokenizer of {self.name!r} has no pad or eos token: cannot batch texts")
+            raise ArchitectureError(f"the tokenizer of {self.name!r} has no pad or eos token: cannot batch texts")
         encoded = self.tokenizer(texts, padding=can_pad, truncation=True, max_length=max_length, return_tensors="pt")
         device = self.device
         return {k: v.to(device) for k, v in encoded.items()}
@@ -175,7 +175,7 @@ def device_of(model: Any) -> torch.device:
     """
     hf = model.hf if isinstance(model, ModelHandle) else getattr(model, "hf", model)
     if not isinstance(hf, nn.Module):
-        raise SpectrascopeError(f"expected a model, got {type(model).__name__}")
+        raise OptionError(f"expected a model, got {type(model).__name__}")
     parameter = next(hf.parameters(), None)
     return torch.device("cpu") if parameter is None else parameter.device
 
@@ -217,7 +217,7 @@ def as_model(model: ModelLike) -> ModelHandle:
         return _handle(hf, getattr(model, "tokenizer", None), str(name), model)
     if isinstance(model, nn.Module):
         return _handle(model, None, type(model).__name__, model)
-    raise SpectrascopeError(
+    raise OptionError(
         f"expected a model (a loaded model, a Hugging Face module, a bundled name or a path), got {type(model).__name__}"
     )
 

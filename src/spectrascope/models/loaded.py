@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..errors import SourceError, SpectrascopeError
+from ..errors import OptionError, SourceError, SpectrascopeError
 from .gguf_source import GGUF_MAGIC
 from .handle import as_model, device_of
 from .open_source import PICKLE_SUFFIXES
@@ -148,11 +148,11 @@ def _device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise SpectrascopeError(f"unknown device {device!r} ({_one_line(err)})") from None
+        raise OptionError(f"unknown {{option}} {device!r} ({_one_line(err)})", option="device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpectrascopeError(f"device {device!r} requested but CUDA is not available (use device='cpu')")
+        raise OptionError(f"{{option}} {device!r}: CUDA is not available here (use cpu)", option="device")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise SpectrascopeError(f"device {device!r} requested but MPS is not available (use device='cpu')")
+        raise OptionError(f"{{option}} {device!r}: MPS is not available here (use cpu)", option="device")
     return dev
 
 
@@ -161,7 +161,7 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
         return dtype
     value = getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise SpectrascopeError(f"unknown dtype {dtype!r} (use float32, float16 or bfloat16)")
+        raise OptionError(f"unknown {{option}} {dtype!r} (use float32, float16 or bfloat16)", option="dtype")
     return value
 
 
@@ -395,7 +395,7 @@ def load_model(
         try:
             model = model.to(dev)
         except (RuntimeError, AssertionError) as err:
-            raise SpectrascopeError(f"cannot move model {name!r} to {dev} ({_one_line(err)})") from None
+            raise OptionError(f"cannot move model {name!r} to {dev} ({_one_line(err)})") from None
     cfg = model.config
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     arch = ModelArch.from_config({**text_cfg.to_dict(), "architectures": config.get("architectures")}, kind)

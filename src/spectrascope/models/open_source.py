@@ -27,10 +27,9 @@ def _open_pickle(paths: Path | list[Path], allow_pickle: bool, config: dict | No
     paths = [paths] if isinstance(paths, Path) else paths
     path = paths[0]
     if not allow_pickle:
-        raise SourceError(
-            f"{path}: refusing to unpickle a checkpoint (it can run arbitrary code); convert it to "
-            "safetensors, or pass --allow-pickle to load it with torch.load(weights_only=True)"
-        )
+        raise SourceError(f"{path}: refusing to unpickle a checkpoint (it can run arbitrary code): convert it to "
+                          "safetensors", option="allow_pickle=True",
+                          hint="or pass {option} to load it with torch.load(weights_only=True)")
     import torch
 
     from .memory_source import StateDictSource
@@ -39,14 +38,25 @@ def _open_pickle(paths: Path | list[Path], allow_pickle: bool, config: dict | No
     for p in paths:
         try:
             shard = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise SourceError(f"{p}: cannot load with weights_only=True ({err})") from None
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds; each becomes one line
+            raise SourceError(f"{p}: cannot load with weights_only=True ({_pickle_problem(err)})") from None
         if not isinstance(shard, Mapping):
             raise SourceError(f"{p}: does not hold a state dict")
         state.update(shard)
     source = StateDictSource(state, config)
     source.description = f"pickle: {path if len(paths) == 1 else path.parent}"
     return source
+
+
+def _pickle_problem(err: BaseException) -> str:
+    """torch.load's error in one line: the object it refused (an unsupported global), else its
+    first line; never torch's advice to load with weights_only=False."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    refused = [line for line in lines if "unsupported global" in line.lower()]
+    if refused:
+        return f"it holds more than tensors: {refused[0].rstrip('.')}"
+    first = lines[0] if lines else type(err).__name__
+    return first.split(". Re-running")[0].split("Re-running")[0].strip() or type(err).__name__
 
 
 def _open_file(path: Path, allow_pickle: bool) -> TensorSource:

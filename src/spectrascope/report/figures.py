@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..spectra.summary import GOOD_ALPHA
+from ..weights.summary import GOOD_ALPHA
 
 _TEMPLATE = "plotly_white"
 

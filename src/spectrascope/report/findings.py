@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
-from ..spectra.summary import GOOD_ALPHA, role_summary
+from ..weights.summary import GOOD_ALPHA, role_summary
 from .labels import edit_label
 from .tables import StudyTables
 
@@ -38,7 +38,10 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
     if df is None or df.empty:
         return []
     ok = df[df["status"] == "success"]
-    lines = [f"Weight spectra: {len(ok)} of {len(df)} matrices of {model} have a power-law fit; "
+    analyzed = df[df["status"] != "skipped"]
+    n_skipped = len(df) - len(analyzed)
+    skipped = f" ({n_skipped} tensors skipped by the size and role filters, listed in the table)" if n_skipped else ""
+    lines = [f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
              f"{ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha {ok['alpha'].median():.2f}; "
              f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."]
     roles = role_summary(df).sort_values("mean_alpha")

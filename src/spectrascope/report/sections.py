@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
-from ..spectra.summary import role_summary, worst_matrices
+from ..weights.summary import role_summary, worst_matrices
 from .figures import (
     alpha_by_layer,
     bars_with_intervals,

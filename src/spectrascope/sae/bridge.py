@@ -197,9 +197,19 @@ def feature_tail_overlap(binding: SiteBinding, features_by_domain: dict[str, Seq
     return pd.DataFrame(rows)
 
 
-ABLATION_COLUMNS = ["domain", "intervention", "kind", "n_removed", "baseline", "loss", "damage", "damage_lo", "damage_hi"]
-"""Columns of :func:`feature_ablation`: ``damage`` = loss with the intervention - baseline (nats);
-for the random-feature control, the mean over draws with the 2.5 / 97.5 percentiles."""
+ABLATION_COLUMNS = ["domain", "intervention", "kind", "n_removed", "baseline", "loss", "damage", "damage_lo", "damage_hi",
+                    "excess", "excess_lo", "excess_hi", "n_texts"]
+"""Columns of :func:`feature_ablation`, losses in nats per token:
+
+- ``damage`` = loss with the intervention - baseline, token-weighted over the domain's texts;
+  ``damage_lo`` / ``damage_hi``: 95 % paired bootstrap interval over texts (the same texts with
+  and without the edit). For the random-feature control, the change averaged over the draws
+  in each text, then bootstrapped the same way.
+- ``excess`` (the ``features`` rows only): damage of the domain's features minus the mean
+  damage of as many random live features, per text, with its bootstrap interval: the
+  comparison with the control.
+- ``n_texts``: texts (rows of the loss batch) resampled.
+"""
 
 
 def _keep_mask(metric: Any) -> torch.Tensor:
@@ -209,24 +219,31 @@ def _keep_mask(metric: Any) -> torch.Tensor:
     return keep
 
 
-def features_removed_loss(binding: SiteBinding, metric: Any, features: Sequence[int]) -> float:
-    """The metric with ``features``' contributions subtracted at the site (all positions but the first)."""
-    sae = binding.sae
-    index = torch.as_tensor(list(features), dtype=torch.long, device=sae.device)
+def _row_scores(binding: SiteBinding, metric: Any, features: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, weights): per text, its mean next-token loss and scored tokens, with
+    ``features``' contributions subtracted at the site (all positions but the first; None: clean)."""
+    from ..trace.tracer import model_output_tensor
 
-    def remove(x: torch.Tensor) -> torch.Tensor:
-        codes = sae.encode(x)[:, index]
-        return x - codes @ sae.W_dec[index]
+    edits = {}
+    if features is not None:
+        sae = binding.sae
+        index = torch.as_tensor(list(features), dtype=torch.long, device=sae.device)
 
-    keep = [_keep_mask(metric)]
-    with hooks(binding.hf, {binding.site: binding.edit(remove, keep)}), torch.no_grad():
-        return float(metric(binding.hf))
+        def remove(x: torch.Tensor) -> torch.Tensor:
+            codes = sae.encode(x)[:, index]
+            return x - codes @ sae.W_dec[index]
+
+        edits = {binding.site: binding.edit(remove, [_keep_mask(metric)])}
+    with hooks(binding.hf, edits), torch.no_grad():
+        logits = model_output_tensor(binding.hf(**metric.forward_kwargs(binding.hf), use_cache=False))
+    scores = metric.row_scores(logits).detached()
+    return scores.values.numpy().astype(np.float64), scores.weights.numpy().astype(np.float64)
 
 
 def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequence[int]],
                      live_features: Sequence[int], loss_tokens: int = 256, seq_len: int = 128,
                      components: dict[str, Sequence[Any]] | None = None, n_random: int = 5, seed: int = 0,
-                     reference: Any = None) -> pd.DataFrame:
+                     reference: Any = None, n_boot: int = 1000) -> pd.DataFrame:
     """Domain-loss damage of removing domain-selective features vs random features vs components.
 
     Args:
@@ -235,9 +252,13 @@ def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequenc
         components: domain -> components (:mod:`spectrascope.mech.ablation` objects or names)
             to ablate on the same metric (mean ablation over ``reference``; None: none).
         reference: the mean-ablation reference batch (None: the domain's own batch).
+        n_boot: bootstrap resamples of the texts.
+    Returns:
+        a DataFrame of :data:`ABLATION_COLUMNS`.
     """
-    from ..mech.ablation_sweep import ablation_sweep
+    from ..mech.ablation_sweep import ablation_rows, damage_intervals
     from ..mech.metrics import corpus_loss
+    from ..stats.bootstrap import weighted_mean_interval
 
     rng = np.random.default_rng(seed)
     pool = np.asarray(list(live_features), dtype=int)
@@ -245,27 +266,35 @@ def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequenc
     for domain, features in features_by_domain.items():
         features = list(features)
         metric = corpus_loss(binding.loaded, domain, max_tokens=loss_tokens, seq_len=seq_len, seed=seed)
-        baseline = float(metric(binding.hf))
+        base, weights = _row_scores(binding, metric)
+        baseline = float((base * weights).sum() / weights.sum())
 
-        def row(intervention: str, kind: str, n: int, loss: float, lo=np.nan, hi=np.nan, domain=domain,
-                baseline=baseline) -> dict:
-            return {"domain": domain, "intervention": intervention, "kind": kind, "n_removed": n, "baseline": baseline,
-                    "loss": loss, "damage": loss - baseline, "damage_lo": lo, "damage_hi": hi}
+        def row(intervention: str, kind: str, n: int, change: np.ndarray, excess: np.ndarray | None = None,
+                domain=domain, baseline=baseline, weights=weights) -> dict:
+            damage = weighted_mean_interval(change, weights, n_boot, seed)
+            out = {"domain": domain, "intervention": intervention, "kind": kind, "n_removed": n, "baseline": baseline,
+                   "loss": baseline + damage.estimate, **damage.columns("damage"), "n_texts": damage.n_units}
+            if excess is not None:
+                out.update(weighted_mean_interval(excess, weights, n_boot, seed).columns("excess"))
+            return out
 
         if features:
-            rows.append(row(f"top {len(features)} {domain} features", "features", len(features),
-                            features_removed_loss(binding, metric, features)))
+            removed = _row_scores(binding, metric, features)[0] - base
             candidates = np.setdiff1d(pool, features)
+            random = None
             if candidates.size >= len(features) and n_random:
-                draws = [features_removed_loss(binding, metric, rng.choice(candidates, len(features), replace=False))
+                draws = [_row_scores(binding, metric, rng.choice(candidates, len(features), replace=False))[0] - base
                          for _ in range(n_random)]
-                damage = np.asarray(draws) - baseline
-                rows.append(row(f"{len(features)} random features", "random features", len(features),
-                                float(np.mean(draws)), float(np.percentile(damage, 2.5)),
-                                float(np.percentile(damage, 97.5))))
+                random = np.mean(draws, axis=0)
+            rows.append(row(f"top {len(features)} {domain} features", "features", len(features), removed,
+                            None if random is None else removed - random))
+            if random is not None:
+                rows.append(row(f"{len(features)} random features", "random features", len(features), random))
         chosen = list((components or {}).get(domain, []))
         if chosen:
-            sweep = ablation_sweep(binding.loaded, chosen, metric, mode="mean", reference=reference or metric)
-            for r in sweep.itertuples():
-                rows.append(row(r.component, r.kind, 1, float(r.value)))
+            sweep = ablation_rows(binding.loaded, chosen, metric, mode="mean", reference=reference or metric)
+            for r in damage_intervals(sweep, metric, n_boot, seed).itertuples():
+                rows.append({"domain": domain, "intervention": r.component, "kind": r.kind, "n_removed": 1,
+                             "baseline": baseline, "loss": baseline + r.damage, "damage": r.damage,
+                             "damage_lo": r.damage_lo, "damage_hi": r.damage_hi, "n_texts": r.n_rows})
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)

@@ -187,15 +187,34 @@ def _overview(folder: Path, quality: pd.DataFrame) -> list[str]:
     overlap = _read(folder, "sae_overlap")
     if overlap is not None and len(overlap):
         tail = overlap[overlap["part"] == "tail"]
+        above, below = int((tail["enrichment_lo"] > 1).sum()), int((tail["enrichment_hi"] < 1).sum())
         lines.append(f"Decoder directions of the top domain features sit in the power-law tails of the matrices that "
-                     f"read or write the site with median enrichment {tail['enrichment'].median():.2f}x random "
-                     f"directions (all features of the SAE: "
-                     f"{(tail['all_features_share'] / tail['random_share']).median():.2f}x).")
+                     f"read or write the site with median enrichment {tail['enrichment'].median():.2f}x random unit "
+                     f"directions (the control); per domain and matrix the 95 % interval (bootstrap over directions) "
+                     f"lies above 1 in {above} and below 1 in {below} of {len(tail)}. All live features of the SAE "
+                     f"give {(tail['all_features_share'] / tail['random_share']).median():.2f}x.")
     ablation = _read(folder, "sae_ablation")
-    if ablation is not None and len(ablation):
-        means = ablation.groupby("kind")["damage"].mean()
-        lines.append("Mean domain-loss change when removed: " + ", ".join(f"{k} {v:+.3f}" for k, v in means.items())
-                     + " nats.")
+    if ablation is not None and len(ablation) and "excess" in ablation:
+        lines.extend(_ablation_sentences(ablation))
+    return lines
+
+
+def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
+    """What removing features did to each domain's loss, against random features and components."""
+    lines = []
+    features = ablation[ablation["kind"] == "features"]
+    if len(features):
+        per_domain = "; ".join(f"{r.domain} {r.damage:+.3f} [{r.damage_lo:+.3f}, {r.damage_hi:+.3f}]"
+                               for r in features.itertuples())
+        excess = features.dropna(subset=["excess_lo"])
+        lines.append(f"Removing each domain's selective features changes its loss by (nats per token, 95 % bootstrap "
+                     f"over texts): {per_domain}. Against as many random live features (the control) the excess is "
+                     f"above zero in {int((excess['excess_lo'] > 0).sum())} and below zero in "
+                     f"{int((excess['excess_hi'] < 0).sum())} of {len(excess)} domains.")
+    others = ablation[~ablation["kind"].isin(["features", "random features"])]
+    for kind, g in others.groupby("kind"):
+        lines.append(f"Mean-ablating the {kind} components on the same texts: median damage {g['damage'].median():+.3f} "
+                     f"nats, interval above zero in {int((g['damage_lo'] > 0).sum())} of {len(g)} (domain, component) pairs.")
     return lines
 
 
@@ -227,7 +246,8 @@ def _overview_tables(folder: Path, quality: pd.DataFrame) -> list[pd.DataFrame]:
                             "all_features_share", "enrichment", "enrichment_lo", "enrichment_hi"]])
     ablation = _read(folder, "sae_ablation")
     if ablation is not None and len(ablation):
-        tables.append(ablation[["domain", "intervention", "kind", "damage", "damage_lo", "damage_hi"]])
+        tables.append(ablation[[c for c in ("domain", "intervention", "kind", "damage", "damage_lo", "damage_hi",
+                                            "excess", "excess_lo", "excess_hi") if c in ablation]])
     ranking = _read(folder, "feature_ranking")
     if ranking is not None and len(ranking):
         tables.append(ranking.head(20)[["rank", "feature", "top_domain", "specificity", "specificity_lo",

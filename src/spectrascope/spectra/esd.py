@@ -91,7 +91,7 @@ def _two_stage_routine(dtype):
                                ctypes.POINTER(ctype), ctypes.c_int, ctypes.POINTER(ctype)]
                 routine = (fn, ctype)
                 break
-    except Exception:  # any loader problem: use scipy
+    except Exception:  # noqa: BLE001 - any loader problem: use scipy
         routine = None
     _TWO_STAGE[key] = routine
     return routine
@@ -135,24 +135,6 @@ def gram_eigenvalues(W: np.ndarray, precision: Precision = "exact") -> np.ndarra
     G = A.T @ A
     evals = scipy.linalg.eigvalsh(G, driver="evd", check_finite=False, overwrite_a=True)
     return np.clip(evals.astype(np.float64), 0.0, None)
-
-
-def gram_eigenvalues_torch(W, precision: Precision = "fast", device: str = "cuda") -> np.ndarray:
-    """Same as :func:`gram_eigenvalues` computed with torch on ``device`` (e.g. a GPU).
-
-    Args:
-        W: torch tensor or numpy array, shape (N, M).
-    Returns:
-        float64 numpy array of shape (min(N, M),), ascending.
-    """
-    import torch
-
-    dtype = torch.float64 if precision == "exact" else torch.float32
-    A = torch.as_tensor(W).to(device=device, dtype=dtype)
-    if A.shape[0] < A.shape[1]:
-        A = A.T
-    evals = torch.linalg.eigvalsh(A.T @ A)
-    return np.clip(evals.double().cpu().numpy(), 0.0, None)
 
 
 def small_factor_product_eigenvalues(A: np.ndarray, B: np.ndarray) -> np.ndarray:

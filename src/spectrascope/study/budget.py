@@ -29,7 +29,7 @@ from enum import Enum
 
 from ..circuits.study import CircuitBudget
 from ..corpora import DEFAULT_CORPORA
-from ..errors import SpectrascopeError
+from ..errors import OptionError
 from ..mech.ablation import AblationMode
 from ..sae.study import SaeBudget
 
@@ -114,9 +114,11 @@ class StudyBudget:
             object.__setattr__(self, "ablation_mode", AblationMode(self.ablation_mode))
         except ValueError:
             modes = " or ".join(m.value for m in AblationMode if m is not AblationMode.RESAMPLE)
-            raise SpectrascopeError(f"unknown ablation mode {self.ablation_mode!r}: use {modes}") from None
+            raise OptionError(f"unknown ablation mode {self.ablation_mode!r} ({{option}}): use {modes}",
+                              option="ablation_mode") from None
         if self.ablation_mode is AblationMode.RESAMPLE:
-            raise SpectrascopeError("the study ablates by mean or zero (resample needs inputs of one shape)")
+            raise OptionError("{option}: the study ablates by mean or zero (resample needs inputs of one shape)",
+                              option="ablation_mode")
         object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", SaeBudget(**self.features))
@@ -125,15 +127,15 @@ class StudyBudget:
         object.__setattr__(self, "spectral_edits", tuple(str(x) for x in self.spectral_edits))
         unknown = [e for e in self.spectral_edits if e not in ("tail", "bulk", "drop_top")]
         if unknown:
-            raise SpectrascopeError(f"unknown spectral edit(s) {', '.join(unknown)}: use tail, bulk or drop_top")
+            raise OptionError(f"unknown spectral edit(s) {', '.join(unknown)}: use tail, bulk or drop_top")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                raise SpectrascopeError(f"budget {f.name} must be at least 1 (got {value})")
+                raise OptionError(f"budget {{option}} must be at least 1 (got {value})", option=f.name)
         if self.seq_len < 8:
-            raise SpectrascopeError(f"budget seq_len must be at least 8 tokens (got {self.seq_len})")
+            raise OptionError(f"budget seq_len must be at least 8 tokens (got {self.seq_len})")
         if not self.corpora.strip():
-            raise SpectrascopeError("budget corpora is empty: give at least one domain")
+            raise OptionError("budget {option} is empty: give at least one domain", option="corpora")
 
     def to_dict(self) -> dict:
         """Every budget by name (JSON-ready: enums as their values, tuples as lists)."""
@@ -148,7 +150,7 @@ class StudyBudget:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise SpectrascopeError(f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+            raise OptionError(f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
         return cls(**values)
 
     @classmethod
@@ -157,7 +159,7 @@ class StudyBudget:
         try:
             preset = BudgetPreset(name)
         except ValueError:
-            raise SpectrascopeError(f"unknown budget {name!r}: use small, default or large") from None
+            raise OptionError(f"unknown {{option}} {name!r}: use small, default or large", option="budget") from None
         return {BudgetPreset.SMALL: cls.small, BudgetPreset.DEFAULT: cls, BudgetPreset.LARGE: cls.large}[preset]()
 
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import SpectrascopeError
+from ..errors import InputError
 from .budget import StudyBudget
 
 
@@ -42,5 +42,5 @@ class StudyContext:
         if not path.exists():
             if missing_ok:
                 return None
-            raise SpectrascopeError(f"table {stage}/{table} is missing: run the {stage!r} stage first")
+            raise InputError(f"table {stage}/{table} is missing: run the {stage!r} stage first")
         return pd.read_parquet(path)

@@ -12,18 +12,8 @@ import json
 from pathlib import Path
 
 from .. import __version__
+from ..fingerprint import model_identity
 from .budget import StudyBudget
-
-
-def model_identity(model: str | Path) -> dict:
-    """The files behind a bundled model name or a path: name, size and mtime of each."""
-    from ..models.zoo import BUNDLED, bundled_path
-
-    path = bundled_path(str(model)) if isinstance(model, str) and model in BUNDLED else Path(model)
-    path = path.expanduser().resolve()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {"path": str(path), "files": [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size,
-                                          f.stat().st_mtime_ns] for f in files if f.exists()]}
 
 
 def stage_fingerprint(stage: str, model: str | Path, seed: int, budget: StudyBudget) -> dict:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import SpectrascopeError
+from ..errors import InputError, OptionError, ResumeError
+from ..outdir import OutputFolder
 from ..tables import write_table
 from .budget import StudyBudget
 from .context import StudyContext
@@ -45,7 +46,8 @@ def _marker(out: Path, stage: str) -> dict | None:
 def _plan(stages: Sequence[str], budget: StudyBudget) -> list[Stage]:
     unknown = [s for s in stages if s not in BY_NAME]
     if unknown:
-        raise SpectrascopeError(f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+        raise OptionError(f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}",
+                          option="stages")
     return [s for s in STAGES if s.name in set(stages) and s.enabled(budget)]
 
 
@@ -61,7 +63,7 @@ def _check_inputs(plan: list[Stage], out: Path, fingerprints: dict[str, dict]) -
             fresh = marker is not None and not differences(marker.get("fingerprint", {}), fingerprints[source])
             if not fresh or not (out / source / f"{table}.parquet").exists():
                 why = "is missing" if marker is None else "was computed with other inputs"
-                raise SpectrascopeError(
+                raise InputError(
                     f"stage {stage.name!r} reads {needed}, which {why} in {out}: run the {source!r} stage first "
                     f"(--stages {source},{stage.name})")
         produced.update(f"{stage.name}/{t}" for t in stage.produces)
@@ -104,6 +106,12 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
     out = Path(out)
     budget = budget or StudyBudget()
     plan = _plan(stages, budget)
+    with OutputFolder(out, option="out"):  # checked writable and held by this run, before any work
+        return _run(model, out, plan, workers, resume, seed, show_progress, budget, log)
+
+
+def _run(model, out: Path, plan: list[Stage], workers: int, resume: bool, seed: int, show_progress: bool,
+         budget: StudyBudget, log: Callable[[str], None] | None) -> Path:
     ctx = StudyContext(str(model), out, budget, workers, seed, show_progress)
     fingerprints = {s.name: stage_fingerprint(s.name, model, seed, budget) for s in STAGES}
     if resume:
@@ -112,11 +120,10 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
             if marker is not None:
                 changed = differences(marker.get("fingerprint", {}), fingerprints[stage.name])
                 if changed:
-                    raise SpectrascopeError(
-                        f"--resume: stage {stage.name!r} in {out} was computed with a different {', '.join(changed)}; "
-                        "rerun without --resume to recompute it, or use another --out")
+                    raise ResumeError(
+                        f"{{option}}: stage {stage.name!r} in {out} was computed with a different {', '.join(changed)}",
+                        option="resume=True", hint="rerun without {option} to recompute it, or write to another folder")
     _check_inputs(plan, out, fingerprints)
-    out.mkdir(parents=True, exist_ok=True)
     timings, resumed = {}, []
     for stage in plan:
         marker = _marker(out, stage.name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from spectrascope.errors import SpectrascopeError
+from spectrascope.errors import NumericalError, OptionError
 
 
 class RunningMoments:
@@ -70,16 +70,16 @@ class RunningMoments:
             ``self``.
         """
         if vectors.dim() < 1:
-            raise SpectrascopeError("RunningMoments.update needs vectors of shape (..., d)")
+            raise OptionError("RunningMoments.update needs vectors of shape (..., d)")
         dim = vectors.shape[-1]
         if self._sum is None:
             self._allocate(dim, self._device or vectors.device)
         elif dim != self.dim:
-            raise SpectrascopeError(f"RunningMoments of width {self.dim} got vectors of width {dim}")
+            raise OptionError(f"RunningMoments of width {self.dim} got vectors of width {dim}")
         rows = vectors.detach().reshape(-1, dim)
         if mask is not None:
             if tuple(mask.shape) != tuple(vectors.shape[:-1]):
-                raise SpectrascopeError(
+                raise OptionError(
                     f"mask shape {tuple(mask.shape)} does not match the vectors' leading shape "
                     f"{tuple(vectors.shape[:-1])}"
                 )
@@ -98,7 +98,7 @@ class RunningMoments:
         if self._sum is None:
             self._allocate(other._sum.shape[0], self._device or other._sum.device)
         elif other.dim != self.dim:
-            raise SpectrascopeError(f"cannot merge RunningMoments of widths {self.dim} and {other.dim}")
+            raise OptionError(f"cannot merge RunningMoments of widths {self.dim} and {other.dim}")
         assert self._sum is not None and self._sum_outer is not None and other._sum_outer is not None
         self._sum += other._sum.to(self._sum.device)
         self._sum_outer += other._sum_outer.to(self._sum_outer.device)
@@ -110,14 +110,14 @@ class RunningMoments:
         """Mean vector mu, float64, shape (d,)."""
         total, _ = self._require()
         if self.count == 0:
-            raise SpectrascopeError("RunningMoments.mean: no vectors accumulated")
+            raise NumericalError("RunningMoments.mean: no vectors accumulated")
         return total / self.count
 
     def second_moment(self) -> torch.Tensor:
         """Uncentered second moment X^T X / n, float64, shape (d, d)."""
         _, outer = self._require()
         if self.count == 0:
-            raise SpectrascopeError("RunningMoments.second_moment: no vectors accumulated")
+            raise NumericalError("RunningMoments.second_moment: no vectors accumulated")
         return outer / self.count
 
     def covariance(self, ddof: int = 1) -> torch.Tensor:
@@ -128,7 +128,7 @@ class RunningMoments:
         """
         total, outer = self._require()
         if self.count - ddof <= 0:
-            raise SpectrascopeError(
+            raise NumericalError(
                 f"RunningMoments.covariance: {self.count} vectors are too few for ddof={ddof}"
             )
         centered = outer - torch.outer(total, total) / self.count
@@ -137,7 +137,7 @@ class RunningMoments:
 
     def _require(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._sum is None or self._sum_outer is None:
-            raise SpectrascopeError("RunningMoments: no vectors accumulated yet (width unknown)")
+            raise NumericalError("RunningMoments: no vectors accumulated yet (width unknown)")
         return self._sum, self._sum_outer
 
     def __repr__(self) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ...spectra.options import WeightsOptions
-from ...spectra.weights_run import run_weights
+from ...weights.options import WeightsOptions
+from ...weights.runner import run_weights
 from ..context import StudyContext
 
 

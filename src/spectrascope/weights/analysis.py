@@ -1,4 +1,5 @@
-"""Analyze one weight matrix: filters, sanity checks, ESD, fit and optional extras -> one row."""
+"""Analyze one weight matrix: filters, sanity checks, ESD, fit and optional extras -> the
+metric columns of its row (spectra/ does the numerics; this module decides what to run)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .esd import gram_eigenvalues, gram_eigenvalues_torch
-from .marchenko_pastur import fit_marchenko_pastur
-from .metrics import spectrum_metrics
-from .options import WeightsOptions
-from .partial import PartialConfig, partial_metrics, partial_spectrum
-from .traps import correlation_traps
+from ..spectra.esd import gram_eigenvalues
+from ..spectra.marchenko_pastur import fit_marchenko_pastur
+from ..spectra.metrics import spectrum_metrics
+from ..spectra.partial import PartialConfig, partial_metrics, partial_spectrum
+from ..spectra.traps import correlation_traps
+from .options import Device, Spectrum, WeightsOptions
 
 MP_COLUMNS = ["num_spikes", "sigma_mp", "bulk_max", "mp_softrank"]
 TRAP_COLUMNS = ["rand_lambda_max", "rand_distance", "rand_log_distance", "num_traps", "num_structure_spikes"]
@@ -23,9 +24,9 @@ PARTIAL_MIN_COLUMNS = 64
 def uses_partial(shape: tuple[int, ...], options: WeightsOptions) -> bool:
     """Whether a matrix of this shape gets a partial spectrum under these options."""
     N, M = max(shape), min(shape)
-    if options.spectrum == "full" or M < PARTIAL_MIN_COLUMNS:
+    if options.spectrum is Spectrum.FULL or M < PARTIAL_MIN_COLUMNS:
         return False
-    if options.spectrum == "partial":
+    if options.spectrum is Spectrum.PARTIAL:
         return True
     return M > options.partial_min_m or M > options.max_evals or N > options.max_N
 
@@ -91,7 +92,9 @@ def analyze_matrix(name: str, W: np.ndarray, options: WeightsOptions, device: st
             return row
     else:
         if evals is None:
-            if device == "cuda":
+            if device == Device.CUDA:
+                from .torch_kernels import gram_eigenvalues_torch
+
                 evals = gram_eigenvalues_torch(W, options.precision, device="cuda")
             else:
                 evals = gram_eigenvalues(W, options.precision)
