@@ -12,25 +12,16 @@ import json
 from pathlib import Path
 
 from .. import __version__
-from ..fingerprint import model_identity
+from ..fingerprint import differences, model_identity
 from .budget import StudyBudget
+
+__all__ = ["canonical", "differences", "stage_fingerprint"]
 
 
 def stage_fingerprint(stage: str, model: str | Path, seed: int, budget: StudyBudget) -> dict:
     """The fingerprint of one stage's results."""
     return {"stage": stage, "version": __version__, "model": model_identity(model), "seed": int(seed),
             "budget": budget.to_dict()}
-
-
-def differences(recorded: dict, current: dict) -> list[str]:
-    """Human-readable names of what differs between two fingerprints (empty when equal)."""
-    out = []
-    for key in ("version", "model", "seed"):
-        if recorded.get(key) != current.get(key):
-            out.append(key)
-    old, new = recorded.get("budget", {}), current.get("budget", {})
-    out += [f"budget {k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    return out
 
 
 def canonical(fingerprint: dict) -> str:
