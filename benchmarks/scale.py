@@ -46,7 +46,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from measure import run_measured  # noqa: E402
+from measure import run_measured
 
 ROOT = HERE.parent
 DEFAULT_CKPT = Path("/work/data/synth-llama2-7b")
@@ -55,7 +55,7 @@ CLI = [PY, "-m", "spectrascope.cli"]
 
 
 def load_avg() -> str:
-    return "load average %.1f %.1f %.1f" % os.getloadavg()
+    return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -125,8 +125,8 @@ def part_accuracy(args) -> dict:
     from spectrascope.models.gguf_convert import convert_gguf
     from spectrascope.models.open_source import open_source
     from spectrascope.models.zoo import bundled_path
-    from spectrascope.weights.plan import plan_tasks
     from spectrascope.weights.options import WeightsOptions
+    from spectrascope.weights.plan import plan_tasks
 
     specs = []
     for set_name, path in [("SmolLM2-135M", convert_gguf(bundled_path("smollm2-135m"))), ("MiniLM-L6", bundled_path("minilm-l6"))]:
@@ -164,7 +164,7 @@ def accuracy_tables(data: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             "max |d alpha|": f"{g.dalpha.max():.2f}",
             "mean k/M": f"{g['k/M'].mean():.2f}",
             "mean L/M": f"{g['L/M'].mean():.2f}",
-            "stopped early (k<M)": int(len(p)),
+            "stopped early (k<M)": len(p),
             "  of which within 0.05": f"{(p.dalpha <= 0.05).mean():.1%}" if len(p) else "-",
             "  median ERG |d num|/M": f"{p['erg_num_err/M'].median():.3f}" if len(p) else "-",
             "  median |d log_alpha_norm|": f"{p.lan_err.median():.1e}" if len(p) else "-",
@@ -189,10 +189,10 @@ def part_costs(args) -> dict:
     from threadpoolctl import threadpool_limits
 
     from spectrascope.models.open_source import open_source
-    from spectrascope.weights.tasks import load_matrix
     from spectrascope.spectra.esd import gram_eigenvalues
     from spectrascope.spectra.metrics import spectrum_metrics
     from spectrascope.spectra.partial import PartialConfig, partial_metrics, partial_spectrum
+    from spectrascope.weights.tasks import load_matrix
 
     threadpool_limits(1)
     source = open_source(args.checkpoint)
@@ -311,7 +311,7 @@ def part_extrapolate(args) -> dict:
     print(f"extrapolate: {load_avg()}", flush=True)
     script = _load_script()
     for kind, (shape, count) in LLAMA2_70B.items():
-        if kind.startswith("embed") or kind.startswith("down"):
+        if kind.startswith(("embed", "down")):
             continue  # same Gram cost class as gate/up (N x M with M = 8192): scaled below
         W = np.concatenate(list(script.generate_rows(f"70b.{kind}", shape, 0)), axis=0)
         N, M = max(shape), min(shape)

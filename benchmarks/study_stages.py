@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import run_measured  # noqa: E402
+from measure import run_measured
 
 
 def part_stages(args) -> None:
@@ -50,8 +50,8 @@ def part_stages(args) -> None:
 
 def part_edit_cost(args) -> None:
     from spectrascope.corpora import load_corpus
-    from spectrascope.mech.components import AttnBlock, MlpBlock, SpectralComponent
     from spectrascope.mech.ablation_sweep import ablation_rows
+    from spectrascope.mech.components import AttnBlock, MlpBlock, SpectralComponent
     from spectrascope.mech.metrics import text_loss
     from spectrascope.models.loaded import load_model
 
@@ -83,9 +83,9 @@ def part_atp(args) -> None:
     from scipy.stats import spearmanr
 
     from spectrascope.corpora import load_corpus
-    from spectrascope.mech.components import AttnBlock, MlpBlock
     from spectrascope.mech.ablation_attribution import ablation_attribution
     from spectrascope.mech.ablation_sweep import ablation_rows
+    from spectrascope.mech.components import AttnBlock, MlpBlock
     from spectrascope.mech.metrics import text_loss
     from spectrascope.models.loaded import load_model
 

@@ -37,11 +37,11 @@ BASE = {"d_model": 4096, "mlp": 11008, "vocab": 32000, "layers": 32, "head_dim":
 
 def llama_shapes(scale: float = 1.0, layers: int | None = None) -> tuple[list[tuple[str, tuple[int, ...]]], dict]:
     """(name, shape) of every tensor in file order, and the HF config."""
-    d = max(16, int(round(BASE["d_model"] * scale)))
-    mlp = max(16, int(round(BASE["mlp"] * scale)))
-    vocab = max(32, int(round(BASE["vocab"] * scale)))
-    n_layers = layers if layers is not None else max(1, int(round(BASE["layers"] * min(1.0, scale * 8))))
-    head_dim = BASE["head_dim"] if d >= BASE["head_dim"] else d
+    d = max(16, round(BASE["d_model"] * scale))
+    mlp = max(16, round(BASE["mlp"] * scale))
+    vocab = max(32, round(BASE["vocab"] * scale))
+    n_layers = layers if layers is not None else max(1, round(BASE["layers"] * min(1.0, scale * 8)))
+    head_dim = min(BASE["head_dim"], d)
     n_heads = max(1, d // head_dim)
     shapes: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, d))]
     for i in range(n_layers):
@@ -122,8 +122,7 @@ def write_shard(path: Path, tensors: list[tuple[str, tuple[int, ...]]], seed: in
         fh.write(struct.pack("<Q", len(blob)))
         fh.write(blob)
         for name, shape in tensors:
-            for chunk in generate_rows(name, shape, seed):
-                fh.write((to_bf16_bits(chunk) if dtype == "bf16" else chunk.astype(np.float32)).tobytes())
+            fh.writelines((to_bf16_bits(chunk) if dtype == "bf16" else chunk.astype(np.float32)).tobytes() for chunk in generate_rows(name, shape, seed))
 
 
 def make_checkpoint(out: Path, seed: int = 0, scale: float = 1.0, layers: int | None = None,

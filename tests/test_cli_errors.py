@@ -145,7 +145,7 @@ def cli_results(inputs) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
         path, extra = inputs[name]
         out = path.parent / f"out_{name}"
         cmd = [sys.executable, "-m", "spectrascope.cli", *_weights_args(path, out, extra)]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180), out
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, check=False), out
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         return dict(zip(SUBPROCESS_CASES, pool.map(run, SUBPROCESS_CASES)))
@@ -153,7 +153,7 @@ def cli_results(inputs) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
 
 @pytest.mark.parametrize("case", SUBPROCESS_ERROR_CASES)
 def test_bad_input_is_one_error_line(cli_results, case):
-    proc, out = cli_results[case]
+    proc, _out = cli_results[case]
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -212,7 +212,7 @@ def test_console_script_reports_errors_the_same_way(tmp_path):
     if not script.exists():
         pytest.fail(f"console script not installed at {script}")
     proc = subprocess.run([str(script), "weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet",
-                           "--workers", "1"], capture_output=True, text=True, timeout=120)
+                           "--workers", "1"], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()

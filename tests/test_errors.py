@@ -106,14 +106,14 @@ def test_api_corpus_hint_names_the_parameter(tmp_path):
 
 
 @pytest.mark.parametrize("args,line", [
-    (["--activation-tokens", "0"], "error: Invalid value for '--activation-tokens': Input should be greater than or "
-                                   "equal to 1 (see 'spectrascope study --help')"),
-    (["--loss-tokens", "-2"], "error: Invalid value for '--loss-tokens': Input should be greater than or equal to 2 "
-                              "(see 'spectrascope study --help')"),
-    (["--ablation-mode", "median"], "error: Invalid value for '--ablation-mode': 'median' is not one of 'mean', "
-                                    "'zero'. (see 'spectrascope study --help')"),
-    (["--budget", "huge"], "error: Invalid value for '--budget': 'huge' is not one of 'small', 'default', 'large'. "
-                           "(see 'spectrascope study --help')"),
+    (["--activation-tokens", "0"], ("error: Invalid value for '--activation-tokens': Input should be greater than or "
+                                   "equal to 1 (see 'spectrascope study --help')")),
+    (["--loss-tokens", "-2"], ("error: Invalid value for '--loss-tokens': Input should be greater than or equal to 2 "
+                              "(see 'spectrascope study --help')")),
+    (["--ablation-mode", "median"], ("error: Invalid value for '--ablation-mode': 'median' is not one of 'mean', "
+                                    "'zero'. (see 'spectrascope study --help')")),
+    (["--budget", "huge"], ("error: Invalid value for '--budget': 'huge' is not one of 'small', 'default', 'large'. "
+                           "(see 'spectrascope study --help')")),
     (["--corpus", " "], "error: budget --corpus is empty: give at least one domain"),
 ])
 def test_study_budget_errors_name_the_study_flags(args, line, tmp_path, monkeypatch, capsys):
@@ -123,10 +123,10 @@ def test_study_budget_errors_name_the_study_flags(args, line, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("args,line", [
-    (["--seq-len", "0"], "error: Invalid value for '--seq-len': Input should be greater than or equal to 2 "
-                         "(see 'spectrascope activations --help')"),
-    (["--max-tokens", "0"], "error: Invalid value for '--max-tokens': Input should be greater than or equal to 1 "
-                            "(see 'spectrascope activations --help')"),
+    (["--seq-len", "0"], ("error: Invalid value for '--seq-len': Input should be greater than or equal to 2 "
+                         "(see 'spectrascope activations --help')")),
+    (["--max-tokens", "0"], ("error: Invalid value for '--max-tokens': Input should be greater than or equal to 1 "
+                            "(see 'spectrascope activations --help')")),
 ])
 def test_activation_budgets_are_checked_before_the_model_is_loaded(args, line, tmp_path, monkeypatch, capsys):
     loaded = []

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from spectrascope.activations.batching import text_batches
-from spectrascope.trace.passes import SiteMoments, run_pass
 from spectrascope.activations.run import run_activations
 from spectrascope.errors import CorpusError, SiteError, SpectrascopeError
 from spectrascope.trace import run_with_cache
+from spectrascope.trace.passes import SiteMoments, run_pass
 
 
 def test_tables_have_one_row_per_site_layer_domain_and_variant(tiny_lm, tmp_path):
-    acts, energy, massive = run_activations(tiny_lm, corpora="calendar,arithmetic", sites="resid_post,mlp_out",
+    acts, energy, _massive = run_activations(tiny_lm, corpora="calendar,arithmetic", sites="resid_post,mlp_out",
                                             max_tokens=600, calibration_tokens=200, out_dir=tmp_path, n_boot=100)
     assert len(acts) == 2 * 2 * 2 * 2 and len(energy) == 8
     assert set(acts["site"]) == {"resid_post", "mlp_out"} and set(acts["domain"]) == {"calendar", "arithmetic"}

@@ -28,12 +28,12 @@ from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.logit_lens import lens_logits
 from spectrascope.mech.metrics import NextTokenLoss
 from spectrascope.models.handle import as_model
-from spectrascope.weights.projections import split_projections
 from spectrascope.trace import list_sites, run_with_cache
 from spectrascope.trace.architectures import bind
 from spectrascope.trace.resume import forward_from_layer, resumable
 from spectrascope.trace.tracer import model_output_tensor
 from spectrascope.weights.api import analyze_heads, analyze_weights
+from spectrascope.weights.projections import split_projections
 
 NAMES = list(CASES)
 ATOL = 1e-5

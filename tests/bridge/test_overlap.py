@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from spectrascope.trace.passes import PassState, TextBatch
 from spectrascope.bridge.input_shares import InputShares
 from spectrascope.bridge.overlap import mode_table, variance_share
 from spectrascope.bridge.subspaces import matrix_subspaces
+from spectrascope.trace.passes import PassState, TextBatch
 
 
 def test_variance_share_by_hand():

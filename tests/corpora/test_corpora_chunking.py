@@ -23,7 +23,7 @@ def test_chunk_paragraphs_packs_within_budget():
 
 
 def test_chunk_paragraphs_splits_a_long_paragraph_at_lines():
-    paragraph = "\n".join("line %02d" % i for i in range(50))
+    paragraph = "\n".join(f"line {i:02d}" for i in range(50))
     chunks = chunk_paragraphs(paragraph, max_chars=100)
     assert all(len(c) <= 100 for c in chunks)
     assert "\n".join(chunks) == paragraph

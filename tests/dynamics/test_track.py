@@ -142,7 +142,6 @@ def test_cli_track_writes_tables_and_report(series_dir, tmp_path, run_cli):
 
 def test_a_gguf_series(tmp_path):
     import torch
-
     from model_builders import write_llama_gguf
 
     model = tiny_llama()

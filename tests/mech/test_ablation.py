@@ -12,10 +12,10 @@ import transformers
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.ablation import AblationMode, ablate, find_weight, resolve_components
-from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent, SpectralKeep, parse_component
-from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.ablation_sweep import ablation_rows, ablation_sweep, rank_by_damage
+from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent, SpectralKeep, parse_component
 from spectrascope.mech.metrics import LogitDifference, NextTokenLoss
+from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.toy_models import load_toy_induction
 
 # ----------------------------------------------------------------------------- the micro model

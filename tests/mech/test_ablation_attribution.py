@@ -9,11 +9,11 @@ import torch
 import transformers
 
 from spectrascope.mech.ablation import find_weight
-from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent
-from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.ablation_attribution import ablation_attribution
 from spectrascope.mech.ablation_sweep import ablation_rows
+from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent
 from spectrascope.mech.metrics import NextTokenLoss
+from spectrascope.mech.spectral_edit import spectral_edit
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from spectrascope.errors import SpectrascopeError
 from spectrascope.corpora.calendar_probe import calendar_texts
+from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.circular import (
     CALENDAR_COLUMNS,
     CIRCLE_COLUMNS,

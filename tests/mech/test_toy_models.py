@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from spectrascope.mech.ablation import ablate, all_heads
-from spectrascope.mech.components import Head
 from spectrascope.mech.ablation_sweep import ablation_sweep
+from spectrascope.mech.components import Head
 from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.metrics import repeated_loss
 from spectrascope.mech.toy_models import (

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_builders import gguf_name, llama_cpp_permute, tiny_llama, write_hf_dir, write_llama_gguf
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from model_builders import gguf_name, llama_cpp_permute, tiny_llama, write_hf_dir, write_llama_gguf
 from spectrascope.models.gguf_names import hf_name, rotary_permute, unpermute_rotary
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import tensor_role
@@ -82,7 +82,7 @@ def test_gguf_reports_hf_names(llama_gguf):
 
 
 def test_gguf_reports_hf_out_in_shapes(llama_gguf):
-    path, state, model = llama_gguf
+    path, state, _model = llama_gguf
     shapes = {i.name: i.shape for i in open_source(path).tensors()}
     assert shapes == {k: v.shape for k, v in state.items()}
     # spelled out: Linear weights are (out, in); k/v are narrower than q under GQA

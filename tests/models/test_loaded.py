@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_builders import tiny_llama, write_llama_gguf
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     BertConfig,
@@ -30,7 +31,6 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from model_builders import tiny_llama, write_llama_gguf
 from spectrascope.errors import SourceError, SpectrascopeError
 from spectrascope.models import gguf_convert, tokenizer_cache
 from spectrascope.models.gguf_convert import CACHE_ENV

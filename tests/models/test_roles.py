@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_builders import tiny_bert, tiny_gpt2, tiny_llama, tiny_neox
 from safetensors.torch import save_file
 
-from model_builders import tiny_bert, tiny_gpt2, tiny_llama, tiny_neox
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import ROLES, family, head_geometry, tensor_role
 from spectrascope.weights.api import analyze_weights

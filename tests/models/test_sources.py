@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_builders import plain_state, tiny_llama, write_hf_dir, write_sharded
 from safetensors.torch import save_file
 
-from model_builders import plain_state, tiny_llama, write_hf_dir, write_sharded
 from spectrascope.errors import SourceError
 from spectrascope.models.open_source import open_source
 from spectrascope.models.tensor_source import TensorInfo

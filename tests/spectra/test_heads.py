@@ -8,8 +8,8 @@ import transformers
 from spectrascope.models.roles import HeadGeometry
 from spectrascope.spectra.esd import small_factor_product_eigenvalues
 from spectrascope.spectra.heads import head_rows
-from spectrascope.weights.projections import split_projections
 from spectrascope.weights.api import analyze_heads
+from spectrascope.weights.projections import split_projections
 
 
 def test_small_factor_spectrum_equals_full_product():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from spectrascope.spectra.esd import gram_eigenvalues
+from spectrascope.spectra.traps import correlation_traps, spectrum_distance, weightwatcher_rand_distance
 from spectrascope.weights.analysis import analyze_matrix
 from spectrascope.weights.options import WeightsOptions
-from spectrascope.spectra.traps import correlation_traps, spectrum_distance, weightwatcher_rand_distance
 
 
 def test_reproducible_and_seed_dependent():

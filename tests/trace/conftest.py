@@ -29,7 +29,7 @@ D_MODEL = 64
 N_HEADS = 4
 D_MLP = 128
 
-_SHARED = dict(vocab_size=VOCAB, num_hidden_layers=N_LAYERS, num_attention_heads=N_HEADS)
+_SHARED = {"vocab_size": VOCAB, "num_hidden_layers": N_LAYERS, "num_attention_heads": N_HEADS}
 _DECODER = dict(
     _SHARED, hidden_size=D_MODEL, intermediate_size=D_MLP, num_key_value_heads=2, max_position_embeddings=64
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .run import run_activations
 from ..corpora import DEFAULT_CORPORA
+from .run import run_activations
 
 
 def analyze_activations(model, corpora: str = DEFAULT_CORPORA,

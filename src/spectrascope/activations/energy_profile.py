@@ -18,9 +18,9 @@ import pandas as pd
 from ..corpora import corpus_texts
 from ..errors import OptionError
 from ..models.gguf_convert import cache_root
+from ..models.handle import as_model
 from ..trace import run_with_cache
 from ..trace.passes import SiteMoments, run_pass
-from ..models.handle import as_model
 from .run import DEFAULT_CORPORA, calibration_batches, site_label, site_list
 from .token_energy import DEFAULT_RIDGE, ReferenceGaussian
 

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from ..arch import config_get
+from ..corpora import DEFAULT_CORPORA
 from ..errors import ArchitectureError
 from ..models.handle import ModelLike, as_model
 from ..progress import progress_bar
@@ -40,7 +41,6 @@ from ..report.figures import heatmap
 from ..report.html import Section
 from ..tables import write_table
 from ..trace.architectures import bind
-from ..corpora import DEFAULT_CORPORA
 from .batching import token_batches
 
 ROUTING_COLUMNS = ["layer", "domain", "expert", "n_tokens", "assignments", "frequency", "enrichment", "mean_prob"]

@@ -152,7 +152,7 @@ class ChannelStats:
         chans = torch.cat(self.top_channels)
         ids = torch.cat(self.top_token_ids)
         out: dict[int, Counter] = {}
-        wanted = set(int(c) for c in channels)
+        wanted = {int(c) for c in channels}
         hit = values >= threshold
         for row, col in zip(*torch.nonzero(hit, as_tuple=True), strict=True):
             c = int(chans[row, col])

@@ -31,14 +31,14 @@ from torch import nn
 
 from ..corpora import DEFAULT_CORPORA, Corpus, corpus_texts
 from ..errors import SiteError, at_least
-from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
 from ..models.handle import as_model
+from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
 from ..tables import write_table
 from ..trace import parse_site
 from ..trace.architectures import bind
+from ..trace.passes import Collector, SiteMoments, TextBatch, run_pass
 from ..trace.sites import SiteKind
 from ..trace.tracer import resolve_sites
-from ..trace.passes import Collector, SiteMoments, TextBatch, run_pass
 from .batching import text_batches
 from .controls import isotropic_null
 from .covariance_spectra import activation_spectrum_row

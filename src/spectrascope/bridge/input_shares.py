@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..trace.passes import PassState, PreHook
 from ..stats.bootstrap import Interval, ratio_interval
+from ..trace.passes import PassState, PreHook
 from .subspaces import MatrixSubspaces
 
 PARTS = ("tail", "erg", "bulk")

@@ -68,9 +68,9 @@ def circuit(
     from ..circuits.figures import circuit_section, spectral_section
     from ..circuits.layout import llama_layout, model_handle
     from ..circuits.tasks import builtin_task, jsonl_task
+    from ..models.loaded import load_model
     from ..report.html import render
     from ..tables import write_table
-    from ..models.loaded import load_model
 
     loaded = model_handle(load_model(model, device=require_device(device)))
     llama_layout(loaded.hf)  # refuse other families before any work

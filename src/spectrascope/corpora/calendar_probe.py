@@ -13,7 +13,6 @@ from ..errors import OptionError
 from .dates import MONTHS, ORDINALS, WEEKDAYS
 from .registry import load_corpus
 
-
 #: Extra month contexts (the ``calendar`` corpus has only a few per month; see :func:`calendar_texts`).
 MONTH_TEMPLATES: tuple[str, ...] = (
     "{name} was born in {w}.",

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import SpectrascopeError
 from ..models.open_source import open_source
 from ..weights.options import WeightsOptions
 from ..weights.runner import run_weights
@@ -37,7 +38,7 @@ def shuffled_over_steps(series: Sequence[Checkpoint], precision: str = "exact", 
     for cp in series:
         try:
             source = open_source(cp.path)
-        except Exception:
+        except (SpectrascopeError, OSError):  # open_source's failures: SourceError, unreadable files
             continue
         table, _ = run_weights(ShuffledSource(source, seed), options)
         table.insert(0, "step", cp.step)

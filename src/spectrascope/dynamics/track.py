@@ -52,9 +52,9 @@ from ..errors import SpectrascopeError
 from ..models.open_source import open_source
 from ..models.roles import tensor_role
 from ..progress import progress_bar
+from ..tables import write_table
 from ..weights.options import WeightsOptions
 from ..weights.runner import run_weights
-from ..tables import write_table
 from .digest import TensorDigests
 from .series import (
     Checkpoint,

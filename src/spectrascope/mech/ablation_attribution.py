@@ -41,8 +41,8 @@ from spectrascope.mech.ablation import (
     reference_values,
     resolve_components,
 )
-from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.ablation_sweep import row_chunks
+from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar

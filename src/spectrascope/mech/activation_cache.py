@@ -37,7 +37,7 @@ from ..errors import SpectrascopeError
 from ..models.handle import ModelLike, as_model
 from ..trace import hooks
 from ..trace.architectures import bind
-from ..trace.sites import vector_site_kind, site_name
+from ..trace.sites import site_name, vector_site_kind
 
 Position = str | int
 """One position spec: ``"last"``, ``"mean"``, a token index, or a word (see the module doc)."""

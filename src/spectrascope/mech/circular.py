@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..corpora.calendar_probe import calendar_targets, calendar_texts
 from ..errors import SpectrascopeError
-from ..corpora.calendar_probe import calendar_texts, calendar_targets
 from .probes import r2_score, small_blas, split_indices
 
 #: Columns of :func:`circle_scores` (one value each).

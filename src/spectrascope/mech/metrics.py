@@ -154,7 +154,7 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
         return False
     try:
         ids = tokenizer("a")["input_ids"]
-    except Exception:
+    except Exception:  # noqa: BLE001 - any tokenizer object; when it fails, fall back on its flag
         return bool(getattr(tokenizer, "add_bos_token", False))
     return bool(ids) and int(ids[0]) == int(bos)
 

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..activations.batching import pad_rows
 from ..errors import SpectrascopeError
 from ..models.handle import ModelLike, as_model
 from ..trace import hooks
-from ..activations.batching import pad_rows
 from ..trace.sites import site_name, vector_site_kind
 from .activation_cache import check_layers, collect_activations
 

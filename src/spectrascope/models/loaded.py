@@ -249,7 +249,7 @@ def _load_hf(folder: Path, config: dict, dtype: torch.dtype, attn_implementation
             model, info = auto.from_pretrained(str(folder), **kwargs)
     except MemoryError:
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds; each becomes one line
         raise SourceError(f"{folder}: transformers cannot load this model ({type(err).__name__}: {_one_line(err)})") from None
     missing = [k for k in info.get("missing_keys", ()) if "pooler" not in k]
     if missing:
@@ -273,7 +273,7 @@ def _load_tokenizer(folder: Path):
             return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except MemoryError:
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds; each becomes one line
         raise SourceError(f"{folder}: cannot load the tokenizer ({type(err).__name__}: {_one_line(err)})") from None
 
 

@@ -34,7 +34,7 @@ class BundledModel:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             return None
-        path = Path(list(spec.submodule_search_locations)[0]) / self.relative_path
+        path = Path(next(iter(spec.submodule_search_locations))) / self.relative_path
         return path if path.exists() else None
 
 

@@ -38,7 +38,7 @@ def esd_loglog(name: str, evals: np.ndarray, alpha: float, xmin: float, erg_lamb
         tail_share = np.mean(x >= xmin)
         grid = np.logspace(np.log10(xmin), np.log10(x.max()), 50)
         pdf = tail_share * (alpha - 1) / xmin * (grid / xmin) ** (-alpha)
-        fig.add_trace(go.Scatter(x=grid, y=pdf, mode="lines", name=f"power law α={alpha:.2f}", line=dict(dash="dash")))
+        fig.add_trace(go.Scatter(x=grid, y=pdf, mode="lines", name=f"power law α={alpha:.2f}", line={"dash": "dash"}))
     y_span = [density[keep].min(), density[keep].max()]
     if np.isfinite(xmin):
         fig.add_trace(_vertical(xmin, y_span, "xmin", "red"))
@@ -51,7 +51,7 @@ def esd_loglog(name: str, evals: np.ndarray, alpha: float, xmin: float, erg_lamb
 
 def _vertical(x: float, y_span: list[float], name: str, color: str) -> go.Scatter:
     """A vertical marker line as a trace (shapes misplace x on log axes)."""
-    return go.Scatter(x=[x, x], y=y_span, mode="lines", name=name, line=dict(color=color, width=1.5))
+    return go.Scatter(x=[x, x], y=y_span, mode="lines", name=name, line={"color": color, "width": 1.5})
 
 
 def head_heatmap(heads: pd.DataFrame, circuit: str = "ov", column: str = "alpha") -> go.Figure:
@@ -59,7 +59,7 @@ def head_heatmap(heads: pd.DataFrame, circuit: str = "ov", column: str = "alpha"
     sub = heads[(heads["circuit"] == circuit) & (heads["status"] == "success")]
     grid = sub.pivot_table(index="block", columns="head", values=column)
     fig = go.Figure(go.Heatmap(z=grid.values, x=grid.columns, y=grid.index, colorscale="Viridis",
-                               colorbar=dict(title=column)))
+                               colorbar={"title": column}))
     fig.update_layout(template=_TEMPLATE, title=f"{circuit.upper()} circuit {column} by head",
                       xaxis_title="head", yaxis_title="block", height=460)
     return fig
@@ -69,7 +69,7 @@ def heatmap(grid: pd.DataFrame, title: str, colorbar: str, x_title: str, y_title
             colorscale: str = "Viridis", zmid: float | None = None, text: pd.DataFrame | None = None) -> go.Figure:
     """A labeled heat map of a pivoted table (index = rows, columns = columns)."""
     fig = go.Figure(go.Heatmap(z=grid.values, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
-                               colorscale=colorscale, zmid=zmid, colorbar=dict(title=colorbar),
+                               colorscale=colorscale, zmid=zmid, colorbar={"title": colorbar},
                                text=None if text is None else text.values,
                                texttemplate="%{text}" if text is not None else None))
     fig.update_layout(template=_TEMPLATE, title=title, xaxis_title=x_title, yaxis_title=y_title,
@@ -103,8 +103,8 @@ def bars_with_intervals(df: pd.DataFrame, x: str, y: str, color: str, title: str
     lo, hi = lo or f"{y}_lo", hi or f"{y}_hi"
     fig = go.Figure()
     for key, g in df.groupby(color, sort=True):
-        error = dict(type="data", symmetric=False, array=(g[hi] - g[y]).clip(lower=0),
-                     arrayminus=(g[y] - g[lo]).clip(lower=0), thickness=1, width=2)
+        error = {"type": "data", "symmetric": False, "array": (g[hi] - g[y]).clip(lower=0),
+                     "arrayminus": (g[y] - g[lo]).clip(lower=0), "thickness": 1, "width": 2}
         fig.add_trace(go.Bar(x=g[x], y=g[y], name=str(key), error_y=error))
     if zero_line:
         fig.add_hline(y=0, line_width=1, line_color="#888")
@@ -125,10 +125,10 @@ def lines_with_band(df: pd.DataFrame, x: str, y: str, color: str, title: str, y_
         colour = palette[i % len(palette)]
         if lo in g and hi in g and g[lo].notna().any():
             fig.add_trace(go.Scatter(x=list(g[x]) + list(g[x])[::-1], y=list(g[hi]) + list(g[lo])[::-1],
-                                     fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
+                                     fill="toself", fillcolor=colour, opacity=0.15, line={"width": 0},
                                      hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(x=g[x], y=g[y], mode="lines+markers", name=str(key),
-                                 line=dict(color=colour, dash="dash" if dashed and key in dashed else "solid")))
+                                 line={"color": colour, "dash": "dash" if dashed and key in dashed else "solid"}))
     if reference is not None:
         fig.add_hline(y=reference, line_width=1, line_dash="dot", line_color="#555")
     fig.update_layout(template=_TEMPLATE, title=title, xaxis_title=x, yaxis_title=y_title or y, height=420)

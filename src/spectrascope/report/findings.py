@@ -41,9 +41,9 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
     analyzed = df[df["status"] != "skipped"]
     n_skipped = len(df) - len(analyzed)
     skipped = f" ({n_skipped} tensors skipped by the size and role filters, listed in the table)" if n_skipped else ""
-    lines = [f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
+    lines = [(f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
              f"{ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha {ok['alpha'].median():.2f}; "
-             f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."]
+             f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0).")]
     roles = role_summary(df).sort_values("mean_alpha")
     if len(roles) >= 2:
         lo, hi = roles.iloc[0], roles.iloc[-1]
@@ -114,9 +114,9 @@ def mechanism_findings(t: StudyTables) -> list[str]:
         return []
     top = scores.sort_values("induction", ascending=False).iloc[0]
     confirmed = heads[heads["confirmed"]].sort_values("damage", ascending=False)
-    lines = [f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
+    lines = [(f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
              f"{heads['first_copy_loss'].iloc[0]:.2f} for the first copy; the top induction head by attention is "
-             f"{int(top['layer'])}.{int(top['head'])} (score {top['induction']:.2f})."]
+             f"{int(top['layer'])}.{int(top['head'])} (score {top['induction']:.2f}).")]
     hurt = confirmed[confirmed["damage_lo"] > 0]
     if len(hurt):
         parts = [f"{int(r['layer'])}.{int(r['head'])} +{ci(r, 'damage', 3)}" for _, r in hurt.head(4).iterrows()]
@@ -139,7 +139,7 @@ def overlap_findings(t: StudyTables) -> list[str]:
         if max(above, below) < MOST:
             continue
         direction = "more" if above >= below else "less"
-        share = above if above >= below else below
+        share = max(above, below)
         control = tail[(tail["role"] == role) & (tail["domain"] == RANDOM_TOKENS)]["enrichment"].median()
         lines.append(f"The power-law tails of {role} matrices read {direction} of each domain's input variance than random "
                      f"subspaces of the same size: median enrichment {g['enrichment'].median():.2f}x, with the interval "
@@ -203,9 +203,9 @@ def alignment_findings(t: StudyTables) -> list[str]:
     n_above = int((real > null).sum())
     p = binomtest(n_above, len(near), 0.5).pvalue
     verdict = "more often than chance" if p < Q_LEVEL and n_above > len(near) / 2 else "not more often than chance"
-    return [f"Cross-layer alignment (next layer's readers, norm gains folded in): median tail enrichment {real.median():.2f}x "
+    return [(f"Cross-layer alignment (next layer's readers, norm gains folded in): median tail enrichment {real.median():.2f}x "
             f"a random subspace, against {null.median():.2f}x for the same pairs with shuffled weights; "
-            f"{n_above} of {len(near)} pairs exceed their shuffled counterpart, {verdict} (sign test p = {p:.3g})."]
+            f"{n_above} of {len(near)} pairs exceed their shuffled counterpart, {verdict} (sign test p = {p:.3g}).")]
 
 
 def cka_findings(t: StudyTables) -> list[str]:
@@ -229,8 +229,8 @@ def attribution_findings(t: StudyTables) -> list[str]:
         return []
     r = row.iloc[0]
     verdict = "survives" if r["q_value"] < Q_LEVEL else "does not survive"
-    return [f"Energy vs attribution: per-text rank correlation of the energy change with |integrated gradients| averages "
-            f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."]
+    return [(f"Energy vs attribution: per-text rank correlation of the energy change with |integrated gradients| averages "
+            f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f}).")]
 
 
 def circuit_findings(t: StudyTables) -> list[str]:

@@ -34,8 +34,8 @@ def weights_section(t: StudyTables, model: str) -> Section | None:
     if weights is None or weights.empty:
         return None
     return Section("weights", "Weight spectra by layer",
-                   ["Power-law tail exponent alpha of each weight matrix (weightwatcher's fit) and the ERG gap; SETOL: "
-                    "alpha near 2 is ideal, 2 to 6 well to weakly trained. No data is used."],
+                   [("Power-law tail exponent alpha of each weight matrix (weightwatcher's fit) and the ERG gap; SETOL: "
+                    "alpha near 2 is ideal, 2 to 6 well to weakly trained. No data is used.")],
                    [alpha_by_layer(weights), alpha_by_layer(weights, "erg_delta", "ERG gap (xmin − ERG λmin) by layer")],
                    [role_summary(weights)])
 
@@ -62,8 +62,8 @@ def esd_section(t: StudyTables, model: str) -> Section | None:
         evals = gram_eigenvalues(source.load(name))
         erg_raw = r["erg_lambda_min"] * r["xmin"] / r["pl_lambda_min"] if r["pl_lambda_min"] else None
         figs.append(esd_loglog(name, evals, r["alpha"], r["xmin"], erg_raw))
-    return Section("esd", "Eigenvalue spectra", ["Log-log ESDs with the fitted power-law tail (dashed), xmin (red) and "
-                                                 "the start of the ERG tail (purple)."], figs)
+    return Section("esd", "Eigenvalue spectra", [("Log-log ESDs with the fitted power-law tail (dashed), xmin (red) and "
+                                                 "the start of the ERG tail (purple).")], figs)
 
 
 def heads_section(t: StudyTables, model: str) -> Section | None:
@@ -80,17 +80,17 @@ def massive_section(t: StudyTables, model: str) -> Section | None:
         return None
     if massive.empty:
         return Section("massive", "Massive activations",
-                       ["No channel reaches 100x a typical channel or has 10x its RMS on the calibration texts, at any "
-                        "residual site or matrix input: the robust view equals the raw one."])
+                       [("No channel reaches 100x a typical channel or has 10x its RMS on the calibration texts, at any "
+                        "residual site or matrix input: the robust view equals the raw one.")])
     resid = massive[massive["site"] == "resid_post"]
     grid = resid.pivot_table(index="layer", columns="channel", values="max_ratio", aggfunc="max")
     fig = heatmap(np.log10(grid), "Massive and outlier residual channels: log10(max |x| / typical channel)", "log10 ratio",
                   "channel", "layer", "Magma")
     shown = massive.sort_values("max_ratio", ascending=False).head(25)
     return Section("massive", "Massive activations",
-                   ["Channels whose values reach 100x a typical channel (massive) or whose RMS is 10x (outlier), found on "
+                   [("Channels whose values reach 100x a typical channel (massive) or whose RMS is 10x (outlier), found on "
                     "calibration texts; the robust view leaves them out. 'sink' channels are large only at the first "
-                    "position, which every statistic already leaves out."], [fig],
+                    "position, which every statistic already leaves out.")], [fig],
                    [shown[["site", "layer", "channel", "kind", "max_ratio", "rms_ratio", "first_position_ratio",
                            "fire_share", "top_tokens"]]])
 
@@ -111,9 +111,9 @@ def activations_section(t: StudyTables, model: str) -> Section | None:
                                 dashed=CONTROLS))
     n_over_d = acts["n_over_d"].median()
     return Section("activations", "Activation spectra",
-                   [f"Spectra of the residual stream's covariance per domain, robust view first (massive and outlier "
+                   [(f"Spectra of the residual stream's covariance per domain, robust view first (massive and outlier "
                     f"channels left out), raw below. n/d = {n_over_d:.1f}. Controls (dashed): random tokens and the model "
-                    "with shuffled weights; the dotted line is the effective rank of isotropic Gaussian noise at the same n/d."],
+                    "with shuffled weights; the dotted line is the effective rank of isotropic Gaussian noise at the same n/d.")],
                    figs)
 
 
@@ -122,9 +122,9 @@ def energy_section(t: StudyTables, model: str) -> Section | None:
     if energy is None or energy.empty:
         return None
     return Section("energy", "Energy landscape",
-                   ["Mean token energy at each layer's residual stream under the pooled reference Gaussian (0.5 = typical of "
+                   [("Mean token energy at each layer's residual stream under the pooled reference Gaussian (0.5 = typical of "
                     "the pooled domains), with bootstrap intervals over texts; high energy = tokens the layer treats as "
-                    "unusual. Dashed: random tokens (control)."],
+                    "unusual. Dashed: random tokens (control).")],
                    [lines_with_band(energy, "layer", "energy_mean", "domain", "Token energy by layer and domain",
                                     reference=0.5, dashed=CONTROLS)])
 
@@ -174,10 +174,10 @@ def overlap_section(t: StudyTables, model: str) -> Section | None:
         median_enrichment=("enrichment", "median"), share_above_1=("above", "mean"), share_below_1=("below", "mean"),
         n=("enrichment", "size")).reset_index()
     return Section("overlap", "Eigenmode overlap",
-                   ["Share of each domain's input variance in the power-law tail of each matrix, relative to a random "
+                   [("Share of each domain's input variance in the power-law tail of each matrix, relative to a random "
                     "subspace of the same size (the control: 1 = no preference), robust view first. The table counts the "
                     "share of matrices whose interval over texts lies above or below 1; random tokens is the domain-free "
-                    "control."], figs, [summary])
+                    "control.")], figs, [summary])
 
 
 def ablation_section(t: StudyTables, model: str) -> Section | None:
@@ -192,9 +192,9 @@ def ablation_section(t: StudyTables, model: str) -> Section | None:
     figs.append(bars_with_intervals(labelled, "edit_label", "damage", "domain",
                                     "Spectral edits vs block ablation, per domain (95% interval over texts)", "Δ loss (nats)"))
     return Section("ablation", "Spectral ablation vs component ablation",
-                   ["Every attention and MLP block ablated on its own (exact), then, at the compared layer, each domain's "
+                   [("Every attention and MLP block ablated on its own (exact), then, at the compared layer, each domain's "
                     "loss when a matrix keeps only its power-law tail or only its bulk, or loses its top singular "
-                    "directions, beside ablating the whole blocks; the random-token corpus is the domain-free control."],
+                    "directions, beside ablating the whole blocks; the random-token corpus is the domain-free control.")],
                    figs, [abl[["domain", "component", "damage", "damage_lo", "damage_hi", "baseline", "n_rows"]]])
 
 
@@ -216,9 +216,9 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
         figs.append(heatmap(v.pivot_table(index="layer_a", columns="layer_b", values="cka"),
                             f"Debiased CKA between layers ({variant})", "CKA", "layer", "layer"))
     return Section("alignment", "Cross-layer alignment",
-                   ["Overlap of the directions each layer writes (o / down tails) with those later layers read (q, k, v, gate, "
+                   [("Overlap of the directions each layer writes (o / down tails) with those later layers read (q, k, v, gate, "
                     "up tails, norm gains folded in), relative to random subspaces, with the same pairs after shuffling the "
-                    "weights as the null; and debiased CKA of the residual stream (robust view first)."], figs)
+                    "weights as the null; and debiased CKA of the residual stream (robust view first).")], figs)
 
 
 def correlation_section(t: StudyTables, model: str) -> Section | None:
@@ -226,8 +226,8 @@ def correlation_section(t: StudyTables, model: str) -> Section | None:
     if corr is None:
         return None
     return Section("correlation", "Do spectra predict mechanisms?",
-                   ["Spearman rank correlation between spectral metrics and causal importance (exact ablation damage), "
-                    "with permutation p-values and Benjamini-Hochberg q-values within each family; only q < 0.05 is a finding."],
+                   [("Spearman rank correlation between spectral metrics and causal importance (exact ablation damage), "
+                    "with permutation p-values and Benjamini-Hochberg q-values within each family; only q < 0.05 is a finding.")],
                    [], [corr[["family", "metric", "target", "n", "rho", "p_value", "q_value"]]])
 
 
@@ -239,9 +239,9 @@ def attribution_section(t: StudyTables, model: str) -> Section | None:
     long = first.melt(id_vars=["position", "token"], value_vars=["energy_change", "integrated_gradients"])
     long["label"] = long["position"].astype(str) + ":" + long["token"]
     return Section("attribution", "Energy vs attribution",
-                   ["Per token (the first text shown): change of token energy from the first to the last layer, and "
+                   [("Per token (the first text shown): change of token energy from the first to the last layer, and "
                     "integrated-gradients attribution of the text's log-likelihood. The table averages per-text rank "
-                    "correlations over texts (interval over texts, within-text permutation null, q-values)."],
+                    "correlations over texts (interval over texts, within-text permutation null, q-values).")],
                    [bars_with_intervals(long.assign(value_lo=long["value"], value_hi=long["value"]), "label", "value",
                                         "variable", "Energy change and attribution per token (first text)", "value")],
                    [agree])

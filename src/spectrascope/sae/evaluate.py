@@ -210,8 +210,7 @@ def evaluate_sae(sae: SparseAutoencoder, model: Any = None, site: str | None = N
         raise SaeError("evaluate an SAE on a model (with a site and corpora) or on an activations array, not both")
     if activations is not None:
         return reconstruction_quality(sae, activations, dense_threshold=dense_threshold)
-    from ..corpora import corpus_texts
-    from ..corpora import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA, corpus_texts
 
     binding = bind_site(model, sae, site)
     domains = corpus_texts(corpus or DEFAULT_CORPORA)

@@ -197,8 +197,7 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
         n_boot, n_perm: bootstrap resamples and label permutations.
         top_logit_features: promoted tokens are computed for this many top-ranked features.
     """
-    from ..corpora import corpus_texts
-    from ..corpora import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA, corpus_texts
 
     binding = bind_site(model, sae, site)
     domains = corpus_texts(corpus or DEFAULT_CORPORA)

@@ -38,9 +38,8 @@ def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequ
     Returns one row per (scale, domain) (:data:`STEER_COLUMNS`); ``generated`` is the greedy
     continuation of ``prompt`` at that scale (the same on every domain row of a scale).
     """
-    from ..corpora import corpus_texts
+    from ..corpora import DEFAULT_CORPORA, corpus_texts
     from ..mech.steering import steer
-    from ..corpora import DEFAULT_CORPORA
 
     binding = bind_site(model, sae, site)
     if not binding.in_residual_stream:

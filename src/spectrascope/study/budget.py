@@ -34,7 +34,6 @@ from ..mech.ablation import AblationMode
 from ..sae.study import SaeBudget
 
 
-
 class BudgetPreset(str, Enum):
     """The named budgets of ``spectrascope study --budget``."""
 

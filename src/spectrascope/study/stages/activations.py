@@ -27,15 +27,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...activations.batching import text_batches
 from ...activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS, random_token_batches, randomized_weights
 from ...activations.domain_pass import SiteSample
 from ...activations.massive import keep_channels
 from ...activations.run import calibrate, calibration_batches, measure_domain
-from ...activations.batching import text_batches
 from ...bridge.alignment import cka_matrix
 from ...bridge.cka import cka
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
-from ...bridge.overlap_run import input_sources, model_roles, model_subspaces, modes_table, overlap_collector, overlap_table
+from ...bridge.overlap_run import (
+    input_sources,
+    model_roles,
+    model_subspaces,
+    modes_table,
+    overlap_collector,
+    overlap_table,
+)
 from ...corpora import Corpus, corpus_texts
 from ...mech.metrics import token_pool
 from ...trace.sites import SiteKind, site_name

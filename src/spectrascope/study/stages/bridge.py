@@ -31,8 +31,8 @@ from ...bridge.alignment import READERS, WRITERS, alignment_table
 from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
-from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
+from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.metrics import NextTokenLoss, text_loss, token_pool
 from ...mech.references import held_out_texts
 from ...stats.multiple_testing import bh_qvalues

@@ -17,8 +17,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ...mech.ablation import all_heads
-from ...mech.components import Head
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
+from ...mech.components import Head
 from ...mech.head_scores import head_scores
 from ...mech.logit_lens import logit_lens
 from ...mech.metrics import REPEAT_LENGTH, repeated_loss
