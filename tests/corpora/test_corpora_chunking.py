@@ -29,7 +29,8 @@ def test_chunk_paragraphs_splits_a_long_paragraph_at_lines():
     assert "\n".join(chunks) == paragraph
 
 
-SOURCE = '''"""Module."""
+SOURCE = (
+    '''"""Module."""
 
 import os
 
@@ -42,10 +43,13 @@ class Big:
     """A class."""
 
     def method_a(self):
-''' + "".join(f"        x{i} = {i}\n" for i in range(30)) + '''
+'''
+    + "".join(f"        x{i} = {i}\n" for i in range(30))
+    + """
     def method_b(self):
         return 2
-'''
+"""
+)
 
 
 def test_chunk_source_respects_max_lines_and_keeps_every_line():

@@ -129,9 +129,7 @@ def test_country_table_is_complete_and_consistent():
     assert list(table.columns) == ["country", "article", "capital", "continent"]
     assert len(table) >= 150
     assert table["country"].is_unique and table["capital"].is_unique
-    assert set(table["continent"]) == {
-        "Africa", "Asia", "Europe", "North America", "South America", "Oceania"
-    }
+    assert set(table["continent"]) == {"Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
     assert set(table["article"]) <= {"", "the"}
     facts = table.set_index("country")
     for country, capital in KNOWN_CAPITALS.items():

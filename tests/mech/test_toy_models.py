@@ -111,7 +111,6 @@ def test_ablating_the_circuit_destroys_in_context_learning(toy, scores, losses):
     assert table.loc[[h in others for h in all_heads(toy)], "damage"].max() < 0.05
 
 
-
 def test_cli_heads_and_ablate_on_the_toy(run_cli, tmp_path):
     import pandas as pd
 

@@ -21,8 +21,20 @@ from spectrascope.spectra.partial import (
 from spectrascope.weights.analysis import analyze_matrix, skip_reason, uses_partial
 from spectrascope.weights.options import WeightsOptions
 
-EXACT_COLUMNS = ["alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted", "lambda_max",
-                 "log_spectral_norm", "log_norm", "stable_rank", "pl_lambda_min"]
+EXACT_COLUMNS = [
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "lambda_max",
+    "log_spectral_norm",
+    "log_norm",
+    "stable_rank",
+    "pl_lambda_min",
+]
 
 
 def planted(N: int, M: int, alpha: float, rank: int, seed: int) -> np.ndarray:

@@ -60,5 +60,7 @@ def test_rand_distance_is_weightwatchers():
 
     rng = np.random.default_rng(2)
     a, b = rng.chisquare(3, 200), rng.chisquare(5, 200)
-    assert weightwatcher_rand_distance(a, b) == pytest.approx(jensen_shannon_distance(np.sort(a), np.sort(b)), rel=1e-12)
+    assert weightwatcher_rand_distance(a, b) == pytest.approx(
+        jensen_shannon_distance(np.sort(a), np.sort(b)), rel=1e-12
+    )
     assert weightwatcher_rand_distance(a, a[::-1]) == 0.0

@@ -139,14 +139,20 @@ def test_hooks_are_removed_when_a_site_function_raises(make_model, make_ids, no_
     def fail(activation: torch.Tensor, name: str) -> None:
         raise ValueError(f"failed at {name}")
 
-    with pytest.raises(ValueError, match="failed at blocks.1.hook_mlp_out"), hooks(model, {"blocks.1.hook_mlp_out": fail}):
+    with (
+        pytest.raises(ValueError, match="failed at blocks.1.hook_mlp_out"),
+        hooks(model, {"blocks.1.hook_mlp_out": fail}),
+    ):
         _forward(model, make_ids())
     assert no_hooks(model)
 
 
 def test_pattern_is_observe_only(make_model, make_ids, no_hooks) -> None:
     model = make_model("gpt2")
-    with pytest.raises(SiteError, match="observe-only"), hooks(model, {"blocks.0.attn.hook_pattern": lambda pattern, name: pattern * 0}):
+    with (
+        pytest.raises(SiteError, match="observe-only"),
+        hooks(model, {"blocks.0.attn.hook_pattern": lambda pattern, name: pattern * 0}),
+    ):
         _forward(model, make_ids())
     assert no_hooks(model)
 
@@ -157,13 +163,19 @@ def test_pattern_is_observe_only(make_model, make_ids, no_hooks) -> None:
 )
 def test_a_bad_replacement_is_a_site_error(make_model, make_ids, no_hooks, returned, message) -> None:
     model = make_model("llama")
-    with pytest.raises(SiteError, match=message), hooks(model, {"blocks.0.hook_resid_post": lambda activation, name: returned}):
+    with (
+        pytest.raises(SiteError, match=message),
+        hooks(model, {"blocks.0.hook_resid_post": lambda activation, name: returned}),
+    ):
         _forward(model, make_ids())
     assert no_hooks(model)
 
 
 def test_an_unknown_site_registers_nothing(make_model, no_hooks) -> None:
     model = make_model("llama")
-    with pytest.raises(SiteError), hooks(model, {"resid_post": lambda a, n: None, "blocks.0.hook_nope": lambda a, n: None}):
+    with (
+        pytest.raises(SiteError),
+        hooks(model, {"resid_post": lambda a, n: None, "blocks.0.hook_nope": lambda a, n: None}),
+    ):
         pass
     assert no_hooks(model)

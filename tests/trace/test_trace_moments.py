@@ -107,12 +107,14 @@ def test_site_moments_equal_stacked_activations_without_padding(make_model, make
     moments = accumulate_site_moments(model, batches, sites)
     stacked: dict[str, list[torch.Tensor]] = {}
     for batch in batches:
-        _, cache = run_with_cache(model, batch["input_ids"], sites=sites, attention_mask=batch["attention_mask"],
-                                  use_cache=False)  # as the pass runs it (the cache changes the mask path)
+        _, cache = run_with_cache(
+            model, batch["input_ids"], sites=sites, attention_mask=batch["attention_mask"], use_cache=False
+        )  # as the pass runs it (the cache changes the mask path)
         keep = batch["attention_mask"].bool()
         for name, activation in cache.items():
-            stacked.setdefault(name, []).append(activation.flatten(start_dim=2)[keep] if activation.dim() == 4
-                                                else activation[keep])
+            stacked.setdefault(name, []).append(
+                activation.flatten(start_dim=2)[keep] if activation.dim() == 4 else activation[keep]
+            )
     assert set(moments) == set(stacked)
     n_tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
     for name, parts in stacked.items():

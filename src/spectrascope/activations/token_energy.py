@@ -56,4 +56,9 @@ def energy_summary(energies: np.ndarray) -> dict:
     if energies.size == 0:
         return {"energy_mean": np.nan, "energy_p10": np.nan, "energy_p50": np.nan, "energy_p90": np.nan}
     q10, q50, q90 = np.quantile(energies, [0.1, 0.5, 0.9])
-    return {"energy_mean": float(energies.mean()), "energy_p10": float(q10), "energy_p50": float(q50), "energy_p90": float(q90)}
+    return {
+        "energy_mean": float(energies.mean()),
+        "energy_p10": float(q10),
+        "energy_p50": float(q50),
+        "energy_p90": float(q90),
+    }

@@ -115,8 +115,11 @@ def calendar_texts(
         while len(chosen) < per_class and attempts < 100 * per_class:
             attempts += 1
             sentence = rng.choice(templates).format(
-                w=names[k], name=rng.choice(_NAMES), city=rng.choice(_CITIES),
-                day=rng.randint(1, 28), ordinal=rng.choice(ORDINALS),
+                w=names[k],
+                name=rng.choice(_NAMES),
+                city=rng.choice(_CITIES),
+                day=rng.randint(1, 28),
+                ordinal=rng.choice(ORDINALS),
             )
             if sentence not in seen:
                 seen.add(sentence)

@@ -46,8 +46,12 @@ def shuffled_over_steps(series: Sequence[Checkpoint], precision: str = "exact", 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "name"])
 
 
-def untrained_reference(build: Callable[[int], object], seeds: Iterable[int] = range(1, 6),
-                        metrics: Sequence[str] = CONTROL_METRICS, precision: str = "exact") -> pd.DataFrame:
+def untrained_reference(
+    build: Callable[[int], object],
+    seeds: Iterable[int] = range(1, 6),
+    metrics: Sequence[str] = CONTROL_METRICS,
+    precision: str = "exact",
+) -> pd.DataFrame:
     """Mean and spread of weight metrics over freshly initialized models.
 
     Args:
@@ -67,7 +71,15 @@ def untrained_reference(build: Callable[[int], object], seeds: Iterable[int] = r
     for (name, role, block), group in ok.groupby(["name", "role", "block"], sort=True):
         for metric in metrics:
             values = pd.to_numeric(group[metric], errors="coerce").dropna()
-            rows.append({"name": name, "role": role, "block": int(block), "metric": metric,
-                         "mean": float(values.mean()) if len(values) else np.nan,
-                         "sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan, "n": len(values)})
+            rows.append(
+                {
+                    "name": name,
+                    "role": role,
+                    "block": int(block),
+                    "metric": metric,
+                    "mean": float(values.mean()) if len(values) else np.nan,
+                    "sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                    "n": len(values),
+                }
+            )
     return pd.DataFrame(rows)

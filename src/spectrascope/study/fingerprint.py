@@ -18,8 +18,13 @@ from .budget import StudyBudget
 
 def stage_fingerprint(stage: str, model: str | Path, seed: int, budget: StudyBudget) -> dict:
     """The fingerprint of one stage's results."""
-    return {"stage": stage, "version": __version__, "model": model_identity(model), "seed": int(seed),
-            "budget": budget.to_dict()}
+    return {
+        "stage": stage,
+        "version": __version__,
+        "model": model_identity(model),
+        "seed": int(seed),
+        "budget": budget.to_dict(),
+    }
 
 
 def differences(recorded: dict, current: dict) -> list[str]:
