@@ -70,8 +70,12 @@ def phase_long(args: argparse.Namespace, folder: Path) -> dict:
     task = induction_task(model, n=args.long_prompts, length=args.long_length, seed=args.seed)
     started = time.perf_counter()
     attribute_edges(model, task, "eap-ig", steps=args.steps, max_tokens=args.long_max_tokens)
-    return {"seconds": time.perf_counter() - started, "prompts": task.n, "positions": task.n_positions,
-            "max_tokens": args.long_max_tokens}
+    return {
+        "seconds": time.perf_counter() - started,
+        "prompts": task.n,
+        "positions": task.n_positions,
+        "max_tokens": args.long_max_tokens,
+    }
 
 
 def phase_eap_ig(args: argparse.Namespace, folder: Path) -> dict:
@@ -82,9 +86,16 @@ def phase_eap_ig(args: argparse.Namespace, folder: Path) -> dict:
     scores = attribute_edges(model, task, "eap-ig", steps=args.steps)
     seconds = time.perf_counter() - started
     np.save(folder / "scores.npy", scores.scores)
-    return {"seconds": seconds, "edges": scores.graph.n_edges, "clean": scores.clean_metric,
-            "corrupted": scores.corrupted_metric, "prompts": task.n, "positions": task.n_positions,
-            "n_layers": scores.graph.n_layers, "n_heads": scores.graph.n_heads}
+    return {
+        "seconds": seconds,
+        "edges": scores.graph.n_edges,
+        "clean": scores.clean_metric,
+        "corrupted": scores.corrupted_metric,
+        "prompts": task.n,
+        "positions": task.n_positions,
+        "n_layers": scores.graph.n_layers,
+        "n_heads": scores.graph.n_heads,
+    }
 
 
 def phase_exact(args: argparse.Namespace, folder: Path) -> dict:
@@ -104,15 +115,24 @@ def phase_exact(args: argparse.Namespace, folder: Path) -> dict:
     order = np.argsort(-np.abs(scores[inputs, nodes]), kind="stable")[: args.top]
     top = patcher.edge_effects(list(zip(inputs[order], nodes[order], strict=True)))
     np.savez(folder / "exact.npz", sample=sample, sampled=sampled, order=order, top=top)
-    return {"setup_seconds": setup, "sample_seconds": sample_seconds, "sample": len(sample),
-            "seconds_per_edge": sample_seconds / len(sample), "edges": len(inputs)}
+    return {
+        "setup_seconds": setup,
+        "sample_seconds": sample_seconds,
+        "sample": len(sample),
+        "seconds_per_edge": sample_seconds / len(sample),
+        "edges": len(inputs),
+    }
 
 
 def _rank_correlations(a: np.ndarray, b: np.ndarray) -> dict:
     from scipy.stats import kendalltau, spearmanr
 
-    return {"spearman": float(spearmanr(a, b)[0]), "kendall": float(kendalltau(a, b)[0]),
-            "pearson": float(np.corrcoef(a, b)[0, 1]), "sign_agreement": float(np.mean(np.sign(a) == np.sign(b)))}
+    return {
+        "spearman": float(spearmanr(a, b)[0]),
+        "kendall": float(kendalltau(a, b)[0]),
+        "pearson": float(np.corrcoef(a, b)[0, 1]),
+        "sign_agreement": float(np.mean(np.sign(a) == np.sign(b))),
+    }
 
 
 def main() -> None:
@@ -139,10 +159,32 @@ def main() -> None:
         return
     from measure import run_measured
 
-    base = [sys.executable, __file__, "--model", args.model, "--task", args.task, "--n-prompts", str(args.n_prompts),
-            "--steps", str(args.steps), "--sample", str(args.sample), "--top", str(args.top),
-            "--threads", str(args.threads), "--seed", str(args.seed), "--long-length", str(args.long_length),
-            "--long-prompts", str(args.long_prompts), "--long-max-tokens", str(args.long_max_tokens)]
+    base = [
+        sys.executable,
+        __file__,
+        "--model",
+        args.model,
+        "--task",
+        args.task,
+        "--n-prompts",
+        str(args.n_prompts),
+        "--steps",
+        str(args.steps),
+        "--sample",
+        str(args.sample),
+        "--top",
+        str(args.top),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+        "--long-length",
+        str(args.long_length),
+        "--long-prompts",
+        str(args.long_prompts),
+        "--long-max-tokens",
+        str(args.long_max_tokens),
+    ]
     phases = {}
     with tempfile.TemporaryDirectory() as tmp:
         for phase in ("load", "eap-ig", "exact", *(["long"] if args.long else [])):
@@ -150,8 +192,11 @@ def main() -> None:
             lines = [line for line in measured.stdout.splitlines() if line.startswith("RESULT ")]
             if measured.returncode != 0 or not lines:
                 raise SystemExit(f"phase {phase} failed:\n{measured.stdout[-3000:]}")
-            phases[phase] = {**json.loads(lines[-1][7:]), "wall_seconds": measured.seconds,
-                             "peak_rss_mb": measured.peak_rss_mb}
+            phases[phase] = {
+                **json.loads(lines[-1][7:]),
+                "wall_seconds": measured.seconds,
+                "peak_rss_mb": measured.peak_rss_mb,
+            }
         scores = np.load(Path(tmp) / "scores.npy")
         exact = np.load(Path(tmp) / "exact.npz")
     from spectrascope.circuits.graph import Graph
@@ -162,25 +207,37 @@ def main() -> None:
     n_edges = ex["edges"]
     exact_all = ex["seconds_per_edge"] * n_edges
     summary = {
-        "task": args.task, "prompts": eap["prompts"], "positions": eap["positions"], "edges": n_edges,
-        "eap_ig_seconds": eap["seconds"], "exact_seconds_per_edge": ex["seconds_per_edge"],
-        "exact_all_edges_seconds_estimated": exact_all, "time_ratio_exact_over_eap_ig": exact_all / eap["seconds"],
+        "task": args.task,
+        "prompts": eap["prompts"],
+        "positions": eap["positions"],
+        "edges": n_edges,
+        "eap_ig_seconds": eap["seconds"],
+        "exact_seconds_per_edge": ex["seconds_per_edge"],
+        "exact_all_edges_seconds_estimated": exact_all,
+        "time_ratio_exact_over_eap_ig": exact_all / eap["seconds"],
         "random_sample": {"edges": ex["sample"], **_rank_correlations(by_edge[exact["sample"]], exact["sampled"])},
         "eap_ig_top": {"edges": len(exact["order"]), **_rank_correlations(by_edge[exact["order"]], exact["top"])},
-        "peak_rss_mb": {"model_and_task_only": phases["load"]["peak_rss_mb"], "eap-ig": eap["peak_rss_mb"],
-                        "exact": ex["peak_rss_mb"]},
+        "peak_rss_mb": {
+            "model_and_task_only": phases["load"]["peak_rss_mb"],
+            "eap-ig": eap["peak_rss_mb"],
+            "exact": ex["peak_rss_mb"],
+        },
         "wall_seconds": {"eap-ig": eap["wall_seconds"], "exact": ex["wall_seconds"]},
-        "clean_metric": eap["clean"], "corrupted_metric": eap["corrupted"], "steps": args.steps,
+        "clean_metric": eap["clean"],
+        "corrupted_metric": eap["corrupted"],
+        "steps": args.steps,
         "threads": args.threads,
     }
     if "long" in phases:
         summary["long_prompts"] = phases["long"]
     print(json.dumps(summary, indent=2))
-    print(f"EAP-IG, all {n_edges} edges: {eap['seconds']:.1f} s (peak RSS {eap['peak_rss_mb']:.0f} MB); exact "
-          f"edge patching: {ex['seconds_per_edge']:.3f} s per edge (peak RSS {ex['peak_rss_mb']:.0f} MB), "
-          f"{exact_all / 3600:.1f} h for all edges: ratio {exact_all / eap['seconds']:.0f}x. Spearman(EAP-IG, exact): "
-          f"{summary['random_sample']['spearman']:.3f} on {ex['sample']} random edges, "
-          f"{summary['eap_ig_top']['spearman']:.3f} on EAP-IG's top {len(exact['order'])}.")
+    print(
+        f"EAP-IG, all {n_edges} edges: {eap['seconds']:.1f} s (peak RSS {eap['peak_rss_mb']:.0f} MB); exact "
+        f"edge patching: {ex['seconds_per_edge']:.3f} s per edge (peak RSS {ex['peak_rss_mb']:.0f} MB), "
+        f"{exact_all / 3600:.1f} h for all edges: ratio {exact_all / eap['seconds']:.0f}x. Spearman(EAP-IG, exact): "
+        f"{summary['random_sample']['spearman']:.3f} on {ex['sample']} random edges, "
+        f"{summary['eap_ig_top']['spearman']:.3f} on EAP-IG's top {len(exact['order'])}."
+    )
 
 
 if __name__ == "__main__":

@@ -85,17 +85,28 @@ def head_ablation_sweep(model: Any, args: argparse.Namespace) -> list[Result]:
     layers = sorted({h.layer for h in heads})
     for i, layer in enumerate(layers):
         group = [h for h in heads if h.layer == layer]
-        for name in names[i % len(names):] + names[: i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             table, seconds, cpu_seconds = timed(
-                lambda name=name, group=group: ablation_sweep(model, group, metric, **strategies[name]))
+                lambda name=name, group=group: ablation_sweep(model, group, metric, **strategies[name])
+            )
             parts[name].append(table)
             wall[name] += seconds
             cpu[name] += cpu_seconds
     values = {name: pd.concat(parts[name])["value"].to_numpy() for name in names}
     reference = values[names[0]]
     note = f"batch {tuple(metric.input_ids.shape)}"
-    return [Result("head_ablation", name, wall[name], cpu[name], len(heads),
-                   float(np.max(np.abs(values[name] - reference))), note) for name in names]
+    return [
+        Result(
+            "head_ablation",
+            name,
+            wall[name],
+            cpu[name],
+            len(heads),
+            float(np.max(np.abs(values[name] - reference))),
+            note,
+        )
+        for name in names
+    ]
 
 
 SECTIONS: list[Callable[[Any, argparse.Namespace], list[Result]]] = [head_ablation_sweep]
@@ -110,9 +121,11 @@ def report(results: list[Result]) -> None:
         base_cpu = rows[0].cpu_seconds
         print(f"\n{section}:")
         for r in rows:
-            print(f"  {r.strategy:<22} wall {r.seconds:7.1f} s (x{base / r.seconds:5.2f})  "
-                  f"cpu {r.cpu_seconds:7.1f} s (x{base_cpu / r.cpu_seconds:5.2f})  {r.items / r.seconds:6.2f} items/s  "
-                  f"max |diff| {r.max_abs_diff:.2e}  {r.note}")
+            print(
+                f"  {r.strategy:<22} wall {r.seconds:7.1f} s (x{base / r.seconds:5.2f})  "
+                f"cpu {r.cpu_seconds:7.1f} s (x{base_cpu / r.cpu_seconds:5.2f})  {r.items / r.seconds:6.2f} items/s  "
+                f"max |diff| {r.max_abs_diff:.2e}  {r.note}"
+            )
 
 
 def main() -> None:

@@ -47,8 +47,9 @@ def main() -> None:
     rows = []
     for arch in args.archs.split(","):
         start = time.perf_counter()
-        sae = train_sae(store, arch=arch, d_sae=args.expansion * store.d, k=args.k, tokens=args.tokens,
-                        batch_size=args.batch_size)
+        sae = train_sae(
+            store, arch=arch, d_sae=args.expansion * store.d, k=args.k, tokens=args.tokens, batch_size=args.batch_size
+        )
         train_seconds = time.perf_counter() - start
         sae.metadata.update(store.sae_metadata())
         if args.out:
@@ -58,18 +59,56 @@ def main() -> None:
         start = time.perf_counter()
         quality = evaluate_sae(sae, loaded, args.site, DEFAULT_CORPORA, args.eval_tokens, n_boot=200)
         row = quality[quality["domain"] == "all"].iloc[0].to_dict()
-        row.update(arch=arch, d_sae=sae.d_sae, train_tokens=sae.metadata["training"]["tokens"],
-                   train_seconds=round(train_seconds, 1), eval_seconds=round(time.perf_counter() - start, 1),
-                   store_tokens=store.n_tokens, store_seconds=round(store_seconds, 1))
+        row.update(
+            arch=arch,
+            d_sae=sae.d_sae,
+            train_tokens=sae.metadata["training"]["tokens"],
+            train_seconds=round(train_seconds, 1),
+            eval_seconds=round(time.perf_counter() - start, 1),
+            store_tokens=store.n_tokens,
+            store_seconds=round(store_seconds, 1),
+        )
         rows.append(row)
-        print(pd.DataFrame([row])[["arch", "explained_variance", "l0", "dead_fraction", "loss_recovered",
-                                   "loss_recovered_lo", "loss_recovered_hi", "train_seconds"]].to_string(index=False),
-              flush=True)
+        print(
+            pd.DataFrame([row])[
+                [
+                    "arch",
+                    "explained_variance",
+                    "l0",
+                    "dead_fraction",
+                    "loss_recovered",
+                    "loss_recovered_lo",
+                    "loss_recovered_hi",
+                    "train_seconds",
+                ]
+            ].to_string(index=False),
+            flush=True,
+        )
     table = pd.DataFrame(rows)
-    columns = ["arch", "d_sae", "train_tokens", "train_seconds", "n_tokens", "explained_variance",
-               "explained_variance_lo", "explained_variance_hi", "l0", "dead_fraction", "dense_fraction",
-               "loss_clean", "loss_sae", "loss_zero", "ce_increase", "ce_increase_lo", "ce_increase_hi",
-               "loss_recovered", "loss_recovered_lo", "loss_recovered_hi", "store_tokens", "store_seconds"]
+    columns = [
+        "arch",
+        "d_sae",
+        "train_tokens",
+        "train_seconds",
+        "n_tokens",
+        "explained_variance",
+        "explained_variance_lo",
+        "explained_variance_hi",
+        "l0",
+        "dead_fraction",
+        "dense_fraction",
+        "loss_clean",
+        "loss_sae",
+        "loss_zero",
+        "ce_increase",
+        "ce_increase_lo",
+        "ce_increase_hi",
+        "loss_recovered",
+        "loss_recovered_lo",
+        "loss_recovered_hi",
+        "store_tokens",
+        "store_seconds",
+    ]
     print(table[columns].to_string(index=False))
     if args.out:
         from spectrascope.tables import write_table

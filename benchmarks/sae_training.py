@@ -53,13 +53,24 @@ def quality(encode, decode, x: torch.Tensor) -> dict:
         codes = encode(x)
         error = (x - decode(codes)).pow(2).sum(dim=1)
         total = (x - x.mean(dim=0)).pow(2).sum(dim=1)
-        return {"explained_variance": float(1 - error.sum() / total.sum()),
-                "l0": float((codes > 0).sum(dim=1).float().mean()),
-                "dead_fraction": float(((codes > 0).sum(dim=0) == 0).float().mean())}
+        return {
+            "explained_variance": float(1 - error.sum() / total.sum()),
+            "l0": float((codes > 0).sum(dim=1).float().mean()),
+            "dead_fraction": float(((codes > 0).sum(dim=0) == 0).float().mean()),
+        }
 
 
-def ours(arch: str, train: np.ndarray, held: torch.Tensor, d_sae: int, k: int, tokens: int, batch: int, lr: float,
-         device: str) -> dict:
+def ours(
+    arch: str,
+    train: np.ndarray,
+    held: torch.Tensor,
+    d_sae: int,
+    k: int,
+    tokens: int,
+    batch: int,
+    lr: float,
+    device: str,
+) -> dict:
     from spectrascope.sae.train import train_sae
 
     start = time.perf_counter()
@@ -69,8 +80,17 @@ def ours(arch: str, train: np.ndarray, held: torch.Tensor, d_sae: int, k: int, t
     return {"tool": "spectrascope", "seconds": seconds, **quality(sae.encode, sae.decode, x)}
 
 
-def theirs(arch: str, train: np.ndarray, held: torch.Tensor, d_sae: int, k: int, tokens: int, batch: int, lr: float,
-           device: str) -> dict:
+def theirs(
+    arch: str,
+    train: np.ndarray,
+    held: torch.Tensor,
+    d_sae: int,
+    k: int,
+    tokens: int,
+    batch: int,
+    lr: float,
+    device: str,
+) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sae_lens
@@ -84,8 +104,9 @@ def theirs(arch: str, train: np.ndarray, held: torch.Tensor, d_sae: int, k: int,
     elif arch == "batch_topk":
         sae = sae_lens.BatchTopKTrainingSAE(sae_lens.BatchTopKTrainingSAEConfig(k=k, **common))
     elif arch == "jumprelu":
-        sae = sae_lens.JumpReLUTrainingSAE(sae_lens.JumpReLUTrainingSAEConfig(
-            jumprelu_sparsity_loss_mode="quadratic", target_l0=float(k), **common))
+        sae = sae_lens.JumpReLUTrainingSAE(
+            sae_lens.JumpReLUTrainingSAEConfig(jumprelu_sparsity_loss_mode="quadratic", target_l0=float(k), **common)
+        )
     else:
         sae = sae_lens.StandardTrainingSAE(sae_lens.StandardTrainingSAEConfig(l1_coefficient=5.0, **common))
     data = torch.from_numpy(train)
@@ -97,8 +118,14 @@ def theirs(arch: str, train: np.ndarray, held: torch.Tensor, d_sae: int, k: int,
             for s in range(0, data.shape[0] - batch + 1, batch):
                 yield data[order[s : s + batch]]
 
-    cfg = SAETrainerConfig(total_training_samples=tokens, train_batch_size_samples=batch, lr=lr, lr_end=lr, device=device,
-                           n_batches_for_norm_estimate=max(1, 16384 // batch))
+    cfg = SAETrainerConfig(
+        total_training_samples=tokens,
+        train_batch_size_samples=batch,
+        lr=lr,
+        lr_end=lr,
+        device=device,
+        n_batches_for_norm_estimate=max(1, 16384 // batch),
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -123,8 +150,9 @@ def store_speed(model: str, site: str, tokens: int) -> pd.DataFrame:
     n = 0
     with tempfile.TemporaryDirectory() as tmp:
         for corpus in texts:
-            for batch, _ in text_batches(loaded.tokenizer, corpus.texts, list(range(len(corpus.texts))),
-                                         tokens // len(texts), 128):
+            for batch, _ in text_batches(
+                loaded.tokenizer, corpus.texts, list(range(len(corpus.texts))), tokens // len(texts), 128
+            ):
                 t0 = time.perf_counter()
                 rows = site_activations(loaded.hf, batch, name, loaded.device)
                 t1 = time.perf_counter()
@@ -133,8 +161,18 @@ def store_speed(model: str, site: str, tokens: int) -> pd.DataFrame:
                 forward_s += t1 - t0
                 write_s += t2 - t1
                 n += rows.shape[0]
-    return pd.DataFrame([{"model": model, "site": name, "tokens": n, "forward_tokens_per_s": n / forward_s,
-                          "write_tokens_per_s": n / write_s, "write_over_forward": forward_s / write_s}])
+    return pd.DataFrame(
+        [
+            {
+                "model": model,
+                "site": name,
+                "tokens": n,
+                "forward_tokens_per_s": n / forward_s,
+                "write_tokens_per_s": n / write_s,
+                "write_over_forward": forward_s / write_s,
+            }
+        ]
+    )
 
 
 def main() -> None:
@@ -161,16 +199,40 @@ def main() -> None:
     for arch in args.archs.split(","):
         for runner in (ours, theirs):
             r = runner(arch, train, held, d_sae, args.k, args.tokens, args.batch_size, args.lr, args.device)
-            r.update(arch=arch, d_in=rows.shape[1], d_sae=d_sae, tokens=args.tokens, device=args.device,
-                     tokens_per_s=args.tokens / r["seconds"])
+            r.update(
+                arch=arch,
+                d_in=rows.shape[1],
+                d_sae=d_sae,
+                tokens=args.tokens,
+                device=args.device,
+                tokens_per_s=args.tokens / r["seconds"],
+            )
             results.append(r)
-            print(f"{arch:10s} {r['tool']:12s} {r['tokens_per_s']:10,.0f} tok/s  EV {r['explained_variance']:.3f}  "
-                  f"L0 {r['l0']:.1f}  dead {r['dead_fraction']:.1%}", flush=True)
+            print(
+                f"{arch:10s} {r['tool']:12s} {r['tokens_per_s']:10,.0f} tok/s  EV {r['explained_variance']:.3f}  "
+                f"L0 {r['l0']:.1f}  dead {r['dead_fraction']:.1%}",
+                flush=True,
+            )
     table = pd.DataFrame(results)
     speed = table.pivot(index="arch", columns="tool", values="tokens_per_s")
     speed["speedup (spectrascope / sae-lens)"] = speed["spectrascope"] / speed["sae-lens"]
-    print(table[["arch", "tool", "d_in", "d_sae", "tokens", "device", "seconds", "tokens_per_s", "explained_variance",
-                 "l0", "dead_fraction"]].to_string(index=False))
+    print(
+        table[
+            [
+                "arch",
+                "tool",
+                "d_in",
+                "d_sae",
+                "tokens",
+                "device",
+                "seconds",
+                "tokens_per_s",
+                "explained_variance",
+                "l0",
+                "dead_fraction",
+            ]
+        ].to_string(index=False)
+    )
     print(speed.to_string())
     if args.store_model:
         print(store_speed(args.store_model, args.store_site, args.store_tokens).to_string(index=False))

@@ -46,7 +46,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from measure import run_measured  # noqa: E402
+from measure import run_measured
 
 ROOT = HERE.parent
 DEFAULT_CKPT = Path("/work/data/synth-llama2-7b")
@@ -55,7 +55,7 @@ CLI = [PY, "-m", "spectrascope.cli"]
 
 
 def load_avg() -> str:
-    return "load average %.1f %.1f %.1f" % os.getloadavg()
+    return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -67,12 +67,30 @@ def synthetic_specs() -> list[dict]:
     seed = 100
     for N, M in [(2048, 1024), (3072, 1024), (1536, 768)]:
         for alpha in [2.0, 2.5, 3.0, 3.5, 4.0, 5.0]:
-            specs.append({"set": "synthetic", "kind": "planted", "N": N, "M": M, "alpha": alpha, "seed": seed,
-                          "name": f"planted a={alpha} {N}x{M}"})
+            specs.append(
+                {
+                    "set": "synthetic",
+                    "kind": "planted",
+                    "N": N,
+                    "M": M,
+                    "alpha": alpha,
+                    "seed": seed,
+                    "name": f"planted a={alpha} {N}x{M}",
+                }
+            )
             seed += 1
         for mu in [2.0, 2.5, 3.0, 4.0]:
-            specs.append({"set": "synthetic", "kind": "pareto", "N": N, "M": M, "mu": mu, "seed": seed,
-                          "name": f"pareto mu={mu} {N}x{M}"})
+            specs.append(
+                {
+                    "set": "synthetic",
+                    "kind": "pareto",
+                    "N": N,
+                    "M": M,
+                    "mu": mu,
+                    "seed": seed,
+                    "name": f"pareto mu={mu} {N}x{M}",
+                }
+            )
             seed += 1
     return specs
 
@@ -112,10 +130,30 @@ def _accuracy_one(spec: dict) -> dict:
     part = partial_metrics(ps)
     t_part = time.perf_counter() - t
     out = {k: spec[k] for k in ("set", "name")}
-    out.update(N=N, M=M, k=ps.k, L=ps.krylov_dim, t_full=t_full, t_partial=t_part, status_full=full["status"],
-               status_partial=part["status"], approx=part["approx"])
-    for col in ["alpha", "xmin", "D", "num_pl_spikes", "log_alpha_norm", "erg_num", "erg_lambda_min", "erg_delta",
-                "stable_rank", "log_norm", "lambda_max"]:
+    out.update(
+        N=N,
+        M=M,
+        k=ps.k,
+        L=ps.krylov_dim,
+        t_full=t_full,
+        t_partial=t_part,
+        status_full=full["status"],
+        status_partial=part["status"],
+        approx=part["approx"],
+    )
+    for col in [
+        "alpha",
+        "xmin",
+        "D",
+        "num_pl_spikes",
+        "log_alpha_norm",
+        "erg_num",
+        "erg_lambda_min",
+        "erg_delta",
+        "stable_rank",
+        "log_norm",
+        "lambda_max",
+    ]:
         out[f"{col}_full"] = full[col]
         out[f"{col}_partial"] = part[col]
     return out
@@ -125,11 +163,14 @@ def part_accuracy(args) -> dict:
     from spectrascope.models.gguf_convert import convert_gguf
     from spectrascope.models.open_source import open_source
     from spectrascope.models.zoo import bundled_path
-    from spectrascope.weights.plan import plan_tasks
     from spectrascope.weights.options import WeightsOptions
+    from spectrascope.weights.plan import plan_tasks
 
     specs = []
-    for set_name, path in [("SmolLM2-135M", convert_gguf(bundled_path("smollm2-135m"))), ("MiniLM-L6", bundled_path("minilm-l6"))]:
+    for set_name, path in [
+        ("SmolLM2-135M", convert_gguf(bundled_path("smollm2-135m"))),
+        ("MiniLM-L6", bundled_path("minilm-l6")),
+    ]:
         source = open_source(path)
         for task in plan_tasks(source, WeightsOptions(spectrum="full")).matrix_tasks:
             specs.append({"set": set_name, "name": task.key, "path": str(path)})
@@ -156,23 +197,26 @@ def accuracy_tables(data: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     def summarize(g: pd.DataFrame) -> pd.Series:
         p = g[g.partial_really]
-        return pd.Series({
-            "matrices": len(g),
-            "alpha within 0.05": f"{(g.dalpha <= 0.05).mean():.1%}",
-            "within 0.01": f"{(g.dalpha <= 0.01).mean():.1%}",
-            "median |d alpha|": f"{g.dalpha.median():.1e}",
-            "max |d alpha|": f"{g.dalpha.max():.2f}",
-            "mean k/M": f"{g['k/M'].mean():.2f}",
-            "mean L/M": f"{g['L/M'].mean():.2f}",
-            "stopped early (k<M)": int(len(p)),
-            "  of which within 0.05": f"{(p.dalpha <= 0.05).mean():.1%}" if len(p) else "-",
-            "  median ERG |d num|/M": f"{p['erg_num_err/M'].median():.3f}" if len(p) else "-",
-            "  median |d log_alpha_norm|": f"{p.lan_err.median():.1e}" if len(p) else "-",
-            "time full / partial (s)": f"{g.t_full.sum():.0f} / {g.t_partial.sum():.0f}",
-        })
+        return pd.Series(
+            {
+                "matrices": len(g),
+                "alpha within 0.05": f"{(g.dalpha <= 0.05).mean():.1%}",
+                "within 0.01": f"{(g.dalpha <= 0.01).mean():.1%}",
+                "median |d alpha|": f"{g.dalpha.median():.1e}",
+                "max |d alpha|": f"{g.dalpha.max():.2f}",
+                "mean k/M": f"{g['k/M'].mean():.2f}",
+                "mean L/M": f"{g['L/M'].mean():.2f}",
+                "stopped early (k<M)": len(p),
+                "  of which within 0.05": f"{(p.dalpha <= 0.05).mean():.1%}" if len(p) else "-",
+                "  median ERG |d num|/M": f"{p['erg_num_err/M'].median():.3f}" if len(p) else "-",
+                "  median |d log_alpha_norm|": f"{p.lan_err.median():.1e}" if len(p) else "-",
+                "time full / partial (s)": f"{g.t_full.sum():.0f} / {g.t_partial.sum():.0f}",
+            }
+        )
 
-    summary = pd.concat([df.groupby("set").apply(summarize, include_groups=False).T,
-                         summarize(df).rename("all").to_frame()], axis=1)
+    summary = pd.concat(
+        [df.groupby("set").apply(summarize, include_groups=False).T, summarize(df).rename("all").to_frame()], axis=1
+    )
     return df, summary
 
 
@@ -189,15 +233,25 @@ def part_costs(args) -> dict:
     from threadpoolctl import threadpool_limits
 
     from spectrascope.models.open_source import open_source
-    from spectrascope.weights.tasks import load_matrix
     from spectrascope.spectra.esd import gram_eigenvalues
     from spectrascope.spectra.metrics import spectrum_metrics
     from spectrascope.spectra.partial import PartialConfig, partial_metrics, partial_spectrum
+    from spectrascope.weights.tasks import load_matrix
 
     threadpool_limits(1)
     source = open_source(args.checkpoint)
-    names = [f"model.layers.0.{p}.weight" for p in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                   "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
+    names = [
+        f"model.layers.0.{p}.weight"
+        for p in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        )
+    ]
     names.append("model.embed_tokens.weight")
     print(f"costs: {load_avg()}", flush=True)
     rows = []
@@ -211,11 +265,22 @@ def part_costs(args) -> dict:
             full = spectrum_metrics(ev, N, M, eps=eps)
             ps, t_part = _time(partial_spectrum, W, prec, PartialConfig())
             part = partial_metrics(ps, eps=eps)
-            row.update({f"full_{prec}": t_full, f"partial_{prec}": t_part, f"alpha_full_{prec}": full["alpha"],
-                        f"alpha_partial_{prec}": part["alpha"], f"k_{prec}": ps.k, f"L_{prec}": ps.krylov_dim,
-                        f"kind_{prec}": ps.kind})
+            row.update(
+                {
+                    f"full_{prec}": t_full,
+                    f"partial_{prec}": t_part,
+                    f"alpha_full_{prec}": full["alpha"],
+                    f"alpha_partial_{prec}": part["alpha"],
+                    f"k_{prec}": ps.k,
+                    f"L_{prec}": ps.krylov_dim,
+                    f"kind_{prec}": ps.kind,
+                }
+            )
         rows.append(row)
-        print(f"  {name}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != 'name'})}", flush=True)
+        print(
+            f"  {name}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != 'name'})}",
+            flush=True,
+        )
     return {"rows": rows, "load": load_avg()}
 
 
@@ -226,17 +291,36 @@ def part_run7b(args) -> dict:
     results = []
     for workers in args.workers:
         out = Path(args.out) / f"run7b-w{workers}"
-        cmd = CLI + ["weights", str(args.checkpoint), "--out", str(out), "--fast", "--spectrum", args.spectrum,
-                     "--workers", str(workers), "--quiet"]
+        cmd = CLI + [
+            "weights",
+            str(args.checkpoint),
+            "--out",
+            str(out),
+            "--fast",
+            "--spectrum",
+            args.spectrum,
+            "--workers",
+            str(workers),
+            "--quiet",
+        ]
         print(f"run7b: {' '.join(cmd[2:])} ({load_avg()})", flush=True)
         m = run_measured(cmd, interval=0.25)  # a long run: sample the process tree 4x a second
         if m.returncode != 0:
             raise SystemExit(m.stdout)
         df = pd.read_parquet(out / "weights.parquet")
-        results.append({"workers": workers, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "rows": len(df),
-                        "success": int((df.status == "success").sum()),
-                        "partial_rows": int((df.get("spectrum") == "partial").sum()),
-                        "mean_k": float(df["k"].mean()), "spectrum": args.spectrum, "load_after": load_avg()})
+        results.append(
+            {
+                "workers": workers,
+                "seconds": m.seconds,
+                "peak_rss_mb": m.peak_rss_mb,
+                "rows": len(df),
+                "success": int((df.status == "success").sum()),
+                "partial_rows": int((df.get("spectrum") == "partial").sum()),
+                "mean_k": float(df["k"].mean()),
+                "spectrum": args.spectrum,
+                "load_after": load_avg(),
+            }
+        )
         print(f"  -> {results[-1]}", flush=True)
     return {"runs": results}
 
@@ -268,19 +352,42 @@ def part_block(args) -> dict:
     ww = run_measured([PY, "-c", WW_SCRIPT, str(tmp / "block0.safetensors"), str(tmp / "ww.csv")], interval=0.05)
     assert ww.returncode == 0, ww.stdout
     ref = pd.read_csv(tmp / "ww.csv").set_index("name")
-    rows = [{"tool": "weightwatcher analyze()", "seconds": ww.seconds, "peak_rss_mb": ww.peak_rss_mb, "max_abs_dalpha_vs_ww": 0.0}]
+    rows = [
+        {
+            "tool": "weightwatcher analyze()",
+            "seconds": ww.seconds,
+            "peak_rss_mb": ww.peak_rss_mb,
+            "max_abs_dalpha_vs_ww": 0.0,
+        }
+    ]
     print(f"  weightwatcher: {ww.seconds:.1f} s", flush=True)
-    for label, flags in [("spectrascope --exact", ["--exact", "--spectrum", "full"]),
-                         ("spectrascope --fast", ["--fast", "--spectrum", "full"]),
-                         ("spectrascope --fast --spectrum partial", ["--fast", "--spectrum", "partial"])]:
+    for label, flags in [
+        ("spectrascope --exact", ["--exact", "--spectrum", "full"]),
+        ("spectrascope --fast", ["--fast", "--spectrum", "full"]),
+        ("spectrascope --fast --spectrum partial", ["--fast", "--spectrum", "partial"]),
+    ]:
         out = tmp / label.replace(" ", "_").replace("-", "")
-        m = run_measured(CLI + ["weights", str(tmp / "block0.safetensors"), "--out", str(out), "--workers", str(args.block_workers),
-                                "--quiet", *flags], interval=0.05)
+        m = run_measured(
+            CLI
+            + [
+                "weights",
+                str(tmp / "block0.safetensors"),
+                "--out",
+                str(out),
+                "--workers",
+                str(args.block_workers),
+                "--quiet",
+                *flags,
+            ],
+            interval=0.05,
+        )
         assert m.returncode == 0, m.stdout
         ours = pd.read_parquet(out / "weights.parquet").set_index("name")
         common = ref.index.intersection(ours.index)
         d = (ours.loc[common, "alpha"] - ref.loc[common, "alpha"]).abs()
-        rows.append({"tool": label, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "max_abs_dalpha_vs_ww": float(d.max())})
+        rows.append(
+            {"tool": label, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "max_abs_dalpha_vs_ww": float(d.max())}
+        )
         print(f"  {label}: {m.seconds:.1f} s", flush=True)
     for r in rows:
         r["ww_time_ratio"] = ww.seconds / r["seconds"]
@@ -311,7 +418,7 @@ def part_extrapolate(args) -> dict:
     print(f"extrapolate: {load_avg()}", flush=True)
     script = _load_script()
     for kind, (shape, count) in LLAMA2_70B.items():
-        if kind.startswith("embed") or kind.startswith("down"):
+        if kind.startswith(("embed", "down")):
             continue  # same Gram cost class as gate/up (N x M with M = 8192): scaled below
         W = np.concatenate(list(script.generate_rows(f"70b.{kind}", shape, 0)), axis=0)
         N, M = max(shape), min(shape)
@@ -319,9 +426,21 @@ def part_extrapolate(args) -> dict:
         full = spectrum_metrics(ev, N, M, eps=np.finfo(np.float32).eps)
         ps, t_part = _time(partial_spectrum, W, "fast", PartialConfig())
         part = partial_metrics(ps, eps=np.finfo(np.float32).eps)
-        rows.append({"kind": kind, "N": N, "M": M, "count": count, "full_fast_s": t_full, "partial_fast_s": t_part,
-                     "partial_kind": ps.kind, "k": ps.k, "L": ps.krylov_dim, "alpha_full": full["alpha"],
-                     "alpha_partial": part["alpha"]})
+        rows.append(
+            {
+                "kind": kind,
+                "N": N,
+                "M": M,
+                "count": count,
+                "full_fast_s": t_full,
+                "partial_fast_s": t_part,
+                "partial_kind": ps.kind,
+                "k": ps.k,
+                "L": ps.krylov_dim,
+                "alpha_full": full["alpha"],
+                "alpha_partial": part["alpha"],
+            }
+        )
         print(f"  {rows[-1]}", flush=True)
         del W
     by = {r["kind"]: r for r in rows}
@@ -338,7 +457,9 @@ def part_extrapolate(args) -> dict:
 def _load_script():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_synthetic_checkpoint", ROOT / "scripts" / "make_synthetic_checkpoint.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic_checkpoint", ROOT / "scripts" / "make_synthetic_checkpoint.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_synthetic_checkpoint"] = module
     spec.loader.exec_module(module)
@@ -352,8 +473,11 @@ def extrapolation_table(data: dict, cores_per_machine: int = 32, machines=(1, 4,
     out = []
     for mode in ("full_fast_s", "partial_fast_s"):
         cpu_s = sum(r[mode] * r["count"] for r in rows) + read_s
-        line = {"mode": mode.replace("_s", "").replace("_", " "), "core-hours": cpu_s / 3600,
-                "this machine, 2 workers (h)": cpu_s / 2 / 3600}
+        line = {
+            "mode": mode.replace("_s", "").replace("_", " "),
+            "core-hours": cpu_s / 3600,
+            "this machine, 2 workers (h)": cpu_s / 2 / 3600,
+        }
         for n in machines:
             # per-tensor tasks; the longest single task bounds the wall time
             longest = max(r[mode] for r in rows)
@@ -374,16 +498,25 @@ def main() -> None:
     ap.add_argument("--spectrum", default="partial", help="--spectrum for the 7B run")
     ap.add_argument("--block-workers", type=int, default=2)
     ap.add_argument("--pool", type=int, default=2, help="processes for the accuracy part")
-    ap.add_argument("--read-gbps", type=float, default=0.0, help="bf16 read rate for the extrapolation "
-                    "(default: measured in the costs part)")
+    ap.add_argument(
+        "--read-gbps",
+        type=float,
+        default=0.0,
+        help="bf16 read rate for the extrapolation (default: measured in the costs part)",
+    )
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "spectrascope-scale")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     parts = [p for p in args.parts.split(",") if p]
     if args.make and not args.checkpoint.exists():
         subprocess.run([PY, str(ROOT / "scripts" / "make_synthetic_checkpoint.py"), str(args.checkpoint)], check=True)
-    runners = {"accuracy": part_accuracy, "costs": part_costs, "run7b": part_run7b, "block": part_block,
-               "extrapolate": part_extrapolate}
+    runners = {
+        "accuracy": part_accuracy,
+        "costs": part_costs,
+        "run7b": part_run7b,
+        "block": part_block,
+        "extrapolate": part_extrapolate,
+    }
     for part in parts:
         if part == "extrapolate" and not args.read_gbps:
             costs = args.out / "costs.json"
@@ -406,12 +539,30 @@ def report(out: Path) -> None:
         print(summary.to_string())
         worst = df.sort_values("dalpha", ascending=False).head(8)
         print("largest alpha differences:")
-        print(worst[["set", "name", "M", "k", "L", "alpha_full", "alpha_partial", "num_pl_spikes_full"]].to_string(index=False))
+        print(
+            worst[["set", "name", "M", "k", "L", "alpha_full", "alpha_partial", "num_pl_spikes_full"]].to_string(
+                index=False
+            )
+        )
     if (out / "costs.json").exists():
         c = pd.DataFrame(json.loads((out / "costs.json").read_text())["rows"])
         print("\n== per-matrix seconds on the 7B checkpoint (1 thread) ==")
-        cols = ["name", "N", "M", "read", "full_fast", "partial_fast", "full_exact", "partial_exact", "k_fast", "L_fast",
-                "alpha_full_exact", "alpha_full_fast", "alpha_partial_fast", "alpha_partial_exact"]
+        cols = [
+            "name",
+            "N",
+            "M",
+            "read",
+            "full_fast",
+            "partial_fast",
+            "full_exact",
+            "partial_exact",
+            "k_fast",
+            "L_fast",
+            "alpha_full_exact",
+            "alpha_full_fast",
+            "alpha_partial_fast",
+            "alpha_partial_exact",
+        ]
         print(c[cols].round(3).to_string(index=False))
     if (out / "run7b.json").exists():
         print("\n== spectrascope weights on the 7B-shaped checkpoint (13.5 GB bf16) ==")

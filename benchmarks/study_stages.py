@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import run_measured  # noqa: E402
+from measure import run_measured
 
 
 def part_stages(args) -> None:
@@ -42,7 +42,9 @@ def part_stages(args) -> None:
         print(m.stdout[-3000:])
         raise SystemExit(f"study failed with exit code {m.returncode}")
     info = json.loads((out / "study.json").read_text())
-    print(f"study --budget {args.budget} on {args.model}: {m.seconds:.1f} s wall, peak RSS {m.peak_rss_mb / 1024:.2f} GB")
+    print(
+        f"study --budget {args.budget} on {args.model}: {m.seconds:.1f} s wall, peak RSS {m.peak_rss_mb / 1024:.2f} GB"
+    )
     for stage, seconds in info["seconds"].items():
         print(f"  {stage:12s} {seconds:8.1f} s")
     print(f"  {'stages':12s} {sum(info['seconds'].values()):8.1f} s (the rest: start-up, loading, the report)")
@@ -50,8 +52,8 @@ def part_stages(args) -> None:
 
 def part_edit_cost(args) -> None:
     from spectrascope.corpora import load_corpus
-    from spectrascope.mech.components import AttnBlock, MlpBlock, SpectralComponent
     from spectrascope.mech.ablation_sweep import ablation_rows
+    from spectrascope.mech.components import AttnBlock, MlpBlock, SpectralComponent
     from spectrascope.mech.metrics import text_loss
     from spectrascope.models.loaded import load_model
 
@@ -71,8 +73,10 @@ def part_edit_cost(args) -> None:
         results[name] = ablation_rows(model, edits, metric, "mean", reference, **kwargs)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         per = wall / len(edits) / (n_tokens / 1000)
-        print(f"edit cost {name:7s}: {per:6.2f} s per edit per 1,000 tokens (wall; CPU {cpu / len(edits) / (n_tokens / 1000):.2f} s), "
-              f"{len(edits)} edits x {n_tokens} tokens")
+        print(
+            f"edit cost {name:7s}: {per:6.2f} s per edit per 1,000 tokens (wall; CPU {cpu / len(edits) / (n_tokens / 1000):.2f} s), "
+            f"{len(edits)} edits x {n_tokens} tokens"
+        )
     ref = results["before"]
     for name in ("packed", "after"):
         diff = max(float((results[name].ablated[c].values - ref.ablated[c].values).abs().max()) for c in edits)
@@ -83,9 +87,9 @@ def part_atp(args) -> None:
     from scipy.stats import spearmanr
 
     from spectrascope.corpora import load_corpus
-    from spectrascope.mech.components import AttnBlock, MlpBlock
     from spectrascope.mech.ablation_attribution import ablation_attribution
     from spectrascope.mech.ablation_sweep import ablation_rows
+    from spectrascope.mech.components import AttnBlock, MlpBlock
     from spectrascope.mech.metrics import text_loss
     from spectrascope.models.loaded import load_model
 
@@ -99,8 +103,10 @@ def part_atp(args) -> None:
     w = atp.baseline.weights
     est = [float((atp.estimated[c] * w).sum() / w.sum()) for c in blocks]
     ex = [float(exact.ablated[c].reduce() - exact.baseline.reduce()) for c in blocks]
-    print(f"attribution screen vs exact mean ablation of {len(blocks)} blocks on {int(w.sum())} code tokens: "
-          f"Spearman {spearmanr(est, ex).statistic:.2f}")
+    print(
+        f"attribution screen vs exact mean ablation of {len(blocks)} blocks on {int(w.sum())} code tokens: "
+        f"Spearman {spearmanr(est, ex).statistic:.2f}"
+    )
 
 
 def main() -> None:

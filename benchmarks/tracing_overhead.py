@@ -30,7 +30,9 @@ def main() -> None:
     loaded = load_model(args.model)
     texts = load_corpus("python-docs").texts
     batches = []
-    for b in token_batches(loaded.tokenizer, texts, max_tokens=10**9, seq_len=128, batch_tokens=8 * 128, skip_first=False):
+    for b in token_batches(
+        loaded.tokenizer, texts, max_tokens=10**9, seq_len=128, batch_tokens=8 * 128, skip_first=False
+    ):
         if b["input_ids"].shape == (8, 128):
             batches.append({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
         if len(batches) == args.batches:
@@ -54,10 +56,14 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
-    print(f"model {args.model}: {len(batches)} batches of 8 x 128 tokens, stats at {n_layers} resid_post sites, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model}: {len(batches)} batches of 8 x 128 tokens, stats at {n_layers} resid_post sites, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for k in ("plain", "stats"):
-        print(f"  {k:6s} best {best[k]:.2f} s  ({tokens / best[k]:.0f} tokens/s)  all runs {[round(t, 2) for t in times[k]]}")
+        print(
+            f"  {k:6s} best {best[k]:.2f} s  ({tokens / best[k]:.0f} tokens/s)  all runs {[round(t, 2) for t in times[k]]}"
+        )
     print(f"  overhead ratio (stats / plain, best of {args.repeats}): {best['stats'] / best['plain']:.3f}")
 
 

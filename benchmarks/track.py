@@ -132,11 +132,14 @@ def main() -> None:
         for name, values in times.items():
             best = min(values)
             work_done = {"separate": f"{counts[name]} rows", "weightwatcher": f"{counts[name]} rows"}.get(
-                name, f"{counts[name]} matrices computed, the rest reused")
+                name, f"{counts[name]} matrices computed, the rest reused"
+            )
             print(f"{name:<16}{best:>10.2f}{best / base:>12.2f}{best / n:>15.3f}s  {work_done}")
         overhead = (min(times["track"]) - base) / n
-        print(f"track - separate: {overhead * 1000:+.1f} ms per checkpoint "
-              f"(hashing, per-step tables; negative when reading is shared)")
+        print(
+            f"track - separate: {overhead * 1000:+.1f} ms per checkpoint "
+            f"(hashing, per-step tables; negative when reading is shared)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import run_measured  # noqa: E402
+from measure import run_measured
 
 WW_SCRIPT = """
 import logging, sys, time
@@ -72,7 +72,9 @@ def main() -> None:
     rows = []
     for mode in ("exact", "fast"):
         out = tmp / mode
-        m = run_measured(cli + ["weights", str(st_dir), "--out", str(out), f"--{mode}", "--workers", str(args.workers), "--quiet"])
+        m = run_measured(
+            cli + ["weights", str(st_dir), "--out", str(out), f"--{mode}", "--workers", str(args.workers), "--quiet"]
+        )
         assert m.returncode == 0, m.stdout
         ours = pd.read_parquet(out / "weights.parquet").set_index("name")
         ours = ours[ours["status"] == "success"]
@@ -81,14 +83,23 @@ def main() -> None:
         floor = run_measured([py, "-c", FLOOR_SCRIPT, str(st_file), str(tmp / "ww.csv"), mode, str(args.workers)])
         startup = run_measured([py, "-c", "import spectrascope.cli, spectrascope.weights.runner"])
         results[mode] = m
-        rows.append({
-            "mode": mode, "matrices": len(ours), "same_set": set(common) == set(ref.index) == set(ours.index),
-            "seconds": m.seconds, "ww_seconds": ww.seconds, "speedup_vs_ww": ww.seconds / m.seconds,
-            "floor_seconds": floor.seconds, "startup_seconds": startup.seconds,
-            "vs_floor_plus_startup": m.seconds / (floor.seconds + startup.seconds),
-            "peak_rss_mb": m.peak_rss_mb, "ww_peak_rss_mb": ww.peak_rss_mb,
-            "max_abs_alpha_diff": float(diff.max()), "share_alpha_within_0.01": float((diff <= 0.01).mean()),
-        })
+        rows.append(
+            {
+                "mode": mode,
+                "matrices": len(ours),
+                "same_set": set(common) == set(ref.index) == set(ours.index),
+                "seconds": m.seconds,
+                "ww_seconds": ww.seconds,
+                "speedup_vs_ww": ww.seconds / m.seconds,
+                "floor_seconds": floor.seconds,
+                "startup_seconds": startup.seconds,
+                "vs_floor_plus_startup": m.seconds / (floor.seconds + startup.seconds),
+                "peak_rss_mb": m.peak_rss_mb,
+                "ww_peak_rss_mb": ww.peak_rss_mb,
+                "max_abs_alpha_diff": float(diff.max()),
+                "share_alpha_within_0.01": float((diff <= 0.01).mean()),
+            }
+        )
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(f"model: {args.model} ({len(ref)} matrices analyzed by weightwatcher), workers={args.workers}")

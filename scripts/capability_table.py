@@ -1,6 +1,6 @@
 """Print the family x capability table of spectrascope's architecture registry as Markdown.
 
-    python scripts/capability_table.py > table.md
+python scripts/capability_table.py > table.md
 """
 
 from spectrascope.arch.capabilities import capability_markdown

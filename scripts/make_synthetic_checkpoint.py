@@ -37,11 +37,11 @@ BASE = {"d_model": 4096, "mlp": 11008, "vocab": 32000, "layers": 32, "head_dim":
 
 def llama_shapes(scale: float = 1.0, layers: int | None = None) -> tuple[list[tuple[str, tuple[int, ...]]], dict]:
     """(name, shape) of every tensor in file order, and the HF config."""
-    d = max(16, int(round(BASE["d_model"] * scale)))
-    mlp = max(16, int(round(BASE["mlp"] * scale)))
-    vocab = max(32, int(round(BASE["vocab"] * scale)))
-    n_layers = layers if layers is not None else max(1, int(round(BASE["layers"] * min(1.0, scale * 8))))
-    head_dim = BASE["head_dim"] if d >= BASE["head_dim"] else d
+    d = max(16, round(BASE["d_model"] * scale))
+    mlp = max(16, round(BASE["mlp"] * scale))
+    vocab = max(32, round(BASE["vocab"] * scale))
+    n_layers = layers if layers is not None else max(1, round(BASE["layers"] * min(1.0, scale * 8)))
+    head_dim = min(BASE["head_dim"], d)
     n_heads = max(1, d // head_dim)
     shapes: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, d))]
     for i in range(n_layers):
@@ -59,10 +59,20 @@ def llama_shapes(scale: float = 1.0, layers: int | None = None) -> tuple[list[tu
         ]
     shapes += [("model.norm.weight", (d,)), ("lm_head.weight", (vocab, d))]
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": d, "intermediate_size": mlp,
-        "num_hidden_layers": n_layers, "num_attention_heads": n_heads, "num_key_value_heads": n_heads,
-        "vocab_size": vocab, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "hidden_act": "silu",
-        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "rope_theta": 10000.0,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": d,
+        "intermediate_size": mlp,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": n_heads,
+        "vocab_size": vocab,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "rope_theta": 10000.0,
         "spectrascope_synthetic": {"base": "Llama-2-7B shapes", "scale": scale},
     }
     return shapes, config
@@ -113,7 +123,11 @@ def write_shard(path: Path, tensors: list[tuple[str, tuple[int, ...]]], seed: in
     header, offset = {}, 0
     for name, shape in tensors:
         nbytes = int(np.prod(shape)) * itemsize
-        header[name] = {"dtype": "BF16" if dtype == "bf16" else "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": "BF16" if dtype == "bf16" else "F32",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     header["__metadata__"] = {"format": "pt"}
     blob = json.dumps(header, separators=(",", ":")).encode()
@@ -122,12 +136,21 @@ def write_shard(path: Path, tensors: list[tuple[str, tuple[int, ...]]], seed: in
         fh.write(struct.pack("<Q", len(blob)))
         fh.write(blob)
         for name, shape in tensors:
-            for chunk in generate_rows(name, shape, seed):
-                fh.write((to_bf16_bits(chunk) if dtype == "bf16" else chunk.astype(np.float32)).tobytes())
+            fh.writelines(
+                (to_bf16_bits(chunk) if dtype == "bf16" else chunk.astype(np.float32)).tobytes()
+                for chunk in generate_rows(name, shape, seed)
+            )
 
 
-def make_checkpoint(out: Path, seed: int = 0, scale: float = 1.0, layers: int | None = None,
-                    shard_mb: float = 2000, dtype: str = "bf16", progress: bool = False) -> Path:
+def make_checkpoint(
+    out: Path,
+    seed: int = 0,
+    scale: float = 1.0,
+    layers: int | None = None,
+    shard_mb: float = 2000,
+    dtype: str = "bf16",
+    progress: bool = False,
+) -> Path:
     """Write the checkpoint into ``out``; return ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +174,9 @@ def make_checkpoint(out: Path, seed: int = 0, scale: float = 1.0, layers: int | 
             total += int(np.prod(shape)) * itemsize
         if progress:
             print(f"wrote {fname} ({len(tensors)} tensors)", flush=True)
-    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
+    )
     config["spectrascope_synthetic"]["seed"] = seed
     (out / "config.json").write_text(json.dumps(config, indent=1))
     planted = {name: planted_alpha(name, seed) for name, shape in shapes if len(shape) == 2}

@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=TOY_INDUCTION_DIR)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: the model is tiny, and extra threads only contend)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: the model is tiny, and extra threads only contend)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

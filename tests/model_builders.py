@@ -28,9 +28,14 @@ D_MODEL, D_MLP, N_LAYERS, N_HEADS, N_KV_HEADS, VOCAB, CTX = 64, 128, 2, 4, 2, 12
 
 def llama_config(tied: bool = False) -> LlamaConfig:
     return LlamaConfig(
-        hidden_size=D_MODEL, intermediate_size=D_MLP, num_hidden_layers=N_LAYERS,
-        num_attention_heads=N_HEADS, num_key_value_heads=N_KV_HEADS, vocab_size=VOCAB,
-        max_position_embeddings=CTX, tie_word_embeddings=tied,
+        hidden_size=D_MODEL,
+        intermediate_size=D_MLP,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=N_HEADS,
+        num_key_value_heads=N_KV_HEADS,
+        vocab_size=VOCAB,
+        max_position_embeddings=CTX,
+        tie_word_embeddings=tied,
     )
 
 
@@ -41,29 +46,51 @@ def tiny_llama(tied: bool = False) -> LlamaForCausalLM:
 
 def tiny_gpt2() -> GPT2LMHeadModel:
     torch.manual_seed(0)
-    cfg = GPT2Config(n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS, vocab_size=VOCAB, n_positions=CTX,
-                     bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        n_embd=D_MODEL,
+        n_layer=N_LAYERS,
+        n_head=N_HEADS,
+        vocab_size=VOCAB,
+        n_positions=CTX,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return GPT2LMHeadModel(cfg).eval()
 
 
 def tiny_neox() -> GPTNeoXForCausalLM:
     torch.manual_seed(0)
-    cfg = GPTNeoXConfig(hidden_size=D_MODEL, intermediate_size=D_MLP, num_hidden_layers=N_LAYERS,
-                        num_attention_heads=N_HEADS, vocab_size=VOCAB, max_position_embeddings=CTX,
-                        bos_token_id=0, eos_token_id=0)
+    cfg = GPTNeoXConfig(
+        hidden_size=D_MODEL,
+        intermediate_size=D_MLP,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=N_HEADS,
+        vocab_size=VOCAB,
+        max_position_embeddings=CTX,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return GPTNeoXForCausalLM(cfg).eval()
 
 
 def tiny_bert() -> BertForMaskedLM:
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=D_MODEL, intermediate_size=D_MLP, num_hidden_layers=N_LAYERS,
-                     num_attention_heads=N_HEADS, vocab_size=VOCAB, max_position_embeddings=CTX)
+    cfg = BertConfig(
+        hidden_size=D_MODEL,
+        intermediate_size=D_MLP,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=N_HEADS,
+        vocab_size=VOCAB,
+        max_position_embeddings=CTX,
+    )
     return BertForMaskedLM(cfg).eval()
 
 
 def plain_state(module_or_dict) -> dict[str, torch.Tensor]:
     """Detached, contiguous, storage-independent copies (what save_file accepts)."""
-    items = module_or_dict.state_dict().items() if isinstance(module_or_dict, torch.nn.Module) else module_or_dict.items()
+    items = (
+        module_or_dict.state_dict().items() if isinstance(module_or_dict, torch.nn.Module) else module_or_dict.items()
+    )
     return {k: v.detach().clone().contiguous() for k, v in items}
 
 
@@ -97,19 +124,30 @@ def write_sharded(folder: Path, tensors: dict[str, torch.Tensor], config: dict |
 # ----------------------------------------------------------------------------- GGUF
 
 _GGUF_BLOCK = {
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
 }
-_GGUF_GLOBAL = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-                "lm_head.weight": "output.weight"}
+_GGUF_GLOBAL = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
 
 
 def llama_cpp_permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     """Verbatim logic of llama.cpp's convert_hf_to_gguf.py ``LlamaModel.permute``."""
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2)
-            .reshape(weights.shape))
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def gguf_name(hf: str) -> str:

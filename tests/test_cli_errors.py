@@ -25,7 +25,10 @@ from safetensors.torch import save_file
 
 def _tensors() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"layers.0.a.weight": torch.randn(64, 32, generator=g), "layers.1.b.weight": torch.randn(48, 32, generator=g)}
+    return {
+        "layers.0.a.weight": torch.randn(64, 32, generator=g),
+        "layers.1.b.weight": torch.randn(48, 32, generator=g),
+    }
 
 
 def _write_gguf(path: Path) -> None:
@@ -93,9 +96,16 @@ def _make_inputs(root: Path) -> dict[str, tuple[Path, list[str]]]:
     bad_index = root / "bad_index"
     bad_index.mkdir()
     save_file(_tensors(), str(bad_index / "model-00001-of-00002.safetensors"))
-    (bad_index / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"layers.0.a.weight": "model-00001-of-00002.safetensors",
-                        "layers.1.b.weight": "model-00002-of-00002.safetensors"}}))
+    (bad_index / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "weight_map": {
+                    "layers.0.a.weight": "model-00001-of-00002.safetensors",
+                    "layers.1.b.weight": "model-00002-of-00002.safetensors",
+                }
+            }
+        )
+    )
     cases["index_with_missing_shard"] = (bad_index, [])
 
     bad_config = root / "bad_config"
@@ -115,13 +125,23 @@ def _make_inputs(root: Path) -> dict[str, tuple[Path, list[str]]]:
 
 
 SUBPROCESS_ERROR_CASES = [
-    "missing_path", "unknown_format", "truncated_safetensors", "corrupt_header_safetensors",
-    "truncated_gguf", "bad_magic_gguf", "pickle_refused",
+    "missing_path",
+    "unknown_format",
+    "truncated_safetensors",
+    "corrupt_header_safetensors",
+    "truncated_gguf",
+    "bad_magic_gguf",
+    "pickle_refused",
 ]
 SUBPROCESS_CASES = SUBPROCESS_ERROR_CASES + ["pickle_allowed"]
 IN_PROCESS_ERROR_CASES = [
-    "empty_safetensors", "bad_header_length_safetensors", "truncated_header_gguf", "dir_without_weights",
-    "index_with_missing_shard", "invalid_config_json", "pickle_not_a_state_dict",
+    "empty_safetensors",
+    "bad_header_length_safetensors",
+    "truncated_header_gguf",
+    "dir_without_weights",
+    "index_with_missing_shard",
+    "invalid_config_json",
+    "pickle_not_a_state_dict",
     # the subprocess cases once more, cheaply, so a regression shows which input broke
     *SUBPROCESS_ERROR_CASES,
 ]
@@ -145,7 +165,7 @@ def cli_results(inputs) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
         path, extra = inputs[name]
         out = path.parent / f"out_{name}"
         cmd = [sys.executable, "-m", "spectrascope.cli", *_weights_args(path, out, extra)]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180), out
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, check=False), out
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         return dict(zip(SUBPROCESS_CASES, pool.map(run, SUBPROCESS_CASES)))
@@ -153,7 +173,7 @@ def cli_results(inputs) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
 
 @pytest.mark.parametrize("case", SUBPROCESS_ERROR_CASES)
 def test_bad_input_is_one_error_line(cli_results, case):
-    proc, out = cli_results[case]
+    proc, _out = cli_results[case]
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -211,8 +231,13 @@ def test_console_script_reports_errors_the_same_way(tmp_path):
     script = Path(sys.executable).parent / "spectrascope"
     if not script.exists():
         pytest.fail(f"console script not installed at {script}")
-    proc = subprocess.run([str(script), "weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet",
-                           "--workers", "1"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(script), "weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -59,8 +59,13 @@ def _wait_for(condition, what: str) -> None:
 def _start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     env.pop("SPECTRASCOPE_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "spectrascope.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "spectrascope.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _weights(checkpoint: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -123,8 +128,10 @@ def test_a_second_writer_on_one_folder_is_refused(checkpoint, tmp_path):
     second = _weights(checkpoint, out, "--seed", "1")
     _, stderr = second.communicate(timeout=WAIT_SECONDS)
     assert second.returncode == 2, stderr
-    assert stderr.strip() == (f"error: --out {out} is in use by another spectrascope run (pid {first.pid}); wait "
-                              "for it to end or write to another folder")
+    assert stderr.strip() == (
+        f"error: --out {out} is in use by another spectrascope run (pid {first.pid}); wait "
+        "for it to end or write to another folder"
+    )
     assert first.poll() is None  # the first run goes on undisturbed
     first.send_signal(signal.SIGINT)
     _assert_interrupted(first, workers)

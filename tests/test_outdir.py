@@ -63,8 +63,10 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(OutputError, match=f"in use by another spectrascope run \\(pid {holder.pid}\\)"), \
-                OutputFolder(folder):
+        with (
+            pytest.raises(OutputError, match=f"in use by another spectrascope run \\(pid {holder.pid}\\)"),
+            OutputFolder(folder),
+        ):
             pass
     finally:
         holder.kill()
@@ -90,8 +92,11 @@ def test_weights_cli_refuses_a_bad_out_before_any_work(case, tmp_path, monkeypat
     from spectrascope.cli import main
 
     (tmp_path / "file").write_text("x")
-    out = {"file": tmp_path / "file", "under_file": tmp_path / "file" / "out",
-           "read_only": _read_only_folder(tmp_path)}[case]
+    out = {
+        "file": tmp_path / "file",
+        "under_file": tmp_path / "file" / "out",
+        "read_only": _read_only_folder(tmp_path),
+    }[case]
     opened = []
     monkeypatch.setattr("spectrascope.weights.runner.open_source", lambda *a, **k: opened.append(a))
     monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
@@ -103,8 +108,10 @@ def test_weights_cli_refuses_a_bad_out_before_any_work(case, tmp_path, monkeypat
     assert len(err.splitlines()) == 1 and err.startswith(f"error: --out {out}"), err
 
 
-@pytest.mark.parametrize("verb", [["activations", "toy-induction"], ["heads", "toy-induction"],
-                                  ["study", "toy-induction", "--stages", "weights"]])
+@pytest.mark.parametrize(
+    "verb",
+    [["activations", "toy-induction"], ["heads", "toy-induction"], ["study", "toy-induction", "--stages", "weights"]],
+)
 def test_other_verbs_refuse_a_file_as_out(verb, tmp_path, monkeypatch, capsys):
     from spectrascope.cli import main
 

@@ -76,7 +76,7 @@ _EXPORTS = {
     "run_study": "spectrascope.study",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [name for name in sorted(_EXPORTS)]  # a list display, as linters expect of __all__
 
 
 def __getattr__(name: str):

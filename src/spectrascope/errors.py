@@ -118,8 +118,9 @@ def choice(enum: type[Enum], value: object, option: str) -> Enum:
     try:
         return enum(value)
     except ValueError:
-        raise OptionError(f"{{option}} must be one of {', '.join(m.value for m in enum)} (got {value!r})",
-                          option=option) from None
+        raise OptionError(
+            f"{{option}} must be one of {', '.join(m.value for m in enum)} (got {value!r})", option=option
+        ) from None
 
 
 def at_least(value: float, low: float, option: str) -> None:

@@ -73,8 +73,9 @@ def differences(recorded: Mapping, current: Mapping) -> list[str]:
         if old == new:
             continue
         if key in NESTED and isinstance(old, Mapping) and isinstance(new, Mapping):
-            out += [k if key == "options" else f"{key} {k}" for k in sorted(set(old) | set(new))
-                    if old.get(k) != new.get(k)]
+            out += [
+                k if key == "options" else f"{key} {k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+            ]
         else:
             out.append(key)
     return out

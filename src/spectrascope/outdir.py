@@ -119,8 +119,11 @@ class OutputFolder:
         except OSError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise OutputError(f"{{option}} {self.path} is in use by another spectrascope run (pid {holder}); wait "
-                              "for it to end or write to another folder", option=self.option) from None
+            raise OutputError(
+                f"{{option}} {self.path} is in use by another spectrascope run (pid {holder}); wait "
+                "for it to end or write to another folder",
+                option=self.option,
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd

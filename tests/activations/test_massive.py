@@ -34,8 +34,14 @@ def test_planted_massive_outlier_and_sink_channels():
     assert s.excluded().tolist() == [3, 9]
     table = massive_table(s.rows("resid_post", 4, decode=lambda t: f"tok{t}")).set_index("channel")
     assert list(table.columns) == [c for c in MASSIVE_COLUMNS if c != "channel"]
-    assert table.loc[3, "kind"] == "massive" and table.loc[3, "n_fires"] == 2 and "'tok7' x2" in table.loc[3, "top_tokens"]
+    assert (
+        table.loc[3, "kind"] == "massive" and table.loc[3, "n_fires"] == 2 and "'tok7' x2" in table.loc[3, "top_tokens"]
+    )
     assert table.loc[9, "kind"] == "outlier" and table.loc[9, "rms_ratio"] > 12
-    assert table.loc[20, "kind"] == "sink" and not table.loc[20, "excluded"] and table.loc[20, "first_position_ratio"] > 1000
+    assert (
+        table.loc[20, "kind"] == "sink"
+        and not table.loc[20, "excluded"]
+        and table.loc[20, "first_position_ratio"] > 1000
+    )
     assert table.loc[3, "fire_share"] == 2 / (20 * 49)
     np.testing.assert_array_equal(keep_channels(6, np.array([1, 4])), [0, 2, 3, 5])

@@ -4,26 +4,43 @@ import pytest
 import torch
 
 from spectrascope.activations.batching import text_batches
-from spectrascope.trace.passes import SiteMoments, run_pass
 from spectrascope.activations.run import run_activations
 from spectrascope.errors import CorpusError, SiteError, SpectrascopeError
 from spectrascope.trace import run_with_cache
+from spectrascope.trace.passes import SiteMoments, run_pass
 
 
 def test_tables_have_one_row_per_site_layer_domain_and_variant(tiny_lm, tmp_path):
-    acts, energy, massive = run_activations(tiny_lm, corpora="calendar,arithmetic", sites="resid_post,mlp_out",
-                                            max_tokens=600, calibration_tokens=200, out_dir=tmp_path, n_boot=100)
+    acts, energy, _massive = run_activations(
+        tiny_lm,
+        corpora="calendar,arithmetic",
+        sites="resid_post,mlp_out",
+        max_tokens=600,
+        calibration_tokens=200,
+        out_dir=tmp_path,
+        n_boot=100,
+    )
     assert len(acts) == 2 * 2 * 2 * 2 and len(energy) == 8
     assert set(acts["site"]) == {"resid_post", "mlp_out"} and set(acts["domain"]) == {"calendar", "arithmetic"}
     assert set(acts["variant"]) == {"raw", "robust"}
     assert (acts["n_tokens"] == 600).all() and (energy["n_tokens"] == 600).all()
-    for col in ["alpha", "effective_rank", "erg_delta", "trace_log_energy", "participation_ratio", "n_over_d",
-                "effective_rank_null", "trace_log_energy_null"]:
+    for col in [
+        "alpha",
+        "effective_rank",
+        "erg_delta",
+        "trace_log_energy",
+        "participation_ratio",
+        "n_over_d",
+        "effective_rank_null",
+        "trace_log_energy_null",
+    ]:
         assert col in acts
     assert (acts["status"] == "success").all()
     # the pooled reference is the mix of both domains: their energies straddle ~1/2
     assert energy["energy_mean"].between(0.05, 50).all()
-    assert (energy["energy_mean_lo"] <= energy["energy_mean"]).all() and (energy["energy_mean"] <= energy["energy_mean_hi"]).all()
+    assert (energy["energy_mean_lo"] <= energy["energy_mean"]).all() and (
+        energy["energy_mean"] <= energy["energy_mean_hi"]
+    ).all()
     for stem in ["activations", "energy", "massive_activations"]:
         assert (tmp_path / f"{stem}.parquet").exists() and (tmp_path / f"{stem}.csv").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "activations.parquet"), acts)

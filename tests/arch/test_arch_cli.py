@@ -27,22 +27,34 @@ def dirs(tmp_path_factory) -> dict[str, Path]:
     mismatch = root / "llama_config_gpt2_names"
     mismatch.mkdir()
     save_file(gpt2, str(mismatch / "model.safetensors"))
-    (mismatch / "config.json").write_text(json.dumps({"model_type": "llama", "num_attention_heads": 4,
-                                                      "hidden_size": 32, "num_hidden_layers": 2}))
+    (mismatch / "config.json").write_text(
+        json.dumps({"model_type": "llama", "num_attention_heads": 4, "hidden_size": 32, "num_hidden_layers": 2})
+    )
     out["mismatch"] = mismatch
     unknown = root / "unknown_family"
     unknown.mkdir()
-    save_file({"layers.0.mix.weight": torch.randn(32, 16), "layers.1.mix.weight": torch.randn(32, 16)},
-              str(unknown / "model.safetensors"))
-    (unknown / "config.json").write_text(json.dumps({"model_type": "mystery", "num_attention_heads": 4,
-                                                     "hidden_size": 16}))
+    save_file(
+        {"layers.0.mix.weight": torch.randn(32, 16), "layers.1.mix.weight": torch.randn(32, 16)},
+        str(unknown / "model.safetensors"),
+    )
+    (unknown / "config.json").write_text(
+        json.dumps({"model_type": "mystery", "num_attention_heads": 4, "hidden_size": 16})
+    )
     out["unknown"] = unknown
     mamba().save_pretrained(root / "mamba")
     out["mamba"] = root / "mamba"
     torch.manual_seed(0)
-    opt = transformers.OPTForCausalLM(transformers.OPTConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
-        max_position_embeddings=64, word_embed_proj_dim=16))
+    opt = transformers.OPTForCausalLM(
+        transformers.OPTConfig(
+            vocab_size=64,
+            hidden_size=16,
+            num_hidden_layers=1,
+            ffn_dim=32,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            word_embed_proj_dim=16,
+        )
+    )
     opt.save_pretrained(root / "opt")
     out["opt"] = root / "opt"
     return out
@@ -60,14 +72,22 @@ def _run(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("case, verb, extra, message", [
-    ("mismatch", "weights", [], "tensor names do not match the config's family \\(llama\\)"),
-    ("unknown", "weights", ["--heads"], "per-head spectra: model type 'mystery' is not supported; supported model types: bert"),
-    ("mamba", "weights", ["--heads"], "mamba is a state-space model without attention"),
-    ("mamba", "heads", [], "head scores needs attention: mamba is a state-space model without attention"),
-    ("opt", "heads", [], "model type 'opt' is not supported"),
-    ("opt", "ablate", [], "model type 'opt' is not supported"),
-])
+@pytest.mark.parametrize(
+    "case, verb, extra, message",
+    [
+        ("mismatch", "weights", [], "tensor names do not match the config's family \\(llama\\)"),
+        (
+            "unknown",
+            "weights",
+            ["--heads"],
+            "per-head spectra: model type 'mystery' is not supported; supported model types: bert",
+        ),
+        ("mamba", "weights", ["--heads"], "mamba is a state-space model without attention"),
+        ("mamba", "heads", [], "head scores needs attention: mamba is a state-space model without attention"),
+        ("opt", "heads", [], "model type 'opt' is not supported"),
+        ("opt", "ablate", [], "model type 'opt' is not supported"),
+    ],
+)
 def test_architecture_errors_are_one_line(dirs, tmp_path, monkeypatch, capsys, case, verb, extra, message):
     out = tmp_path / "out"
     code, stdout, stderr = _run([verb, str(dirs[case]), "--out", str(out), *extra], monkeypatch, capsys)
@@ -80,18 +100,26 @@ def test_architecture_errors_are_one_line(dirs, tmp_path, monkeypatch, capsys, c
 
 
 def test_the_toy_model_is_a_model_name(tmp_path, monkeypatch, capsys):
-    code, _, stderr = _run(["weights", "toy-induction", "--out", str(tmp_path / "w"), "--quiet", "--workers", "1"],
-                                monkeypatch, capsys)
+    code, _, stderr = _run(
+        ["weights", "toy-induction", "--out", str(tmp_path / "w"), "--quiet", "--workers", "1"], monkeypatch, capsys
+    )
     assert code == 0, stderr
     assert (tmp_path / "w" / "weights.csv").exists()
-    code, _, stderr = _run(["heads", "toy-induction", "--n-seq", "2", "--out", str(tmp_path / "h")],
-                                monkeypatch, capsys)
+    code, _, stderr = _run(
+        ["heads", "toy-induction", "--n-seq", "2", "--out", str(tmp_path / "h")], monkeypatch, capsys
+    )
     assert code == 0, stderr
     assert (tmp_path / "h" / "head_scores.csv").exists()
 
 
-@pytest.mark.parametrize("verb", [["ablate", "--heads", "0.0"], ["steer", "--positive", "a", "--negative", "b", "--layer", "0", "--prompt", "c"],
-                                  ["patch", "--clean", "a b", "--corrupted", "a c", "--correct", "b", "--wrong", "c"]])
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["ablate", "--heads", "0.0"],
+        ["steer", "--positive", "a", "--negative", "b", "--layer", "0", "--prompt", "c"],
+        ["patch", "--clean", "a b", "--corrupted", "a c", "--correct", "b", "--wrong", "c"],
+    ],
+)
 def test_the_bundled_encoder_is_refused_up_front_by_verbs_that_need_next_token_logits(run_cli, verb):
     """minilm-l6 (BERT without an LM head): one line before any work, not an index error or a
     missing 'logits' attribute."""

@@ -28,12 +28,12 @@ from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.logit_lens import lens_logits
 from spectrascope.mech.metrics import NextTokenLoss
 from spectrascope.models.handle import as_model
-from spectrascope.weights.projections import split_projections
 from spectrascope.trace import list_sites, run_with_cache
 from spectrascope.trace.architectures import bind
 from spectrascope.trace.resume import forward_from_layer, resumable
 from spectrascope.trace.tracer import model_output_tensor
 from spectrascope.weights.api import analyze_heads, analyze_weights
+from spectrascope.weights.projections import split_projections
 
 NAMES = list(CASES)
 ATOL = 1e-5
@@ -101,9 +101,14 @@ def test_every_site_has_its_documented_shape(name):
     case, m = CASES[name], model(name)
     spec, (n_heads, _, head_dim) = as_model(m).spec, case.heads
     expected = {
-        SiteKind.RESID_PRE: (2, 9, D), SiteKind.RESID_MID: (2, 9, D), SiteKind.RESID_POST: (2, 9, D),
-        SiteKind.ATTN_OUT: (2, 9, D), SiteKind.MLP_OUT: (2, 9, D), SiteKind.Z: (2, 9, n_heads, head_dim),
-        SiteKind.PATTERN: (2, n_heads, 9, 9), SiteKind.MLP_POST: (2, 9, case.d_mlp),
+        SiteKind.RESID_PRE: (2, 9, D),
+        SiteKind.RESID_MID: (2, 9, D),
+        SiteKind.RESID_POST: (2, 9, D),
+        SiteKind.ATTN_OUT: (2, 9, D),
+        SiteKind.MLP_OUT: (2, 9, D),
+        SiteKind.Z: (2, 9, n_heads, head_dim),
+        SiteKind.PATTERN: (2, n_heads, 9, 9),
+        SiteKind.MLP_POST: (2, 9, case.d_mlp),
     }
     kinds = set(spec.points)
     assert (SiteKind.MLP_POST in kinds) == (case.d_mlp is not None)
@@ -127,10 +132,16 @@ def test_residual_identities_of_the_block(name):
     spec = bound.spec
     _, c = run_with_cache(m, ids())
     for layer in range(LAYERS):
+
         def at(kind: SiteKind, layer: int = layer) -> torch.Tensor:
             return c[f"blocks.{layer}.{kind.value}"]
 
-        pre, attn, mlp, post = at(SiteKind.RESID_PRE), at(SiteKind.ATTN_OUT), at(SiteKind.MLP_OUT), at(SiteKind.RESID_POST)
+        pre, attn, mlp, post = (
+            at(SiteKind.RESID_PRE),
+            at(SiteKind.ATTN_OUT),
+            at(SiteKind.MLP_OUT),
+            at(SiteKind.RESID_POST),
+        )
         if spec.block is BlockKind.PARALLEL:
             _close(post, pre + attn + mlp)
         elif spec.block is BlockKind.POST_NORM:

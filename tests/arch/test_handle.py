@@ -101,14 +101,17 @@ def test_mamba_residual_sites_lens_and_resume():
     torch.testing.assert_close(resumed, logits, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("call", [
-    lambda m: analyze_heads(m),
-    lambda m: head_scores(m, n_seq=2, seq_len=4),
-    lambda m: ablation_sweep(m, "all", NextTokenLoss(ids())),
-    lambda m: ablate(m, "0.0").__enter__(),
-    lambda m: run_with_cache(m, ids(), "z"),
-    lambda m: run_with_cache(m, ids(), "blocks.0.attn.hook_pattern"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: analyze_heads(m),
+        lambda m: head_scores(m, n_seq=2, seq_len=4),
+        lambda m: ablation_sweep(m, "all", NextTokenLoss(ids())),
+        lambda m: ablate(m, "0.0").__enter__(),
+        lambda m: run_with_cache(m, ids(), "z"),
+        lambda m: run_with_cache(m, ids(), "blocks.0.attn.hook_pattern"),
+    ],
+)
 def test_mamba_refuses_what_needs_attention_in_one_line(call):
     with pytest.raises(SpectrascopeError, match="without attention") as info:
         call(mamba())

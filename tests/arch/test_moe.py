@@ -40,9 +40,14 @@ def test_stacked_experts_give_one_row_per_expert_and_the_router_its_own():
         for e in range(N_EXPERTS):
             assert rows.loc[f"{prefix}.gate_up_proj[{e}]", ["role", "expert"]].tolist() == ["mlp_gate_up", e]
             assert rows.loc[f"{prefix}.down_proj[{e}]", ["role", "expert"]].tolist() == ["mlp_down", e]
-            assert (rows.loc[f"{prefix}.gate_up_proj[{e}]", "N"], rows.loc[f"{prefix}.gate_up_proj[{e}]", "M"]) == (96, 32)
+            assert (rows.loc[f"{prefix}.gate_up_proj[{e}]", "N"], rows.loc[f"{prefix}.gate_up_proj[{e}]", "M"]) == (
+                96,
+                32,
+            )
         router = rows.loc[f"model.layers.{layer}.mlp.gate.weight"]
-        assert router["role"] == "router" and pd.isna(router["expert"]) and (router["N"], router["M"]) == (32, N_EXPERTS)
+        assert (
+            router["role"] == "router" and pd.isna(router["expert"]) and (router["N"], router["M"]) == (32, N_EXPERTS)
+        )
         assert router["status"] == "success" or "too few eigenvalues" in router["reason"]  # 4 experts: 4 eigenvalues
     assert table.loc[table["role"] == "q", "expert"].isna().all()
 
@@ -52,7 +57,9 @@ def test_expert_matrix_spectra_equal_the_slices_of_the_stacked_tensor():
     table = analyze_weights(m, min_evals=1).set_index("name")
     down = m.model.layers[1].mlp.experts.down_proj.detach()
     alone = analyze_weights({"model.layers.1.x.weight": down[2].clone()}, min_evals=1)
-    assert table.loc["model.layers.1.mlp.experts.down_proj[2]", "alpha"] == pytest.approx(alone["alpha"].iloc[0], abs=1e-12)
+    assert table.loc["model.layers.1.mlp.experts.down_proj[2]", "alpha"] == pytest.approx(
+        alone["alpha"].iloc[0], abs=1e-12
+    )
 
 
 def test_per_expert_checkpoint_tensors_carry_their_expert_index(tmp_path):
@@ -63,7 +70,9 @@ def test_per_expert_checkpoint_tensors_carry_their_expert_index(tmp_path):
     for e in range(N_EXPERTS):
         row = on_disk.loc[f"model.layers.0.block_sparse_moe.experts.{e}.w2.weight"]
         assert (row["role"], row["expert"]) == ("mlp_down", e)
-        assert row["alpha"] == pytest.approx(in_memory.loc[f"model.layers.0.mlp.experts.down_proj[{e}]", "alpha"], abs=1e-12)
+        assert row["alpha"] == pytest.approx(
+            in_memory.loc[f"model.layers.0.mlp.experts.down_proj[{e}]", "alpha"], abs=1e-12
+        )
         assert on_disk.loc[f"model.layers.0.block_sparse_moe.experts.{e}.w1.weight", "role"] == "mlp_gate"
         assert on_disk.loc[f"model.layers.0.block_sparse_moe.experts.{e}.w3.weight", "role"] == "mlp_up"
     assert on_disk.loc["model.layers.0.block_sparse_moe.gate.weight", "role"] == "router"
@@ -89,9 +98,13 @@ def test_stacked_safetensors_are_read_one_expert_at_a_time(tmp_path):
 
 def test_routing_counts_by_hand():
     counts = RoutingCounts(n_experts=4)
-    logits = torch.tensor([[9.0, 0.0, 8.0, 0.0],   # left out by the mask
-                           [0.0, 5.0, 4.0, 0.0],   # experts 1, 2
-                           [3.0, 0.0, 0.0, 4.0]])  # experts 3, 0
+    logits = torch.tensor(
+        [
+            [9.0, 0.0, 8.0, 0.0],  # left out by the mask
+            [0.0, 5.0, 4.0, 0.0],  # experts 1, 2
+            [3.0, 0.0, 0.0, 4.0],
+        ]
+    )  # experts 3, 0
     counts.update(logits, torch.tensor([0, 1, 1]), top_k=2)
     assert counts.n_tokens == 2
     assert counts.assignments.tolist() == [1, 1, 1, 1]

@@ -52,7 +52,9 @@ def test_every_spec_is_well_formed(model_type):
 
 def test_unknown_family_is_one_line_listing_the_supported_ones():
     assert find_spec({"model_type": "t5"}) is None
-    with pytest.raises(ArchitectureError, match=r"model type 't5' is not supported; supported model types: bert, ") as info:
+    with pytest.raises(
+        ArchitectureError, match=r"model type 't5' is not supported; supported model types: bert, "
+    ) as info:
         spec_for({"model_type": "t5"})
     assert "\n" not in str(info.value) and issubclass(ArchitectureError, SpectrascopeError)
     with pytest.raises(ArchitectureError, match="a config without model_type"):
@@ -60,52 +62,87 @@ def test_unknown_family_is_one_line_listing_the_supported_ones():
     assert "llama" in supported_model_types() and "gemma2" in supported_model_types()
 
 
-@pytest.mark.parametrize("config, expected", [
-    # Falcon-7B: multi-query (one key/value head), old key names
-    ({"model_type": "falcon", "n_head": 71, "hidden_size": 4544, "multi_query": True}, (71, 1, 64, 4544)),
-    # Falcon-40B: new decoder architecture with n_head_kv groups
-    ({"model_type": "falcon", "n_head": 128, "n_head_kv": 8, "hidden_size": 8192, "new_decoder_architecture": True},
-     (128, 8, 64, 8192)),
-    # Falcon-RW: multi-head
-    ({"model_type": "falcon", "num_attention_heads": 32, "hidden_size": 2048, "multi_query": False}, (32, 32, 64, 2048)),
-    # explicit head_dim (Gemma-7B: 16 heads x 256 != 3072)
-    ({"model_type": "gemma", "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256,
-      "hidden_size": 3072}, (16, 16, 256, 3072)),
-    ({"model_type": "gpt2", "n_head": 12, "n_embd": 768}, (12, 12, 64, 768)),
-    ({"model_type": "llama", "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096},
-     (32, 8, 128, 4096)),
-])
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        # Falcon-7B: multi-query (one key/value head), old key names
+        ({"model_type": "falcon", "n_head": 71, "hidden_size": 4544, "multi_query": True}, (71, 1, 64, 4544)),
+        # Falcon-40B: new decoder architecture with n_head_kv groups
+        (
+            {
+                "model_type": "falcon",
+                "n_head": 128,
+                "n_head_kv": 8,
+                "hidden_size": 8192,
+                "new_decoder_architecture": True,
+            },
+            (128, 8, 64, 8192),
+        ),
+        # Falcon-RW: multi-head
+        (
+            {"model_type": "falcon", "num_attention_heads": 32, "hidden_size": 2048, "multi_query": False},
+            (32, 32, 64, 2048),
+        ),
+        # explicit head_dim (Gemma-7B: 16 heads x 256 != 3072)
+        (
+            {
+                "model_type": "gemma",
+                "num_attention_heads": 16,
+                "num_key_value_heads": 16,
+                "head_dim": 256,
+                "hidden_size": 3072,
+            },
+            (16, 16, 256, 3072),
+        ),
+        ({"model_type": "gpt2", "n_head": 12, "n_embd": 768}, (12, 12, 64, 768)),
+        (
+            {"model_type": "llama", "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096},
+            (32, 8, 128, 4096),
+        ),
+    ],
+)
 def test_head_geometry_under_each_familys_keys(config, expected):
     geometry = head_geometry(config)
     assert (geometry.n_heads, geometry.n_kv_heads, geometry.head_dim, geometry.d_model) == expected
 
 
 def test_geometry_of_an_unknown_family_is_not_guessed():
-    deepseek = {"model_type": "deepseek_v3", "num_attention_heads": 128, "num_key_value_heads": 128,
-                "hidden_size": 7168, "head_dim": 64, "kv_lora_rank": 512, "qk_rope_head_dim": 64,
-                "qk_nope_head_dim": 128, "v_head_dim": 128}
+    deepseek = {
+        "model_type": "deepseek_v3",
+        "num_attention_heads": 128,
+        "num_key_value_heads": 128,
+        "hidden_size": 7168,
+        "head_dim": 64,
+        "kv_lora_rank": 512,
+        "qk_rope_head_dim": 64,
+        "qk_nope_head_dim": 128,
+        "v_head_dim": 128,
+    }
     assert head_geometry(deepseek) is None  # multi-latent attention: refused, never read wrong
     assert head_geometry({"model_type": "mamba", "hidden_size": 32}) is None  # no attention
 
 
-@pytest.mark.parametrize("model_type, name, expected", [
-    ("mixtral", "model.layers.3.block_sparse_moe.experts.7.w1.weight", (3, "mlp_gate", 7, False)),
-    ("mixtral", "model.layers.3.block_sparse_moe.experts.7.w3.weight", (3, "mlp_up", 7, False)),
-    ("mixtral", "model.layers.3.block_sparse_moe.experts.7.w2.weight", (3, "mlp_down", 7, False)),
-    ("mixtral", "model.layers.3.block_sparse_moe.gate.weight", (3, "router", None, False)),
-    ("mixtral", "model.layers.0.mlp.experts.gate_up_proj", (0, "mlp_gate_up", None, True)),
-    ("qwen2_moe", "model.layers.1.mlp.experts.11.down_proj.weight", (1, "mlp_down", 11, False)),
-    ("qwen2_moe", "model.layers.1.mlp.shared_expert.up_proj.weight", (1, "mlp_up", None, False)),
-    ("qwen2_moe", "model.layers.1.mlp.shared_expert_gate.weight", (1, "router", None, False)),
-    ("qwen3", "model.layers.2.self_attn.q_norm.weight", (2, "q_norm", None, False)),
-    ("roberta", "lm_head.decoder.weight", (-1, "unembed", None, False)),
-    ("roberta", "roberta.embeddings.position_embeddings.weight", (-1, "other", None, False)),
-    ("gpt_neox", "embed_out.weight", (-1, "unembed", None, False)),
-    ("phi3", "model.layers.0.mlp.gate_up_proj.weight", (0, "mlp_gate_up", None, False)),
-    ("falcon", "transformer.h.5.self_attention.query_key_value.weight", (5, "qkv", None, False)),
-    ("mamba", "backbone.layers.1.mixer.in_proj.weight", (1, "ssm_in", None, False)),
-    ("mamba", "backbone.embeddings.weight", (-1, "embed", None, False)),
-])
+@pytest.mark.parametrize(
+    "model_type, name, expected",
+    [
+        ("mixtral", "model.layers.3.block_sparse_moe.experts.7.w1.weight", (3, "mlp_gate", 7, False)),
+        ("mixtral", "model.layers.3.block_sparse_moe.experts.7.w3.weight", (3, "mlp_up", 7, False)),
+        ("mixtral", "model.layers.3.block_sparse_moe.experts.7.w2.weight", (3, "mlp_down", 7, False)),
+        ("mixtral", "model.layers.3.block_sparse_moe.gate.weight", (3, "router", None, False)),
+        ("mixtral", "model.layers.0.mlp.experts.gate_up_proj", (0, "mlp_gate_up", None, True)),
+        ("qwen2_moe", "model.layers.1.mlp.experts.11.down_proj.weight", (1, "mlp_down", 11, False)),
+        ("qwen2_moe", "model.layers.1.mlp.shared_expert.up_proj.weight", (1, "mlp_up", None, False)),
+        ("qwen2_moe", "model.layers.1.mlp.shared_expert_gate.weight", (1, "router", None, False)),
+        ("qwen3", "model.layers.2.self_attn.q_norm.weight", (2, "q_norm", None, False)),
+        ("roberta", "lm_head.decoder.weight", (-1, "unembed", None, False)),
+        ("roberta", "roberta.embeddings.position_embeddings.weight", (-1, "other", None, False)),
+        ("gpt_neox", "embed_out.weight", (-1, "unembed", None, False)),
+        ("phi3", "model.layers.0.mlp.gate_up_proj.weight", (0, "mlp_gate_up", None, False)),
+        ("falcon", "transformer.h.5.self_attention.query_key_value.weight", (5, "qkv", None, False)),
+        ("mamba", "backbone.layers.1.mixer.in_proj.weight", (1, "ssm_in", None, False)),
+        ("mamba", "backbone.embeddings.weight", (-1, "embed", None, False)),
+    ],
+)
 def test_roles_of_checkpoint_names(model_type, name, expected):
     role = weight_role(name, spec_for_model_type(model_type))
     assert (role.block, role.role, role.expert, role.stacked) == expected
@@ -137,7 +174,10 @@ def test_config_attributes_select_the_layout():
 
 def test_readers_name_the_norm_each_matrix_reads():
     llama, gemma2, olmo2 = (spec_for_model_type(t) for t in ("llama", "gemma2", "olmo2"))
-    assert llama.readers["q"].module == "input_layernorm" and llama.readers["mlp_gate"].module == "post_attention_layernorm"
+    assert (
+        llama.readers["q"].module == "input_layernorm"
+        and llama.readers["mlp_gate"].module == "post_attention_layernorm"
+    )
     assert gemma2.readers["mlp_up"].module == "pre_feedforward_layernorm"
     assert gemma2.readers["q"].kind is NormKind.RMS_OFFSET
     assert olmo2.readers["q"] is None  # OLMo-2 reads the raw residual stream
@@ -148,8 +188,12 @@ def test_readers_name_the_norm_each_matrix_reads():
 
 def _proj(rng, n_heads=2, n_kv=1, hd=4, d=8):
     geom = HeadGeometry(n_heads, n_kv, hd, d)
-    tensors = {"q": rng.standard_normal((n_heads * hd, d)), "k": rng.standard_normal((n_kv * hd, d)),
-               "v": rng.standard_normal((n_kv * hd, d)), "o": rng.standard_normal((d, n_heads * hd))}
+    tensors = {
+        "q": rng.standard_normal((n_heads * hd, d)),
+        "k": rng.standard_normal((n_kv * hd, d)),
+        "v": rng.standard_normal((n_kv * hd, d)),
+        "o": rng.standard_normal((d, n_heads * hd)),
+    }
     return geom, tensors
 
 
@@ -160,12 +204,18 @@ def test_rms_gains_scale_the_qk_eigenvalues_by_their_squares():
     proj = split_projections(tensors, spec, geom)
     plain = {r["head"]: r["lambda_max"] for r in head_rows(proj, geom, 0) if r["circuit"] == "qk"}
     gains = {"q_norm": np.full(4, 2.0), "k_norm": np.full(4, 3.0)}
-    folded = {r["head"]: r["lambda_max"] for r in head_rows(fold_qk_norms(proj, {**tensors, **gains}, spec, geom), geom, 0)
-              if r["circuit"] == "qk"}
+    folded = {
+        r["head"]: r["lambda_max"]
+        for r in head_rows(fold_qk_norms(proj, {**tensors, **gains}, spec, geom), geom, 0)
+        if r["circuit"] == "qk"
+    }
     for head, value in plain.items():  # singular values x 6 -> eigenvalues x 36
         assert folded[head] == pytest.approx(36 * value, rel=1e-10)
-    q_rows = [r["lambda_max"] for r in head_rows(fold_qk_norms(proj, {**tensors, **gains}, spec, geom), geom, 0)
-              if r["circuit"] == "q"]
+    q_rows = [
+        r["lambda_max"]
+        for r in head_rows(fold_qk_norms(proj, {**tensors, **gains}, spec, geom), geom, 0)
+        if r["circuit"] == "q"
+    ]
     assert q_rows == [r["lambda_max"] for r in head_rows(proj, geom, 0) if r["circuit"] == "q"]  # slices stay raw
 
 

@@ -87,8 +87,14 @@ def test_reader_norm_of_a_llama_reader_is_its_blocks_norm():
 
     from spectrascope.bridge.norm_folding import reader_norm
 
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=50)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+    )
     hf = transformers.LlamaForCausalLM(cfg).eval()
     layer = hf.model.layers[1]
     with torch.no_grad():

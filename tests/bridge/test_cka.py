@@ -57,7 +57,7 @@ def test_cka_matrix_from_float32_terms_equals_cka():
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((300, 20)).astype(np.float32) + 1
-    Y = (X @ rng.standard_normal((20, 12)).astype(np.float32) + rng.standard_normal((300, 12)).astype(np.float32))
+    Y = X @ rng.standard_normal((20, 12)).astype(np.float32) + rng.standard_normal((300, 12)).astype(np.float32)
     for debiased in (True, False):
         m = cka_matrix({0: X, 1: Y}, debiased=debiased)
         got = m.query("layer_a == 0 and layer_b == 1")["cka"].item()

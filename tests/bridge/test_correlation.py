@@ -23,8 +23,9 @@ def test_permutation_p_values():
 
 
 def test_table_per_group():
-    df = pd.DataFrame({"g": ["a"] * 10 + ["b"] * 10, "m": list(range(10)) * 2,
-                       "t": list(range(10)) + list(range(10, 0, -1))})
+    df = pd.DataFrame(
+        {"g": ["a"] * 10 + ["b"] * 10, "m": list(range(10)) * 2, "t": list(range(10)) + list(range(10, 0, -1))}
+    )
     t = correlation_table(df, ["m"], ["t"], group="g", n_perm=199)
     assert t.set_index("g").loc["a", "rho"] == pytest.approx(1.0)
     assert t.set_index("g").loc["b", "rho"] == pytest.approx(-1.0)

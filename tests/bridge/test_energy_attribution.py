@@ -8,8 +8,14 @@ from spectrascope.bridge.energy_attribution import attributions
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=50)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+    )
     return transformers.LlamaForCausalLM(cfg).eval().double()
 
 
@@ -29,7 +35,10 @@ def test_gradient_x_input_is_the_first_order_term(tiny):
     e = tiny.get_input_embeddings()(ids).detach()
     h = 1e-3  # part of the forward (rotary tables) runs in float32: a smaller h only adds noise
     with torch.no_grad():
-        df = (log_likelihood_from_embeddings(tiny, e * (1 + h), ids) - log_likelihood_from_embeddings(tiny, e * (1 - h), ids)) / (2 * h)
+        df = (
+            log_likelihood_from_embeddings(tiny, e * (1 + h), ids)
+            - log_likelihood_from_embeddings(tiny, e * (1 - h), ids)
+        ) / (2 * h)
     assert gxi.sum() == pytest.approx(df.item(), rel=1e-3)
 
 
@@ -65,8 +74,9 @@ def test_attribution_rows_leave_out_the_sink_and_the_last_token(tiny):
     refs = {"blocks.0.hook_resid_post": reference, "blocks.1.hook_resid_post": reference}
     rows = []
     for text_id, text in enumerate(["3 17 9 22 5 41 8", "4 4 9 12 30 2", "7 1 2 3 4 5 6 7"]):
-        rows += text_attribution_rows(loaded, text, text_id, refs, "blocks.0.hook_resid_post",
-                                      "blocks.1.hook_resid_post", steps=8, seq_len=64)
+        rows += text_attribution_rows(
+            loaded, text, text_id, refs, "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", steps=8, seq_len=64
+        )
     import pandas as pd
 
     tokens = pd.DataFrame(rows)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from spectrascope.trace.passes import PassState, TextBatch
 from spectrascope.bridge.input_shares import InputShares
 from spectrascope.bridge.overlap import mode_table, variance_share
 from spectrascope.bridge.subspaces import matrix_subspaces
+from spectrascope.trace.passes import PassState, TextBatch
 
 
 def test_variance_share_by_hand():
@@ -57,8 +57,10 @@ def test_shares_from_per_text_sums_equal_the_covariance_formula():
     rng = np.random.default_rng(3)
     for shape in [(60, 40), (30, 50)]:  # tall, and wide (rank below d_in: the bulk stops at the rank)
         sub = matrix_subspaces(rng.standard_t(3, size=shape))
-        texts = [rng.standard_normal((int(rng.integers(5, 20)), shape[1])) * rng.uniform(0.2, 3, size=shape[1]) + 1.5
-                 for _ in range(12)]
+        texts = [
+            rng.standard_normal((int(rng.integers(5, 20)), shape[1])) * rng.uniform(0.2, 3, size=shape[1]) + 1.5
+            for _ in range(12)
+        ]
         collector = _collector(sub, excluded=[2, 7])
         _feed(collector, texts)
         rows, modes = collector.finish("d", n_boot=200)
@@ -76,8 +78,9 @@ def test_shares_from_per_text_sums_equal_the_covariance_formula():
             assert got[(part, "raw")]["share_lo"] <= got[(part, "raw")]["share"] <= got[(part, "raw")]["share_hi"]
             assert got[(part, "raw")]["n_texts"] == 12 and got[(part, "raw")]["n_tokens"] == len(X)
         assert got[("tail", "raw")]["k"] + got[("bulk", "raw")]["k"] == min(shape)
-        np.testing.assert_allclose(modes["W"], [variance_share(C, sub.Vt[i : i + 1].T) for i in range(min(10, sub.rank))],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            modes["W"], [variance_share(C, sub.Vt[i : i + 1].T) for i in range(min(10, sub.rank))], rtol=1e-6
+        )
 
 
 def test_domain_planted_in_the_tail_and_the_isotropic_control():

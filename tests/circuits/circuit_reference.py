@@ -19,8 +19,16 @@ VOCAB = 40
 
 
 def micro_llama(
-    n_layers: int = 2, n_heads: int = 4, n_kv_heads: int = 2, *, seed: int = 0, identity_norms: bool = True,
-    zero_queries: bool = False, zero_mlp: bool = False, attention: str = "sdpa", dtype=torch.float64,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    *,
+    seed: int = 0,
+    identity_norms: bool = True,
+    zero_queries: bool = False,
+    zero_mlp: bool = False,
+    attention: str = "sdpa",
+    dtype=torch.float64,
 ) -> LlamaForCausalLM:
     """A random micro Llama (d_model 16, d_head 4, d_mlp 24) in eval mode.
 
@@ -30,9 +38,17 @@ def micro_llama(
     attends uniformly to itself and all earlier ones. ``zero_mlp``: down_proj = 0.
     """
     torch.manual_seed(seed)
-    config = LlamaConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=n_layers,
-                         num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, head_dim=4,
-                         vocab_size=VOCAB, max_position_embeddings=32, tie_word_embeddings=False)
+    config = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=24,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        head_dim=4,
+        vocab_size=VOCAB,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+    )
     config._attn_implementation = attention
     model = LlamaForCausalLM(config).to(dtype).eval()
     with torch.no_grad():

@@ -18,8 +18,19 @@ from spectrascope.report.html import Section
 
 def test_toy_end_to_end(run_cli, tmp_path):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("circuit", "toy-induction", "--task", "induction", "--method", "eap-ig",
-                                   "--n-prompts", "8", "--out", str(out), "--quiet")
+    code, stdout, stderr = run_cli(
+        "circuit",
+        "toy-induction",
+        "--task",
+        "induction",
+        "--method",
+        "eap-ig",
+        "--n-prompts",
+        "8",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert code == 0, stderr
     assert "faithfulness" in stdout and "head:0.0" in stdout
     summary = json.loads((out / "circuit.json").read_text())
@@ -58,8 +69,9 @@ def test_bad_input_is_one_line(run_cli, tmp_path):
     empty.write_text("")
     code, _, stderr = run_cli("circuit", "toy-induction", "--task", str(empty), "--out", str(tmp_path))
     assert code == 2 and stderr.startswith("error:") and stderr.count("\n") == 1
-    code, _, stderr = run_cli("circuit", "toy-induction", "--method", "magic", "--task", "induction",
-                              "--out", str(tmp_path))
+    code, _, stderr = run_cli(
+        "circuit", "toy-induction", "--method", "magic", "--task", "induction", "--out", str(tmp_path)
+    )
     assert code == 2 and "'magic' is not one of" in stderr and stderr.count("\n") == 1
     gpt2 = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20)).save_pretrained(gpt2)

@@ -97,8 +97,10 @@ def test_every_edge_of_the_linear_model_matches_the_hand_formula():
         expected.append(-response(model, task, A, inp.node.name, inp.kind, delta))
     np.testing.assert_allclose(exact, expected, rtol=0, atol=1e-12)
     assert np.abs(expected).max() > 0.5  # the formula is not trivially zero
-    zero = [graph.inputs[i].kind in ("q", "k") or graph.inputs[i].node.kind == "mlp" or graph.nodes[u].kind == "mlp"
-            for i, u in zip(inputs, nodes, strict=True)]
+    zero = [
+        graph.inputs[i].kind in ("q", "k") or graph.inputs[i].node.kind == "mlp" or graph.nodes[u].kind == "mlp"
+        for i, u in zip(inputs, nodes, strict=True)
+    ]
     assert np.abs(exact[zero]).max() < 1e-13  # no effect up to the rounding of a stacked batch
 
 
@@ -132,12 +134,15 @@ def test_every_single_edge_matches_the_reference(nonlinear):
     inputs, nodes = graph.edge_list()
     exact = patcher.edge_effects(list(zip(inputs, nodes, strict=True)))
     clean = float(patcher.clean_rows.mean())
-    expected = [clean - float(reference_metric_rows(model, task, {_edge_names(graph, i, u)}).mean())
-                for i, u in zip(inputs, nodes, strict=True)]
+    expected = [
+        clean - float(reference_metric_rows(model, task, {_edge_names(graph, i, u)}).mean())
+        for i, u in zip(inputs, nodes, strict=True)
+    ]
     np.testing.assert_allclose(exact, expected, rtol=0, atol=TOL)
     one_at_a_time = EdgePatcher(model, task, max_tokens=1)  # each forward starts at its edge's layer
-    np.testing.assert_allclose(one_at_a_time.edge_effects(list(zip(inputs, nodes, strict=True))), expected,
-                               rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        one_at_a_time.edge_effects(list(zip(inputs, nodes, strict=True))), expected, rtol=0, atol=TOL
+    )
     by_kind = {kind: np.abs(exact[[graph.inputs[i].kind == kind for i in inputs]]).max() for kind in "qkv"}
     assert min(by_kind.values()) > 1e-3  # q, k and v edges all matter here: each path is exercised
 
@@ -167,8 +172,10 @@ def test_rmsnorm_model_matches_the_reference_to_float32_norms():
     pick = rng.choice(len(inputs), size=25, replace=False)
     exact = patcher.edge_effects([(inputs[j], nodes[j]) for j in pick])
     clean = float(reference_metric_rows(model, task, set()).mean())
-    expected = [clean - float(reference_metric_rows(model, task, {_edge_names(graph, inputs[j], nodes[j])}).mean())
-                for j in pick]
+    expected = [
+        clean - float(reference_metric_rows(model, task, {_edge_names(graph, inputs[j], nodes[j])}).mean())
+        for j in pick
+    ]
     np.testing.assert_allclose(exact, expected, rtol=1e-4, atol=1e-5)
     assert np.abs(expected).max() > 0.1
 

@@ -40,8 +40,13 @@ def test_circuit_vs_rest_on_a_planted_difference():
     rng = np.random.default_rng(0)
     nodes = [f"head:{i // 4}.{i % 4}" for i in range(40)]
     members = set(nodes[:8])
-    heads = pd.DataFrame({"node": nodes, "planted": rng.normal(size=40) + 3.0 * np.isin(nodes, list(members)),
-                          "noise": rng.normal(size=40)})
+    heads = pd.DataFrame(
+        {
+            "node": nodes,
+            "planted": rng.normal(size=40) + 3.0 * np.isin(nodes, list(members)),
+            "noise": rng.normal(size=40),
+        }
+    )
     table = circuit_vs_rest(members, heads, None, n_perm=2000, seed=1).set_index("metric")
     assert table.loc["planted", "p"] < 0.001 and table.loc["planted", "q"] < 0.01
     planted = table.loc["planted"]
@@ -74,8 +79,11 @@ def test_enrichment_matrix_equals_the_pairwise_overlap():
     nonzero = 0
     for i, u in zip(inputs, nodes, strict=True):
         A, B = writers[u].writes("tail"), readers[i].reads("tail")
-        expected = 0.0 if min(A.shape[1], B.shape[1]) == 0 else (
-            subspace_overlap(A, B) / (max(A.shape[1], B.shape[1]) / layout.d_model))
+        expected = (
+            0.0
+            if min(A.shape[1], B.shape[1]) == 0
+            else (subspace_overlap(A, B) / (max(A.shape[1], B.shape[1]) / layout.d_model))
+        )
         assert scores[i, u] == pytest.approx(expected, rel=1e-5, abs=1e-6)
         nonzero += expected > 0
     assert np.all(scores[~graph.valid] == 0)
@@ -92,10 +100,12 @@ def test_projected_patches_interpolate_between_kept_and_patched():
     patched = graph.valid & ~kept
     identity = {u: torch.eye(16, dtype=torch.float64) for u in range(graph.n_nodes)}
     zero = {u: torch.zeros(16, 16, dtype=torch.float64) for u in range(graph.n_nodes)}
-    np.testing.assert_allclose(patcher.metric_rows(patched[None], kept[None], identity),
-                               patcher.metric_rows(graph.valid[None]), atol=1e-12)
-    np.testing.assert_allclose(patcher.metric_rows(patched[None], kept[None], zero),
-                               patcher.metric_rows(patched[None]), atol=1e-12)
+    np.testing.assert_allclose(
+        patcher.metric_rows(patched[None], kept[None], identity), patcher.metric_rows(graph.valid[None]), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        patcher.metric_rows(patched[None], kept[None], zero), patcher.metric_rows(patched[None]), atol=1e-12
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +122,8 @@ def test_toy_tail_alignment_finds_the_k_composition_edges(toy_circuit):
     assert recovery.average_precision > recovery.random_ap_hi
     top = graph.edges_table(scores).sort_values("score", ascending=False).head(3)
     assert set(zip(top["upstream"], top["downstream"], top["input"], strict=True)) == {
-        ("head:0.0", f"head:1.{x}", "k") for x in (1, 2, 3)}
+        ("head:0.0", f"head:1.{x}", "k") for x in (1, 2, 3)
+    }
 
 
 def test_toy_eigenmode_table(toy_circuit):

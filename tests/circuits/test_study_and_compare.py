@@ -13,8 +13,8 @@ from scipy.stats import hypergeom
 from spectrascope.circuits.compare import head_overlap, lens_emergence
 from spectrascope.circuits.edge_patching import EdgePatcher
 from spectrascope.circuits.study import (
-    circuit_report_sections,
     CircuitBudget,
+    circuit_report_sections,
     read_circuit,
     run,
 )

@@ -32,8 +32,7 @@ def smollm2():
 
 def _logits() -> torch.Tensor:
     """(2 rows, 2 kept positions, vocab 4) with easy numbers."""
-    return torch.tensor([[[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]],
-                         [[4.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]])
+    return torch.tensor([[[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]], [[4.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]])
 
 
 def test_metrics_by_hand():
@@ -48,12 +47,14 @@ def test_metrics_by_hand():
     row1 = torch.softmax(torch.tensor([4.0, 0, 0, 0], dtype=torch.float64), 0)[0]
     assert prob.per_row(_logits()).tolist() == pytest.approx([float(row0), float(row1)], abs=1e-15)
     good = torch.tensor([[False, True, True], [True, False, False]])
-    diff = TaskMetric("prob_diff", positions[:, :1], scored[:, :1], candidates=torch.tensor([0, 2, 3]),
-                      good=good, bad=~good)
+    diff = TaskMetric(
+        "prob_diff", positions[:, :1], scored[:, :1], candidates=torch.tensor([0, 2, 3]), good=good, bad=~good
+    )
     p0 = torch.softmax(torch.tensor([1.0, 2, 3, 4], dtype=torch.float64), 0)
     p1 = torch.softmax(torch.tensor([4.0, 0, 0, 0], dtype=torch.float64), 0)
     assert diff.per_row(_logits()[:, :1]).tolist() == pytest.approx(
-        [float(p0[2] + p0[3] - p0[0]), float(p1[0] - p1[2] - p1[3])], abs=1e-15)
+        [float(p0[2] + p0[3] - p0[0]), float(p1[0] - p1[2] - p1[3])], abs=1e-15
+    )
     stacked = logit_diff.per_row(torch.cat([_logits(), _logits() * 2]))  # two copies of the prompts
     assert stacked.tolist() == [1.5, 4.0, 3.0, 8.0]
 
@@ -113,10 +114,20 @@ def _write(path, records) -> str:
 
 
 def test_user_jsonl_tasks(smollm2, tmp_path):
-    good = [{"clean": "The capital of France is", "corrupted": "The capital of Italy is", "answer": " Paris",
-             "wrong": " Rome"},
-            {"clean": "Q: the day after Monday is", "corrupted": "Q: the day after Friday is", "answer": " Tuesday",
-             "wrong": " Saturday"}]
+    good = [
+        {
+            "clean": "The capital of France is",
+            "corrupted": "The capital of Italy is",
+            "answer": " Paris",
+            "wrong": " Rome",
+        },
+        {
+            "clean": "Q: the day after Monday is",
+            "corrupted": "Q: the day after Friday is",
+            "answer": " Tuesday",
+            "wrong": " Saturday",
+        },
+    ]
     task = jsonl_task(smollm2, _write(tmp_path / "mine.jsonl", good))
     assert isinstance(task, Task) and task.name == "mine" and task.metric.kind == "logit_diff"
     assert task.attention_mask is not None  # two prompt lengths: right padding

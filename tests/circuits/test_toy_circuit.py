@@ -61,8 +61,9 @@ def test_eap_ig_agrees_with_exact_patching_on_the_circuit(toy, task, eap_ig):
     and EAP-IG gets the sign of every one of its top edges right."""
     patcher = EdgePatcher(toy, task)
     table = eap_ig.copy()
-    table["exact"] = patcher.edge_effects([patcher.graph.edge(r.upstream, r.downstream, r.input)
-                                           for r in table.itertuples()])
+    table["exact"] = patcher.edge_effects(
+        [patcher.graph.edge(r.upstream, r.downstream, r.input) for r in table.itertuples()]
+    )
     keys = table[(table["downstream_layer"] == 1) & (table["input"] == "k")]
     keys = keys.sort_values("exact", key=np.abs, ascending=False)
     assert {_key(r) for r in keys.head(3).itertuples()} == K_EDGES

@@ -23,8 +23,17 @@ from spectrascope.errors import SpectrascopeError
 
 def test_graph_layout():
     graph = Graph(n_layers=2, n_heads=3)
-    assert [n.name for n in graph.nodes] == ["embed", "head:0.0", "head:0.1", "head:0.2", "mlp:0",
-                                             "head:1.0", "head:1.1", "head:1.2", "mlp:1"]
+    assert [n.name for n in graph.nodes] == [
+        "embed",
+        "head:0.0",
+        "head:0.1",
+        "head:0.2",
+        "mlp:0",
+        "head:1.0",
+        "head:1.1",
+        "head:1.2",
+        "mlp:1",
+    ]
     assert graph.inputs[graph.head_input(1, 2, "k")].name == "head:1.2<k>"
     assert graph.inputs[graph.mlp_input(0)].name == "mlp:0<resid>"
     assert graph.n_upstream[graph.head_input(1, 0, "q")] == 5  # embed, three heads, mlp:0
@@ -59,9 +68,13 @@ def test_faithfulness_by_hand():
 
 def test_size_at_a_target_by_hand():
     rows = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [3.0, 3.0, 3.0]])  # circuits k = 0, 5, 9
-    curve = FaithfulnessCurve(pd.DataFrame({"k": [0, 5, 9], "faithfulness": [0.0, 0.5, 1.0]}), rows,
-                              clean_rows=np.array([3.0, 3.0, 3.0]), corrupted_rows=np.zeros(3),
-                              boot_index=np.array([[0, 0, 0], [2, 2, 2], [0, 1, 2]]))
+    curve = FaithfulnessCurve(
+        pd.DataFrame({"k": [0, 5, 9], "faithfulness": [0.0, 0.5, 1.0]}),
+        rows,
+        clean_rows=np.array([3.0, 3.0, 3.0]),
+        corrupted_rows=np.zeros(3),
+        boot_index=np.array([[0, 0, 0], [2, 2, 2], [0, 1, 2]]),
+    )
     assert curve.bootstrap().tolist() == [[0.0, 2 / 3, 1.0], [0.0, 0.0, 1.0], [0.0, 1 / 3, 1.0]]
     k, lo, hi = curve.size_at(0.5)
     assert k == 5 and (lo, hi) == (np.percentile([5, 9, 9], 2.5), np.percentile([5, 9, 9], 97.5))

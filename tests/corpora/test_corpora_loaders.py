@@ -129,8 +129,7 @@ def _fake_datasets_module(frames: dict[str, pd.DataFrame] | pd.DataFrame) -> typ
             self.frame = frame
             self.column_names = list(frame.columns)
             self.features = {
-                c: Value("int64" if pd.api.types.is_integer_dtype(frame[c]) else "string")
-                for c in frame.columns
+                c: Value("int64" if pd.api.types.is_integer_dtype(frame[c]) else "string") for c in frame.columns
             }
 
         def __getitem__(self, column):
@@ -181,6 +180,7 @@ def test_saved_dataset_without_datasets_installed(tmp_path, monkeypatch):
 
 def test_real_datasets_save_to_disk_round_trip(tmp_path):
     import datasets  # a test extra
+
     datasets.Dataset.from_dict({"text": ["x", "y"], "n": [1, 2]}).save_to_disk(tmp_path / "ds")
     corpus = load_corpus(tmp_path / "ds")
     assert corpus.texts == ["x", "y"] and list(corpus.labels["n"]) == [1, 2]

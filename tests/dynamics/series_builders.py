@@ -18,9 +18,16 @@ CORRUPT_STEP = 5
 def tiny_llama(hidden: int = 32, seed: int = 0, vocab: int = 50) -> torch.nn.Module:
     """A 2-layer Llama (4 heads, 2 KV heads, vocab 50 by default), seeded."""
     torch.manual_seed(seed)
-    config = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab,
-                                      max_position_embeddings=64, tie_word_embeddings=False)
+    config = transformers.LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     return transformers.LlamaForCausalLM(config)
 
 

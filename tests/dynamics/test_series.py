@@ -16,10 +16,20 @@ from spectrascope.dynamics.series import (
 from spectrascope.dynamics.training import log_schedule
 
 
-@pytest.mark.parametrize("name, step", [
-    ("step1000", 1000), ("step-20", 20), ("checkpoint-250", 250), ("global_step7", 7), ("ckpt_3.gguf", 3),
-    ("run2_step40.safetensors", 40), ("model-v2-00012", 12), ("pythia-70m", 70), ("final", None),
-])
+@pytest.mark.parametrize(
+    "name, step",
+    [
+        ("step1000", 1000),
+        ("step-20", 20),
+        ("checkpoint-250", 250),
+        ("global_step7", 7),
+        ("ckpt_3.gguf", 3),
+        ("run2_step40.safetensors", 40),
+        ("model-v2-00012", 12),
+        ("pythia-70m", 70),
+        ("final", None),
+    ],
+)
 def test_step_of(name, step):
     assert step_of(name) == step
 

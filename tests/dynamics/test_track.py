@@ -93,15 +93,18 @@ def test_digests_follow_content(series_dir, tmp_path):
     assert first.digest(TRAINED[0]) != last.digest(TRAINED[0])
     # an in-memory source hashes the loaded tensor: same content, same digest
     module = TensorDigests(open_source(tiny_llama()))
-    assert module.digest("model.embed_tokens.weight") == TensorDigests(open_source(tiny_llama())).digest("model.embed_tokens.weight")
+    assert module.digest("model.embed_tokens.weight") == TensorDigests(open_source(tiny_llama())).digest(
+        "model.embed_tokens.weight"
+    )
 
 
 def test_mixed_architectures_are_one_clear_error(series_dir, tmp_path, run_cli):
     save_checkpoint(tiny_llama(hidden=48), tmp_path / "step30")
     with pytest.raises(SeriesError, match="mixed architectures in the series: step 30"):
         track([series_dir / "step0", series_dir / "step2", tmp_path / "step30"])
-    code, _, err = run_cli("track", str(series_dir / "step0"), str(tmp_path / "step30"), "--out", str(tmp_path / "o"),
-                           "--quiet")
+    code, _, err = run_cli(
+        "track", str(series_dir / "step0"), str(tmp_path / "step30"), "--out", str(tmp_path / "o"), "--quiet"
+    )
     assert code == 2 and err.startswith("error: mixed architectures") and "Traceback" not in err
 
 
@@ -112,8 +115,13 @@ def test_model_level_extras_and_missing_checkpoint(series_dir, tmp_path):
         calls.append(loaded)
         return {"norm": float(sum(p.detach().double().pow(2).sum() for p in loaded.hf.parameters()) ** 0.5)}
 
-    result = track([series_dir / "step0", series_dir / "step20", tmp_path / "step99"], head_scores=True,
-                   metric=weight_norm, mp_fit=False, randomize=False)
+    result = track(
+        [series_dir / "step0", series_dir / "step20", tmp_path / "step99"],
+        head_scores=True,
+        metric=weight_norm,
+        mp_fit=False,
+        randomize=False,
+    )
     status = result.checkpoints.set_index("step")
     assert status.loc[99, "status"] == "failed" and "no such file" in status.loc[99, "reason"]
     assert list(result.metrics["step"]) == [0, 20] and result.metrics["norm"].iloc[0] != result.metrics["norm"].iloc[1]
@@ -125,7 +133,9 @@ def test_model_level_extras_and_missing_checkpoint(series_dir, tmp_path):
 
 def test_cli_track_writes_tables_and_report(series_dir, tmp_path, run_cli):
     out = tmp_path / "cli"
-    code, stdout, err = run_cli("track", str(series_dir), "--out", str(out), "--workers", "1", "--quiet", "--n-perm", "99")
+    code, stdout, err = run_cli(
+        "track", str(series_dir), "--out", str(out), "--workers", "1", "--quiet", "--n-perm", "99"
+    )
     assert code == 0, err
     assert "5 checkpoints" in stdout and "failed 1" in stdout
     table = pd.read_csv(out / "weights_over_steps.csv")
@@ -142,7 +152,6 @@ def test_cli_track_writes_tables_and_report(series_dir, tmp_path, run_cli):
 
 def test_a_gguf_series(tmp_path):
     import torch
-
     from model_builders import write_llama_gguf
 
     model = tiny_llama()

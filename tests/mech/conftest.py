@@ -35,8 +35,12 @@ def tiny() -> types.SimpleNamespace:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=tokenizer.vocab_size,
     )
     return types.SimpleNamespace(hf=transformers.LlamaForCausalLM(config).eval(), tokenizer=tokenizer)
 

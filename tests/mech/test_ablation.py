@@ -12,10 +12,10 @@ import transformers
 
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.ablation import AblationMode, ablate, find_weight, resolve_components
-from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent, SpectralKeep, parse_component
-from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.ablation_sweep import ablation_rows, ablation_sweep, rank_by_damage
+from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent, SpectralKeep, parse_component
 from spectrascope.mech.metrics import LogitDifference, NextTokenLoss
+from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.toy_models import load_toy_induction
 
 # ----------------------------------------------------------------------------- the micro model
@@ -33,9 +33,19 @@ from spectrascope.mech.toy_models import load_toy_induction
 
 def _micro_model() -> transformers.LlamaForCausalLM:
     cfg = transformers.LlamaConfig(
-        vocab_size=4, hidden_size=4, intermediate_size=4, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=2, rms_norm_eps=0.0, tie_word_embeddings=False,
-        bos_token_id=None, eos_token_id=None, pad_token_id=None, max_position_embeddings=16,
+        vocab_size=4,
+        hidden_size=4,
+        intermediate_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=2,
+        rms_norm_eps=0.0,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        max_position_embeddings=16,
     )
     cfg._attn_implementation = "eager"
     model = transformers.LlamaForCausalLM(cfg).double().eval()
@@ -172,7 +182,9 @@ def test_mean_ablation_keeps_a_first_position_outlier_out_of_the_other_positions
 def test_metrics_by_hand(micro):
     logits = _logits(TOKENS)
     diff = LogitDifference(torch.from_numpy(TOKENS), correct=2, wrong=torch.tensor([0, 3]))
-    assert diff(micro) == pytest.approx(((logits[0, -1, 2] - logits[0, -1, 0]) + (logits[1, -1, 2] - logits[1, -1, 3])) / 2, abs=EXACT)
+    assert diff(micro) == pytest.approx(
+        ((logits[0, -1, 2] - logits[0, -1, 0]) + (logits[1, -1, 2] - logits[1, -1, 3])) / 2, abs=EXACT
+    )
     # padding is ignored: row 1 padded after 3 tokens == the loss over the real targets only
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     lse = np.log(np.exp(logits).sum(-1))
@@ -180,9 +192,13 @@ def test_metrics_by_hand(micro):
     expected = (nll[0].sum() + nll[1, :2].sum()) / 6
     assert NextTokenLoss(torch.from_numpy(TOKENS), mask)(micro) == pytest.approx(expected, abs=EXACT)
     # restricted to target positions 3 and 4 (and the padded logit difference reads position 2 of row 1)
-    assert NextTokenLoss(torch.from_numpy(TOKENS), target_positions=[3, 4])(micro) == pytest.approx(nll[:, 2:].mean(), abs=EXACT)
+    assert NextTokenLoss(torch.from_numpy(TOKENS), target_positions=[3, 4])(micro) == pytest.approx(
+        nll[:, 2:].mean(), abs=EXACT
+    )
     padded = LogitDifference(torch.from_numpy(TOKENS), 1, 0, mask)
-    assert padded(micro) == pytest.approx(((logits[0, 4, 1] - logits[0, 4, 0]) + (logits[1, 2, 1] - logits[1, 2, 0])) / 2, abs=EXACT)
+    assert padded(micro) == pytest.approx(
+        ((logits[0, 4, 1] - logits[0, 4, 0]) + (logits[1, 2, 1] - logits[1, 2, 0])) / 2, abs=EXACT
+    )
 
 
 # ----------------------------------------------------------------------------- batched sweep
@@ -192,8 +208,15 @@ def test_metrics_by_hand(micro):
 def tiny_llama():
     """A random 3-layer Llama with MLPs and GQA (float64 so batched vs sequential is exact up to rounding)."""
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=50, max_position_embeddings=32)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+        max_position_embeddings=32,
+    )
     cfg._attn_implementation = "eager"
     return transformers.LlamaForCausalLM(cfg).double().eval()
 
@@ -229,8 +252,9 @@ def test_row_chunks_give_the_same_rows_as_one_forward(tiny_llama):
     weight = "model.layers.2.mlp.down_proj.weight"
     components = [Head(0, 1), MlpBlock(2), AttnBlock(1), SpectralComponent(weight, "bulk")]
     chunked = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids, max_batch_tokens=18)
-    whole = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids, batched=False,
-                          max_batch_tokens=10_000)
+    whole = ablation_rows(
+        tiny_llama, components, metric, mode="mean", reference=ids, batched=False, max_batch_tokens=10_000
+    )
     np.testing.assert_allclose(chunked.baseline.values, whole.baseline.values, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(chunked.baseline.weights, [8, 8, 8, 8, 4])  # counted targets per row
     assert float(chunked.baseline.reduce()) == pytest.approx(metric(tiny_llama), abs=1e-12)
@@ -267,8 +291,13 @@ def test_ablate_restores_the_model_exactly(tiny_llama):
     hooks_before = _hook_count(tiny_llama)
     ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
     clean = tiny_llama(input_ids=ids).logits
-    components = ["0.1", "attn:2", "mlp:1", "spectral:model.layers.1.self_attn.o_proj:drop_top:3",
-                  "spectral:model.layers.0.mlp.down_proj.weight:tail"]
+    components = [
+        "0.1",
+        "attn:2",
+        "mlp:1",
+        "spectral:model.layers.1.self_attn.o_proj:drop_top:3",
+        "spectral:model.layers.0.mlp.down_proj.weight:tail",
+    ]
     with ablate(tiny_llama, components, mode="mean", reference=ids):
         assert _hook_count(tiny_llama) > hooks_before
         assert not torch.equal(tiny_llama(input_ids=ids).logits, clean)
@@ -303,8 +332,15 @@ def test_drop_top_k_is_w_minus_its_top_k_svd_part(tiny_llama):
 
 def test_tail_rebuild_of_low_rank_plus_noise_barely_changes_outputs():
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                   num_key_value_heads=4, vocab_size=40, max_position_embeddings=32)
+    cfg = transformers.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=40,
+        max_position_embeddings=32,
+    )
     model = transformers.LlamaForCausalLM(cfg).double().eval()
     gen = torch.Generator().manual_seed(0)
     U, _ = torch.linalg.qr(torch.randn(64, 64, generator=gen, dtype=torch.float64))
@@ -328,7 +364,8 @@ def test_tail_rebuild_of_low_rank_plus_noise_barely_changes_outputs():
 
     with torch.no_grad():
         _, clean_cache = __import__("spectrascope.trace", fromlist=["run_with_cache"]).run_with_cache(
-            model, ids, "blocks.0.hook_mlp_out")
+            model, ids, "blocks.0.hook_mlp_out"
+        )
     clean = clean_cache["blocks.0.hook_mlp_out"]
     tail_only = mlp_out(SpectralComponent(name, "tail"))
     bulk_only = mlp_out(SpectralComponent(name, "bulk"))
@@ -352,21 +389,33 @@ def test_bad_components_and_modes_are_clear_errors(tiny_llama):
         parse_component("attn:x")
     with pytest.raises(SpectrascopeError, match="unknown ablation mode"):
         ablation_sweep(tiny_llama, "0.0", NextTokenLoss(ids), mode="median")
-    with pytest.raises(SpectrascopeError, match="needs a reference batch"), ablate(tiny_llama, "0.0", mode=AblationMode.MEAN):
+    with (
+        pytest.raises(SpectrascopeError, match="needs a reference batch"),
+        ablate(tiny_llama, "0.0", mode=AblationMode.MEAN),
+    ):
         pass
     with pytest.raises(SpectrascopeError, match="no weight matrix named"):
         resolve_components(tiny_llama, "spectral:model.layers.0.nope:tail")
     with pytest.raises(SpectrascopeError, match="k must be between 1 and 32"):
         resolve_components(tiny_llama, "spectral:model.layers.0.self_attn.o_proj:drop_top:33")
-    with pytest.raises(SpectrascopeError, match="resample ablation of head:0.0"), \
-            ablate(tiny_llama, "0.0", mode="resample", reference=ids[:1]):
+    with (
+        pytest.raises(SpectrascopeError, match="resample ablation of head:0.0"),
+        ablate(tiny_llama, "0.0", mode="resample", reference=ids[:1]),
+    ):
         tiny_llama(input_ids=ids)
     assert _hook_count(tiny_llama) == 0
 
 
 def test_component_names_round_trip():
-    for text in ["3.2", "head:3.2", "attn:4", "mlp:0", "spectral:model.layers.1.mlp.up_proj.weight:drop_top:5",
-                 "spectral:lm_head.weight:tail", "spectral:model.layers.0.self_attn.q_proj.weight:bulk"]:
+    for text in [
+        "3.2",
+        "head:3.2",
+        "attn:4",
+        "mlp:0",
+        "spectral:model.layers.1.mlp.up_proj.weight:drop_top:5",
+        "spectral:lm_head.weight:tail",
+        "spectral:model.layers.0.self_attn.q_proj.weight:bulk",
+    ]:
         component = parse_component(text)
         assert parse_component(component.name) == component
     assert parse_component("3.2") == Head(3, 2)
@@ -374,8 +423,14 @@ def test_component_names_round_trip():
 
 
 def test_tied_weights_resolve_and_restore():
-    cfg = transformers.LlamaConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                   vocab_size=20, tie_word_embeddings=True)
+    cfg = transformers.LlamaConfig(
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        vocab_size=20,
+        tie_word_embeddings=True,
+    )
     model = transformers.LlamaForCausalLM(cfg).eval()
     embed = model.model.embed_tokens.weight
     assert find_weight(model, "lm_head") is embed and find_weight(model, "embed_tokens") is embed

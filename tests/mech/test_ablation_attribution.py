@@ -9,11 +9,11 @@ import torch
 import transformers
 
 from spectrascope.mech.ablation import find_weight
-from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent
-from spectrascope.mech.spectral_edit import spectral_edit
 from spectrascope.mech.ablation_attribution import ablation_attribution
 from spectrascope.mech.ablation_sweep import ablation_rows
+from spectrascope.mech.components import AttnBlock, Head, MlpBlock, SpectralComponent
 from spectrascope.mech.metrics import NextTokenLoss
+from spectrascope.mech.spectral_edit import spectral_edit
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,15 @@ def small_mlp_llama():
     one changes the loss mostly to first order (smaller scales drown in the float32 arithmetic of
     LlamaRMSNorm, which casts to float32 even in a float64 model)."""
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=50, max_position_embeddings=32)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+        max_position_embeddings=32,
+    )
     model = transformers.LlamaForCausalLM(cfg).double().eval()
     with torch.no_grad():
         for layer in model.model.layers:
@@ -43,7 +50,9 @@ def test_resampling_the_clean_run_itself_is_estimated_as_no_change(small_mlp_lla
     ids, mask = _batch()
     metric = NextTokenLoss(ids, mask)
     reference = {"input_ids": ids, "attention_mask": mask}
-    result = ablation_attribution(small_mlp_llama, [Head(1, 2), AttnBlock(0), MlpBlock(2)], metric, "resample", reference)
+    result = ablation_attribution(
+        small_mlp_llama, [Head(1, 2), AttnBlock(0), MlpBlock(2)], metric, "resample", reference
+    )
     for change in result.estimated.values():
         np.testing.assert_allclose(change, 0.0, atol=1e-12)
     assert float(result.baseline.reduce()) == pytest.approx(metric(small_mlp_llama), abs=1e-12)

@@ -114,8 +114,15 @@ def test_compare_attribution_is_the_spearman_correlation_of_matching_rows():
 def test_patching_comparison_merges_both_tables(sweep, key):
     model = tiny_llama()
     merged = patching_comparison(model, CLEAN, CORRUPTED, metric=METRIC, sweep=sweep, site_kind="attn_out")
-    assert list(merged.columns) == ["site", "layer", key, "effect_exact", "effect_attribution",
-                                    "delta_exact", "delta_attribution"]
+    assert list(merged.columns) == [
+        "site",
+        "layer",
+        key,
+        "effect_exact",
+        "effect_attribution",
+        "delta_exact",
+        "delta_attribution",
+    ]
     assert len(merged) == (12 if sweep == "heads" else 18)
     exact = merged[["layer", key, "effect_exact"]].rename(columns={"effect_exact": "effect"})
     estimate = merged[["layer", key, "effect_attribution"]].rename(columns={"effect_attribution": "effect"})
@@ -144,12 +151,20 @@ def test_attribution_works_on_a_frozen_model():
     "call, message",
     [
         (lambda m: attribution_sweep_heads(m, CLEAN, CLEAN[:3], metric=METRIC), "same token length"),
-        (lambda m: attribution_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, layers=[3]), "layer 3 out of range"),
+        (
+            lambda m: attribution_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, layers=[3]),
+            "layer 3 out of range",
+        ),
         (lambda m: attribution_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, position=9), "position 9 out of range"),
-        (lambda m: attribution_sweep_heads(m, CLEAN, CORRUPTED, metric=lambda lg: lg[:, -1].argmax(-1).double()),
-         "differentiable"),
+        (
+            lambda m: attribution_sweep_heads(m, CLEAN, CORRUPTED, metric=lambda lg: lg[:, -1].argmax(-1).double()),
+            "differentiable",
+        ),
         (lambda m: patching_comparison(m, CLEAN, CORRUPTED, metric=METRIC, sweep="diagonal"), "unknown sweep"),
-        (lambda m: attribution_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=logit_diff(5, 5)), "the same on the clean"),
+        (
+            lambda m: attribution_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=logit_diff(5, 5)),
+            "the same on the clean",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(call, message):

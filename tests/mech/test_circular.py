@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from spectrascope.errors import SpectrascopeError
 from spectrascope.corpora.calendar_probe import calendar_texts
+from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.circular import (
     CALENDAR_COLUMNS,
     CIRCLE_COLUMNS,
@@ -24,8 +24,13 @@ from spectrascope.mech.circular import (
 
 
 def circle_data(
-    n_classes: int = 12, per_class: int = 30, d: int = 60, order: np.ndarray | None = None,
-    noise: float = 0.2, nuisance: float = 0.0, seed: int = 0,
+    n_classes: int = 12,
+    per_class: int = 30,
+    d: int = 60,
+    order: np.ndarray | None = None,
+    noise: float = 0.2,
+    nuisance: float = 0.0,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class k at angle 2 pi order[k] / K on a radius-3 circle in a random plane of R^d, plus noise.
 
@@ -143,6 +148,7 @@ def test_calendar_experiment_runs_on_a_tiny_llama(tiny) -> None:
 
 def test_ledoit_wolf_matches_scikit_learn() -> None:
     from sklearn import covariance  # a test extra
+
     rng = np.random.default_rng(0)
     for n, d in [(50, 10), (30, 200), (200, 5)]:
         x = rng.normal(size=(n, d)) * rng.uniform(0.1, 5, size=d)
@@ -158,14 +164,30 @@ def test_probe_cli(tiny_dir: Path, tmp_path: Path) -> None:
     _register_commands()
     runner = CliRunner()
     out = tmp_path / "out"
-    result = runner.invoke(app, ["probe", str(folder), "--experiment", "calendar", "--max-texts", "84",
-                                 "--layers", "1", "--out", str(out)])
+    result = runner.invoke(
+        app, ["probe", str(folder), "--experiment", "calendar", "--max-texts", "84", "--layers", "1", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out / "probes.parquet")
     assert list(table.columns) == list(CALENDAR_COLUMNS) and len(table) == 2
     assert (out / "probes.csv").exists() and "calendar probes" in result.output
-    result = runner.invoke(app, ["probe", str(folder), "--experiment", "corpus", "--corpus", "geography",
-                                 "--label", "continent", "--max-texts", "60", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "probe",
+            str(folder),
+            "--experiment",
+            "corpus",
+            "--corpus",
+            "geography",
+            "--label",
+            "continent",
+            "--max-texts",
+            "60",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(out / "probes.parquet")) == 3  # one row per layer
     bad = runner.invoke(app, ["probe", str(folder), "--experiment", "dates", "--out", str(out)])

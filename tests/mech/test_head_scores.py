@@ -18,9 +18,18 @@ from spectrascope.mech.toy_models import load_toy_induction
 def _uniform_attention_model(bos: int | None) -> transformers.LlamaForCausalLM:
     """W_Q = W_K = 0: every head attends uniformly over its causal window, A[q, k] = 1 / (q + 1)."""
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                   num_key_value_heads=1, vocab_size=30, max_position_embeddings=64,
-                                   bos_token_id=bos, eos_token_id=None, pad_token_id=None)
+    cfg = transformers.LlamaConfig(
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=30,
+        max_position_embeddings=64,
+        bos_token_id=bos,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     model = transformers.LlamaForCausalLM(cfg).eval()
     for layer in model.model.layers:
         with torch.no_grad():

@@ -48,8 +48,15 @@ def tiny(family: str = "llama", vocab: int = VOCAB, seed: int = 0):
         config = GPT2Config(vocab_size=vocab, n_layer=2, n_head=4, n_embd=32, n_inner=64, n_positions=64)
         model = GPT2LMHeadModel(config)
     else:
-        config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                             num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=64)
+        config = LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=vocab,
+            max_position_embeddings=64,
+        )
         model = LlamaForCausalLM(config)
     return model.eval()
 
@@ -79,8 +86,12 @@ def test_every_layer_is_the_final_rmsnorm_and_unembedding_by_hand():
     ids = torch.tensor([IDS])
     points, lens, _ = lens_logits(model, ids)
     assert [layer for layer, _ in points] == [EMBED_LAYER, 0, 1, 2]
-    assert [site for _, site in points] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post",
-                                            "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
+    assert [site for _, site in points] == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_post",
+        "blocks.2.hook_resid_post",
+    ]
     _, cache = run_with_cache(model, ids, "blocks.1.hook_resid_post")
     x = cache["blocks.1.hook_resid_post"][0].double()
     norm = model.model.norm
@@ -112,7 +123,9 @@ def test_table_layout_ranks_and_targets():
         assert row.prob == pytest.approx(float(torch.softmax(logits, -1)[row.token_id]), rel=1e-5)
         top_row = top[(top["layer"] == 1) & (top["position"] == row.position) & (top["token_id"] == row.token_id)]
         if len(top_row):  # a target among the top-k has the same rank and probability there
-            assert int(top_row["rank"].iloc[0]) == row.rank and float(top_row["prob"].iloc[0]) == pytest.approx(row.prob)
+            assert int(top_row["rank"].iloc[0]) == row.rank and float(top_row["prob"].iloc[0]) == pytest.approx(
+                row.prob
+            )
 
 
 def test_string_prompt_and_targets_use_the_tokenizer(bert_tokenizer):
@@ -135,27 +148,45 @@ def test_unembed_parts_per_architecture():
     assert unembed_parts(Wrapped(gpt2)).norm is gpt2.transformer.ln_f
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: BertModel(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                  intermediate_size=64)), "causal-LM model"),
-    (lambda: LlamaModel(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                    vocab_size=VOCAB)), "causal-LM model"),
-    (lambda: torch.nn.Linear(2, 2), "not available.*not a Hugging Face transformer"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: BertModel(
+                BertConfig(
+                    vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+                )
+            ),
+            "causal-LM model",
+        ),
+        (
+            lambda: LlamaModel(
+                LlamaConfig(
+                    hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=VOCAB
+                )
+            ),
+            "causal-LM model",
+        ),
+        (lambda: torch.nn.Linear(2, 2), "not available.*not a Hugging Face transformer"),
+    ],
+)
 def test_unsupported_models_raise(build, message):
     with pytest.raises(SpectrascopeError, match=message):
         unembed_parts(build())
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m: logit_lens(m, ""), "no tokenizer"),
-    (lambda m: logit_lens(m, []), "encodes to no tokens"),
-    (lambda m: logit_lens(m, [[1, 2], [3, 4]]), "one sequence"),
-    (lambda m: logit_lens(m, IDS, k=-1), "k must be"),
-    (lambda m: logit_lens(m, IDS, targets=[VOCAB]), "outside the vocabulary"),
-    (lambda m: logit_lens(m, IDS, targets=["Paris"]), "no tokenizer"),
-    (lambda m: logit_lens(m, [1, VOCAB + 5]), "token ids must lie"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: logit_lens(m, ""), "no tokenizer"),
+        (lambda m: logit_lens(m, []), "encodes to no tokens"),
+        (lambda m: logit_lens(m, [[1, 2], [3, 4]]), "one sequence"),
+        (lambda m: logit_lens(m, IDS, k=-1), "k must be"),
+        (lambda m: logit_lens(m, IDS, targets=[VOCAB]), "outside the vocabulary"),
+        (lambda m: logit_lens(m, IDS, targets=["Paris"]), "no tokenizer"),
+        (lambda m: logit_lens(m, [1, VOCAB + 5]), "token ids must lie"),
+    ],
+)
 def test_bad_input_is_a_clear_error(call, message):
     with pytest.raises(SpectrascopeError, match=message):
         call(Wrapped(tiny("llama")))
@@ -174,11 +205,11 @@ def model_dir(tmp_path_factory, bert_tokenizer):
     return folder
 
 
-
 def test_cli_lens_prints_the_last_position_and_writes_tables_and_heatmaps(model_dir, tmp_path, run_cli):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("lens", str(model_dir), "the capital of france is",
-                                   "--target", "paris", "--out", str(out))
+    code, stdout, stderr = run_cli(
+        "lens", str(model_dir), "the capital of france is", "--target", "paris", "--out", str(out)
+    )
     assert code == 0, stderr
     assert "p('paris')" in stdout and "emb" in stdout
     for name in ["lens.parquet", "lens.csv", "lens_heatmap.html", "lens_heatmap.png"]:
@@ -190,9 +221,22 @@ def test_cli_lens_prints_the_last_position_and_writes_tables_and_heatmaps(model_
 
 def test_cli_patch_writes_the_sweep(model_dir, tmp_path, run_cli):
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("patch", str(model_dir), "--clean", "the capital of france is",
-                                   "--corrupted", "the capital of italy is", "--correct", "paris", "--wrong", "rome",
-                                   "--sweep", "resid_pre", "--out", str(out))
+    code, stdout, stderr = run_cli(
+        "patch",
+        str(model_dir),
+        "--clean",
+        "the capital of france is",
+        "--corrupted",
+        "the capital of italy is",
+        "--correct",
+        "paris",
+        "--wrong",
+        "rome",
+        "--sweep",
+        "resid_pre",
+        "--out",
+        str(out),
+    )
     assert code == 0, stderr
     assert "Spearman" in stdout
     df = pd.read_parquet(out / "patching.parquet")
@@ -200,13 +244,44 @@ def test_cli_patch_writes_the_sweep(model_dir, tmp_path, run_cli):
     assert (out / "patching_heatmap.png").exists() and (out / "patching_heatmap.html").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["lens", "a", "b", "c"], "expected [MODEL] PROMPT"),
-    (["patch", "{model}", "--clean", "the capital of france is", "--corrupted", "the capital of the united states is",
-      "--correct", "paris", "--wrong", "rome"], "same token length"),
-    (["patch", "{model}", "--clean", "a b", "--corrupted", "a c", "--correct", "x", "--wrong", "y", "--sweep", "up"],
-     "'up' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lens", "a", "b", "c"], "expected [MODEL] PROMPT"),
+        (
+            [
+                "patch",
+                "{model}",
+                "--clean",
+                "the capital of france is",
+                "--corrupted",
+                "the capital of the united states is",
+                "--correct",
+                "paris",
+                "--wrong",
+                "rome",
+            ],
+            "same token length",
+        ),
+        (
+            [
+                "patch",
+                "{model}",
+                "--clean",
+                "a b",
+                "--corrupted",
+                "a c",
+                "--correct",
+                "x",
+                "--wrong",
+                "y",
+                "--sweep",
+                "up",
+            ],
+            "'up' is not one of",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_error_line(model_dir, tmp_path, run_cli, args, message):
     args = [a.replace("{model}", str(model_dir)) for a in args] + ["--out", str(tmp_path)]
     code, _, stderr = run_cli(*args)

@@ -42,12 +42,21 @@ METRIC = logit_diff(5, 6)
 HAND_TOL = 1e-7
 
 
-def tiny_llama(n_layers: int = 3, seed: int = 0, dtype: torch.dtype = torch.float64, n_kv_heads: int = 2) -> LlamaForCausalLM:
+def tiny_llama(
+    n_layers: int = 3, seed: int = 0, dtype: torch.dtype = torch.float64, n_kv_heads: int = 2
+) -> LlamaForCausalLM:
     """A random tiny Llama (d_model 32, 4 heads of 8, d_mlp 64) in eval mode, seeded."""
     torch.manual_seed(seed)
-    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers, num_attention_heads=4,
-                         num_key_value_heads=n_kv_heads, vocab_size=VOCAB, max_position_embeddings=64,
-                         attn_implementation="eager")
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=n_kv_heads,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+    )
     model = LlamaForCausalLM(config).to(dtype).eval()
     with torch.no_grad():  # larger logits than the default init (std 0.02), so metrics differ clearly
         model.lm_head.weight.normal_(0, 1.0)
@@ -112,7 +121,9 @@ def test_micro_model_head_patching_matches_the_hand_formula():
     expected = [float(u @ A_h @ dx.mean(0)) for A_h in A_heads]
     assert df["delta"].tolist() == pytest.approx(expected, abs=HAND_TOL)
     direct = float(u @ dx[-1])  # the path that skips attention
-    assert df["delta"].sum() + direct == pytest.approx(df.attrs["clean_metric"] - df.attrs["corrupted_metric"], abs=1e-10)
+    assert df["delta"].sum() + direct == pytest.approx(
+        df.attrs["clean_metric"] - df.attrs["corrupted_metric"], abs=1e-10
+    )
 
 
 def test_patching_the_whole_input_restores_the_clean_metric():
@@ -134,13 +145,16 @@ def test_last_layer_resid_post_restores_at_the_last_position_only():
 def test_resid_mid_patch_of_every_position_restores_the_clean_metric():
     # hook_resid_mid is edited in place (see trace.architectures); patching it everywhere makes the rest clean
     model = tiny_llama()
-    assert patch(model, CLEAN, CORRUPTED, "blocks.1.hook_resid_mid", metric=METRIC).effect == pytest.approx(1.0, abs=1e-10)
+    assert patch(model, CLEAN, CORRUPTED, "blocks.1.hook_resid_mid", metric=METRIC).effect == pytest.approx(
+        1.0, abs=1e-10
+    )
 
 
 def test_gpt2_last_layer_patch_restores():
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_layer=2, n_head=4, n_embd=32, n_inner=64, n_positions=64,
-                        attn_implementation="eager")
+    config = GPT2Config(
+        vocab_size=VOCAB, n_layer=2, n_head=4, n_embd=32, n_inner=64, n_positions=64, attn_implementation="eager"
+    )
     model = GPT2LMHeadModel(config).double().eval()
     result = patch(model, CLEAN, CORRUPTED, "blocks.1.hook_resid_post", position=-1, metric=METRIC)
     assert result.effect == pytest.approx(1.0, abs=1e-10)
@@ -169,10 +183,18 @@ def test_batched_sweep_equals_one_forward_per_patch(site_kind):
 def test_batched_head_sweep_equals_single_patches_float32():
     model = tiny_llama(dtype=torch.float32)
     batched = patch_sweep_heads(model, CLEAN, CORRUPTED, metric=METRIC, batch_size=5)
-    singles = [patch(model, CLEAN, CORRUPTED, f"blocks.{r.layer}.attn.hook_z", head=r.head, metric=METRIC).delta
-               for r in batched.itertuples()]
+    singles = [
+        patch(model, CLEAN, CORRUPTED, f"blocks.{r.layer}.attn.hook_z", head=r.head, metric=METRIC).delta
+        for r in batched.itertuples()
+    ]
     assert batched["delta"].tolist() == pytest.approx(singles, abs=1e-5)
-    assert len(batched) == 12 and batched[["layer", "head"]].values.tolist()[:5] == [[0, 0], [0, 1], [0, 2], [0, 3], [1, 0]]
+    assert len(batched) == 12 and batched[["layer", "head"]].values.tolist()[:5] == [
+        [0, 0],
+        [0, 1],
+        [0, 2],
+        [0, 3],
+        [1, 0],
+    ]
 
 
 def test_head_subset_equals_the_rows_of_the_full_sweep():
@@ -199,8 +221,10 @@ def test_noop_patches_are_not_run():
 
 def test_scalar_metric_is_evaluated_per_row():
     model = tiny_llama()
+
     def summed(logits):
         return (logits[:, -1, 5] - logits[:, -1, 6]).sum()  # one number for the whole batch
+
     a = patch_sweep_heads(model, CLEAN, CORRUPTED, metric=summed, batch_size=7)
     b = patch_sweep_heads(model, CLEAN, CORRUPTED, metric=METRIC, batch_size=7)
     assert a["delta"].tolist() == pytest.approx(b["delta"].tolist(), abs=1e-12)
@@ -227,23 +251,47 @@ def test_sweeps_leave_the_model_unchanged():
         (lambda m: patch(m, CLEAN, CLEAN[:-1], "blocks.0.hook_resid_pre", metric=METRIC), "same token length"),
         (lambda m: patch_sweep_heads(m, CLEAN, CLEAN + [1], metric=METRIC), "same token length"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.3.hook_resid_pre", metric=METRIC), "layer 3"),
-        (lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, layers=[0, 7]), "layer 7 out of range"),
+        (
+            lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, layers=[0, 7]),
+            "layer 7 out of range",
+        ),
         (lambda m: patch_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, layers=[-1]), "layer -1 out of range"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.attn.hook_z", head=4, metric=METRIC), "head 4 out of range"),
         (lambda m: patch_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, heads=[0, -1]), "head -1 out of range"),
-        (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", head=0, metric=METRIC), "only be patched at attn.hook_z"),
-        (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", position=6, metric=METRIC), "position 6 out of range"),
+        (
+            lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", head=0, metric=METRIC),
+            "only be patched at attn.hook_z",
+        ),
+        (
+            lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", position=6, metric=METRIC),
+            "position 6 out of range",
+        ),
         (lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, metric=METRIC, positions=[-7]), "position -7"),
         (lambda m: patch_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, position=1.5), "position must be an integer"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.attn.hook_pattern", metric=METRIC), "observe-only"),
         (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.nonsense", metric=METRIC), "unknown site"),
-        (lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, "resid_sideways", metric=METRIC), "unknown site kind"),
-        (lambda m: patch(m, CLEAN, CLEAN, "blocks.0.hook_resid_pre", metric=METRIC), "the same on the clean and the corrupted"),
+        (
+            lambda m: patch_sweep_layers_positions(m, CLEAN, CORRUPTED, "resid_sideways", metric=METRIC),
+            "unknown site kind",
+        ),
+        (
+            lambda m: patch(m, CLEAN, CLEAN, "blocks.0.hook_resid_pre", metric=METRIC),
+            "the same on the clean and the corrupted",
+        ),
         (lambda m: patch_sweep_heads(m, CLEAN, CORRUPTED, metric=METRIC, batch_size=0), "batch_size"),
         (lambda m: patch(m, [CLEAN, CLEAN], CORRUPTED, "blocks.0.hook_resid_pre", metric=METRIC), "one sequence"),
-        (lambda m: patch(m, CLEAN, [1, 2, 3, 4, 5, 99], "blocks.0.hook_resid_pre", metric=METRIC), "token ids must lie"),
-        (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", metric=logit_diff(5, 500)), "outside the vocabulary"),
-        (lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", metric=lambda lg: lg[:, -1, :2]), "one value per row"),
+        (
+            lambda m: patch(m, CLEAN, [1, 2, 3, 4, 5, 99], "blocks.0.hook_resid_pre", metric=METRIC),
+            "token ids must lie",
+        ),
+        (
+            lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", metric=logit_diff(5, 500)),
+            "outside the vocabulary",
+        ),
+        (
+            lambda m: patch(m, CLEAN, CORRUPTED, "blocks.0.hook_resid_pre", metric=lambda lg: lg[:, -1, :2]),
+            "one value per row",
+        ),
         (lambda m: patch(m, "some text", CORRUPTED, "blocks.0.hook_resid_pre", metric=METRIC), "no tokenizer"),
     ],
 )

@@ -14,15 +14,28 @@ from spectrascope.mech.steering import steering_effect, steering_vector
 pytestmark = pytest.mark.integration
 
 FRENCH = [
-    "Le chat dort sur le canapé.", "Nous allons au marché demain matin.", "Il fait très beau aujourd'hui.",
-    "Je voudrais un café, s'il vous plaît.", "La maison est grande et belle.", "Elle lit un livre dans le jardin.",
+    "Le chat dort sur le canapé.",
+    "Nous allons au marché demain matin.",
+    "Il fait très beau aujourd'hui.",
+    "Je voudrais un café, s'il vous plaît.",
+    "La maison est grande et belle.",
+    "Elle lit un livre dans le jardin.",
 ]
 ENGLISH = [
-    "The cat is sleeping on the sofa.", "We are going to the market tomorrow morning.", "The weather is very nice today.",
-    "I would like a coffee, please.", "The house is big and beautiful.", "She is reading a book in the garden.",
+    "The cat is sleeping on the sofa.",
+    "We are going to the market tomorrow morning.",
+    "The weather is very nice today.",
+    "I would like a coffee, please.",
+    "The house is big and beautiful.",
+    "She is reading a book in the garden.",
 ]
 FRENCH_WORDS = [" le", " la", " les", " de", " du", " des", " un", " une", " est", " et", " au"]
-ENGLISH_PROMPTS = ["My favourite food is", "Yesterday I went to the", "The children played in the", "In the morning, we"]
+ENGLISH_PROMPTS = [
+    "My favourite food is",
+    "Yesterday I went to the",
+    "The children played in the",
+    "In the morning, we",
+]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +84,18 @@ def test_french_minus_english_steers_towards_french(smollm2) -> None:
 
 def test_positive_sentiment_direction_suppresses_negative_words(smollm2) -> None:
     """Layer 10 (measured negative-word log-prob change: -1.5, -2.1, -1.0 at scale 1; +2.3, +2.9, +0.5 at -1)."""
-    positive = ["I love this movie, it is wonderful.", "What a fantastic day, I am so happy.",
-                "The food was delicious and the staff were great.", "This is the best book I have ever read."]
-    negative = ["I hate this movie, it is terrible.", "What an awful day, I am so sad.",
-                "The food was disgusting and the staff were rude.", "This is the worst book I have ever read."]
+    positive = [
+        "I love this movie, it is wonderful.",
+        "What a fantastic day, I am so happy.",
+        "The food was delicious and the staff were great.",
+        "This is the best book I have ever read.",
+    ]
+    negative = [
+        "I hate this movie, it is terrible.",
+        "What an awful day, I am so sad.",
+        "The food was disgusting and the staff were rude.",
+        "This is the worst book I have ever read.",
+    ]
     vector = steering_vector(smollm2, positive, negative, layer=10)
     prompts = ["I think the new restaurant is", "Overall, my experience was", "The weather this weekend was"]
     bad_words = [" terrible", " bad", " awful", " horrible", " disappointing", " poor"]

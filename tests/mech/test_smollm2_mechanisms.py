@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from spectrascope.mech.ablation import all_heads
-from spectrascope.mech.components import Head
 from spectrascope.mech.ablation_sweep import ablation_sweep, rank_by_damage
+from spectrascope.mech.components import Head
 from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.metrics import (
     corpus_loss,

@@ -27,9 +27,7 @@ NEGATIVE = ["I hate this, it is awful.", "What a terrible day."]
 
 
 def _hook_count(model: torch.nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()
-    )
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def _logits(tiny: types.SimpleNamespace, text: str) -> torch.Tensor:
@@ -134,11 +132,28 @@ def test_steer_cli(tiny_dir: Path, tmp_path: Path) -> None:
     folder = tiny_dir
     _register_commands()
     runner = CliRunner()
-    result = runner.invoke(app, ["steer", str(folder), "--positive", "|".join(POSITIVE), "--negative",
-                                 "|".join(NEGATIVE), "--layer", "1", "--scale", "4", "--prompt", PROMPTS[0],
-                                 "--top-k", "3"])
+    result = runner.invoke(
+        app,
+        [
+            "steer",
+            str(folder),
+            "--positive",
+            "|".join(POSITIVE),
+            "--negative",
+            "|".join(NEGATIVE),
+            "--layer",
+            "1",
+            "--scale",
+            "4",
+            "--prompt",
+            PROMPTS[0],
+            "--top-k",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "before" in result.output and "KL(before || after)" in result.output
-    bad = runner.invoke(app, ["steer", str(folder), "--positive", "a", "--negative", "b", "--layer", "9",
-                              "--prompt", "x"])
+    bad = runner.invoke(
+        app, ["steer", str(folder), "--positive", "a", "--negative", "b", "--layer", "9", "--prompt", "x"]
+    )
     assert bad.exit_code != 0 and isinstance(bad.exception, SpectrascopeError)

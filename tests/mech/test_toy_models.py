@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from spectrascope.mech.ablation import ablate, all_heads
-from spectrascope.mech.components import Head
 from spectrascope.mech.ablation_sweep import ablation_sweep
+from spectrascope.mech.components import Head
 from spectrascope.mech.head_scores import head_scores
 from spectrascope.mech.metrics import repeated_loss
 from spectrascope.mech.toy_models import (
@@ -109,7 +109,6 @@ def test_ablating_the_circuit_destroys_in_context_learning(toy, scores, losses):
     worst = table.sort_values("damage").iloc[-1]
     assert (int(worst["layer"]), int(worst["head"])) == (previous[0].layer, previous[0].head)
     assert table.loc[[h in others for h in all_heads(toy)], "damage"].max() < 0.05
-
 
 
 def test_cli_heads_and_ablate_on_the_toy(run_cli, tmp_path):

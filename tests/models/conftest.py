@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from transformers import LlamaForCausalLM
-
 from model_builders import plain_state, tiny_llama, write_hf_dir, write_llama_gguf
+from transformers import LlamaForCausalLM
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,32 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_builders import gguf_name, llama_cpp_permute, tiny_llama, write_hf_dir, write_llama_gguf
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from model_builders import gguf_name, llama_cpp_permute, tiny_llama, write_hf_dir, write_llama_gguf
 from spectrascope.models.gguf_names import hf_name, rotary_permute, unpermute_rotary
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import tensor_role
 from spectrascope.weights.api import analyze_heads, analyze_weights
 
 EXPECTED_HF_NAMES = {
-    "model.embed_tokens.weight", "model.norm.weight",
-    *(f"model.layers.{b}.{m}.weight" for b in range(2) for m in [
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm",
-    ]),
+    "model.embed_tokens.weight",
+    "model.norm.weight",
+    *(
+        f"model.layers.{b}.{m}.weight"
+        for b in range(2)
+        for m in [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+            "input_layernorm",
+            "post_attention_layernorm",
+        ]
+    ),
 }
 
 
@@ -51,20 +63,23 @@ def test_rotary_permute_works_on_bias_vectors():
     np.testing.assert_array_equal(unpermute_rotary(rotary_permute(b, 4), 4), b)
 
 
-@pytest.mark.parametrize("gguf,hf", [
-    ("token_embd.weight", "model.embed_tokens.weight"),
-    ("output.weight", "lm_head.weight"),
-    ("output_norm.weight", "model.norm.weight"),
-    ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
-    ("blk.11.attn_k.weight", "model.layers.11.self_attn.k_proj.weight"),
-    ("blk.1.attn_v.weight", "model.layers.1.self_attn.v_proj.weight"),
-    ("blk.1.attn_output.weight", "model.layers.1.self_attn.o_proj.weight"),
-    ("blk.2.ffn_gate.weight", "model.layers.2.mlp.gate_proj.weight"),
-    ("blk.2.ffn_up.weight", "model.layers.2.mlp.up_proj.weight"),
-    ("blk.2.ffn_down.weight", "model.layers.2.mlp.down_proj.weight"),
-    ("blk.3.attn_norm.weight", "model.layers.3.input_layernorm.weight"),
-    ("blk.3.ffn_norm.weight", "model.layers.3.post_attention_layernorm.weight"),
-])
+@pytest.mark.parametrize(
+    "gguf,hf",
+    [
+        ("token_embd.weight", "model.embed_tokens.weight"),
+        ("output.weight", "lm_head.weight"),
+        ("output_norm.weight", "model.norm.weight"),
+        ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
+        ("blk.11.attn_k.weight", "model.layers.11.self_attn.k_proj.weight"),
+        ("blk.1.attn_v.weight", "model.layers.1.self_attn.v_proj.weight"),
+        ("blk.1.attn_output.weight", "model.layers.1.self_attn.o_proj.weight"),
+        ("blk.2.ffn_gate.weight", "model.layers.2.mlp.gate_proj.weight"),
+        ("blk.2.ffn_up.weight", "model.layers.2.mlp.up_proj.weight"),
+        ("blk.2.ffn_down.weight", "model.layers.2.mlp.down_proj.weight"),
+        ("blk.3.attn_norm.weight", "model.layers.3.input_layernorm.weight"),
+        ("blk.3.ffn_norm.weight", "model.layers.3.post_attention_layernorm.weight"),
+    ],
+)
 def test_hf_name_mapping(gguf, hf):
     assert hf_name(gguf, "llama") == hf
     assert gguf_name(hf) == gguf  # the test's own writer mapping agrees
@@ -82,7 +97,7 @@ def test_gguf_reports_hf_names(llama_gguf):
 
 
 def test_gguf_reports_hf_out_in_shapes(llama_gguf):
-    path, state, model = llama_gguf
+    path, state, _model = llama_gguf
     shapes = {i.name: i.shape for i in open_source(path).tensors()}
     assert shapes == {k: v.shape for k, v in state.items()}
     # spelled out: Linear weights are (out, in); k/v are narrower than q under GQA
@@ -164,16 +179,23 @@ def test_gguf_two_workers_equal_one_worker(llama_gguf):
 def test_gguf_and_safetensors_copies_give_identical_head_spectra(llama_gguf, tmp_path):
     # Per-head slices depend on the row order of q and k: this fails if the unpermutation is off.
     path, state, model = llama_gguf
-    folder = write_hf_dir(tmp_path / "copy", {k: torch.from_numpy(v) for k, v in state.items()},
-                          model.config.to_dict())
+    folder = write_hf_dir(tmp_path / "copy", {k: torch.from_numpy(v) for k, v in state.items()}, model.config.to_dict())
     from_gguf, from_st = analyze_heads(path), analyze_heads(folder)
     assert len(from_gguf) > 0
     pd.testing.assert_frame_equal(from_gguf, from_st)
 
 
 def _small_config(cls, **extra):
-    return cls(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-               num_key_value_heads=2, vocab_size=120, max_position_embeddings=64, **extra)
+    return cls(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=120,
+        max_position_embeddings=64,
+        **extra,
+    )
 
 
 def test_llama_gguf_q_k_biases_are_unpermuted_too(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_builders import tiny_llama, write_llama_gguf
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     BertConfig,
@@ -30,7 +31,6 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from model_builders import tiny_llama, write_llama_gguf
 from spectrascope.errors import SourceError, SpectrascopeError
 from spectrascope.models import gguf_convert, tokenizer_cache
 from spectrascope.models.gguf_convert import CACHE_ENV
@@ -90,8 +90,15 @@ def eos_only_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
 
 def tiny_llama_dir(folder: Path, vocab: int = 120) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=64)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=64,
+    )
     model = LlamaForCausalLM(cfg).eval()
     model.save_pretrained(str(folder))
     return model
@@ -110,8 +117,9 @@ def test_smollm2_logits_equal_transformers_own_gguf_load(smol, monkeypatch):
     # memoizing it changes nothing in the result and saves about a third of the load time.
     monkeypatch.setattr(gguf_py, "get_tensor_name_map", functools.lru_cache(gguf_py.get_tensor_name_map))
     gguf = bundled_path("smollm2-135m")
-    ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True,
-                                               dtype=torch.float32, attn_implementation="eager").eval()
+    ref = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
     batch = smol.tokenize([PROMPT, "def fibonacci(n):\n    return"], max_length=32)
     with torch.no_grad():
         ours = smol.hf(**batch).logits
@@ -136,9 +144,14 @@ def test_smollm2_arch_tokenizer_and_right_padding(smol, smol_cache):
     assert smol.source_path == bundled_path("smollm2-135m").resolve()
     assert smol.hf_dir.parent == smol_cache.resolve()
     assert smol.arch == ModelArch(
-        model_type="llama", family="llama", n_layers=30, d_model=576,
-        heads=HeadGeometry(n_heads=9, n_kv_heads=3, head_dim=64, d_model=576), vocab_size=49152,
-        architectures=("LlamaForCausalLM",), kind="causal_lm",
+        model_type="llama",
+        family="llama",
+        n_layers=30,
+        d_model=576,
+        heads=HeadGeometry(n_heads=9, n_kv_heads=3, head_dim=64, d_model=576),
+        vocab_size=49152,
+        architectures=("LlamaForCausalLM",),
+        kind="causal_lm",
     )
     assert smol.arch.head_geometry.group_size == 3
     assert not smol.hf.training
@@ -188,11 +201,14 @@ def test_minilm_loads_and_similar_sentences_embed_closer(minilm):
     assert (minilm.arch.model_type, minilm.arch.family, minilm.arch.kind) == ("bert", "bert", "base")
     assert (minilm.arch.n_layers, minilm.arch.d_model, minilm.arch.n_heads, minilm.arch.head_dim) == (6, 384, 12, 32)
     assert minilm.arch.vocab_size == 30522
-    emb = mean_pool(minilm, [
-        "A man is playing a guitar.",
-        "Someone plays an acoustic guitar.",
-        "The stock market fell sharply on Monday.",
-    ])
+    emb = mean_pool(
+        minilm,
+        [
+            "A man is playing a guitar.",
+            "Someone plays an acoustic guitar.",
+            "The stock market fell sharply on Monday.",
+        ],
+    )
     similar, unrelated = float(emb[0] @ emb[1]), float(emb[0] @ emb[2])
     assert similar > unrelated + 0.3, (similar, unrelated)
 
@@ -246,8 +262,16 @@ def test_a_safetensors_file_inside_a_hf_dir_loads_that_dir_with_its_tokenizer(tm
 
 def test_masked_lm_and_lm_head_architectures_pick_their_auto_class(tmp_path):
     torch.manual_seed(0)
-    bert = BertForMaskedLM(BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, vocab_size=50, max_position_embeddings=32))
+    bert = BertForMaskedLM(
+        BertConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=50,
+            max_position_embeddings=32,
+        )
+    )
     bert.save_pretrained(str(tmp_path / "bert"))
     gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=32))
     gpt2.save_pretrained(str(tmp_path / "gpt2"))
@@ -285,8 +309,16 @@ def test_tiny_llama_gguf_file_converts_to_the_original_weights(tmp_path, tmp_cac
 
 def test_non_llama_gguf_is_a_clear_source_error(tmp_path, tmp_cache):
     torch.manual_seed(0)
-    qwen = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=50))
+    qwen = Qwen2ForCausalLM(
+        Qwen2Config(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=50,
+        )
+    )
     path = tmp_path / "qwen.gguf"
     write_llama_gguf(path, qwen, arch="qwen2", permute=False)
     with pytest.raises(SourceError, match="Llama-architecture.*qwen2"):
@@ -375,19 +407,22 @@ def _corrupt_gguf(tmp_path: Path) -> Path:
     return tmp_path / "bad.gguf"
 
 
-@pytest.mark.parametrize("make,pattern", [
-    (lambda p: p / "does-not-exist", "no such file or directory.*not a bundled model name"),
-    (lambda p: "smollm3-999b", "no such file or directory"),
-    (_pickle_only_dir, "refuses to unpickle.*safetensors"),
-    (_pickle_file, "refuses to unpickle"),
-    (_unknown_arch_dir, "unknown architecture 'frobnicator'"),
-    (_no_config_dir, "no config.json"),
-    (_mismatched_dir, "weights do not match the config"),
-    (_lone_safetensors, "lone .safetensors file has no config"),
-    (_empty_dir, "no model weights found"),
-    (_text_file, "unknown model format"),
-    (_corrupt_gguf, "corrupt or truncated GGUF"),
-])
+@pytest.mark.parametrize(
+    "make,pattern",
+    [
+        (lambda p: p / "does-not-exist", "no such file or directory.*not a bundled model name"),
+        (lambda p: "smollm3-999b", "no such file or directory"),
+        (_pickle_only_dir, "refuses to unpickle.*safetensors"),
+        (_pickle_file, "refuses to unpickle"),
+        (_unknown_arch_dir, "unknown architecture 'frobnicator'"),
+        (_no_config_dir, "no config.json"),
+        (_mismatched_dir, "weights do not match the config"),
+        (_lone_safetensors, "lone .safetensors file has no config"),
+        (_empty_dir, "no model weights found"),
+        (_text_file, "unknown model format"),
+        (_corrupt_gguf, "corrupt or truncated GGUF"),
+    ],
+)
 def test_user_errors_are_one_line_spectrascope_errors(tmp_path, tmp_cache, make, pattern):
     with pytest.raises(SpectrascopeError, match=pattern) as info:
         load_model(make(tmp_path))

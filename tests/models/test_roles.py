@@ -8,26 +8,37 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_builders import tiny_bert, tiny_gpt2, tiny_llama, tiny_neox
 from safetensors.torch import save_file
 
-from model_builders import tiny_bert, tiny_gpt2, tiny_llama, tiny_neox
 from spectrascope.models.open_source import open_source
 from spectrascope.models.roles import ROLES, family, head_geometry, tensor_role
 from spectrascope.weights.api import analyze_weights
 
 # Expected roles, written out by hand from each architecture's module names.
 LLAMA_BLOCK = {
-    "self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v", "self_attn.o_proj": "o",
-    "mlp.gate_proj": "mlp_gate", "mlp.up_proj": "mlp_up", "mlp.down_proj": "mlp_down",
+    "self_attn.q_proj": "q",
+    "self_attn.k_proj": "k",
+    "self_attn.v_proj": "v",
+    "self_attn.o_proj": "o",
+    "mlp.gate_proj": "mlp_gate",
+    "mlp.up_proj": "mlp_up",
+    "mlp.down_proj": "mlp_down",
 }
 GPT2_BLOCK = {"attn.c_attn": "qkv", "attn.c_proj": "o", "mlp.c_fc": "mlp_in", "mlp.c_proj": "mlp_out"}
 NEOX_BLOCK = {
-    "attention.query_key_value": "qkv", "attention.dense": "o",
-    "mlp.dense_h_to_4h": "mlp_in", "mlp.dense_4h_to_h": "mlp_out",
+    "attention.query_key_value": "qkv",
+    "attention.dense": "o",
+    "mlp.dense_h_to_4h": "mlp_in",
+    "mlp.dense_4h_to_h": "mlp_out",
 }
 BERT_BLOCK = {
-    "attention.self.query": "q", "attention.self.key": "k", "attention.self.value": "v",
-    "attention.output.dense": "o", "intermediate.dense": "mlp_in", "output.dense": "mlp_out",
+    "attention.self.query": "q",
+    "attention.self.key": "k",
+    "attention.self.value": "v",
+    "attention.output.dense": "o",
+    "intermediate.dense": "mlp_in",
+    "output.dense": "mlp_out",
 }
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_builders import plain_state, tiny_llama, write_hf_dir, write_sharded
 from safetensors.torch import save_file
 
-from model_builders import plain_state, tiny_llama, write_hf_dir, write_sharded
 from spectrascope.errors import SourceError
 from spectrascope.models.open_source import open_source
 from spectrascope.models.tensor_source import TensorInfo
@@ -80,8 +80,10 @@ def test_safetensors_file_without_suffix_is_sniffed(tmp_path):
 
 def test_bf16_safetensors_load_as_float32(tmp_path):
     g = torch.Generator().manual_seed(1)
-    tensors = {"a.weight": torch.randn(32, 16, generator=g).to(torch.bfloat16),
-               "b.weight": torch.randn(16, 24, generator=g).to(torch.bfloat16)}
+    tensors = {
+        "a.weight": torch.randn(32, 16, generator=g).to(torch.bfloat16),
+        "b.weight": torch.randn(16, 24, generator=g).to(torch.bfloat16),
+    }
     path = tmp_path / "bf16.safetensors"
     save_file(tensors, str(path))
     source = open_source(path)
@@ -205,14 +207,17 @@ def test_sharded_pickle_checkpoint_is_read_whole_or_refused(tmp_path):
     model = tiny_llama()
     tensors = plain_state(model)
     names = list(tensors)
-    shards = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
-              "pytorch_model-00002-of-00002.bin": names[len(names) // 2:]}
+    shards = {
+        "pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+        "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :],
+    }
     folder = tmp_path / "sharded-bin"
     folder.mkdir()
     for fname, keys in shards.items():
         torch.save({k: tensors[k] for k in keys}, folder / fname)
-    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}}))
+    (folder / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}})
+    )
     try:
         source = open_source(folder, allow_pickle=True)
     except SourceError:

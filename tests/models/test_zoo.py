@@ -56,7 +56,11 @@ def test_bundled_smollm2_opens_as_llama_gguf_with_hf_names():
     source = open_source("smollm2-135m")
     cfg = source.config()
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]) == (
-        30, 576, 9, 3)
+        30,
+        576,
+        9,
+        3,
+    )
     shapes = {i.name: i.shape for i in source.tensors()}
     assert shapes["model.layers.0.self_attn.q_proj.weight"] == (576, 576)
     assert shapes["model.layers.0.self_attn.k_proj.weight"] == (192, 576)

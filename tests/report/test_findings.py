@@ -28,17 +28,41 @@ def _tables(tmp_path: Path, **tables: pd.DataFrame) -> StudyTables:
 
 
 def _overlap_rows(role: str, intervals: list[tuple[float, float]], domain_prefix: str = "d") -> list[dict]:
-    return [{"part": "tail", "variant": "robust", "k": 3, "role": role, "domain": f"{domain_prefix}{i}", "layer": 0,
-             "enrichment": (lo + hi) / 2, "enrichment_lo": lo, "enrichment_hi": hi}
-            for i, (lo, hi) in enumerate(intervals)]
+    return [
+        {
+            "part": "tail",
+            "variant": "robust",
+            "k": 3,
+            "role": role,
+            "domain": f"{domain_prefix}{i}",
+            "layer": 0,
+            "enrichment": (lo + hi) / 2,
+            "enrichment_lo": lo,
+            "enrichment_hi": hi,
+        }
+        for i, (lo, hi) in enumerate(intervals)
+    ]
 
 
 def test_overlap_is_stated_only_when_two_thirds_of_the_intervals_exclude_one(tmp_path):
-    rows = (_overlap_rows("k", [(1.2, 1.5), (1.1, 1.3), (1.05, 1.4)])  # 3 of 3 above 1
-            + _overlap_rows("v", [(0.5, 0.8), (0.6, 0.9), (0.9, 1.2)])  # 2 of 3 below 1
-            + _overlap_rows("q", [(1.1, 1.3), (0.9, 1.1), (0.8, 1.05)])  # 1 of 3: nothing claimed
-            + [{"part": "tail", "variant": "robust", "k": 3, "role": "k", "domain": RANDOM_TOKENS, "layer": 0,
-                "enrichment": 1.07, "enrichment_lo": 0.9, "enrichment_hi": 1.2}])
+    rows = (
+        _overlap_rows("k", [(1.2, 1.5), (1.1, 1.3), (1.05, 1.4)])  # 3 of 3 above 1
+        + _overlap_rows("v", [(0.5, 0.8), (0.6, 0.9), (0.9, 1.2)])  # 2 of 3 below 1
+        + _overlap_rows("q", [(1.1, 1.3), (0.9, 1.1), (0.8, 1.05)])  # 1 of 3: nothing claimed
+        + [
+            {
+                "part": "tail",
+                "variant": "robust",
+                "k": 3,
+                "role": "k",
+                "domain": RANDOM_TOKENS,
+                "layer": 0,
+                "enrichment": 1.07,
+                "enrichment_lo": 0.9,
+                "enrichment_hi": 1.2,
+            }
+        ]
+    )
     lines = overlap_findings(_tables(tmp_path, activations__overlap=pd.DataFrame(rows)))
     assert len(lines) == 2
     k_line, v_line = sorted(lines)
@@ -54,9 +78,17 @@ def test_overlap_without_a_majority_says_nothing_survives(tmp_path):
 
 
 def test_correlations_are_claimed_by_their_q_value_not_their_p_value(tmp_path):
-    corr = pd.DataFrame({"family": ["layers"] * 3, "metric": ["alpha", "erg_delta", "stable_rank"],
-                         "target": ["damage"] * 3, "rho": [0.6, -0.2, 0.1], "p_value": [0.001, 0.04, 0.5],
-                         "q_value": [0.003, 0.06, 0.5], "n": [30, 30, 30]})
+    corr = pd.DataFrame(
+        {
+            "family": ["layers"] * 3,
+            "metric": ["alpha", "erg_delta", "stable_rank"],
+            "target": ["damage"] * 3,
+            "rho": [0.6, -0.2, 0.1],
+            "p_value": [0.001, 0.04, 0.5],
+            "q_value": [0.003, 0.06, 0.5],
+            "n": [30, 30, 30],
+        }
+    )
     (line,) = correlation_findings(_tables(tmp_path, bridge__correlation=corr))
     assert "1 of 3 correlations survive" in line and "alpha vs damage (rho +0.60, q = 0.003" in line
     assert "erg_delta" not in line
@@ -66,8 +98,19 @@ def test_correlations_are_claimed_by_their_q_value_not_their_p_value(tmp_path):
 
 
 def test_attribution_verdict_follows_the_q_value(tmp_path):
-    agree = pd.DataFrame([{"a": "energy_change", "b": "|integrated_gradients|", "rho": 0.30, "rho_lo": 0.1,
-                           "rho_hi": 0.5, "n_texts": 12, "q_value": 0.01}])
+    agree = pd.DataFrame(
+        [
+            {
+                "a": "energy_change",
+                "b": "|integrated_gradients|",
+                "rho": 0.30,
+                "rho_lo": 0.1,
+                "rho_hi": 0.5,
+                "n_texts": 12,
+                "q_value": 0.01,
+            }
+        ]
+    )
     (line,) = attribution_findings(_tables(tmp_path, activations__energy_agreement=agree))
     assert "0.30 [0.10, 0.50] over 12 texts" in line and "it survives (q = 0.010)" in line
     agree["q_value"] = 0.2
@@ -76,8 +119,14 @@ def test_attribution_verdict_follows_the_q_value(tmp_path):
 
 
 def test_alignment_states_the_sign_test(tmp_path):
-    align = pd.DataFrame({"writer_layer": range(10), "reader_layer": range(1, 11),
-                          "enrichment": [2.0] * 9 + [0.5], "enrichment_shuffled": [1.0] * 10})
+    align = pd.DataFrame(
+        {
+            "writer_layer": range(10),
+            "reader_layer": range(1, 11),
+            "enrichment": [2.0] * 9 + [0.5],
+            "enrichment_shuffled": [1.0] * 10,
+        }
+    )
     (line,) = alignment_findings(_tables(tmp_path, bridge__alignment=align))
     assert "9 of 10 pairs exceed their shuffled counterpart, more often than chance (sign test p = 0.0215)" in line
     align["enrichment"] = [2.0] * 6 + [0.5] * 4
@@ -86,12 +135,29 @@ def test_alignment_states_the_sign_test(tmp_path):
 
 
 def test_circuit_rows_give_size_and_faithfulness_intervals_or_say_why_not(tmp_path):
-    table = pd.DataFrame([
-        {"task": "geography", "status": "ok", "method": "eap-ig", "n_prompts": 16, "n_edges": 123211, "size": 532,
-         "size_lo": 396, "size_hi": 977, "faithfulness": 0.8, "faithfulness_lo": 0.74, "faithfulness_hi": 0.86,
-         "n_heads": 49, "n_mlps": 30, "prior_average_precision": 0.0067, "prior_random_ap": 0.0044, "prior_p": 0.002},
-        {"task": "calendar", "status": "skipped: circuits support the Llama family only"},
-    ])
+    table = pd.DataFrame(
+        [
+            {
+                "task": "geography",
+                "status": "ok",
+                "method": "eap-ig",
+                "n_prompts": 16,
+                "n_edges": 123211,
+                "size": 532,
+                "size_lo": 396,
+                "size_hi": 977,
+                "faithfulness": 0.8,
+                "faithfulness_lo": 0.74,
+                "faithfulness_hi": 0.86,
+                "n_heads": 49,
+                "n_mlps": 30,
+                "prior_average_precision": 0.0067,
+                "prior_random_ap": 0.0044,
+                "prior_p": 0.002,
+            },
+            {"task": "calendar", "status": "skipped: circuits support the Llama family only"},
+        ]
+    )
     ok, skipped = circuit_findings(_tables(tmp_path, circuits__circuits=table))
     assert "532 of 123,211 edges [396, 977] keep 0.80 [0.74, 0.86]" in ok and "(49 heads, 30 MLPs)" in ok
     assert "beats random rankings (average precision 0.0067 vs 0.0044, p = 0.002)" in ok
@@ -99,11 +165,15 @@ def test_circuit_rows_give_size_and_faithfulness_intervals_or_say_why_not(tmp_pa
 
 
 def test_weight_findings_count_analyzed_matrices_not_skipped_tensors(tmp_path):
-    rows = [{"name": f"m{i}", "role": "q", "status": "success", "alpha": a, "erg_delta": 0.1, "alpha_weighted": 1.0}
-            for i, a in enumerate([3.0, 4.0, 7.0])]
-    rows += [{"name": "m3", "role": "q", "status": "failed", "reason": "NaN"},
-             {"name": "norm", "role": "norm", "status": "skipped", "reason": "a vector"},
-             {"name": "norm2", "role": "norm", "status": "skipped", "reason": "a vector"}]
+    rows = [
+        {"name": f"m{i}", "role": "q", "status": "success", "alpha": a, "erg_delta": 0.1, "alpha_weighted": 1.0}
+        for i, a in enumerate([3.0, 4.0, 7.0])
+    ]
+    rows += [
+        {"name": "m3", "role": "q", "status": "failed", "reason": "NaN"},
+        {"name": "norm", "role": "norm", "status": "skipped", "reason": "a vector"},
+        {"name": "norm2", "role": "norm", "status": "skipped", "reason": "a vector"},
+    ]
     line = weights_findings(_tables(tmp_path, weights__weights=pd.DataFrame(rows)), "toy")[0]
     assert line.startswith("Weight spectra: 3 of 4 analyzed matrices of toy have a power-law fit (2 tensors skipped")
     assert "67% have alpha in [2, 6]" in line and "median alpha 4.00" in line

@@ -16,8 +16,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=200)
+    cfg = transformers.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=200,
+    )
     model_dir = tmp_path_factory.mktemp("model")
     transformers.LlamaForCausalLM(cfg).save_pretrained(model_dir)
     out = tmp_path_factory.mktemp("study")
@@ -34,13 +40,30 @@ def test_report_sections_present(report):
 def test_report_renders_in_headless_chromium(report):
     assert CHROMIUM, "chromium is not installed (the README's test command installs it)"
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    console_errors = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and re.search(r"error|Uncaught", l, re.I)]
+    console_errors = [
+        l for l in proc.stderr.splitlines() if "CONSOLE" in l and re.search(r"error|Uncaught", l, re.IGNORECASE)
+    ]
     assert not console_errors, console_errors
     dom = proc.stdout
     sections = re.split(r"<section id=", dom)[1:]

@@ -24,8 +24,12 @@ def test_dictionary_spectra_trained_and_random(planted):
 
     sae = train_sae(planted.activations, arch="topk", d_sae=64, k=4, tokens=20_000, batch_size=256)
     table, esds = dictionary_spectra(sae)
-    assert table[["matrix", "weights"]].values.tolist() == [["W_dec", "trained"], ["W_enc", "trained"],
-                                                             ["W_dec", "random init"], ["W_enc", "random init"]]
+    assert table[["matrix", "weights"]].values.tolist() == [
+        ["W_dec", "trained"],
+        ["W_enc", "trained"],
+        ["W_dec", "random init"],
+        ["W_enc", "random init"],
+    ]
     assert (table["N"] == 64).all() and (table["M"] == 32).all()
     assert np.isclose(esds[("W_dec", "trained")].sum(), 64.0)  # unit rows: trace of W^T W = d_sae
     assert not np.allclose(esds[("W_dec", "trained")], esds[("W_dec", "random init")])
@@ -71,8 +75,14 @@ def test_planted_spike_direction_lies_in_the_writing_tail(tiny, monkeypatch):
 def test_feature_removal_damage(tiny, detector):
     sae = detector("+")
     binding = bind_site(tiny, sae, "blocks.0.hook_resid_pre")
-    table = feature_ablation(binding, {"calendar": [0], "arithmetic": [0]}, live_features=[0, 1, 2, 3],
-                             loss_tokens=200, n_random=2, components={"arithmetic": ["0.1"]})
+    table = feature_ablation(
+        binding,
+        {"calendar": [0], "arithmetic": [0]},
+        live_features=[0, 1, 2, 3],
+        loss_tokens=200,
+        n_random=2,
+        components={"arithmetic": ["0.1"]},
+    )
     assert list(table.columns) == ABLATION_COLUMNS
     features = table[table["kind"] == "features"].set_index("domain")
     assert features.loc["calendar", "damage"] == 0.0  # never fires on calendar text
@@ -92,4 +102,6 @@ def test_feature_removal_damage_has_paired_intervals_over_texts(tiny, detector):
     assert features["loss"] == pytest.approx(features["baseline"] + features["damage"])
     # the random features never fire, so the excess over the control is the damage itself, text by text
     assert features["excess"] == pytest.approx(features["damage"])
-    assert (features["excess_lo"], features["excess_hi"]) == pytest.approx((features["damage_lo"], features["damage_hi"]))
+    assert (features["excess_lo"], features["excess_hi"]) == pytest.approx(
+        (features["damage_lo"], features["damage_hi"])
+    )

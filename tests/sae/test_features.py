@@ -47,8 +47,9 @@ def test_streaming_topk_matches_a_full_sort():
 
 
 def test_planted_token_detector_is_arithmetic_selective(tiny, detector):
-    report = sae_features(detector("+"), tiny, site=SITE, corpus="calendar,arithmetic", tokens=300,
-                          n_boot=50, n_perm=50, n_examples=5)
+    report = sae_features(
+        detector("+"), tiny, site=SITE, corpus="calendar,arithmetic", tokens=300, n_boot=50, n_perm=50, n_examples=5
+    )
     ranking = report.ranking
     assert ranking["feature"].tolist() == [0]  # the only feature that fires
     top = ranking.iloc[0]

@@ -23,22 +23,65 @@ def tiny_dir(tiny, tmp_path_factory):
 
 def test_train_eval_features(tiny_dir, tmp_path, run_cli):
     out = tmp_path / "sae"
-    code, stdout, err = run_cli("sae", "train", tiny_dir, "--site", SITE, "--corpus", "calendar,arithmetic",
-                                "--arch", "batch_topk", "--d-sae", "64", "--k", "4", "--tokens", "4096",
-                                "--batch-size", "256", "--out", out, "--quiet")
+    code, stdout, err = run_cli(
+        "sae",
+        "train",
+        tiny_dir,
+        "--site",
+        SITE,
+        "--corpus",
+        "calendar,arithmetic",
+        "--arch",
+        "batch_topk",
+        "--d-sae",
+        "64",
+        "--k",
+        "4",
+        "--tokens",
+        "4096",
+        "--batch-size",
+        "256",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert code == 0, err
     assert "trained batch_topk SAE" in stdout
     sae = load_sae(out)
     assert sae.metadata["hook_name"] == SITE and sae.d_sae == 64
     assert len(pd.read_parquet(out / "training_log.parquet")) > 0
     assert json.loads((tmp_path / "sae-activations" / "meta.json").read_text())["complete"]
-    code, stdout, err = run_cli("sae", "eval", tiny_dir, "--sae", out, "--corpus", "calendar,arithmetic",
-                                "--tokens", "128", "--out", tmp_path / "eval", "--quiet")
+    code, stdout, err = run_cli(
+        "sae",
+        "eval",
+        tiny_dir,
+        "--sae",
+        out,
+        "--corpus",
+        "calendar,arithmetic",
+        "--tokens",
+        "128",
+        "--out",
+        tmp_path / "eval",
+        "--quiet",
+    )
     assert code == 0, err
     quality = pd.read_parquet(tmp_path / "eval" / "sae_quality.parquet")
     assert quality["domain"].tolist() == ["calendar", "arithmetic", "all"]
-    code, stdout, err = run_cli("sae", "features", tiny_dir, "--sae", out, "--corpus", "calendar,arithmetic",
-                                "--tokens", "128", "--out", tmp_path / "feat", "--quiet")
+    code, stdout, err = run_cli(
+        "sae",
+        "features",
+        tiny_dir,
+        "--sae",
+        out,
+        "--corpus",
+        "calendar,arithmetic",
+        "--tokens",
+        "128",
+        "--out",
+        tmp_path / "feat",
+        "--quiet",
+    )
     assert code == 0, err
     assert (tmp_path / "feat" / "feature_ranking.parquet").exists()
 
@@ -64,8 +107,27 @@ def _one_error_line(code: int, err: str) -> None:
 def test_train_bad_input(tiny_dir, tmp_path, run_cli, extra, message):
     (tmp_path / "empty.txt").write_text("\n  \n")
     extra = [str(tmp_path / "empty.txt") if e == "EMPTY" else e for e in extra]
-    args = ["sae", "train", tiny_dir, "--site", SITE, "--corpus", "calendar", "--tokens", "512", "--batch-size", "128",
-            "--d-sae", "16", "--k", "2", "--out", tmp_path / "sae", "--quiet", *extra]
+    args = [
+        "sae",
+        "train",
+        tiny_dir,
+        "--site",
+        SITE,
+        "--corpus",
+        "calendar",
+        "--tokens",
+        "512",
+        "--batch-size",
+        "128",
+        "--d-sae",
+        "16",
+        "--k",
+        "2",
+        "--out",
+        tmp_path / "sae",
+        "--quiet",
+        *extra,
+    ]
     code, _, err = run_cli(*args)
     _one_error_line(code, err)
     assert message in err
@@ -86,7 +148,9 @@ def test_eval_bad_sae_folders(tiny_dir, tmp_path, run_cli):
     assert "corrupt weights file" in err
     wide = tmp_path / "wide"
     save_sae(build_sae("topk", 48, 8, k=2), wide)
-    code, _, err = run_cli("sae", "features", tiny_dir, "--sae", wide, "--site", SITE, "--out", tmp_path / "f", "--quiet")
+    code, _, err = run_cli(
+        "sae", "features", tiny_dir, "--sae", wide, "--site", SITE, "--out", tmp_path / "f", "--quiet"
+    )
     _one_error_line(code, err)
     assert "d_in = 48" in err and "width 32" in err
     assert not (tmp_path / "f").exists()

@@ -11,8 +11,17 @@ from spectrascope.sae.steering import STEER_COLUMNS, steer_feature
 
 def test_steering_changes_loss_with_scale(tiny):
     sae = build_sae("topk", 32, 16, k=2, seed=0)
-    df = steer_feature(tiny, sae, 3, scales=(0.0, 50.0), corpus="calendar,arithmetic", prompt="the day",
-                       max_new_tokens=4, tokens=100, site="blocks.0.hook_resid_post")
+    df = steer_feature(
+        tiny,
+        sae,
+        3,
+        scales=(0.0, 50.0),
+        corpus="calendar,arithmetic",
+        prompt="the day",
+        max_new_tokens=4,
+        tokens=100,
+        site="blocks.0.hook_resid_post",
+    )
     assert list(df.columns) == STEER_COLUMNS and len(df) == 4
     zero, big = df[df["scale"] == 0.0], df[df["scale"] == 50.0]
     assert (zero["loss_change"] == 0.0).all()

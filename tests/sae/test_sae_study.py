@@ -12,9 +12,22 @@ from spectrascope.tables import write_table
 
 
 def test_stage_returns_its_tables_and_the_report_reads_them(tiny, tmp_path):
-    budget = StudyBudget(corpora="calendar,arithmetic", seq_len=64, features=SaeBudget(
-        layer=0, expansion=2, k=4, store_tokens=2000, train_tokens=4096, batch_size=256,
-        eval_tokens=64, feature_tokens=128, loss_tokens=48, top_features=2))
+    budget = StudyBudget(
+        corpora="calendar,arithmetic",
+        seq_len=64,
+        features=SaeBudget(
+            layer=0,
+            expansion=2,
+            k=4,
+            store_tokens=2000,
+            train_tokens=4096,
+            batch_size=256,
+            eval_tokens=64,
+            feature_tokens=128,
+            loss_tokens=48,
+            top_features=2,
+        ),
+    )
     ctx = StudyContext("tiny", tmp_path, budget)
     ctx._loaded = tiny
     tiny.arch = type("Arch", (), {"n_layers": 2, "d_model": 32})()
@@ -30,20 +43,40 @@ def test_stage_returns_its_tables_and_the_report_reads_them(tiny, tmp_path):
     page = render("t", sections, tmp_path / "report.html")
     assert "Feature" in Path(page).read_text()
     assert SaeBudget.from_study(budget).k == 4
+
+
 def test_ablation_sentences_state_intervals_and_the_random_feature_control():
     import pandas as pd
 
     from spectrascope.sae.study import _ablation_sentences
 
-    table = pd.DataFrame([
-        {"domain": "code", "kind": "features", "damage": 0.05, "damage_lo": 0.02, "damage_hi": 0.08,
-         "excess": 0.04, "excess_lo": 0.01, "excess_hi": 0.07},
-        {"domain": "legal", "kind": "features", "damage": 0.0, "damage_lo": -0.01, "damage_hi": 0.01,
-         "excess": -0.002, "excess_lo": -0.01, "excess_hi": 0.006},
-        {"domain": "code", "kind": "random features", "damage": 0.01, "damage_lo": 0.0, "damage_hi": 0.02},
-        {"domain": "code", "kind": "head", "damage": 0.3, "damage_lo": 0.2, "damage_hi": 0.4},
-        {"domain": "legal", "kind": "head", "damage": 0.1, "damage_lo": -0.1, "damage_hi": 0.3},
-    ])
+    table = pd.DataFrame(
+        [
+            {
+                "domain": "code",
+                "kind": "features",
+                "damage": 0.05,
+                "damage_lo": 0.02,
+                "damage_hi": 0.08,
+                "excess": 0.04,
+                "excess_lo": 0.01,
+                "excess_hi": 0.07,
+            },
+            {
+                "domain": "legal",
+                "kind": "features",
+                "damage": 0.0,
+                "damage_lo": -0.01,
+                "damage_hi": 0.01,
+                "excess": -0.002,
+                "excess_lo": -0.01,
+                "excess_hi": 0.006,
+            },
+            {"domain": "code", "kind": "random features", "damage": 0.01, "damage_lo": 0.0, "damage_hi": 0.02},
+            {"domain": "code", "kind": "head", "damage": 0.3, "damage_lo": 0.2, "damage_hi": 0.4},
+            {"domain": "legal", "kind": "head", "damage": 0.1, "damage_lo": -0.1, "damage_hi": 0.3},
+        ]
+    )
     features_line, head_line = _ablation_sentences(table)
     assert "code +0.050 [+0.020, +0.080]; legal +0.000 [-0.010, +0.010]" in features_line
     assert "above zero in 1 and below zero in 0 of 2 domains" in features_line

@@ -95,8 +95,12 @@ def _write_folder(folder, cfg: dict, tensors: dict) -> None:
 
 def _good(d_in=4, d_sae=6):
     cfg = {"d_in": d_in, "d_sae": d_sae, "architecture": "standard", "metadata": {"sae_lens_version": "6.0.0"}}
-    tensors = {"W_enc": torch.zeros(d_in, d_sae), "W_dec": torch.zeros(d_sae, d_in), "b_enc": torch.zeros(d_sae),
-               "b_dec": torch.zeros(d_in)}
+    tensors = {
+        "W_enc": torch.zeros(d_in, d_sae),
+        "W_dec": torch.zeros(d_sae, d_in),
+        "b_enc": torch.zeros(d_sae),
+        "b_dec": torch.zeros(d_in),
+    }
     return cfg, tensors
 
 

@@ -33,8 +33,9 @@ def test_decoder_rows_unit_norm_and_log(planted):
 
 def test_tensor_and_array_inputs_agree(planted):
     a = _small(planted)
-    b = train_sae(torch.from_numpy(planted.activations[:4000]), arch="topk", d_sae=64, k=4, tokens=20_000,
-                  batch_size=256, seed=0)
+    b = train_sae(
+        torch.from_numpy(planted.activations[:4000]), arch="topk", d_sae=64, k=4, tokens=20_000, batch_size=256, seed=0
+    )
     assert torch.equal(a.W_dec, b.W_dec)
 
 
@@ -92,7 +93,11 @@ def test_dead_features_are_reported(planted):
         (np.ones((100, 4)), {"batch_size": 256}, "fewer tokens"),
         (np.ones((600, 4)), {"tokens": 0}, "tokens must be a positive integer"),
         (np.ones((600, 4)), {"site": "blocks.0.hook_resid_post"}, "apply to a model"),
-        (np.ones((600, 4)), {"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "nonsense"}, "device"),
+        (
+            np.ones((600, 4)),
+            {"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "nonsense"},
+            "device",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error(data, kwargs, message):
@@ -102,8 +107,16 @@ def test_bad_input_is_one_clear_error(data, kwargs, message):
 
 
 def test_progress_bar_shows_rate_loss_l0_dead(planted, capsys):
-    train_sae(planted.activations[:2000], arch="topk", d_sae=16, k=2, tokens=2048, batch_size=256, device="auto",
-              show_progress=True)
+    train_sae(
+        planted.activations[:2000],
+        arch="topk",
+        d_sae=16,
+        k=2,
+        tokens=2048,
+        batch_size=256,
+        device="auto",
+        show_progress=True,
+    )
     err = capsys.readouterr().err
     for piece in ("tok/s", "loss", "L0", "dead"):
         assert piece in err

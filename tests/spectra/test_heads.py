@@ -8,8 +8,8 @@ import transformers
 from spectrascope.models.roles import HeadGeometry
 from spectrascope.spectra.esd import small_factor_product_eigenvalues
 from spectrascope.spectra.heads import head_rows
-from spectrascope.weights.projections import split_projections
 from spectrascope.weights.api import analyze_heads
+from spectrascope.weights.projections import split_projections
 
 
 def test_small_factor_spectrum_equals_full_product():
@@ -22,8 +22,12 @@ def test_small_factor_spectrum_equals_full_product():
 def test_gqa_rows_and_kv_mapping():
     geom = HeadGeometry(n_heads=4, n_kv_heads=2, head_dim=8, d_model=32)
     rng = np.random.default_rng(1)
-    proj = {"q": rng.standard_normal((32, 32)), "k": rng.standard_normal((16, 32)),
-            "v": rng.standard_normal((16, 32)), "o": rng.standard_normal((32, 32))}
+    proj = {
+        "q": rng.standard_normal((32, 32)),
+        "k": rng.standard_normal((16, 32)),
+        "v": rng.standard_normal((16, 32)),
+        "o": rng.standard_normal((32, 32)),
+    }
     rows = head_rows(proj, geom, block=3)
     per = {(r["circuit"], r["head"]): r for r in rows}
     assert len(rows) == 2 * 2 + 4 * 4
@@ -45,7 +49,9 @@ def test_gpt2_fused_split_matches_model():
     cfg = transformers.GPT2Config(n_embd=32, n_head=4, n_layer=1, vocab_size=50, n_positions=16)
     attn = transformers.GPT2LMHeadModel(cfg).transformer.h[0].attn
     geom = HeadGeometry(4, 4, 8, 32)
-    proj = split_projections({"qkv": attn.c_attn.weight.detach().numpy(), "o": attn.c_proj.weight.detach().numpy()}, "gpt2", geom)
+    proj = split_projections(
+        {"qkv": attn.c_attn.weight.detach().numpy(), "o": attn.c_proj.weight.detach().numpy()}, "gpt2", geom
+    )
     x = _x(32)
     qkv = (attn.c_attn(x) - attn.c_attn.bias).detach().numpy()
     np.testing.assert_allclose(x.numpy() @ proj["q"].T, qkv[:, :32], atol=1e-5)
@@ -56,8 +62,9 @@ def test_gpt2_fused_split_matches_model():
 
 def test_gpt_neox_fused_split_matches_model_layout():
     torch.manual_seed(0)
-    cfg = transformers.GPTNeoXConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=1,
-                                     intermediate_size=64, vocab_size=50)
+    cfg = transformers.GPTNeoXConfig(
+        hidden_size=32, num_attention_heads=4, num_hidden_layers=1, intermediate_size=64, vocab_size=50
+    )
     attn = transformers.GPTNeoXForCausalLM(cfg).gpt_neox.layers[0].attention
     geom = HeadGeometry(4, 4, 8, 32)
     W = attn.query_key_value.weight.detach().numpy()
@@ -72,8 +79,14 @@ def test_gpt_neox_fused_split_matches_model_layout():
 
 def test_analyze_heads_on_tiny_llama():
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    cfg = transformers.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     heads = analyze_heads(transformers.LlamaForCausalLM(cfg))
     assert len(heads) == 2 * (2 * 2 + 4 * 4)
     assert set(heads["circuit"]) == {"q", "k", "v", "o", "qk", "ov"}

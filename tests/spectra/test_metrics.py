@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spectrascope.spectra.esd import gram_eigenvalues
-from spectrascope.weights.analysis import analyze_matrix
 from spectrascope.spectra.metrics import spectrum_metrics
+from spectrascope.weights.analysis import analyze_matrix
 from spectrascope.weights.options import WeightsOptions
 
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from spectrascope.spectra.esd import gram_eigenvalues
-from spectrascope.weights.analysis import analyze_matrix, skip_reason, uses_partial
 from spectrascope.spectra.metrics import spectrum_metrics
-from spectrascope.weights.options import WeightsOptions
 from spectrascope.spectra.partial import (
     BlockLanczos,
     GramOperator,
@@ -20,9 +18,23 @@ from spectrascope.spectra.partial import (
     partial_spectrum,
     truncated_spectrum,
 )
+from spectrascope.weights.analysis import analyze_matrix, skip_reason, uses_partial
+from spectrascope.weights.options import WeightsOptions
 
-EXACT_COLUMNS = ["alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted", "lambda_max",
-                 "log_spectral_norm", "log_norm", "stable_rank", "pl_lambda_min"]
+EXACT_COLUMNS = [
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "lambda_max",
+    "log_spectral_norm",
+    "log_norm",
+    "stable_rank",
+    "pl_lambda_min",
+]
 
 
 def planted(N: int, M: int, alpha: float, rank: int, seed: int) -> np.ndarray:

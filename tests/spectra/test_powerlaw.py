@@ -72,7 +72,7 @@ def test_blocking_and_pruning_keep_the_argmin(monkeypatch):
         np.testing.assert_array_equal(a_full, a_pruned)
         assert np.all(d_pruned <= d_full + 1e-15)  # elsewhere a lower bound or exact
         monkeypatch.setattr(pl, "_BLOCK_ELEMENTS", x.size * 7)  # many small blocks
-        a_blocked, d_blocked = pl._standard_candidates(x, prune=False)
+        _a_blocked, d_blocked = pl._standard_candidates(x, prune=False)
         np.testing.assert_array_equal(d_blocked, d_full)
         monkeypatch.undo()
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from spectrascope.spectra.esd import gram_eigenvalues
+from spectrascope.spectra.traps import correlation_traps, spectrum_distance, weightwatcher_rand_distance
 from spectrascope.weights.analysis import analyze_matrix
 from spectrascope.weights.options import WeightsOptions
-from spectrascope.spectra.traps import correlation_traps, spectrum_distance, weightwatcher_rand_distance
 
 
 def test_reproducible_and_seed_dependent():
@@ -60,5 +60,7 @@ def test_rand_distance_is_weightwatchers():
 
     rng = np.random.default_rng(2)
     a, b = rng.chisquare(3, 200), rng.chisquare(5, 200)
-    assert weightwatcher_rand_distance(a, b) == pytest.approx(jensen_shannon_distance(np.sort(a), np.sort(b)), rel=1e-12)
+    assert weightwatcher_rand_distance(a, b) == pytest.approx(
+        jensen_shannon_distance(np.sort(a), np.sort(b)), rel=1e-12
+    )
     assert weightwatcher_rand_distance(a, a[::-1]) == 0.0

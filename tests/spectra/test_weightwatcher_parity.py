@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def both():
     import weightwatcher as ww  # a test extra
+
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     path = bundled_path("minilm-l6")
     ref = ww.WeightWatcher(model=load_file(str(path / "model.safetensors"))).analyze(detX=True)
@@ -30,9 +31,22 @@ def test_same_set_of_matrices(both):
 
 @pytest.mark.parametrize(
     "column, rel",
-    [("alpha", None), ("xmin", 1e-6), ("D", 1e-6), ("num_pl_spikes", 0), ("stable_rank", 1e-6),
-     ("entropy", 1e-6), ("alpha_weighted", 1e-6), ("log_norm", 1e-6), ("log_spectral_norm", 1e-6),
-     ("log_alpha_norm", 1e-6), ("sigma", 1e-6), ("xmax", 1e-6), ("matrix_rank", 0), ("lambda_max", 1e-6)],
+    [
+        ("alpha", None),
+        ("xmin", 1e-6),
+        ("D", 1e-6),
+        ("num_pl_spikes", 0),
+        ("stable_rank", 1e-6),
+        ("entropy", 1e-6),
+        ("alpha_weighted", 1e-6),
+        ("log_norm", 1e-6),
+        ("log_spectral_norm", 1e-6),
+        ("log_alpha_norm", 1e-6),
+        ("sigma", 1e-6),
+        ("xmax", 1e-6),
+        ("matrix_rank", 0),
+        ("lambda_max", 1e-6),
+    ],
 )
 def test_columns_match(both, column, rel):
     ref, ours = both

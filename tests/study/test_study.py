@@ -13,8 +13,17 @@ from spectrascope.study import StudyBudget, run_study
 
 TABLES = {
     "weights": ["weights", "weights_heads"],
-    "activations": ["activations", "energy", "massive_activations", "overlap", "overlap_modes", "cka", "cka_null",
-                    "energy_tokens", "energy_agreement"],
+    "activations": [
+        "activations",
+        "energy",
+        "massive_activations",
+        "overlap",
+        "overlap_modes",
+        "cka",
+        "cka_null",
+        "energy_tokens",
+        "energy_agreement",
+    ],
     "mechanisms": ["head_scores", "lens", "ablation_heads"],
     "bridge": ["layer_damage", "ablation_domains", "layers", "correlation", "alignment"],
 }
@@ -26,9 +35,16 @@ def tiny_model_dir(tmp_path_factory):
     tok_dir = bundled_path("minilm-l6")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=tokenizer.vocab_size,
-                                   bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=tokenizer.vocab_size,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
     transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -56,8 +72,21 @@ def test_every_table_is_written(study):
 
 def test_report_has_every_section(study):
     html = study[1].read_text()
-    for section in ["overview", "weights", "esd", "heads", "massive", "activations", "energy", "mechanisms", "overlap",
-                    "ablation", "alignment", "correlation", "attribution"]:
+    for section in [
+        "overview",
+        "weights",
+        "esd",
+        "heads",
+        "massive",
+        "activations",
+        "energy",
+        "mechanisms",
+        "overlap",
+        "ablation",
+        "alignment",
+        "correlation",
+        "attribution",
+    ]:
         assert f"<section id='{section}'>" in html, section
 
 

@@ -45,8 +45,19 @@ def test_every_stage_finishes_and_every_matrix_fits(study):
     weights = _table(out, "weights", "weights")
     assert len(weights) == 211 and (weights["status"] == "success").all()
     html = report.read_text()
-    for section in ["overview", "weights", "massive", "activations", "energy", "mechanisms", "overlap", "ablation",
-                    "alignment", "correlation", "attribution"]:
+    for section in [
+        "overview",
+        "weights",
+        "massive",
+        "activations",
+        "energy",
+        "mechanisms",
+        "overlap",
+        "ablation",
+        "alignment",
+        "correlation",
+        "attribution",
+    ]:
         assert f"<section id='{section}'>" in html, section
 
 

@@ -29,7 +29,7 @@ D_MODEL = 64
 N_HEADS = 4
 D_MLP = 128
 
-_SHARED = dict(vocab_size=VOCAB, num_hidden_layers=N_LAYERS, num_attention_heads=N_HEADS)
+_SHARED = {"vocab_size": VOCAB, "num_hidden_layers": N_LAYERS, "num_attention_heads": N_HEADS}
 _DECODER = dict(
     _SHARED, hidden_size=D_MODEL, intermediate_size=D_MLP, num_key_value_heads=2, max_position_embeddings=64
 )
@@ -46,12 +46,22 @@ def _build(family: str, attn: str) -> nn.Module:
         return MistralForCausalLM(MistralConfig(**_DECODER, attn_implementation=attn))
     if family == "gpt2":
         config = GPT2Config(
-            vocab_size=VOCAB, n_layer=N_LAYERS, n_head=N_HEADS, n_embd=D_MODEL, n_inner=D_MLP,
-            n_positions=64, bos_token_id=0, eos_token_id=0, attn_implementation=attn,
+            vocab_size=VOCAB,
+            n_layer=N_LAYERS,
+            n_head=N_HEADS,
+            n_embd=D_MODEL,
+            n_inner=D_MLP,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            attn_implementation=attn,
         )
         return GPT2LMHeadModel(config)
     bert = BertConfig(
-        **_SHARED, hidden_size=D_MODEL, intermediate_size=D_MLP, max_position_embeddings=64,
+        **_SHARED,
+        hidden_size=D_MODEL,
+        intermediate_size=D_MLP,
+        max_position_embeddings=64,
         attn_implementation=attn,
     )
     if family == "bert":
@@ -76,8 +86,12 @@ def _make_ids(batch: int = 2, pos: int = 9, seed: int = 1) -> torch.Tensor:
 def _hook_state(model: nn.Module) -> dict[str, tuple]:
     """Every module's hook dictionaries' keys, to compare before and after."""
     attrs = (
-        "_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
-        "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_hooks",
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_pre_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+        "_backward_hooks",
     )
     return {name: tuple(tuple(getattr(module, a).keys()) for a in attrs) for name, module in model.named_modules()}
 

@@ -127,10 +127,9 @@ def test_hooks_are_removed_when_the_block_raises(make_model, make_ids, hook_stat
     with torch.no_grad():
         model(input_ids=ids, output_hidden_states=True)  # transformers installs its own, permanent capture hooks
     before = hook_state(model)
-    with pytest.raises(RuntimeError, match="boom"):
-        with hooks(model, {"resid_pre": lambda activation, name: None}):
-            assert hook_state(model) != before
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), hooks(model, {"resid_pre": lambda activation, name: None}):
+        assert hook_state(model) != before
+        raise RuntimeError("boom")
     assert hook_state(model) == before
 
 
@@ -140,17 +139,21 @@ def test_hooks_are_removed_when_a_site_function_raises(make_model, make_ids, no_
     def fail(activation: torch.Tensor, name: str) -> None:
         raise ValueError(f"failed at {name}")
 
-    with pytest.raises(ValueError, match="failed at blocks.1.hook_mlp_out"):
-        with hooks(model, {"blocks.1.hook_mlp_out": fail}):
-            _forward(model, make_ids())
+    with (
+        pytest.raises(ValueError, match="failed at blocks.1.hook_mlp_out"),
+        hooks(model, {"blocks.1.hook_mlp_out": fail}),
+    ):
+        _forward(model, make_ids())
     assert no_hooks(model)
 
 
 def test_pattern_is_observe_only(make_model, make_ids, no_hooks) -> None:
     model = make_model("gpt2")
-    with pytest.raises(SiteError, match="observe-only"):
-        with hooks(model, {"blocks.0.attn.hook_pattern": lambda pattern, name: pattern * 0}):
-            _forward(model, make_ids())
+    with (
+        pytest.raises(SiteError, match="observe-only"),
+        hooks(model, {"blocks.0.attn.hook_pattern": lambda pattern, name: pattern * 0}),
+    ):
+        _forward(model, make_ids())
     assert no_hooks(model)
 
 
@@ -160,15 +163,19 @@ def test_pattern_is_observe_only(make_model, make_ids, no_hooks) -> None:
 )
 def test_a_bad_replacement_is_a_site_error(make_model, make_ids, no_hooks, returned, message) -> None:
     model = make_model("llama")
-    with pytest.raises(SiteError, match=message):
-        with hooks(model, {"blocks.0.hook_resid_post": lambda activation, name: returned}):
-            _forward(model, make_ids())
+    with (
+        pytest.raises(SiteError, match=message),
+        hooks(model, {"blocks.0.hook_resid_post": lambda activation, name: returned}),
+    ):
+        _forward(model, make_ids())
     assert no_hooks(model)
 
 
 def test_an_unknown_site_registers_nothing(make_model, no_hooks) -> None:
     model = make_model("llama")
-    with pytest.raises(SiteError):
-        with hooks(model, {"resid_post": lambda a, n: None, "blocks.0.hook_nope": lambda a, n: None}):
-            pass
+    with (
+        pytest.raises(SiteError),
+        hooks(model, {"resid_post": lambda a, n: None, "blocks.0.hook_nope": lambda a, n: None}),
+    ):
+        pass
     assert no_hooks(model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -35,7 +37,7 @@ def test_covariance_is_independent_of_the_batch_split(cuts: list[int], seed: int
     vectors = _vectors(200, 8, seed)
     moments = RunningMoments()
     bounds = [0, *sorted(cuts), 200]
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         moments.update(vectors[start:stop])
     stacked = vectors.double()
     assert moments.count == 200
@@ -72,7 +74,7 @@ def test_mask_skips_rows_and_leading_dims_are_flattened() -> None:
 
 def test_errors() -> None:
     with pytest.raises(SpectrascopeError, match="no vectors"):
-        RunningMoments().mean
+        _ = RunningMoments().mean
     with pytest.raises(SpectrascopeError, match="too few"):
         RunningMoments().update(torch.ones(1, 3)).covariance(ddof=1)
     with pytest.raises(SpectrascopeError, match="width 3 got vectors of width 4"):
@@ -105,12 +107,14 @@ def test_site_moments_equal_stacked_activations_without_padding(make_model, make
     moments = accumulate_site_moments(model, batches, sites)
     stacked: dict[str, list[torch.Tensor]] = {}
     for batch in batches:
-        _, cache = run_with_cache(model, batch["input_ids"], sites=sites, attention_mask=batch["attention_mask"],
-                                  use_cache=False)  # as the pass runs it (the cache changes the mask path)
+        _, cache = run_with_cache(
+            model, batch["input_ids"], sites=sites, attention_mask=batch["attention_mask"], use_cache=False
+        )  # as the pass runs it (the cache changes the mask path)
         keep = batch["attention_mask"].bool()
         for name, activation in cache.items():
-            stacked.setdefault(name, []).append(activation.flatten(start_dim=2)[keep] if activation.dim() == 4
-                                                else activation[keep])
+            stacked.setdefault(name, []).append(
+                activation.flatten(start_dim=2)[keep] if activation.dim() == 4 else activation[keep]
+            )
     assert set(moments) == set(stacked)
     n_tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
     for name, parts in stacked.items():

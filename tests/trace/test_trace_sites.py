@@ -43,9 +43,7 @@ def test_expand_keeps_order_and_drops_duplicates() -> None:
     assert expand_sites(None, 1, ALL_KINDS) == [site_name(0, kind) for kind in SiteKind]
 
 
-@pytest.mark.parametrize(
-    "bad", ["blocks.0.hook_nothing", "resid", "blocks.x.hook_resid_pre", "hook_attn_pattern", ""]
-)
+@pytest.mark.parametrize("bad", ["blocks.0.hook_nothing", "resid", "blocks.x.hook_resid_pre", "hook_attn_pattern", ""])
 def test_unknown_site_names_list_the_valid_patterns(bad: str) -> None:
     with pytest.raises(SiteError, match="valid sites: blocks.{L}.hook_resid_pre"):
         expand_sites(bad, 2, ALL_KINDS)

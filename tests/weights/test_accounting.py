@@ -67,8 +67,9 @@ def test_checkpoint_of_only_non_matrices_ends_cleanly(tmp_path, monkeypatch, cap
 
     model, out = _write(tmp_path / "odd", ODD_TENSORS), tmp_path / "out"
     monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["spectrascope", "weights", str(model), "--out", str(out), "--quiet",
-                                      "--workers", "1"])
+    monkeypatch.setattr(
+        sys, "argv", ["spectrascope", "weights", str(model), "--out", str(out), "--quiet", "--workers", "1"]
+    )
     main()  # returns: exit code 0
     captured = capsys.readouterr()
     assert "internal error" not in captured.err and "KeyError" not in captured.out + captured.err
@@ -85,8 +86,16 @@ def test_heads_only_or_failed_heads_summaries_do_not_crash(heads):
     from spectrascope.weights.summary import summary_dict
 
     table = pd.DataFrame({"name": ["x"], "role": ["other"], "status": ["skipped"], "reason": ["1-D tensor"]})
-    head_rows = pd.DataFrame({"block": [0], "head": [-1], "kv_head": [-1], "circuit": ["all"], "status": ["failed"],
-                              "reason": ["unreadable"]})
+    head_rows = pd.DataFrame(
+        {
+            "block": [0],
+            "head": [-1],
+            "kv_head": [-1],
+            "circuit": ["all"],
+            "status": ["failed"],
+            "reason": ["unreadable"],
+        }
+    )
     summary = summary_dict(table, head_rows if heads else None)
     assert summary["analyzed"] == 0 and summary["by_role"] == []
     assert summary.get("heads", {}) == {}

@@ -20,7 +20,9 @@ from spectrascope.weights.torch_kernels import batched_gram_eigenvalues
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, synthetic_checkpoints):
     """A small sharded bf16 Llama checkpoint (d_model 64, MLP 172, vocab 1000, 2 layers)."""
-    return synthetic_checkpoints.make_checkpoint(tmp_path_factory.mktemp("gpu") / "ckpt", seed=1, scale=1 / 64, layers=2, shard_mb=0.2)
+    return synthetic_checkpoints.make_checkpoint(
+        tmp_path_factory.mktemp("gpu") / "ckpt", seed=1, scale=1 / 64, layers=2, shard_mb=0.2
+    )
 
 
 @pytest.mark.parametrize("precision,rtol", [("exact", 1e-10), ("fast", 2e-4)])
@@ -41,8 +43,9 @@ def test_batched_engine_path_on_cpu_matches_numpy_rows(checkpoint, precision):
     plan = plan_tasks(source, options)
     rows = []
     # a tiny batch budget forces several batches per shape
-    execute_batched(source, plan.matrix_tasks, options, lambda task, r: rows.extend(r), torch_device="cpu",
-                    batch_bytes=200_000)
+    execute_batched(
+        source, plan.matrix_tasks, options, lambda task, r: rows.extend(r), torch_device="cpu", batch_bytes=200_000
+    )
     torch_rows = matrix_table(rows + plan.skipped_rows)
     assert list(torch_rows["name"]) == list(numpy_rows["name"])
     assert set(torch_rows["status"]) <= {"success", "skipped"}  # the norm vectors are skipped

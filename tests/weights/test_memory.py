@@ -46,8 +46,10 @@ def _write(make, folder: Path, n: int, rows: int = ROWS, cols: int = COLS) -> Pa
 def checkpoints(tmp_path_factory, synthetic_checkpoints):
     root = tmp_path_factory.mktemp("mem")
     # the baseline: the same run (driver + 2 pool workers) on two negligible tensors
-    return (_write(synthetic_checkpoints, root / "big", N_TENSORS),
-            _write(synthetic_checkpoints, root / "small", 2, 64, 32))
+    return (
+        _write(synthetic_checkpoints, root / "big", N_TENSORS),
+        _write(synthetic_checkpoints, root / "small", 2, 64, 32),
+    )
 
 
 TRACE = """
@@ -63,8 +65,9 @@ print(tracemalloc.get_traced_memory()[1])
 
 def test_in_process_peak_is_one_tensor_not_the_checkpoint(checkpoints):
     big, _ = checkpoints
-    proc = subprocess.run([sys.executable, "-c", TRACE, str(big), str(N_TENSORS)], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", TRACE, str(big), str(N_TENSORS)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     peak = int(proc.stdout.split()[-1])
     # the float32 tensor, one bf16 read chunk, the Gram matrix and fit temporaries (about

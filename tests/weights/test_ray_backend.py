@@ -19,10 +19,11 @@ from spectrascope.weights.runner import MATRIX_LOG, run_weights
 CRASH_KEY = "model.layers.1.mlp.up_proj.weight"
 
 
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, synthetic_checkpoints):
-    return synthetic_checkpoints.make_checkpoint(tmp_path_factory.mktemp("ray") / "ckpt", seed=2, scale=1 / 32, layers=2, shard_mb=0.5)
+    return synthetic_checkpoints.make_checkpoint(
+        tmp_path_factory.mktemp("ray") / "ckpt", seed=2, scale=1 / 32, layers=2, shard_mb=0.5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,15 @@ def ray_cluster(tmp_path_factory):
     """One local Ray instance with 2 CPUs for the module. Its workers see the crash hook:
     the task CRASH_KEY kills its worker when the flag file does not exist."""
     import ray  # a test extra
+
     flag = tmp_path_factory.mktemp("flag") / "crashed"
     flag.write_text("disarmed")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {CRASH_ENV: f"{CRASH_KEY}@{flag}"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {CRASH_ENV: f"{CRASH_KEY}@{flag}"}},
+    )
     yield flag
     ray.shutdown()
 
@@ -63,11 +69,13 @@ def test_killed_worker_is_retried_and_its_tensor_not_lost(checkpoint, ray_cluste
 
 
 def test_without_ray_one_clear_line(checkpoint):
-    code = ("import sys; sys.modules['ray'] = None\n"
-            "from spectrascope.cli import main\n"
-            f"sys.argv = ['spectrascope', 'weights', {str(checkpoint)!r}, '--out', {str(checkpoint / 'o')!r}, "
-            "'--backend', 'ray', '--quiet']\n"
-            "main()\n")
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from spectrascope.cli import main\n"
+        f"sys.argv = ['spectrascope', 'weights', {str(checkpoint)!r}, '--out', {str(checkpoint / 'o')!r}, "
+        "'--backend', 'ray', '--quiet']\n"
+        "main()\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -77,5 +85,6 @@ def test_without_ray_one_clear_line(checkpoint):
 
 def test_in_memory_source_is_refused_by_ray():
     import torch
+
     with pytest.raises(SpectrascopeError, match="model on disk"):
         run_weights({"w": torch.randn(20, 10)}, WeightsOptions(), workers=2, backend="ray")

@@ -19,8 +19,10 @@ def models(tmp_path_factory, synthetic_checkpoints):
     """Two checkpoints with the same tensor names and shapes, different values (seeds 0 and 1)."""
     root = tmp_path_factory.mktemp("resume")
     make = synthetic_checkpoints.make_checkpoint
-    return (make(root / "a", seed=0, scale=1 / 64, layers=1, shard_mb=1),
-            make(root / "b", seed=1, scale=1 / 64, layers=1, shard_mb=1))
+    return (
+        make(root / "a", seed=0, scale=1 / 64, layers=1, shard_mb=1),
+        make(root / "b", seed=1, scale=1 / 64, layers=1, shard_mb=1),
+    )
 
 
 def _truncate_log(out, keep: int) -> None:
@@ -112,8 +114,9 @@ def test_cli_resume_refusal_names_the_cli_options(models, tmp_path, monkeypatch,
     out = tmp_path / "out"
     run_weights(a, out_dir=out)
     monkeypatch.delenv("SPECTRASCOPE_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["spectrascope", "weights", str(b), "--out", str(out), "--resume", "--quiet",
-                                      "--workers", "1"])
+    monkeypatch.setattr(
+        sys, "argv", ["spectrascope", "weights", str(b), "--out", str(out), "--resume", "--quiet", "--workers", "1"]
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     err = capsys.readouterr().err.strip()

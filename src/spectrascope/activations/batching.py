@@ -12,6 +12,7 @@ once ``max_tokens`` statistic tokens have been yielded. Every row remembers whic
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+
 import torch
 
 from ..errors import CorpusError, InputError, OptionError

@@ -30,8 +30,9 @@ RANDOM_TOKENS = "control:random-tokens"
 RANDOMIZED_WEIGHTS = "control:randomized-weights"
 
 
-def random_token_batches(pool: torch.Tensor, max_tokens: int, seq_len: int, seed: int,
-                         rows_per_batch: int = 16) -> Iterator[TextBatch]:
+def random_token_batches(
+    pool: torch.Tensor, max_tokens: int, seq_len: int, seed: int, rows_per_batch: int = 16
+) -> Iterator[TextBatch]:
     """Batches of random texts of ``seq_len`` tokens from ``pool`` until ``max_tokens`` statistic
     tokens (the first position of each text is not a statistic token, as for real texts)."""
     generator = torch.Generator().manual_seed(int(seed))

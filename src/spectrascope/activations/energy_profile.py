@@ -18,9 +18,9 @@ import pandas as pd
 from ..corpora import corpus_texts
 from ..errors import OptionError
 from ..models.gguf_convert import cache_root
+from ..models.handle import as_model
 from ..trace import run_with_cache
 from ..trace.passes import SiteMoments, run_pass
-from ..models.handle import as_model
 from .run import DEFAULT_CORPORA, calibration_batches, site_label, site_list
 from .token_energy import DEFAULT_RIDGE, ReferenceGaussian
 
@@ -33,8 +33,15 @@ def _reference_path(loaded, names: list[str], corpora: str, max_tokens: int, seq
     return cache_root() / "references" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
 
 
-def reference_gaussians(loaded, names: list[str], corpora: str = DEFAULT_CORPORA, max_tokens: int = 2048,
-                        seq_len: int = 128, ridge: float = DEFAULT_RIDGE, cache: bool = True) -> dict[str, ReferenceGaussian]:
+def reference_gaussians(
+    loaded,
+    names: list[str],
+    corpora: str = DEFAULT_CORPORA,
+    max_tokens: int = 2048,
+    seq_len: int = 128,
+    ridge: float = DEFAULT_RIDGE,
+    cache: bool = True,
+) -> dict[str, ReferenceGaussian]:
     """Reference Gaussian per site from the pooled corpora (cached on disk when ``cache``)."""
     path = _reference_path(loaded, names, corpora, max_tokens, seq_len)
     if cache and path.exists():
@@ -54,8 +61,15 @@ def reference_gaussians(loaded, names: list[str], corpora: str = DEFAULT_CORPORA
     return {n: ReferenceGaussian.from_arrays(arrays[f"{n}|mu"], arrays[f"{n}|cov"], ridge) for n in names}
 
 
-def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFAULT_CORPORA,
-                max_tokens: int = 2048, seq_len: int = 128, cache: bool = True) -> pd.DataFrame:
+def text_energy(
+    model,
+    text: str,
+    sites: str = "resid_post",
+    corpora: str = DEFAULT_CORPORA,
+    max_tokens: int = 2048,
+    seq_len: int = 128,
+    cache: bool = True,
+) -> pd.DataFrame:
     """Energy of every token of ``text`` at every site.
 
     The first position is not scored: it is the attention sink, whose activations are
@@ -81,7 +95,15 @@ def text_energy(model, text: str, sites: str = "resid_post", corpora: str = DEFA
         vectors = act.flatten(start_dim=1) if act.dim() == 3 else act
         energies = references[n].energy(vectors).numpy()
         site, layer = site_label(n)
-        rows += [{"site": site, "layer": layer, "position": i, "token": t,
-                  "energy": float(e) if i > 0 else float("nan"), "scored": i > 0}
-                 for i, (t, e) in enumerate(zip(tokens, energies, strict=True))]
+        rows += [
+            {
+                "site": site,
+                "layer": layer,
+                "position": i,
+                "token": t,
+                "energy": float(e) if i > 0 else float("nan"),
+                "scored": i > 0,
+            }
+            for i, (t, e) in enumerate(zip(tokens, energies, strict=True))
+        ]
     return pd.DataFrame(rows)

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from ..arch import config_get
+from ..corpora import DEFAULT_CORPORA
 from ..errors import ArchitectureError
 from ..models.handle import ModelLike, as_model
 from ..progress import progress_bar
@@ -40,7 +41,6 @@ from ..report.figures import heatmap
 from ..report.html import Section
 from ..tables import write_table
 from ..trace.architectures import bind
-from ..corpora import DEFAULT_CORPORA
 from .batching import token_batches
 
 ROUTING_COLUMNS = ["layer", "domain", "expert", "n_tokens", "assignments", "frequency", "enrichment", "mean_prob"]
@@ -78,7 +78,9 @@ def moe_shape(model: ModelLike) -> tuple[int, int]:
     handle = as_model(model)
     moe = handle.spec.moe
     if moe is None:
-        raise ArchitectureError(f"{handle.name} ({handle.spec.name}) is not a mixture-of-experts model: no expert routing")
+        raise ArchitectureError(
+            f"{handle.name} ({handle.spec.name}) is not a mixture-of-experts model: no expert routing"
+        )
     n_experts, top_k = config_get(handle.config, moe.n_experts), config_get(handle.config, moe.top_k)
     if not n_experts or not top_k:
         raise ArchitectureError(f"{handle.name}: the config gives no expert counts ({'/'.join(moe.n_experts)})")
@@ -140,10 +142,18 @@ def routing_rows(counts: Mapping[int, RoutingCounts], domain: str, top_k: int) -
         slots = max(1, c.n_tokens * top_k)
         for expert in range(c.n_experts):
             frequency = c.assignments[expert] / slots
-            rows.append({"layer": layer, "domain": domain, "expert": expert, "n_tokens": c.n_tokens,
-                         "assignments": int(c.assignments[expert]), "frequency": float(frequency),
-                         "enrichment": float(frequency * c.n_experts),
-                         "mean_prob": float(c.prob_sum[expert] / max(1, c.n_tokens))})
+            rows.append(
+                {
+                    "layer": layer,
+                    "domain": domain,
+                    "expert": expert,
+                    "n_tokens": c.n_tokens,
+                    "assignments": int(c.assignments[expert]),
+                    "frequency": float(frequency),
+                    "enrichment": float(frequency * c.n_experts),
+                    "mean_prob": float(c.prob_sum[expert] / max(1, c.n_tokens)),
+                }
+            )
     return rows
 
 
@@ -199,9 +209,21 @@ def routing_section(table: pd.DataFrame) -> Section:
     )
     for layer, rows in table.groupby("layer", sort=True):
         grid = rows.pivot_table(index="domain", columns="expert", values="enrichment")
-        section.figures.append(heatmap(grid, f"Layer {layer}: routing enrichment by domain and expert", "enrichment",
-                                       "expert", "domain", colorscale="RdBu_r", zmid=1.0))
+        section.figures.append(
+            heatmap(
+                grid,
+                f"Layer {layer}: routing enrichment by domain and expert",
+                "enrichment",
+                "expert",
+                "domain",
+                colorscale="RdBu_r",
+                zmid=1.0,
+            )
+        )
     top = table.sort_values("enrichment", ascending=False).groupby("domain", sort=True).head(3)
-    section.tables.append(top[["domain", "layer", "expert", "frequency", "enrichment", "n_tokens"]]
-                          .sort_values(["domain", "enrichment"], ascending=[True, False]).reset_index(drop=True))
+    section.tables.append(
+        top[["domain", "layer", "expert", "frequency", "enrichment", "n_tokens"]]
+        .sort_values(["domain", "enrichment"], ascending=[True, False])
+        .reset_index(drop=True)
+    )
     return section

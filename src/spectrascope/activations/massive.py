@@ -51,8 +51,17 @@ TOP_PER_TOKEN = 4
 """Largest channels remembered per token (enough to count the fires of a handful of channels)."""
 
 MASSIVE_COLUMNS = [
-    "site", "layer", "channel", "kind", "max_ratio", "rms_ratio", "first_position_ratio", "n_fires", "fire_share",
-    "top_tokens", "excluded",
+    "site",
+    "layer",
+    "channel",
+    "kind",
+    "max_ratio",
+    "rms_ratio",
+    "first_position_ratio",
+    "n_fires",
+    "fire_share",
+    "top_tokens",
+    "excluded",
 ]
 """Columns of the massive-activations table (one row per flagged channel of a site):
 
@@ -83,8 +92,9 @@ class ChannelStats:
     top_channels: list[torch.Tensor] = field(default_factory=list)
     top_token_ids: list[torch.Tensor] = field(default_factory=list)
 
-    def update(self, x: torch.Tensor, attention_mask: torch.Tensor, stats_mask: torch.Tensor,
-               input_ids: torch.Tensor) -> None:
+    def update(
+        self, x: torch.Tensor, attention_mask: torch.Tensor, stats_mask: torch.Tensor, input_ids: torch.Tensor
+    ) -> None:
         x = x.detach().flatten(2) if x.dim() == 4 else x.detach()
         d = x.shape[-1]
         if self.sum_sq is None:
@@ -135,13 +145,21 @@ class ChannelStats:
             kind = "+".join(k for k, f in (("massive", massive[c]), ("outlier", outlier[c])) if f) or "sink"
             counts = fires.get(int(c), Counter())
             top = ", ".join(f"{_show(decode, t)} x{n}" for t, n in counts.most_common(3))
-            out.append({
-                "site": site, "layer": layer, "channel": int(c), "kind": kind,
-                "max_ratio": float(max_abs[c] / scale), "rms_ratio": float(rms[c] / scale),
-                "first_position_ratio": float(first[c] / scale), "n_fires": int(sum(counts.values())),
-                "fire_share": float(sum(counts.values()) / self.count), "top_tokens": top,
-                "excluded": bool(massive[c] or outlier[c]),
-            })
+            out.append(
+                {
+                    "site": site,
+                    "layer": layer,
+                    "channel": int(c),
+                    "kind": kind,
+                    "max_ratio": float(max_abs[c] / scale),
+                    "rms_ratio": float(rms[c] / scale),
+                    "first_position_ratio": float(first[c] / scale),
+                    "n_fires": int(sum(counts.values())),
+                    "fire_share": float(sum(counts.values()) / self.count),
+                    "top_tokens": top,
+                    "excluded": bool(massive[c] or outlier[c]),
+                }
+            )
         return out
 
     def _fires(self, channels: np.ndarray, threshold: float) -> dict[int, Counter]:
@@ -152,7 +170,7 @@ class ChannelStats:
         chans = torch.cat(self.top_channels)
         ids = torch.cat(self.top_token_ids)
         out: dict[int, Counter] = {}
-        wanted = set(int(c) for c in channels)
+        wanted = {int(c) for c in channels}
         hit = values >= threshold
         for row, col in zip(*torch.nonzero(hit, as_tuple=True), strict=True):
             c = int(chans[row, col])

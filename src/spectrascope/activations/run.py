@@ -31,14 +31,14 @@ from torch import nn
 
 from ..corpora import DEFAULT_CORPORA, Corpus, corpus_texts
 from ..errors import SiteError, at_least
-from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
 from ..models.handle import as_model
+from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
 from ..tables import write_table
 from ..trace import parse_site
 from ..trace.architectures import bind
+from ..trace.passes import Collector, SiteMoments, TextBatch, run_pass
 from ..trace.sites import SiteKind
 from ..trace.tracer import resolve_sites
-from ..trace.passes import Collector, SiteMoments, TextBatch, run_pass
 from .batching import text_batches
 from .controls import isotropic_null
 from .covariance_spectra import activation_spectrum_row
@@ -47,8 +47,13 @@ from .massive import keep_channels, massive_table
 from .token_energy import ReferenceGaussian, energy_summary
 
 SITE_LABEL = {
-    SiteKind.RESID_PRE: "resid_pre", SiteKind.RESID_MID: "resid_mid", SiteKind.RESID_POST: "resid_post",
-    SiteKind.ATTN_OUT: "attn_out", SiteKind.MLP_OUT: "mlp_out", SiteKind.Z: "z", SiteKind.MLP_POST: "mlp_post",
+    SiteKind.RESID_PRE: "resid_pre",
+    SiteKind.RESID_MID: "resid_mid",
+    SiteKind.RESID_POST: "resid_post",
+    SiteKind.ATTN_OUT: "attn_out",
+    SiteKind.MLP_OUT: "mlp_out",
+    SiteKind.Z: "z",
+    SiteKind.MLP_POST: "mlp_post",
 }
 LEAD = ["site", "layer", "domain"]
 
@@ -95,9 +100,16 @@ def calibration_batches(tokenizer, domains: Sequence[Corpus], per_domain: int, s
         offset += len(corpus.texts)
 
 
-def calibrate(loaded, domains: Sequence[Corpus], sites: list[str], per_domain: int, seq_len: int,
-              input_modules: Mapping[str, nn.Module] | None = None, input_labels: Mapping[str, tuple[str, int]] | None = None,
-              show_progress: bool = False) -> Calibration:
+def calibrate(
+    loaded,
+    domains: Sequence[Corpus],
+    sites: list[str],
+    per_domain: int,
+    seq_len: int,
+    input_modules: Mapping[str, nn.Module] | None = None,
+    input_labels: Mapping[str, tuple[str, int]] | None = None,
+    show_progress: bool = False,
+) -> Calibration:
     """One pass over the calibration texts: references, excluded channels, the massive table.
 
     ``input_modules`` (key -> module) adds the inputs of weight matrices; ``input_labels`` gives
@@ -105,8 +117,14 @@ def calibrate(loaded, domains: Sequence[Corpus], sites: list[str], per_domain: i
     """
     moments, channels = SiteMoments(sites), SiteChannels(sites)
     inputs = InputChannels(dict(input_modules or {}))
-    run_pass(loaded.hf, calibration_batches(loaded.tokenizer, domains, per_domain, seq_len), [moments, channels, inputs],
-             description="calibration", show_progress=show_progress, total=per_domain * len(domains))
+    run_pass(
+        loaded.hf,
+        calibration_batches(loaded.tokenizer, domains, per_domain, seq_len),
+        [moments, channels, inputs],
+        description="calibration",
+        show_progress=show_progress,
+        total=per_domain * len(domains),
+    )
     decode = _decoder(loaded.tokenizer)
     rows = []
     for site in sites:
@@ -130,17 +148,28 @@ def _decoder(tokenizer):
     return decode
 
 
-def measure_domain(loaded, domain: str, batches: Iterable[TextBatch], sites: list[str], calibration: Calibration,
-                   extra: Sequence[Collector] = (), energies: bool = True, n_boot: int = DEFAULT_N_BOOT,
-                   seed: int = 0, show_progress: bool = False, total: int | None = None) -> tuple[list[dict], list[dict]]:
+def measure_domain(
+    loaded,
+    domain: str,
+    batches: Iterable[TextBatch],
+    sites: list[str],
+    calibration: Calibration,
+    extra: Sequence[Collector] = (),
+    energies: bool = True,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    show_progress: bool = False,
+    total: int | None = None,
+) -> tuple[list[dict], list[dict]]:
     """One pass over a domain's batches: (spectrum rows, energy rows); ``extra`` collectors ride along."""
     moments = SiteMoments(sites)
     collectors: list[Collector] = [moments, *extra]
     energy = SiteEnergies(calibration.references) if energies else None
     if energy is not None:
         collectors.append(energy)
-    run_pass(loaded.hf, batches, collectors, description=f"activations: {domain}", show_progress=show_progress,
-             total=total)
+    run_pass(
+        loaded.hf, batches, collectors, description=f"activations: {domain}", show_progress=show_progress, total=total
+    )
     spectra = spectrum_rows(domain, moments, calibration.excluded)
     return spectra, (energy_rows(domain, energy, n_boot, seed) if energy is not None else [])
 
@@ -154,9 +183,17 @@ def spectrum_rows(domain: str, moments: SiteMoments, excluded: Mapping[str, np.n
         for variant, keep in (("raw", None), ("robust", keep_channels(d, excluded.get(site, np.zeros(0, int))))):
             row = activation_spectrum_row(m, keep)
             null = isotropic_null(int(row["n_tokens"]), int(row["d"]))
-            rows.append({"site": label, "layer": layer, "domain": domain, "variant": variant,
-                         "n_excluded": 0 if keep is None else d - keep.size, **row,
-                         **{f"{k}_null": v for k, v in null.items()}})
+            rows.append(
+                {
+                    "site": label,
+                    "layer": layer,
+                    "domain": domain,
+                    "variant": variant,
+                    "n_excluded": 0 if keep is None else d - keep.size,
+                    **row,
+                    **{f"{k}_null": v for k, v in null.items()},
+                }
+            )
     return rows
 
 
@@ -168,8 +205,17 @@ def energy_rows(domain: str, energies: SiteEnergies, n_boot: int = DEFAULT_N_BOO
         values, texts = energies.per_token(site)
         _, text_id = np.unique(texts, return_inverse=True)
         mean = ratio_interval(np.bincount(text_id, weights=values), np.bincount(text_id).astype(float), n_boot, seed)
-        rows.append({"site": label, "layer": layer, "domain": domain, "n_tokens": int(values.size),
-                     "n_texts": mean.n_units, **mean.columns("energy_mean"), **energy_summary(values)})
+        rows.append(
+            {
+                "site": label,
+                "layer": layer,
+                "domain": domain,
+                "n_tokens": int(values.size),
+                "n_texts": mean.n_units,
+                **mean.columns("energy_mean"),
+                **energy_summary(values),
+            }
+        )
     return rows
 
 
@@ -205,8 +251,17 @@ def run_activations(
     spectra, energy = [], []
     for corpus in domains:
         batches = text_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len)
-        s, e = measure_domain(loaded, corpus.name, batches, names, calibration, n_boot=n_boot, seed=seed,
-                              show_progress=show_progress, total=max_tokens)
+        s, e = measure_domain(
+            loaded,
+            corpus.name,
+            batches,
+            names,
+            calibration,
+            n_boot=n_boot,
+            seed=seed,
+            show_progress=show_progress,
+            total=max_tokens,
+        )
         spectra += s
         energy += e
     activations = pd.DataFrame(spectra).sort_values(LEAD + ["variant"], kind="stable").reset_index(drop=True)

@@ -32,7 +32,7 @@ class ReferenceGaussian:
     eps: float
 
     @classmethod
-    def from_moments(cls, moments: RunningMoments, ridge: float = DEFAULT_RIDGE) -> "ReferenceGaussian":
+    def from_moments(cls, moments: RunningMoments, ridge: float = DEFAULT_RIDGE) -> ReferenceGaussian:
         cov = moments.covariance(ddof=1).double().cpu()
         lam, U = torch.linalg.eigh(cov)
         lam = lam.clamp_min(0.0)
@@ -40,7 +40,7 @@ class ReferenceGaussian:
         return cls(moments.mean.double().cpu(), U, lam, eps)
 
     @classmethod
-    def from_arrays(cls, mu: np.ndarray, cov: np.ndarray, ridge: float = DEFAULT_RIDGE) -> "ReferenceGaussian":
+    def from_arrays(cls, mu: np.ndarray, cov: np.ndarray, ridge: float = DEFAULT_RIDGE) -> ReferenceGaussian:
         lam, U = torch.linalg.eigh(torch.as_tensor(cov, dtype=torch.float64))
         lam = lam.clamp_min(0.0)
         return cls(torch.as_tensor(mu, dtype=torch.float64), U, lam, ridge * float(lam.sum()) / lam.numel())
@@ -56,4 +56,9 @@ def energy_summary(energies: np.ndarray) -> dict:
     if energies.size == 0:
         return {"energy_mean": np.nan, "energy_p10": np.nan, "energy_p50": np.nan, "energy_p90": np.nan}
     q10, q50, q90 = np.quantile(energies, [0.1, 0.5, 0.9])
-    return {"energy_mean": float(energies.mean()), "energy_p10": float(q10), "energy_p50": float(q50), "energy_p90": float(q90)}
+    return {
+        "energy_mean": float(energies.mean()),
+        "energy_p10": float(q10),
+        "energy_p50": float(q50),
+        "energy_p90": float(q90),
+    }

@@ -45,9 +45,12 @@ BERT = ArchSpec(
         resid_post=SitePoint("", OUT),
     ),
     weights=(
-        wp(r"attention\.self\.query\.weight", "q"), wp(r"attention\.self\.key\.weight", "k"),
-        wp(r"attention\.self\.value\.weight", "v"), wp(r"attention\.output\.dense\.weight", "o"),
-        wp(r"intermediate\.dense\.weight", "mlp_in"), wp(r"output\.dense\.weight", "mlp_out"),
+        wp(r"attention\.self\.query\.weight", "q"),
+        wp(r"attention\.self\.key\.weight", "k"),
+        wp(r"attention\.self\.value\.weight", "v"),
+        wp(r"attention\.output\.dense\.weight", "o"),
+        wp(r"intermediate\.dense\.weight", "mlp_in"),
+        wp(r"output\.dense\.weight", "mlp_out"),
     ),
     globals=(
         wp(r"(^|\.)(position|token_type)_embeddings\.weight$", "other"),

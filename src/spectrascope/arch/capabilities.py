@@ -24,12 +24,30 @@ import pandas as pd
 from spectrascope.arch.registry import REGISTRY, spec_for_model_type
 from spectrascope.arch.spec import ArchSpec, Capability, QkvLayout
 
-CAPABILITY_COLUMNS = ["model_type", "family", "block", "roles", "heads", "sites", "lens", "resume", "moe", "gguf",
-                      "handled"]
+CAPABILITY_COLUMNS = [
+    "model_type",
+    "family",
+    "block",
+    "roles",
+    "heads",
+    "sites",
+    "lens",
+    "resume",
+    "moe",
+    "gguf",
+    "handled",
+]
 
-_SHORT = {"hook_resid_pre": "resid_pre", "attn.hook_z": "z", "attn.hook_pattern": "pattern",
-          "hook_attn_out": "attn_out", "hook_resid_mid": "resid_mid", "mlp.hook_post": "mlp_post",
-          "hook_mlp_out": "mlp_out", "hook_resid_post": "resid_post"}
+_SHORT = {
+    "hook_resid_pre": "resid_pre",
+    "attn.hook_z": "z",
+    "attn.hook_pattern": "pattern",
+    "hook_attn_out": "attn_out",
+    "hook_resid_mid": "resid_mid",
+    "mlp.hook_post": "mlp_post",
+    "hook_mlp_out": "mlp_out",
+    "hook_resid_post": "resid_post",
+}
 
 
 def _yes(spec: ArchSpec, capability: Capability, detail: str = "") -> str:
@@ -43,15 +61,19 @@ def capability_row(model_type: str) -> dict[str, str]:
     spec = spec_for_model_type(model_type)
     qkv = spec.attention.qkv if spec.attention is not None else None
     readout = spec.readout
-    lens_detail = ", ".join(x for x in (readout and readout.softcap and "softcap", readout and readout.scale and "scale")
-                            if x) if readout else ""
+    lens_detail = (
+        ", ".join(x for x in (readout and readout.softcap and "softcap", readout and readout.scale and "scale") if x)
+        if readout
+        else ""
+    )
     return {
         "model_type": model_type,
         "family": spec.name,
         "block": spec.block.value,
         "roles": "yes",
         "heads": _yes(spec, Capability.HEADS, qkv.value if qkv not in (None, QkvLayout.SEPARATE) else "")
-        if spec.attention is not None else "no",
+        if spec.attention is not None
+        else "no",
         "sites": ", ".join(_SHORT[kind.value] for kind in spec.points) if spec.supports(Capability.SITES) else "no",
         "lens": _yes(spec, Capability.LENS, lens_detail) if readout is not None else "no",
         "resume": "yes" if spec.resumable and spec.supports(Capability.RESUME) else "no",

@@ -34,8 +34,10 @@ def wp(pattern: str, role: str, **flags: bool) -> WeightPattern:
 
 
 LLAMA_ATTENTION = (
-    wp(r"self_attn\.q_proj\.weight", "q"), wp(r"self_attn\.k_proj\.weight", "k"),
-    wp(r"self_attn\.v_proj\.weight", "v"), wp(r"self_attn\.o_proj\.weight", "o"),
+    wp(r"self_attn\.q_proj\.weight", "q"),
+    wp(r"self_attn\.k_proj\.weight", "k"),
+    wp(r"self_attn\.v_proj\.weight", "v"),
+    wp(r"self_attn\.o_proj\.weight", "o"),
 )
 """Separate q/k/v/o projections under ``self_attn`` (Llama and most decoders)."""
 
@@ -43,7 +45,8 @@ QK_NORMS = (wp(r"self_attn\.q_norm\.weight", "q_norm"), wp(r"self_attn\.k_norm\.
 """q/k normalization weights (Qwen3, Gemma-3, OLMo-2)."""
 
 GATED_MLP = (
-    wp(r"mlp\.gate_proj\.weight", "mlp_gate"), wp(r"mlp\.up_proj\.weight", "mlp_up"),
+    wp(r"mlp\.gate_proj\.weight", "mlp_gate"),
+    wp(r"mlp\.up_proj\.weight", "mlp_up"),
     wp(r"mlp\.down_proj\.weight", "mlp_down"),
 )
 """A gated MLP ``down(act(gate(x)) * up(x))`` under ``mlp``."""
@@ -53,6 +56,7 @@ STACKED_EXPERTS = (
     wp(r"mlp\.experts\.down_proj", "mlp_down", stacked=True),
 )
 """transformers 5 expert modules: ``(E, 2 d_ff, d)`` gate-up and ``(E, d, d_ff)`` down parameters."""
+
 
 def without(base: Mapping[SiteKind, SitePoint], *kinds: SiteKind) -> dict[SiteKind, SitePoint]:
     """``base`` minus ``kinds`` (e.g. no ``mlp.hook_post`` for a mixture of experts)."""
@@ -65,8 +69,9 @@ def with_points(base: Mapping[SiteKind, SitePoint], **changes: SitePoint) -> dic
     return {kind: merged[kind] for kind in SiteKind if kind in merged}
 
 
-def block_points(attention: str, output: str, mlp_down: str | None, resid_mid: str | None,
-                 mlp: str = "mlp") -> dict[SiteKind, SitePoint]:
+def block_points(
+    attention: str, output: str, mlp_down: str | None, resid_mid: str | None, mlp: str = "mlp"
+) -> dict[SiteKind, SitePoint]:
     """The sites of a block whose attention module returns ``(output, probabilities)``.
 
     Args:
@@ -84,9 +89,14 @@ def block_points(attention: str, output: str, mlp_down: str | None, resid_mid: s
     if mlp_down is not None:
         optional["mlp_post"] = SitePoint(mlp_down, IN)
     return with_points(
-        points(resid_pre=SitePoint("", IN), z=SitePoint(output, IN), pattern=SitePoint(attention, OUT, index=1),
-               attn_out=SitePoint(attention, OUT, index=0), mlp_out=SitePoint(mlp, OUT),
-               resid_post=SitePoint("", OUT)),
+        points(
+            resid_pre=SitePoint("", IN),
+            z=SitePoint(output, IN),
+            pattern=SitePoint(attention, OUT, index=1),
+            attn_out=SitePoint(attention, OUT, index=0),
+            mlp_out=SitePoint(mlp, OUT),
+            resid_post=SitePoint("", OUT),
+        ),
         **optional,
     )
 
@@ -106,9 +116,13 @@ PRE_NORM_POINTS = block_points("self_attn", "self_attn.o_proj", "mlp.down_proj",
 before the MLP, ``mlp`` (``down_proj``)."""
 
 
-def readers(attn: NormSpec | None, mlp: NormSpec | None, *,
-            attn_roles: tuple[str, ...] = ("q", "k", "v", "qkv"),
-            mlp_roles: tuple[str, ...] = ("mlp_gate", "mlp_up", "mlp_gate_up", "mlp_in", "router")) -> dict[str, NormSpec | None]:
+def readers(
+    attn: NormSpec | None,
+    mlp: NormSpec | None,
+    *,
+    attn_roles: tuple[str, ...] = ("q", "k", "v", "qkv"),
+    mlp_roles: tuple[str, ...] = ("mlp_gate", "mlp_up", "mlp_gate_up", "mlp_in", "router"),
+) -> dict[str, NormSpec | None]:
     """Reader role -> the norm whose output it reads (``None``: the raw residual stream)."""
     return {**{role: attn for role in attn_roles}, **{role: mlp for role in mlp_roles}}
 
@@ -125,9 +139,15 @@ LLAMA_READERS = readers(rms("input_layernorm"), rms("post_attention_layernorm"))
 """Llama: q/k/v read ``input_layernorm``, the MLP (and a router) ``post_attention_layernorm``."""
 
 LLAMA_GGUF_BLOCK = {
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
 }
 """llama.cpp block tensor stems of the Llama layout -> HF paths below ``model.layers.N``."""
 

@@ -59,8 +59,10 @@ SEQUENTIAL = ArchSpec(
     layers="h",
     points=block_points("self_attention", "self_attention.dense", "mlp.dense_4h_to_h", "post_attention_layernorm"),
     weights=(
-        wp(r"self_attention\.query_key_value\.weight", "qkv"), wp(r"self_attention\.dense\.weight", "o"),
-        wp(r"mlp\.dense_h_to_4h\.weight", "mlp_in"), wp(r"mlp\.dense_4h_to_h\.weight", "mlp_out"),
+        wp(r"self_attention\.query_key_value\.weight", "qkv"),
+        wp(r"self_attention\.dense\.weight", "o"),
+        wp(r"mlp\.dense_h_to_4h\.weight", "mlp_in"),
+        wp(r"mlp\.dense_4h_to_h\.weight", "mlp_out"),
     ),
     readers=readers(layer_norm("input_layernorm"), layer_norm("post_attention_layernorm")),
     readout=Readout(final_norm="ln_f"),

@@ -89,8 +89,14 @@ GEMMA2 = replace(
     points=SANDWICH_POINTS,
     readers=readers(_norm("input_layernorm"), _norm("pre_feedforward_layernorm")),
     readout=Readout(final_norm="norm", softcap="final_logit_softcapping"),
-    handled=GEMMA.handled + ("sandwich norms", "final_logit_softcapping (readout)", "attn_logit_softcapping",
-                             "query_pre_attn_scalar", "alternating sliding windows (layer_types)"),
+    handled=GEMMA.handled
+    + (
+        "sandwich norms",
+        "final_logit_softcapping (readout)",
+        "attn_logit_softcapping",
+        "query_pre_attn_scalar",
+        "alternating sliding windows (layer_types)",
+    ),
 )
 
 GEMMA3 = replace(

@@ -35,8 +35,10 @@ GPT2 = ArchSpec(
     layers="h",
     points=block_points("attn", "attn.c_proj", "mlp.c_proj", "ln_2"),
     weights=(
-        wp(r"attn\.c_attn\.weight", "qkv", transposed=True), wp(r"attn\.c_proj\.weight", "o", transposed=True),
-        wp(r"mlp\.c_fc\.weight", "mlp_in", transposed=True), wp(r"mlp\.c_proj\.weight", "mlp_out", transposed=True),
+        wp(r"attn\.c_attn\.weight", "qkv", transposed=True),
+        wp(r"attn\.c_proj\.weight", "o", transposed=True),
+        wp(r"mlp\.c_fc\.weight", "mlp_in", transposed=True),
+        wp(r"mlp\.c_proj\.weight", "mlp_out", transposed=True),
     ),
     globals=(wp(r"(^|\.)wpe\.weight$", "other"),),
     attention=AttentionSpec(qkv=QkvLayout.CONTIGUOUS),

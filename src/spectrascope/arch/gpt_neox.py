@@ -42,8 +42,10 @@ GPT_NEOX_SEQUENTIAL = ArchSpec(
     layers="layers",
     points=block_points("attention", "attention.dense", "mlp.dense_4h_to_h", "post_attention_layernorm"),
     weights=(
-        wp(r"attention\.query_key_value\.weight", "qkv"), wp(r"attention\.dense\.weight", "o"),
-        wp(r"mlp\.dense_h_to_4h\.weight", "mlp_in"), wp(r"mlp\.dense_4h_to_h\.weight", "mlp_out"),
+        wp(r"attention\.query_key_value\.weight", "qkv"),
+        wp(r"attention\.dense\.weight", "o"),
+        wp(r"mlp\.dense_h_to_4h\.weight", "mlp_in"),
+        wp(r"mlp\.dense_4h_to_h\.weight", "mlp_out"),
     ),
     attention=AttentionSpec(qkv=QkvLayout.PER_HEAD),
     readers=readers(layer_norm("input_layernorm"), layer_norm("post_attention_layernorm")),
@@ -52,8 +54,9 @@ GPT_NEOX_SEQUENTIAL = ArchSpec(
     handled=("use_parallel_residual", "rotary_pct"),
 )
 
-GPT_NEOX_PARALLEL = replace(GPT_NEOX_SEQUENTIAL, block=BlockKind.PARALLEL,
-                            points=without(GPT_NEOX_SEQUENTIAL.points, K.RESID_MID))
+GPT_NEOX_PARALLEL = replace(
+    GPT_NEOX_SEQUENTIAL, block=BlockKind.PARALLEL, points=without(GPT_NEOX_SEQUENTIAL.points, K.RESID_MID)
+)
 
 
 def spec(config: Any) -> ArchSpec:

@@ -33,10 +33,14 @@ from spectrascope.arch.spec import (
 )
 
 _WEIGHTS = (
-    wp(r"self_attn\.q_proj\.weight", "q"), wp(r"self_attn\.k_proj\.weight", "k"),
-    wp(r"self_attn\.v_proj\.weight", "v"), wp(r"self_attn\.dense\.weight", "o"),
-    wp(r"self_attn\.q_layernorm\.weight", "q_norm"), wp(r"self_attn\.k_layernorm\.weight", "k_norm"),
-    wp(r"mlp\.fc1\.weight", "mlp_in"), wp(r"mlp\.fc2\.weight", "mlp_out"),
+    wp(r"self_attn\.q_proj\.weight", "q"),
+    wp(r"self_attn\.k_proj\.weight", "k"),
+    wp(r"self_attn\.v_proj\.weight", "v"),
+    wp(r"self_attn\.dense\.weight", "o"),
+    wp(r"self_attn\.q_layernorm\.weight", "q_norm"),
+    wp(r"self_attn\.k_layernorm\.weight", "k_norm"),
+    wp(r"mlp\.fc1\.weight", "mlp_in"),
+    wp(r"mlp\.fc2\.weight", "mlp_out"),
 )
 
 PHI = ArchSpec(

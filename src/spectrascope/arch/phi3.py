@@ -27,8 +27,10 @@ PHI3 = ArchSpec(
     layers="layers",
     points=PRE_NORM_POINTS,
     weights=(
-        wp(r"self_attn\.qkv_proj\.weight", "qkv"), wp(r"self_attn\.o_proj\.weight", "o"),
-        wp(r"mlp\.gate_up_proj\.weight", "mlp_gate_up"), wp(r"mlp\.down_proj\.weight", "mlp_down"),
+        wp(r"self_attn\.qkv_proj\.weight", "qkv"),
+        wp(r"self_attn\.o_proj\.weight", "o"),
+        wp(r"mlp\.gate_up_proj\.weight", "mlp_gate_up"),
+        wp(r"mlp\.down_proj\.weight", "mlp_down"),
     ),
     attention=AttentionSpec(qkv=QkvLayout.CONTIGUOUS),
     readers=LLAMA_READERS,

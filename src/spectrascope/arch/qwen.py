@@ -75,21 +75,33 @@ QWEN3 = replace(
     name="qwen3",
     weights=LLAMA_ATTENTION + QK_NORMS + GATED_MLP,
     attention=AttentionSpec(qk_norm=QkNorm.PER_HEAD),
-    gguf=GgufNames(block={**LLAMA_GGUF_BLOCK, "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"},
-                   globals=LLAMA_GGUF_GLOBALS, rotary_permuted=False),
+    gguf=GgufNames(
+        block={**LLAMA_GGUF_BLOCK, "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"},
+        globals=LLAMA_GGUF_GLOBALS,
+        rotary_permuted=False,
+    ),
     handled=QWEN2.handled + ("head_dim", "q/k norms (gains folded into the QK circuit)"),
 )
 
 _MOE = MoESpec(router="mlp.gate", n_experts=("num_experts",))
 
 QWEN2_MOE = replace(
-    QWEN2, name="qwen2_moe", points=without(PRE_NORM_POINTS, K.MLP_POST), weights=LLAMA_ATTENTION + GATED_MLP + QWEN_EXPERTS,
-    moe=_MOE, gguf=None, handled=QWEN2.handled + ("shared expert", "mlp_only_layers / decoder_sparse_step"),
+    QWEN2,
+    name="qwen2_moe",
+    points=without(PRE_NORM_POINTS, K.MLP_POST),
+    weights=LLAMA_ATTENTION + GATED_MLP + QWEN_EXPERTS,
+    moe=_MOE,
+    gguf=None,
+    handled=QWEN2.handled + ("shared expert", "mlp_only_layers / decoder_sparse_step"),
 )
 
 QWEN3_MOE = replace(
-    QWEN3, name="qwen3_moe", points=without(PRE_NORM_POINTS, K.MLP_POST),
-    weights=LLAMA_ATTENTION + QK_NORMS + GATED_MLP + QWEN_EXPERTS, moe=_MOE, gguf=None,
+    QWEN3,
+    name="qwen3_moe",
+    points=without(PRE_NORM_POINTS, K.MLP_POST),
+    weights=LLAMA_ATTENTION + QK_NORMS + GATED_MLP + QWEN_EXPERTS,
+    moe=_MOE,
+    gguf=None,
     handled=QWEN3.handled + ("mlp_only_layers / decoder_sparse_step",),
 )
 

@@ -89,9 +89,7 @@ def spec_for(config: Any) -> ArchSpec:
     if spec is None:
         model_type = model_type_of(config)
         what = f"model type {model_type!r}" if model_type else "a config without model_type"
-        raise ArchitectureError(
-            f"{what} is not supported; supported model types: {', '.join(supported_model_types())}"
-        )
+        raise ArchitectureError(f"{what} is not supported; supported model types: {', '.join(supported_model_types())}")
     return spec
 
 

@@ -41,9 +41,25 @@ from dataclasses import dataclass
 from spectrascope.arch.spec import ArchSpec, WeightPattern
 
 ROLES = (
-    "embed", "unembed", "q", "k", "v", "o", "qkv",
-    "mlp_gate", "mlp_up", "mlp_down", "mlp_gate_up", "mlp_in", "mlp_out", "router",
-    "ssm_in", "ssm_x", "ssm_dt", "ssm_out", "other",
+    "embed",
+    "unembed",
+    "q",
+    "k",
+    "v",
+    "o",
+    "qkv",
+    "mlp_gate",
+    "mlp_up",
+    "mlp_down",
+    "mlp_gate_up",
+    "mlp_in",
+    "mlp_out",
+    "router",
+    "ssm_in",
+    "ssm_x",
+    "ssm_dt",
+    "ssm_out",
+    "other",
 )
 """Roles of weight matrices (see the module docstring)."""
 
@@ -83,8 +99,7 @@ class WeightRole:
 
 def _from_pattern(block: int, pattern: WeightPattern, match: re.Match) -> WeightRole:
     expert = match.groupdict().get("expert")
-    return WeightRole(block, pattern.role, None if expert is None else int(expert), pattern.stacked,
-                      pattern.transposed)
+    return WeightRole(block, pattern.role, None if expert is None else int(expert), pattern.stacked, pattern.transposed)
 
 
 def block_index(name: str) -> int:

@@ -35,8 +35,12 @@ STABLELM = ArchSpec(
     readers=readers(layer_norm("input_layernorm"), layer_norm("post_attention_layernorm")),
     readout=Readout(final_norm="norm"),
     resumable=True,
-    handled=("use_parallel_residual", "partial_rotary_factor", "use_qkv_bias",
-             "qk_layernorm (per-head spectra refused)"),
+    handled=(
+        "use_parallel_residual",
+        "partial_rotary_factor",
+        "use_qkv_bias",
+        "qk_layernorm (per-head spectra refused)",
+    ),
 )
 
 STABLELM_PARALLEL = replace(
@@ -51,6 +55,10 @@ def spec(config: Any) -> ArchSpec:
     """Sequential or parallel by ``use_parallel_residual``; per-head spectra refused with ``qk_layernorm``."""
     chosen = STABLELM_PARALLEL if config_get(config, "use_parallel_residual", False) else STABLELM
     if config_get(config, "qk_layernorm", False):
-        chosen = chosen.refusing({Capability.HEADS: "stablelm with qk_layernorm: per-head q/k LayerNorms are not "
-                                                     "folded into the QK circuits, so per-head spectra are refused"})
+        chosen = chosen.refusing(
+            {
+                Capability.HEADS: "stablelm with qk_layernorm: per-head q/k LayerNorms are not "
+                "folded into the QK circuits, so per-head spectra are refused"
+            }
+        )
     return chosen

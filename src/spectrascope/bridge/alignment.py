@@ -30,8 +30,12 @@ def subspace_overlap(A: np.ndarray, B: np.ndarray) -> float:
     return float(np.sum((A.T @ B) ** 2) / min(A.shape[1], B.shape[1]))
 
 
-def alignment_table(subspaces: dict[str, MatrixSubspaces], roles: dict[str, tuple[int, str]],
-                    part: str = "tail", max_gap: int | None = None) -> pd.DataFrame:
+def alignment_table(
+    subspaces: dict[str, MatrixSubspaces],
+    roles: dict[str, tuple[int, str]],
+    part: str = "tail",
+    max_gap: int | None = None,
+) -> pd.DataFrame:
     """Writer (layer L) x reader (layer L' > L) overlaps of their ``part`` subspaces.
 
     Args:
@@ -55,9 +59,21 @@ def alignment_table(subspaces: dict[str, MatrixSubspaces], roles: dict[str, tupl
                 continue
             ov = subspace_overlap(A, B)
             rnd = max(A.shape[1], B.shape[1]) / A.shape[0]
-            rows.append({"writer": wname, "reader": rname, "writer_layer": wl, "reader_layer": rl,
-                         "writer_role": wrole, "reader_role": rrole, "k_writer": A.shape[1], "k_reader": B.shape[1],
-                         "overlap": ov, "random_overlap": rnd, "enrichment": ov / rnd if rnd > 0 else np.nan})
+            rows.append(
+                {
+                    "writer": wname,
+                    "reader": rname,
+                    "writer_layer": wl,
+                    "reader_layer": rl,
+                    "writer_role": wrole,
+                    "reader_role": rrole,
+                    "k_writer": A.shape[1],
+                    "k_reader": B.shape[1],
+                    "overlap": ov,
+                    "random_overlap": rnd,
+                    "enrichment": ov / rnd if rnd > 0 else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -41,8 +41,14 @@ def permutation_test(x: np.ndarray, y: np.ndarray, n_perm: int = 2000, seed: int
     return rho, float(p)
 
 
-def correlation_table(df: pd.DataFrame, metrics: list[str], targets: list[str], group: str | None = None,
-                      n_perm: int = 2000, seed: int = 0) -> pd.DataFrame:
+def correlation_table(
+    df: pd.DataFrame,
+    metrics: list[str],
+    targets: list[str],
+    group: str | None = None,
+    n_perm: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Spearman rho and permutation p for every (metric, target) pair, optionally per group.
 
     Returns columns [group], metric, target, n, rho, p_value.

@@ -62,14 +62,19 @@ def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np
     return gxi.detach().numpy(), ig.detach().numpy(), float(f.item() - f0.item())
 
 
-AGREEMENT_PAIRS = (("energy_change", "integrated_gradients"), ("energy_change", "grad_x_input"),
-                   ("energy_last", "integrated_gradients"), ("grad_x_input", "integrated_gradients"))
+AGREEMENT_PAIRS = (
+    ("energy_change", "integrated_gradients"),
+    ("energy_change", "grad_x_input"),
+    ("energy_last", "integrated_gradients"),
+    ("grad_x_input", "integrated_gradients"),
+)
 """(a, b) pairs compared per text; attributions are compared by magnitude when paired with an
 energy (|b|), and signed when compared with each other."""
 
 
-def text_attribution_rows(loaded, text: str, text_id: int, references: dict, first_site: str, last_site: str,
-                          steps: int, seq_len: int) -> list[dict]:
+def text_attribution_rows(
+    loaded, text: str, text_id: int, references: dict, first_site: str, last_site: str, steps: int, seq_len: int
+) -> list[dict]:
     """Per scored token of one text: energies at the first and last site, and attributions.
 
     Scored tokens are positions 1 .. T-2: position 0 is the attention sink (the reference
@@ -86,10 +91,19 @@ def text_attribution_rows(loaded, text: str, text_id: int, references: dict, fir
     e_last = references[last_site].energy(cache[last_site][0]).numpy()
     gxi, ig, _ = attributions(loaded.hf, ids, steps)
     tokens = loaded.tokenizer.convert_ids_to_tokens(ids[0])
-    return [{"text": text_id, "position": t, "token": tokens[t], "energy_first": float(e_first[t]),
-             "energy_last": float(e_last[t]), "energy_change": float(e_last[t] - e_first[t]),
-             "grad_x_input": float(gxi[t]), "integrated_gradients": float(ig[t])}
-            for t in range(1, ids.shape[1] - 1)]
+    return [
+        {
+            "text": text_id,
+            "position": t,
+            "token": tokens[t],
+            "energy_first": float(e_first[t]),
+            "energy_last": float(e_last[t]),
+            "energy_change": float(e_last[t] - e_first[t]),
+            "grad_x_input": float(gxi[t]),
+            "integrated_gradients": float(ig[t]),
+        }
+        for t in range(1, ids.shape[1] - 1)
+    ]
 
 
 def agreement_table(tokens: pd.DataFrame, n_boot: int = 1000, n_perm: int = 999, seed: int = 0) -> pd.DataFrame:
@@ -109,8 +123,16 @@ def agreement_table(tokens: pd.DataFrame, n_boot: int = 1000, n_perm: int = 999,
         interval = weighted_mean_interval(rhos, n_boot=n_boot, seed=seed)
         null = np.array([np.mean([spearman(x, rng.permutation(y)) for x, y in pairs]) for _ in range(n_perm)])
         p = (np.count_nonzero(np.abs(null) >= abs(interval.estimate) - 1e-12) + 1) / (n_perm + 1)
-        rows.append({"a": a, "b": f"|{b}|" if magnitude else b, "n_texts": len(rhos),
-                     "n_tokens": int(sum(len(x) for x, _ in pairs)), **interval.columns("rho"), "p_value": p})
+        rows.append(
+            {
+                "a": a,
+                "b": f"|{b}|" if magnitude else b,
+                "n_texts": len(rhos),
+                "n_tokens": int(sum(len(x) for x, _ in pairs)),
+                **interval.columns("rho"),
+                "p_value": p,
+            }
+        )
     table = pd.DataFrame(rows)
     table["q_value"] = bh_qvalues(table["p_value"].to_numpy())
     return table

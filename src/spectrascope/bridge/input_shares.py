@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..trace.passes import PassState, PreHook
 from ..stats.bootstrap import Interval, ratio_interval
+from ..trace.passes import PassState, PreHook
 from .subspaces import MatrixSubspaces
 
 PARTS = ("tail", "erg", "bulk")
@@ -103,15 +103,18 @@ class InputShares:
             raw = {name: X @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
             add("raw", X, raw)
             if M.numel():  # P' = P - X[:, M] V[:, M]^T: the excluded channels' share removed
-                robust = {name: P - X[:, M] @ self.subspaces[name].Vt_torch(X.device)[:, M].T for name, P in raw.items()}
+                robust = {
+                    name: P - X[:, M] @ self.subspaces[name].Vt_torch(X.device)[:, M].T for name, P in raw.items()
+                }
             else:
                 robust = raw
             add("robust", X_robust, robust)
 
         return hook
 
-    def finish(self, domain: str, n_boot: int = 1000, seed: int = 0, top_modes: int = 10
-               ) -> tuple[list[dict], dict[str, np.ndarray]]:
+    def finish(
+        self, domain: str, n_boot: int = 1000, seed: int = 0, top_modes: int = 10
+    ) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Overlap rows of this domain (per matrix, part, variant, with intervals over texts) and
         each matrix's top-mode shares (raw); the per-text sums are freed."""
         rows, modes = [], {}
@@ -135,11 +138,25 @@ class InputShares:
                     share = ratio_interval(A[:, part_modes].sum(axis=1), total, n_boot, seed)
                     random = k / d_in
                     enrich = _scaled(share, 1.0 / random) if random > 0 else None
-                    rows.append({"name": name, "domain": domain, "part": part, "variant": variant, "k": k,
-                                 "d_in": d_in, "n_tokens": int(N), "n_texts": int(n.size), **share.columns("share"),
-                                 "random_share": random,
-                                 **(enrich.columns("enrichment") if enrich else
-                                    {"enrichment": np.nan, "enrichment_lo": np.nan, "enrichment_hi": np.nan})})
+                    rows.append(
+                        {
+                            "name": name,
+                            "domain": domain,
+                            "part": part,
+                            "variant": variant,
+                            "k": k,
+                            "d_in": d_in,
+                            "n_tokens": int(N),
+                            "n_texts": int(n.size),
+                            **share.columns("share"),
+                            "random_share": random,
+                            **(
+                                enrich.columns("enrichment")
+                                if enrich
+                                else {"enrichment": np.nan, "enrichment_lo": np.nan, "enrichment_hi": np.nan}
+                            ),
+                        }
+                    )
                 if variant == "raw":
                     modes[name] = A[:, :top_modes].sum(axis=0) / total.sum()
         self.sums.clear()

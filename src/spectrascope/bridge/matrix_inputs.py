@@ -8,7 +8,6 @@ gate and up) share one hook (:data:`SHARED_INPUT`).
 
 from __future__ import annotations
 
-
 import torch
 
 from ..errors import ArchitectureError

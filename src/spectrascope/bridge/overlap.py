@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+
 def variance_share(C: np.ndarray, basis: np.ndarray) -> float:
     """tr(B^T C B) / tr(C) for an orthonormal basis B (d, k) and covariance C (d, d)."""
     total = float(np.trace(C))

@@ -22,8 +22,23 @@ from .subspaces import MatrixSubspaces, matrix_subspaces
 OVERLAP_ROLES = ("q", "k", "v", "o", "mlp_gate", "mlp_up", "mlp_down", "mlp_in", "mlp_out")
 
 OVERLAP_COLUMNS = [
-    "name", "block", "role", "domain", "part", "variant", "k", "d_in", "n_tokens", "n_texts", "share", "share_lo",
-    "share_hi", "random_share", "enrichment", "enrichment_lo", "enrichment_hi",
+    "name",
+    "block",
+    "role",
+    "domain",
+    "part",
+    "variant",
+    "k",
+    "d_in",
+    "n_tokens",
+    "n_texts",
+    "share",
+    "share_lo",
+    "share_hi",
+    "random_share",
+    "enrichment",
+    "enrichment_lo",
+    "enrichment_hi",
 ]
 """Columns of the overlap table: one row per (matrix, domain, part, variant).
 
@@ -44,8 +59,13 @@ def model_roles(model: ModelLike) -> dict[str, tuple[int, str]]:
     return {n: (r.block, r.role) for n, r in roles.items()}
 
 
-def model_subspaces(model: ModelLike, roles: dict[str, tuple[int, str]], wanted=OVERLAP_ROLES,
-                    fold_reader_norms: bool = False, left_roles=()) -> dict[str, MatrixSubspaces]:
+def model_subspaces(
+    model: ModelLike,
+    roles: dict[str, tuple[int, str]],
+    wanted=OVERLAP_ROLES,
+    fold_reader_norms: bool = False,
+    left_roles=(),
+) -> dict[str, MatrixSubspaces]:
     """SVD and tails of every matrix with a role in ``wanted``, in HF Linear layout (out, in):
     weights the family stores transposed (GPT-2's Conv1D) are transposed back.
 
@@ -82,8 +102,12 @@ def input_sources(hf_model, roles: dict[str, tuple[int, str]], names) -> tuple[d
     return {key: module_of(hf_model, key) for key in readers}, readers
 
 
-def overlap_collector(hf_model, roles: dict[str, tuple[int, str]], subspaces: dict[str, MatrixSubspaces],
-                      excluded: dict[str, np.ndarray] | None = None) -> InputShares:
+def overlap_collector(
+    hf_model,
+    roles: dict[str, tuple[int, str]],
+    subspaces: dict[str, MatrixSubspaces],
+    excluded: dict[str, np.ndarray] | None = None,
+) -> InputShares:
     """The :class:`~spectrascope.bridge.input_shares.InputShares` collector for ``subspaces``."""
     modules, readers = input_sources(hf_model, roles, list(subspaces))
     return InputShares(modules, readers, subspaces, excluded or {})

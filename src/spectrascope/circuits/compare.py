@@ -22,8 +22,9 @@ from spectrascope.circuits.tasks import Task
 from spectrascope.trace import run_with_cache
 
 
-def head_overlap(circuit_heads: set[str], ranking: pd.DataFrame, top: int, n_heads: int, *,
-                 column: str = "score") -> dict:
+def head_overlap(
+    circuit_heads: set[str], ranking: pd.DataFrame, top: int, n_heads: int, *, column: str = "score"
+) -> dict:
     """Overlap of the circuit's heads with the ``top`` heads of ``ranking`` (columns ``node`` and
     ``column``, larger = more important).
 
@@ -36,8 +37,13 @@ def head_overlap(circuit_heads: set[str], ranking: pd.DataFrame, top: int, n_hea
     best = ranking.sort_values(column, ascending=False)["node"].head(top).tolist()
     overlap = [h for h in best if h in circuit_heads]
     k = len(circuit_heads)
-    return {"top": best, "overlap": overlap, "n_overlap": len(overlap), "expected": top * k / n_heads,
-            "p": float(hypergeom.sf(len(overlap) - 1, n_heads, k, top))}
+    return {
+        "top": best,
+        "overlap": overlap,
+        "n_overlap": len(overlap),
+        "expected": top * k / n_heads,
+        "p": float(hypergeom.sf(len(overlap) - 1, n_heads, k, top)),
+    }
 
 
 LENS_COLUMNS = ["layer", "metric", "metric_lo", "metric_hi", "share"]
@@ -71,12 +77,22 @@ def lens_emergence(model: Any, task: Task, *, n_boot: int = 1000, seed: int = 0)
     boot_means = rows[:, boot].mean(-1)  # (L+1, B)
     base, final = means[0], means[-1]
     share = (means - base) / (final - base) if final != base else np.full_like(means, np.nan)
-    table = pd.DataFrame({"layer": layers, "metric": means, "metric_lo": np.percentile(boot_means, 2.5, axis=1),
-                          "metric_hi": np.percentile(boot_means, 97.5, axis=1), "share": share},
-                         columns=LENS_COLUMNS)
+    table = pd.DataFrame(
+        {
+            "layer": layers,
+            "metric": means,
+            "metric_lo": np.percentile(boot_means, 2.5, axis=1),
+            "metric_hi": np.percentile(boot_means, 97.5, axis=1),
+            "share": share,
+        },
+        columns=LENS_COLUMNS,
+    )
     boot_share = (boot_means - boot_means[:1]) / (boot_means[-1:] - boot_means[:1])
     first = layers[np.argmax(boot_share >= 0.5, axis=0)]
     reached = np.nonzero(share >= 0.5)[0]
-    summary = {"half_layer": int(layers[reached[0]]) if reached.size else None,
-               "half_layer_lo": float(np.percentile(first, 2.5)), "half_layer_hi": float(np.percentile(first, 97.5))}
+    summary = {
+        "half_layer": int(layers[reached[0]]) if reached.size else None,
+        "half_layer_lo": float(np.percentile(first, 2.5)),
+        "half_layer_hi": float(np.percentile(first, 97.5)),
+    }
     return table, summary

@@ -100,13 +100,24 @@ class Circuit:
 
     def summary(self) -> dict:
         return {
-            "model": self.model, "task": self.task, "method": self.method, "metric": self.metric_kind,
-            "n_prompts": self.n_prompts, "n_edges": self.graph.n_edges, "target": self.target,
-            "size": self.size, "size_lo": self.size_lo, "size_hi": self.size_hi,
-            "faithfulness": self.faithfulness, "faithfulness_lo": self.faithfulness_lo,
-            "faithfulness_hi": self.faithfulness_hi, "clean_metric": self.clean_metric,
-            "corrupted_metric": self.corrupted_metric, "scoring_seconds": self.seconds,
-            "heads": self.circuit_node_names("head"), "mlps": self.circuit_node_names("mlp"),
+            "model": self.model,
+            "task": self.task,
+            "method": self.method,
+            "metric": self.metric_kind,
+            "n_prompts": self.n_prompts,
+            "n_edges": self.graph.n_edges,
+            "target": self.target,
+            "size": self.size,
+            "size_lo": self.size_lo,
+            "size_hi": self.size_hi,
+            "faithfulness": self.faithfulness,
+            "faithfulness_lo": self.faithfulness_lo,
+            "faithfulness_hi": self.faithfulness_hi,
+            "clean_metric": self.clean_metric,
+            "corrupted_metric": self.corrupted_metric,
+            "scoring_seconds": self.seconds,
+            "heads": self.circuit_node_names("head"),
+            "mlps": self.circuit_node_names("mlp"),
             "notes": self.notes,
         }
 
@@ -116,8 +127,11 @@ class Circuit:
 
         out = Path(out_dir)
         paths: list[Path] = []
-        for stem, table in (("circuit_edges", self.edges), ("circuit_curve", self.curve),
-                            ("circuit_nodes", self.nodes)):
+        for stem, table in (
+            ("circuit_edges", self.edges),
+            ("circuit_curve", self.curve),
+            ("circuit_nodes", self.nodes),
+        ):
             paths.extend(write_table(table, out, stem))
         summary = out / "circuit.json"
         partial = summary.with_suffix(".json.tmp")
@@ -139,23 +153,47 @@ def node_table(graph: Graph, kept: np.ndarray, scores: np.ndarray) -> pd.DataFra
     rows = []
     for u, node in enumerate(graph.nodes):
         inputs = [i for i, inp in enumerate(graph.inputs) if inp.node.name == node.name]
-        rows.append({"node": node.name, "kind": node.kind, "layer": node.layer, "head": node.head,
-                     "in_circuit": bool(reached[u]), "kept_in": int(kept[inputs].sum()) if inputs else 0,
-                     "kept_out": int(kept[:, u].sum()),
-                     "score_in": float(magnitude[inputs].sum()) if inputs else 0.0,
-                     "score_out": float(magnitude[:, u].sum())})
+        rows.append(
+            {
+                "node": node.name,
+                "kind": node.kind,
+                "layer": node.layer,
+                "head": node.head,
+                "in_circuit": bool(reached[u]),
+                "kept_in": int(kept[inputs].sum()) if inputs else 0,
+                "kept_out": int(kept[:, u].sum()),
+                "score_in": float(magnitude[inputs].sum()) if inputs else 0.0,
+                "score_out": float(magnitude[:, u].sum()),
+            }
+        )
     logits = graph.logits_input
-    rows.append({"node": "logits", "kind": "logits", "layer": graph.n_layers, "head": None, "in_circuit": True,
-                 "kept_in": int(kept[logits].sum()), "kept_out": 0,
-                 "score_in": float(magnitude[logits].sum()), "score_out": 0.0})
+    rows.append(
+        {
+            "node": "logits",
+            "kind": "logits",
+            "layer": graph.n_layers,
+            "head": None,
+            "in_circuit": True,
+            "kept_in": int(kept[logits].sum()),
+            "kept_out": 0,
+            "score_in": float(magnitude[logits].sum()),
+            "score_out": 0.0,
+        }
+    )
     table = pd.DataFrame(rows)
     table["head"] = table["head"].astype("Int64")
     return table
 
 
 def edge_scores(
-    model: Any, task: Task, method: str = "eap-ig", *, steps: int = DEFAULT_STEPS,
-    max_tokens: int = DEFAULT_MAX_TOKENS, show_progress: bool = False, patcher: EdgePatcher | None = None,
+    model: Any,
+    task: Task,
+    method: str = "eap-ig",
+    *,
+    steps: int = DEFAULT_STEPS,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    show_progress: bool = False,
+    patcher: EdgePatcher | None = None,
 ) -> EdgeScores:
     """Scores of every edge by ``eap``, ``eap-ig`` or ``exact`` (each edge patched alone)."""
     if method in ("eap", "eap-ig"):
@@ -177,8 +215,15 @@ def edge_scores(
             part = list(zip(inputs[start : start + batch], nodes[start : start + batch], strict=True))
             scores[inputs[start : start + batch], nodes[start : start + batch]] = patcher.edge_effects(part)
             advance(len(part))
-    return EdgeScores(graph, scores, "exact", 1, time.perf_counter() - started,
-                      float(patcher.clean_rows.mean()), float(patcher.corrupted_rows.mean()))
+    return EdgeScores(
+        graph,
+        scores,
+        "exact",
+        1,
+        time.perf_counter() - started,
+        float(patcher.clean_rows.mean()),
+        float(patcher.corrupted_rows.mean()),
+    )
 
 
 def discover_circuit(
@@ -243,18 +288,22 @@ def discover_circuit(
         notes.append(f"ACDC threshold {acdc_threshold}: an edge's score is the metric drop when it was tried")
         lo = hi = float("nan")
     else:
-        result = edge_scores(hf, task, method, steps=steps, max_tokens=max_tokens, show_progress=show_progress,
-                             patcher=patcher)
+        result = edge_scores(
+            hf, task, method, steps=steps, max_tokens=max_tokens, show_progress=show_progress, patcher=patcher
+        )
         scores, seconds = result.scores, result.seconds
         clean, corrupted = result.clean_metric, result.corrupted_metric
-        curve = faithfulness_curve(patcher, scores, ks, target=target, n_points=n_points, n_boot=n_boot, seed=seed,
-                                   show_progress=show_progress)
+        curve = faithfulness_curve(
+            patcher, scores, ks, target=target, n_points=n_points, n_boot=n_boot, seed=seed, show_progress=show_progress
+        )
         size, lo, hi = curve.size_at(target)
         if size is None:
             best = curve.table.loc[curve.table["faithfulness"].idxmax()]
             size = int(best["k"])
-            notes.append(f"no evaluated circuit reaches faithfulness {target}; chose the most faithful one "
-                         f"(k = {size}, {best['faithfulness']:.3f})")
+            notes.append(
+                f"no evaluated circuit reaches faithfulness {target}; chose the most faithful one "
+                f"(k = {size}, {best['faithfulness']:.3f})"
+            )
         chosen_mask = top_k_mask(graph.valid, scores, size)
     row = _curve_row(curve, size)
     edges = graph.edges_table(scores)
@@ -263,11 +312,27 @@ def discover_circuit(
     inputs, nodes = graph.edge_list()
     edges["in_circuit"] = chosen_mask[inputs, nodes]
     return Circuit(
-        model=name, task=task.name, method=method, graph=graph, edges=edges, curve=curve.table,
-        nodes=node_table(graph, chosen_mask, scores), kept=chosen_mask, size=size, size_lo=lo, size_hi=hi,
-        target=target, faithfulness=float(row["faithfulness"]), faithfulness_lo=float(row["faithfulness_lo"]),
-        faithfulness_hi=float(row["faithfulness_hi"]), clean_metric=clean, corrupted_metric=corrupted,
-        seconds=seconds, metric_kind=task.metric.kind, n_prompts=task.n, notes=notes,
+        model=name,
+        task=task.name,
+        method=method,
+        graph=graph,
+        edges=edges,
+        curve=curve.table,
+        nodes=node_table(graph, chosen_mask, scores),
+        kept=chosen_mask,
+        size=size,
+        size_lo=lo,
+        size_hi=hi,
+        target=target,
+        faithfulness=float(row["faithfulness"]),
+        faithfulness_lo=float(row["faithfulness_lo"]),
+        faithfulness_hi=float(row["faithfulness_hi"]),
+        clean_metric=clean,
+        corrupted_metric=corrupted,
+        seconds=seconds,
+        metric_kind=task.metric.kind,
+        n_prompts=task.n,
+        notes=notes,
     )
 
 

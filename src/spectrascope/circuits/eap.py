@@ -152,24 +152,41 @@ def attribute_edges(
             clean_sum, corrupted_sum = _score_chunk(layout, graph, sub, alphas, scores, task.n, forward_rows, advance)
             clean_total += clean_sum
             corrupted_total += corrupted_sum
-    return EdgeScores(graph=graph, scores=scores, method=method, steps=len(alphas),
-                      seconds=time.perf_counter() - started, clean_metric=clean_total / task.n,
-                      corrupted_metric=corrupted_total / task.n)
+    return EdgeScores(
+        graph=graph,
+        scores=scores,
+        method=method,
+        steps=len(alphas),
+        seconds=time.perf_counter() - started,
+        clean_metric=clean_total / task.n,
+        corrupted_metric=corrupted_total / task.n,
+    )
 
 
-def _score_chunk(layout: LlamaLayout, graph: Graph, task: Task, alphas: list[float], scores: np.ndarray,
-                 n_total: int, rows_per_forward: int, advance) -> tuple[float, float]:
+def _score_chunk(
+    layout: LlamaLayout,
+    graph: Graph,
+    task: Task,
+    alphas: list[float],
+    scores: np.ndarray,
+    n_total: int,
+    rows_per_forward: int,
+    advance,
+) -> tuple[float, float]:
     """Add one chunk of prompts' contribution to ``scores``; (sum of clean, sum of corrupted metrics)."""
     keep = task.metric.keep
     with torch.no_grad():
         clean_logits, clean = cache_run(layout, task.clean_ids, task.attention_mask, keep)
         corrupted_logits, corrupted = cache_run(layout, task.corrupted_ids, task.attention_mask, keep)
         embed_clean, embed_corrupted = clean.x_pre[0], corrupted.x_pre[0]
-        difference = torch.empty((graph.n_nodes, *embed_clean.shape), dtype=embed_clean.dtype,
-                                 device=embed_clean.device)
+        difference = torch.empty(
+            (graph.n_nodes, *embed_clean.shape), dtype=embed_clean.dtype, device=embed_clean.device
+        )
         for start in range(0, graph.n_nodes, UPSTREAM_CHUNK):
             nodes = list(range(start, min(start + UPSTREAM_CHUNK, graph.n_nodes)))
-            difference[nodes] = node_outputs(layout, graph, clean, nodes) - node_outputs(layout, graph, corrupted, nodes)
+            difference[nodes] = node_outputs(layout, graph, clean, nodes) - node_outputs(
+                layout, graph, corrupted, nodes
+            )
         difference = difference.flatten(1)  # (U, n * pos * d)
     metric = task.metric
     sums = float(metric.per_row(clean_logits).sum()), float(metric.per_row(corrupted_logits).sum())
@@ -251,8 +268,10 @@ def _input_gradients(layout: LlamaLayout, graph: Graph, task: Task, embeds: torc
 
             hooks.pre(layout.block(layer), block_pre)
             for kind in HEAD_INPUTS:
-                hooks.post(layout.projection(layer, kind),
-                           lambda m, a, o, layer=layer, kind=kind: projection_post(m, a, o, layer, kind))
+                hooks.post(
+                    layout.projection(layer, kind),
+                    lambda m, a, o, layer=layer, kind=kind: projection_post(m, a, o, layer, kind),
+                )
             hooks.post(attention, attention_post)
             hooks.pre(layout.mlp_norm(layer), mlp_pre)
 
@@ -261,8 +280,9 @@ def _input_gradients(layout: LlamaLayout, graph: Graph, task: Task, embeds: torc
             return replace_input(args, kwargs, where, leaf_for((layout.n_layers, "logits"), x))
 
         hooks.pre(layout.final_norm, final_pre)
-        output = layout.hf(inputs_embeds=embeds, attention_mask=mask, use_cache=False,
-                           **keep_logits(layout.hf, task.metric.keep))
+        output = layout.hf(
+            inputs_embeds=embeds, attention_mask=mask, use_cache=False, **keep_logits(layout.hf, task.metric.keep)
+        )
         logits = model_output_tensor(output)
         if logits.shape[1] != task.metric.keep.numel():
             logits = logits[:, task.metric.keep]
@@ -274,8 +294,10 @@ def _input_gradients(layout: LlamaLayout, graph: Graph, task: Task, embeds: torc
     leaves.clear()
     for layer in range(layout.n_layers):
         head_grads = {kind: grads.pop((layer, kind)) for kind in HEAD_INPUTS}
-        yield np.arange(graph.layer_inputs(layer).start, graph.layer_inputs(layer).stop), \
-            head_input_gradients(layout, layer, x_pre[layer], head_grads)
+        yield (
+            np.arange(graph.layer_inputs(layer).start, graph.layer_inputs(layer).stop),
+            head_input_gradients(layout, layer, x_pre[layer], head_grads),
+        )
         yield np.array([graph.mlp_input(layer)]), _or_zeros(grads.pop((layer, "mlp")), x_pre[layer])[None]
     yield np.array([graph.logits_input]), _or_zeros(grads.pop((layout.n_layers, "logits")), x_pre[0])[None]
 
@@ -285,7 +307,10 @@ def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def head_input_gradients(
-    layout: LlamaLayout, layer: int, x_pre: torch.Tensor, projection_grads: dict[str, torch.Tensor | None],
+    layout: LlamaLayout,
+    layer: int,
+    x_pre: torch.Tensor,
+    projection_grads: dict[str, torch.Tensor | None],
 ) -> torch.Tensor:
     """(3 H, rows, pos, d) the gradient of the metric with respect to each head's q, k and v input.
 

@@ -91,15 +91,22 @@ class RunCache:
 
 
 def cache_run(
-    layout: LlamaLayout, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, keep: torch.Tensor,
+    layout: LlamaLayout,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    keep: torch.Tensor,
 ) -> tuple[torch.Tensor, RunCache]:
     """One forward (no grad) of ``input_ids``: (logits at positions ``keep``, :class:`RunCache`)."""
     n_layers = layout.n_layers
-    sites = [f"blocks.{layer}.{kind}" for layer in range(n_layers)
-             for kind in ("hook_resid_pre", "attn.hook_z", "hook_resid_mid", "hook_mlp_out")]
+    sites = [
+        f"blocks.{layer}.{kind}"
+        for layer in range(n_layers)
+        for kind in ("hook_resid_pre", "attn.hook_z", "hook_resid_mid", "hook_mlp_out")
+    ]
     sites.append(f"blocks.{n_layers - 1}.hook_resid_post")
-    logits, cache = run_with_cache(layout.hf, input_ids, sites, attention_mask=attention_mask, use_cache=False,
-                                   **keep_logits(layout.hf, keep))
+    logits, cache = run_with_cache(
+        layout.hf, input_ids, sites, attention_mask=attention_mask, use_cache=False, **keep_logits(layout.hf, keep)
+    )
     run = RunCache(
         x_pre=[cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)],
         z=[cache[f"blocks.{layer}.attn.hook_z"] for layer in range(n_layers)],
@@ -125,8 +132,9 @@ def head_outputs(layout: LlamaLayout, layer: int, z: torch.Tensor, heads: Sequen
     return torch.einsum("rphe,hde->hrpd", z, w_o.to(z.dtype))
 
 
-def node_outputs(layout: LlamaLayout, graph: Graph, run: RunCache, nodes: Sequence[int],
-                 rows: slice = slice(None)) -> torch.Tensor:
+def node_outputs(
+    layout: LlamaLayout, graph: Graph, run: RunCache, nodes: Sequence[int], rows: slice = slice(None)
+) -> torch.Tensor:
     """(len(nodes), rows, pos, d) the outputs of upstream nodes in one run."""
     parts: list[torch.Tensor] = []
     heads_by_layer: dict[int, list[int]] = {}
@@ -136,8 +144,10 @@ def node_outputs(layout: LlamaLayout, graph: Graph, run: RunCache, nodes: Sequen
         if node.kind == "head":
             heads_by_layer.setdefault(node.layer, []).append(node.head)
         order.append((node.kind, node.layer, node.head if node.kind == "head" else -1))
-    computed = {layer: dict(zip(heads, head_outputs(layout, layer, run.z[layer][rows], heads), strict=True))
-                for layer, heads in heads_by_layer.items()}
+    computed = {
+        layer: dict(zip(heads, head_outputs(layout, layer, run.z[layer][rows], heads), strict=True))
+        for layer, heads in heads_by_layer.items()
+    }
     for kind, layer, head in order:
         if kind == "embed":
             parts.append(run.x_pre[0][rows])
@@ -242,7 +252,12 @@ def edited_heads(edits: HeadEdits, kind: str, n_heads: int) -> list[int]:
 
 
 def recompute_head_slices(
-    layout: LlamaLayout, layer: int, kind: str, output: torch.Tensor, x_pre: torch.Tensor, edits: HeadEdits,
+    layout: LlamaLayout,
+    layer: int,
+    kind: str,
+    output: torch.Tensor,
+    x_pre: torch.Tensor,
+    edits: HeadEdits,
 ) -> torch.Tensor:
     """The ``kind`` projection output with edited heads' slices recomputed in the edited rows.
 
@@ -306,8 +321,9 @@ class EdgePatcher:
         self.keep = self.task.metric.keep
         with torch.no_grad():
             clean_logits, self.clean = cache_run(self.layout, self.task.clean_ids, self.task.attention_mask, self.keep)
-            corrupted_logits, self.corrupted = cache_run(self.layout, self.task.corrupted_ids,
-                                                         self.task.attention_mask, self.keep)
+            corrupted_logits, self.corrupted = cache_run(
+                self.layout, self.task.corrupted_ids, self.task.attention_mask, self.keep
+            )
             self.clean_rows = self.task.metric.per_row(clean_logits).cpu().numpy()
             self.corrupted_rows = self.task.metric.per_row(corrupted_logits).cpu().numpy()
         self.input_layer = np.array([inp.node.layer for inp in self.graph.inputs])
@@ -326,8 +342,9 @@ class EdgePatcher:
         """(len(nodes), n, pos, d) the corrupted run's node outputs (all of them computed once and
         kept when they fit in :data:`MAX_CACHE_BYTES`)."""
         if self._corrupted_outputs is None and self.graph.n_nodes * self._node_bytes() <= MAX_CACHE_BYTES:
-            self._corrupted_outputs = node_outputs(self.layout, self.graph, self.corrupted,
-                                                   list(range(self.graph.n_nodes)))
+            self._corrupted_outputs = node_outputs(
+                self.layout, self.graph, self.corrupted, list(range(self.graph.n_nodes))
+            )
         if self._corrupted_outputs is not None:
             return self._corrupted_outputs[nodes]
         return node_outputs(self.layout, self.graph, self.corrupted, nodes)
@@ -362,8 +379,9 @@ class EdgePatcher:
             if missing:
                 raise SpectrascopeError(f"partial patches of nodes without a projector: {missing[:5]}")
         touched = masks.any(axis=2) if partial is None else masks.any(axis=2) | partial.any(axis=2)  # (J, I)
-        first = np.where(touched.any(axis=1), np.where(touched, self.input_layer[None, :], 1 << 30).min(axis=1),
-                         self.layout.n_layers)
+        first = np.where(
+            touched.any(axis=1), np.where(touched, self.input_layer[None, :], 1 << 30).min(axis=1), self.layout.n_layers
+        )
         order = np.argsort(-first, kind="stable")  # forwards that may start late go together
         out = np.empty((masks.shape[0], self.n))
         step = self.copies_per_forward()
@@ -383,8 +401,13 @@ class EdgePatcher:
 
     # ------------------------------------------------------------------ one stacked forward
 
-    def _forward(self, masks: np.ndarray, partial: np.ndarray | None,
-                 projectors: dict[int, torch.Tensor] | None, first_layer: int) -> np.ndarray:
+    def _forward(
+        self,
+        masks: np.ndarray,
+        partial: np.ndarray | None,
+        projectors: dict[int, torch.Tensor] | None,
+        first_layer: int,
+    ) -> np.ndarray:
         layout, graph, task = self.layout, self.graph, self.task
         copies = masks.shape[0]
         first_layer = min(first_layer, layout.n_layers)
@@ -394,8 +417,9 @@ class EdgePatcher:
         with hook_set() as hooks:
             for layer in range(first_layer, layout.n_layers):
                 self._hook_layer(hooks, layer, state, assembler)
-            hooks.pre(layout.final_norm, _resid_edit(lambda x: assembler.resid(graph.logits_input, x,
-                                                                               self.corrupted.x_final)))
+            hooks.pre(
+                layout.final_norm, _resid_edit(lambda x: assembler.resid(graph.logits_input, x, self.corrupted.x_final))
+            )
             kwargs = {"attention_mask": attention_mask, "use_cache": False, **keep_logits(layout.hf, self.keep)}
             if first_layer == 0:
                 output = layout.hf(input_ids=task.clean_ids.repeat(copies, 1), **kwargs)
@@ -414,8 +438,11 @@ class EdgePatcher:
             state.x_pre[layer] = x_pre
             edits = assembler.heads(layer, x_pre)
             state.head_edits = edits
-            if edits and layout.group > 1 and (edited_heads(edits, "k", layout.n_heads)
-                                               or edited_heads(edits, "v", layout.n_heads)):
+            if (
+                edits
+                and layout.group > 1
+                and (edited_heads(edits, "k", layout.n_heads) or edited_heads(edits, "v", layout.n_heads))
+            ):
                 hooks.ungroup_attention(attention)
 
         def projection_post(kind: str):
@@ -426,6 +453,7 @@ class EdgePatcher:
                 if kind != "q" and attention.num_key_value_groups == 1:
                     output = ungroup(layout, output)
                 return recompute_head_slices(layout, layer, kind, output, state.x_pre[layer], edits)
+
             return fn
 
         def attention_post(_module, _args, _output):
@@ -443,8 +471,10 @@ class EdgePatcher:
             hooks.post(layout.projection(layer, kind), projection_post(kind))
         hooks.post(attention, attention_post)
         hooks.pre(layout.projection(layer, "o"), o_pre)
-        hooks.pre(layout.mlp_norm(layer), _resid_edit(
-            lambda x: assembler.resid(graph.mlp_input(layer), x, self.corrupted.x_mid[layer])))
+        hooks.pre(
+            layout.mlp_norm(layer),
+            _resid_edit(lambda x: assembler.resid(graph.mlp_input(layer), x, self.corrupted.x_mid[layer])),
+        )
         hooks.post(layout.mlp(layer), mlp_post)
 
 
@@ -497,20 +527,30 @@ class _LiveState:
         early = [u for u in missing if graph.nodes[u].layer < self.first_layer]
         late = [u for u in missing if graph.nodes[u].layer >= self.first_layer]
         if early:
-            self.cache.update(((u, rows.start), out) for u, out in
-                              zip(early, node_outputs(layout, graph, self.clean, early), strict=True))
+            self.cache.update(
+                ((u, rows.start), out)
+                for u, out in zip(early, node_outputs(layout, graph, self.clean, early), strict=True)
+            )
         if late:
             live = RunCache(self.x_pre, self.z, [], self.mlp_out, None)
-            self.cache.update(((u, rows.start), out) for u, out in
-                              zip(late, node_outputs(layout, graph, live, late, rows), strict=True))
+            self.cache.update(
+                ((u, rows.start), out)
+                for u, out in zip(late, node_outputs(layout, graph, live, late, rows), strict=True)
+            )
         return torch.stack([self.cache[(u, rows.start)] for u in nodes])
 
 
 class _DeltaAssembler:
     """Computes each input's edit for the forward in progress (see the module docstring)."""
 
-    def __init__(self, patcher: EdgePatcher, masks: np.ndarray, partial: np.ndarray | None,
-                 projectors: dict[int, torch.Tensor] | None, state: _LiveState) -> None:
+    def __init__(
+        self,
+        patcher: EdgePatcher,
+        masks: np.ndarray,
+        partial: np.ndarray | None,
+        projectors: dict[int, torch.Tensor] | None,
+        state: _LiveState,
+    ) -> None:
         self.patcher = patcher
         self.masks = masks
         self.partial = partial

@@ -157,8 +157,9 @@ class Graph:
             raise SpectrascopeError(f"unknown upstream node {upstream!r} (embed, head:L.H, mlp:L)")
         key = (downstream, kind)
         if key not in self.input_index:
-            raise SpectrascopeError(f"unknown downstream input {downstream!r} ({kind}); heads have q, k, v, "
-                                    "MLPs and logits have resid")
+            raise SpectrascopeError(
+                f"unknown downstream input {downstream!r} ({kind}); heads have q, k, v, MLPs and logits have resid"
+            )
         i, u = self.input_index[key], self.node_index[upstream]
         if not self.valid[i, u]:
             raise SpectrascopeError(f"{upstream} -> {downstream} ({kind}) is not an edge: {upstream} is not upstream")
@@ -184,13 +185,15 @@ class Graph:
         ``upstream_layer``, ``downstream_layer``, and ``score`` from an (n_inputs, n_nodes)
         array when given. Rows are ordered by downstream input, then upstream node."""
         inputs, nodes = self.edge_list()
-        table = pd.DataFrame({
-            "upstream": [self.nodes[u].name for u in nodes],
-            "downstream": [self.inputs[i].node.name for i in inputs],
-            "input": [self.inputs[i].kind for i in inputs],
-            "upstream_layer": [self.nodes[u].layer for u in nodes],
-            "downstream_layer": [self.inputs[i].node.layer for i in inputs],
-        })
+        table = pd.DataFrame(
+            {
+                "upstream": [self.nodes[u].name for u in nodes],
+                "downstream": [self.inputs[i].node.name for i in inputs],
+                "input": [self.inputs[i].kind for i in inputs],
+                "upstream_layer": [self.nodes[u].layer for u in nodes],
+                "downstream_layer": [self.inputs[i].node.layer for i in inputs],
+            }
+        )
         if scores is not None:
             values = scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
             table["score"] = values[inputs, nodes].astype(np.float64)

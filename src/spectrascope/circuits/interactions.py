@@ -81,8 +81,17 @@ class PromptInteractions:
 class _Game:
     """The value function of one prompt: coalitions (c, n_players) bool -> values (c,), cached."""
 
-    def __init__(self, hf: torch.nn.Module, units: list[list[int]], prefix: list[int], suffix: list[int],
-                 answer: int, wrong: int | None, pad_id: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        hf: torch.nn.Module,
+        units: list[list[int]],
+        prefix: list[int],
+        suffix: list[int],
+        answer: int,
+        wrong: int | None,
+        pad_id: int,
+        batch_size: int,
+    ) -> None:
         self.hf = hf
         self.units = units  # token ids of each player
         self.prefix, self.suffix = prefix, suffix
@@ -154,13 +163,22 @@ def prompt_interactions(
     hf, tokenizer, _ = circuit_model(model)
     units, prefix, suffix, words, text = _players(prompt, tokenizer, model)
     if len(units) < 2:
-        raise SpectrascopeError(f"the prompt {text!r} has {len(units)} player(s) besides its last word: "
-                                "interactions need at least 2")
+        raise SpectrascopeError(
+            f"the prompt {text!r} has {len(units)} player(s) besides its last word: interactions need at least 2"
+        )
     answer_id = answer if isinstance(answer, int) else _token(tokenizer, answer, "answer")
     wrong_id = wrong if wrong is None or isinstance(wrong, int) else _token(tokenizer, wrong, "wrong answer")
     pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
-    game = _Game(hf, units, prefix, suffix, int(answer_id), None if wrong_id is None else int(wrong_id),
-                 int(pad if pad is not None else 0), batch_size)
+    game = _Game(
+        hf,
+        units,
+        prefix,
+        suffix,
+        int(answer_id),
+        None if wrong_id is None else int(wrong_id),
+        int(pad if pad is not None else 0),
+        batch_size,
+    )
     started = time.perf_counter()
     estimator = _estimator(method, len(units), max_order, seed)
     try:
@@ -177,15 +195,26 @@ def prompt_interactions(
         if len(players) == 0 or value == 0.0:
             continue
         members = tuple(int(p) for p in players)
-        rows.append({"players": members, "words": " + ".join(words[p] for p in members), "order": len(members),
-                     "value": value})
+        rows.append(
+            {"players": members, "words": " + ".join(words[p] for p in members), "order": len(members), "value": value}
+        )
     interactions = pd.DataFrame(rows, columns=["players", "words", "order", "value"])
     interactions = interactions.reindex(interactions["value"].abs().sort_values(ascending=False).index)
     tokens = _leave_one_out(game, units, prefix, suffix, tokenizer, full)
-    return PromptInteractions(prompt=text, players=words, interactions=interactions.reset_index(drop=True),
-                              tokens=tokens, full_value=full, empty_value=empty, budget=budget, model_calls=calls,
-                              loo_calls=len(tokens), method=method, seconds=seconds,
-                              notes=[f"exhaustive game: 2^{len(units)} = {2 ** len(units)} coalitions"])
+    return PromptInteractions(
+        prompt=text,
+        players=words,
+        interactions=interactions.reset_index(drop=True),
+        tokens=tokens,
+        full_value=full,
+        empty_value=empty,
+        budget=budget,
+        model_calls=calls,
+        loo_calls=len(tokens),
+        method=method,
+        seconds=seconds,
+        notes=[f"exhaustive game: 2^{len(units)} = {2 ** len(units)} coalitions"],
+    )
 
 
 def task_interactions(model: Any, task: Task, n_prompts: int = 3, **kwargs: Any) -> list[PromptInteractions]:
@@ -207,8 +236,9 @@ def _estimator(method: str, n: int, max_order: int, seed: int):
     try:
         from shapiq import SPEX, ProxySPEX
     except ImportError:
-        raise SpectrascopeError("input interactions need the shapiq package: pip install 'spectrascope[interactions]'"
-                                ) from None
+        raise SpectrascopeError(
+            "input interactions need the shapiq package: pip install 'spectrascope[interactions]'"
+        ) from None
     if method == "spex":
         return SPEX(n=n, index="FBII", max_order=max_order, random_state=seed)
     try:
@@ -223,8 +253,9 @@ def _token(tokenizer: Any, text: str, what: str) -> int:
     return single_token(tokenizer, text, what)
 
 
-def _players(prompt: str | list[int] | torch.Tensor, tokenizer: Any, model: Any
-             ) -> tuple[list[list[int]], list[int], list[int], list[str], str]:
+def _players(
+    prompt: str | list[int] | torch.Tensor, tokenizer: Any, model: Any
+) -> tuple[list[list[int]], list[int], list[int], list[str], str]:
     """(token ids per player, fixed prefix ids, fixed suffix ids, player labels, prompt as text)."""
     if isinstance(prompt, str):
         if tokenizer is None:
@@ -239,14 +270,15 @@ def _players(prompt: str | list[int] | torch.Tensor, tokenizer: Any, model: Any
     ids = [int(t) for t in (prompt.flatten().tolist() if isinstance(prompt, torch.Tensor) else prompt)]
     bos = bos_token_id(model)
     prefix = [ids[0]] if ids and bos is not None and ids[0] == bos else []
-    body = ids[len(prefix):]
+    body = ids[len(prefix) :]
     if not body:
         raise SpectrascopeError("the token prompt is empty")
     return [[t] for t in body[:-1]], prefix, [body[-1]], [str(t) for t in body[:-1]], " ".join(map(str, ids))
 
 
-def _leave_one_out(game: _Game, units: list[list[int]], prefix: list[int], suffix: list[int], tokenizer: Any,
-                   full: float) -> pd.DataFrame:
+def _leave_one_out(
+    game: _Game, units: list[list[int]], prefix: list[int], suffix: list[int], tokenizer: Any, full: float
+) -> pd.DataFrame:
     """Per token: the value drop when that token alone is removed (BOS and the fixed last word included)."""
     owners = [-1] * len(prefix) + [p for p, unit in enumerate(units) for _ in unit] + [-1] * len(suffix)
     ids = prefix + [t for unit in units for t in unit] + suffix
@@ -255,5 +287,11 @@ def _leave_one_out(game: _Game, units: list[list[int]], prefix: list[int], suffi
     for start in range(0, len(sequences), game.batch_size):
         values.extend(game.values(sequences[start : start + game.batch_size]))
     label = (lambda t: tokenizer.decode([t])) if tokenizer is not None else str
-    return pd.DataFrame({"position": range(len(ids)), "token": [label(t) for t in ids], "player": owners,
-                         "loo": [full - v for v in values]})
+    return pd.DataFrame(
+        {
+            "position": range(len(ids)),
+            "token": [label(t) for t in ids],
+            "player": owners,
+            "loo": [full - v for v in values],
+        }
+    )

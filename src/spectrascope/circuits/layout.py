@@ -119,8 +119,15 @@ def llama_layout(hf: nn.Module) -> LlamaLayout:
         layers = hf.model.layers
         hf.model.norm, hf.model.embed_tokens, hf.lm_head  # noqa: B018 - presence check
         for block in layers:
-            for path in ("input_layernorm", "post_attention_layernorm", "mlp", "self_attn.q_proj",
-                         "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"):
+            for path in (
+                "input_layernorm",
+                "post_attention_layernorm",
+                "mlp",
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+            ):
                 block.get_submodule(path)
     except AttributeError as missing:
         raise CircuitArchitectureError(
@@ -130,8 +137,15 @@ def llama_layout(hf: nn.Module) -> LlamaLayout:
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)
     d_model = int(config.hidden_size)
     head_dim = int(getattr(config, "head_dim", None) or d_model // n_heads)
-    return LlamaLayout(hf=hf, blocks=tuple(layers), n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim,
-                       d_model=d_model)
+    return LlamaLayout(
+        hf=hf,
+        blocks=tuple(layers),
+        n_layers=len(layers),
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=head_dim,
+        d_model=d_model,
+    )
 
 
 def model_handle(model: Any) -> Any:

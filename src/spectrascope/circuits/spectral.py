@@ -46,9 +46,14 @@ from spectrascope.circuits.layout import LlamaLayout, circuit_model, llama_layou
 from spectrascope.circuits.verify import faithfulness_of
 from spectrascope.errors import SpectrascopeError
 
-HEAD_METRICS = {"ov_alpha": ("ov", "alpha"), "qk_alpha": ("qk", "alpha"), "ov_erg_delta": ("ov", "erg_delta"),
-                "qk_erg_delta": ("qk", "erg_delta"), "ov_stable_rank": ("ov", "stable_rank"),
-                "copying": ("ov", "copying")}
+HEAD_METRICS = {
+    "ov_alpha": ("ov", "alpha"),
+    "qk_alpha": ("qk", "alpha"),
+    "ov_erg_delta": ("ov", "erg_delta"),
+    "qk_erg_delta": ("qk", "erg_delta"),
+    "ov_stable_rank": ("ov", "stable_rank"),
+    "copying": ("ov", "copying"),
+}
 """Per-head metric name -> (circuit row of the head table, column)."""
 MLP_METRICS = {"down_alpha": "alpha", "down_erg_delta": "erg_delta", "down_stable_rank": "stable_rank"}
 """Per-MLP metric name -> column of the ``mlp_down`` rows of the matrix table."""
@@ -64,8 +69,7 @@ def component_metrics(model: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     hf, _, _ = circuit_model(model)
     heads = analyze_heads(hf)
-    table = pd.DataFrame({"node": sorted({f"head:{b}.{h}" for b, h in zip(heads["block"], heads["head"])
-                                          if h >= 0})})
+    table = pd.DataFrame({"node": sorted({f"head:{b}.{h}" for b, h in zip(heads["block"], heads["head"]) if h >= 0})})
     for name, (circuit, column) in HEAD_METRICS.items():
         rows = heads[heads["circuit"] == circuit]
         if column not in rows:
@@ -97,14 +101,30 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return q
 
 
-COMPARISON_COLUMNS = ["component", "metric", "n_circuit", "n_rest", "mean_circuit", "mean_rest", "difference",
-                      "difference_lo", "difference_hi", "p", "q"]
+COMPARISON_COLUMNS = [
+    "component",
+    "metric",
+    "n_circuit",
+    "n_rest",
+    "mean_circuit",
+    "mean_rest",
+    "difference",
+    "difference_lo",
+    "difference_hi",
+    "p",
+    "q",
+]
 """Columns of :func:`circuit_vs_rest`: ``difference`` = mean_circuit - mean_rest with its 95%
 bootstrap interval, ``p`` a two-sided permutation p-value, ``q`` its BH q-value over all rows."""
 
 
 def circuit_vs_rest(
-    members: set[str], heads: pd.DataFrame, mlps: pd.DataFrame, *, n_perm: int = 10000, n_boot: int = 2000,
+    members: set[str],
+    heads: pd.DataFrame,
+    mlps: pd.DataFrame,
+    *,
+    n_perm: int = 10000,
+    n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Do the circuit's components (``members``: node names) differ from the rest? (see the module docstring)."""
@@ -118,9 +138,18 @@ def circuit_vs_rest(
             values = table[metric].to_numpy(dtype=float)
             ok = np.isfinite(values)
             a, b = values[ok & inside], values[ok & ~inside]
-            row = {"component": component, "metric": metric, "n_circuit": len(a), "n_rest": len(b),
-                   "mean_circuit": np.nan, "mean_rest": np.nan, "difference": np.nan, "difference_lo": np.nan,
-                   "difference_hi": np.nan, "p": np.nan}
+            row = {
+                "component": component,
+                "metric": metric,
+                "n_circuit": len(a),
+                "n_rest": len(b),
+                "mean_circuit": np.nan,
+                "mean_rest": np.nan,
+                "difference": np.nan,
+                "difference_lo": np.nan,
+                "difference_hi": np.nan,
+                "p": np.nan,
+            }
             if len(a) >= 2 and len(b) >= 2:
                 row.update(_compare(a, b, rng, n_perm, n_boot))
             rows.append(row)
@@ -137,9 +166,15 @@ def _compare(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_perm: int
     np.put_along_axis(in_a, perms, True, axis=1)
     diffs = (pooled * in_a).sum(1) / len(a) - (pooled * ~in_a).sum(1) / len(b)
     p = (1 + np.sum(np.abs(diffs) >= abs(observed) - 1e-12)) / (n_perm + 1)
-    boot = (a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1) - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1))
-    return {"mean_circuit": a.mean(), "mean_rest": b.mean(), "difference": observed,
-            "difference_lo": np.percentile(boot, 2.5), "difference_hi": np.percentile(boot, 97.5), "p": p}
+    boot = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1) - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
+    return {
+        "mean_circuit": a.mean(),
+        "mean_rest": b.mean(),
+        "difference": observed,
+        "difference_lo": np.percentile(boot, 2.5),
+        "difference_hi": np.percentile(boot, 97.5),
+        "p": p,
+    }
 
 
 # ----------------------------------------------------------------------------- 2. spectral priors
@@ -263,8 +298,15 @@ def average_precision(order: np.ndarray, positive: np.ndarray) -> float:
     return float(precision[hits].mean())
 
 
-def prior_recovery(scores: np.ndarray, circuit: np.ndarray, valid: np.ndarray, ks: list[int] | None = None, *,
-                   n_random: int = 1000, seed: int = 0) -> PriorRecovery:
+def prior_recovery(
+    scores: np.ndarray,
+    circuit: np.ndarray,
+    valid: np.ndarray,
+    ks: list[int] | None = None,
+    *,
+    n_random: int = 1000,
+    seed: int = 0,
+) -> PriorRecovery:
     """Precision / recall of the circuit's edges (mask ``circuit``) among the top-k edges of ``scores``."""
     flat = np.flatnonzero(valid)
     positive = circuit.ravel()[flat]
@@ -280,15 +322,28 @@ def prior_recovery(scores: np.ndarray, circuit: np.ndarray, valid: np.ndarray, k
     rows = []
     for k in ks:
         precision_random = random_hits[:, k - 1] / k
-        rows.append({"k": k, "precision": hits[k - 1] / k, "recall": hits[k - 1] / positive.sum(),
-                     "random_precision": precision_random.mean(),
-                     "random_precision_lo": np.percentile(precision_random, 2.5),
-                     "random_precision_hi": np.percentile(precision_random, 97.5)})
+        rows.append(
+            {
+                "k": k,
+                "precision": hits[k - 1] / k,
+                "recall": hits[k - 1] / positive.sum(),
+                "random_precision": precision_random.mean(),
+                "random_precision_lo": np.percentile(precision_random, 2.5),
+                "random_precision_hi": np.percentile(precision_random, 97.5),
+            }
+        )
     ap = average_precision(order, positive)
     random_ap = np.array([average_precision(o, positive) for o in random_orders])
-    return PriorRecovery(pd.DataFrame(rows, columns=RECOVERY_COLUMNS), ap, float(random_ap.mean()),
-                         float(np.percentile(random_ap, 2.5)), float(np.percentile(random_ap, 97.5)),
-                         float((1 + np.sum(random_ap >= ap)) / (n_random + 1)), int(positive.sum()), n)
+    return PriorRecovery(
+        pd.DataFrame(rows, columns=RECOVERY_COLUMNS),
+        ap,
+        float(random_ap.mean()),
+        float(np.percentile(random_ap, 2.5)),
+        float(np.percentile(random_ap, 97.5)),
+        float((1 + np.sum(random_ap >= ap)) / (n_random + 1)),
+        int(positive.sum()),
+        n,
+    )
 
 
 # ----------------------------------------------------------------------------- 3. eigenmode circuits
@@ -306,13 +361,15 @@ def restricted_rows(patcher: EdgePatcher, kept: np.ndarray, bases: dict[int, np.
     each kept edge outside its writer's kept directions too (projector ``I - B_u B_u^T``)."""
     parameter = next(patcher.layout.hf.parameters())
     eye = np.eye(patcher.layout.d_model)
-    projectors = {u: torch.as_tensor(eye - b @ b.T, dtype=parameter.dtype, device=parameter.device)
-                  for u, b in bases.items()}
+    projectors = {
+        u: torch.as_tensor(eye - b @ b.T, dtype=parameter.dtype, device=parameter.device) for u, b in bases.items()
+    }
     return patcher.metric_rows((patcher.graph.valid & ~kept)[None], kept[None], projectors)[0]
 
 
-def eigenmode_faithfulness(patcher: EdgePatcher, kept: np.ndarray, *, n_random: int = 3, n_boot: int = 1000,
-                           seed: int = 0) -> pd.DataFrame:
+def eigenmode_faithfulness(
+    patcher: EdgePatcher, kept: np.ndarray, *, n_random: int = 3, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Faithfulness of a circuit whose kept edges carry only part of their writer's directions."""
     layout, graph = patcher.layout, patcher.graph
     writers = writer_subspaces(layout, graph)
@@ -331,8 +388,13 @@ def eigenmode_faithfulness(patcher: EdgePatcher, kept: np.ndarray, *, n_random: 
             drawn[u] = (output_space[u] @ q)[:, : tail[u].shape[1]]
         variants.append(("random", drawn))
     kept_writers = np.nonzero(kept)[1]
-    results = [("full", patcher.metric_rows((graph.valid & ~kept)[None])[0],
-                float(np.mean([output_space[u].shape[1] for u in kept_writers])))]
+    results = [
+        (
+            "full",
+            patcher.metric_rows((graph.valid & ~kept)[None])[0],
+            float(np.mean([output_space[u].shape[1] for u in kept_writers])),
+        )
+    ]
     for label, basis in variants:
         rows = restricted_rows(patcher, kept, basis)
         results.append((label, rows, float(np.mean([basis[u].shape[1] for u in kept_writers]))))
@@ -341,8 +403,15 @@ def eigenmode_faithfulness(patcher: EdgePatcher, kept: np.ndarray, *, n_random: 
     for label, rows, size in results:
         point = float(faithfulness_of(rows, patcher.clean_rows, patcher.corrupted_rows))
         draws = faithfulness_of(rows[boot], patcher.clean_rows[boot], patcher.corrupted_rows[boot])
-        table.append({"restriction": label, "faithfulness": point, "faithfulness_lo": np.percentile(draws, 2.5),
-                      "faithfulness_hi": np.percentile(draws, 97.5), "directions": size})
+        table.append(
+            {
+                "restriction": label,
+                "faithfulness": point,
+                "faithfulness_lo": np.percentile(draws, 2.5),
+                "faithfulness_hi": np.percentile(draws, 97.5),
+                "directions": size,
+            }
+        )
     return pd.DataFrame(table, columns=EIGENMODE_COLUMNS)
 
 
@@ -367,17 +436,31 @@ class SpectralFindings:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Stem -> table, for :func:`spectrascope.tables.write_table`."""
-        summary = pd.DataFrame([{
-            "average_precision": self.recovery.average_precision, "random_ap": self.recovery.random_ap,
-            "random_ap_lo": self.recovery.random_ap_lo, "random_ap_hi": self.recovery.random_ap_hi,
-            "p": self.recovery.p, "n_positive": self.recovery.n_positive, "n_edges": self.recovery.n_edges}])
-        return {"circuit_spectral_components": self.components, "circuit_spectral_heads": self.heads,
-                "circuit_prior_recovery": self.recovery.table, "circuit_prior_summary": summary,
-                "circuit_eigenmodes": self.eigenmodes}
+        summary = pd.DataFrame(
+            [
+                {
+                    "average_precision": self.recovery.average_precision,
+                    "random_ap": self.recovery.random_ap,
+                    "random_ap_lo": self.recovery.random_ap_lo,
+                    "random_ap_hi": self.recovery.random_ap_hi,
+                    "p": self.recovery.p,
+                    "n_positive": self.recovery.n_positive,
+                    "n_edges": self.recovery.n_edges,
+                }
+            ]
+        )
+        return {
+            "circuit_spectral_components": self.components,
+            "circuit_spectral_heads": self.heads,
+            "circuit_prior_recovery": self.recovery.table,
+            "circuit_prior_summary": summary,
+            "circuit_eigenmodes": self.eigenmodes,
+        }
 
 
-def spectral_question(model: Any, circuit, patcher: EdgePatcher, *, n_perm: int = 10000, n_random: int = 1000,
-                      seed: int = 0) -> SpectralFindings:
+def spectral_question(
+    model: Any, circuit, patcher: EdgePatcher, *, n_perm: int = 10000, n_random: int = 1000, seed: int = 0
+) -> SpectralFindings:
     """Run the three tests of the module docstring for a discovered circuit."""
     heads, mlps = component_metrics(model)
     members = set(circuit.circuit_node_names())

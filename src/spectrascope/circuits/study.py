@@ -78,22 +78,48 @@ def _task_row(ctx: Any, loaded: Any, name: str, budget: CircuitBudget) -> dict:
     circuit = discover_circuit(loaded, task, budget.method, seed=ctx.seed, show_progress=ctx.show_progress)
     circuit.write(out)
     summary = circuit.summary()
-    row = {"task": name, "status": "ok", **{k: summary[k] for k in (
-        "method", "metric", "n_prompts", "n_edges", "target", "size", "size_lo", "size_hi", "faithfulness",
-        "faithfulness_lo", "faithfulness_hi", "clean_metric", "corrupted_metric")},
-        "n_heads": len(summary["heads"]), "n_mlps": len(summary["mlps"])}
+    row = {
+        "task": name,
+        "status": "ok",
+        **{
+            k: summary[k]
+            for k in (
+                "method",
+                "metric",
+                "n_prompts",
+                "n_edges",
+                "target",
+                "size",
+                "size_lo",
+                "size_hi",
+                "faithfulness",
+                "faithfulness_lo",
+                "faithfulness_hi",
+                "clean_metric",
+                "corrupted_metric",
+            )
+        },
+        "n_heads": len(summary["heads"]),
+        "n_mlps": len(summary["mlps"]),
+    }
     lens, half = lens_emergence(loaded, task, seed=ctx.seed)
     write_table(lens, out, "circuit_lens")
     (out / "circuit_lens.json").write_text(json.dumps(half))
-    row.update({"lens_half_layer": half["half_layer"], "lens_half_layer_lo": half["half_layer_lo"],
-                "lens_half_layer_hi": half["half_layer_hi"]})
+    row.update(
+        {
+            "lens_half_layer": half["half_layer"],
+            "lens_half_layer_lo": half["half_layer_lo"],
+            "lens_half_layer_hi": half["half_layer_hi"],
+        }
+    )
     if budget.spectral:
         findings = spectral_question(loaded, circuit, EdgePatcher(loaded, task), seed=ctx.seed)
         for stem, table in findings.tables().items():
             write_table(table, out, stem)
         prior = findings.recovery
-        row.update({"prior_average_precision": prior.average_precision, "prior_random_ap": prior.random_ap,
-                    "prior_p": prior.p})
+        row.update(
+            {"prior_average_precision": prior.average_precision, "prior_random_ap": prior.random_ap, "prior_p": prior.p}
+        )
     return row
 
 
@@ -109,14 +135,29 @@ def read_circuit(folder: str | Path):
     heads = nodes[nodes["kind"] == "head"]
     graph = Graph(int(nodes["layer"].max()), int(heads["head"].max()) + 1)
     kept = graph.mask_from_edges(edges[edges["in_circuit"]])
-    return Circuit(model=summary["model"], task=summary["task"], method=summary["method"], graph=graph, edges=edges,
-                   curve=pd.read_parquet(folder / "circuit_curve.parquet"), nodes=nodes, kept=kept,
-                   size=summary["size"], size_lo=_num(summary["size_lo"]), size_hi=_num(summary["size_hi"]),
-                   target=summary["target"], faithfulness=summary["faithfulness"],
-                   faithfulness_lo=summary["faithfulness_lo"], faithfulness_hi=summary["faithfulness_hi"],
-                   clean_metric=summary["clean_metric"], corrupted_metric=summary["corrupted_metric"],
-                   seconds=summary["scoring_seconds"], metric_kind=summary["metric"],
-                   n_prompts=summary["n_prompts"], notes=summary["notes"])
+    return Circuit(
+        model=summary["model"],
+        task=summary["task"],
+        method=summary["method"],
+        graph=graph,
+        edges=edges,
+        curve=pd.read_parquet(folder / "circuit_curve.parquet"),
+        nodes=nodes,
+        kept=kept,
+        size=summary["size"],
+        size_lo=_num(summary["size_lo"]),
+        size_hi=_num(summary["size_hi"]),
+        target=summary["target"],
+        faithfulness=summary["faithfulness"],
+        faithfulness_lo=summary["faithfulness_lo"],
+        faithfulness_hi=summary["faithfulness_hi"],
+        clean_metric=summary["clean_metric"],
+        corrupted_metric=summary["corrupted_metric"],
+        seconds=summary["scoring_seconds"],
+        metric_kind=summary["metric"],
+        n_prompts=summary["n_prompts"],
+        notes=summary["notes"],
+    )
 
 
 def _num(value) -> float:
@@ -137,17 +178,27 @@ def circuit_report_sections(stage_dir: str | Path) -> list[Section]:
             lens = json.loads((folder / "circuit_lens.json").read_text())
             section.paragraphs.append(
                 f"Logit lens: the task metric reaches half of the model's own at layer {lens['half_layer']} "
-                f"(bootstrap 95% interval {lens['half_layer_lo']:g}-{lens['half_layer_hi']:g}).")
+                f"(bootstrap 95% interval {lens['half_layer_lo']:g}-{lens['half_layer_hi']:g})."
+            )
         sections.append(section)
         if (folder / "circuit_spectral_components.parquet").exists():
             prior = pd.read_parquet(folder / "circuit_prior_summary.parquet").iloc[0]
-            recovery = PriorRecovery(pd.read_parquet(folder / "circuit_prior_recovery.parquet"),
-                                     float(prior["average_precision"]), float(prior["random_ap"]),
-                                     float(prior["random_ap_lo"]), float(prior["random_ap_hi"]), float(prior["p"]),
-                                     int(prior["n_positive"]), int(prior["n_edges"]))
-            findings = SpectralFindings(pd.read_parquet(folder / "circuit_spectral_components.parquet"),
-                                        pd.read_parquet(folder / "circuit_spectral_heads.parquet"), recovery,
-                                        pd.read_parquet(folder / "circuit_eigenmodes.parquet"))
+            recovery = PriorRecovery(
+                pd.read_parquet(folder / "circuit_prior_recovery.parquet"),
+                float(prior["average_precision"]),
+                float(prior["random_ap"]),
+                float(prior["random_ap_lo"]),
+                float(prior["random_ap_hi"]),
+                float(prior["p"]),
+                int(prior["n_positive"]),
+                int(prior["n_edges"]),
+            )
+            findings = SpectralFindings(
+                pd.read_parquet(folder / "circuit_spectral_components.parquet"),
+                pd.read_parquet(folder / "circuit_spectral_heads.parquet"),
+                recovery,
+                pd.read_parquet(folder / "circuit_eigenmodes.parquet"),
+            )
             sections.append(spectral_section(findings, circuit.task))
     return sections
 

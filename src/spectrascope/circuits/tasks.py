@@ -125,8 +125,10 @@ class TaskMetric:
         scored = self.scored.to(device).repeat(copies, 1)
         if self.kind == "logit_diff":
             answer, wrong = (t.to(device).repeat(copies, 1) for t in (self.answer, self.wrong))
-            values = (picked.gather(-1, answer[..., None])[..., 0].double()
-                      - picked.gather(-1, wrong[..., None])[..., 0].double())
+            values = (
+                picked.gather(-1, answer[..., None])[..., 0].double()
+                - picked.gather(-1, wrong[..., None])[..., 0].double()
+            )
         elif self.kind == "prob":
             picked = picked.double()
             answer = self.answer.to(device).repeat(copies, 1)
@@ -141,9 +143,16 @@ class TaskMetric:
 
     def subset(self, rows: torch.Tensor) -> TaskMetric:
         """The metric of the prompts ``rows`` only."""
-        pick = (lambda t: None if t is None else t[rows])
-        return replace(self, positions=self.positions[rows], scored=self.scored[rows], answer=pick(self.answer),
-                       wrong=pick(self.wrong), good=pick(self.good), bad=pick(self.bad))
+        pick = lambda t: None if t is None else t[rows]
+        return replace(
+            self,
+            positions=self.positions[rows],
+            scored=self.scored[rows],
+            answer=pick(self.answer),
+            wrong=pick(self.wrong),
+            good=pick(self.good),
+            bad=pick(self.bad),
+        )
 
 
 # ----------------------------------------------------------------------------- task
@@ -175,8 +184,10 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.clean_ids.shape != self.corrupted_ids.shape or self.clean_ids.ndim != 2:
-            raise TaskError(f"clean and corrupted token ids must have the same (n, pos) shape "
-                            f"(got {tuple(self.clean_ids.shape)} and {tuple(self.corrupted_ids.shape)})")
+            raise TaskError(
+                f"clean and corrupted token ids must have the same (n, pos) shape "
+                f"(got {tuple(self.clean_ids.shape)} and {tuple(self.corrupted_ids.shape)})"
+            )
         if self.clean_ids.shape[0] < 1:
             raise TaskError(f"task {self.name!r} has no prompts")
         if self.metric.n != self.clean_ids.shape[0]:
@@ -192,21 +203,37 @@ class Task:
 
     def to(self, device: torch.device | str) -> Task:
         """The task with its tensors on ``device``."""
-        move = (lambda t: None if t is None else t.to(device))
-        metric = replace(self.metric, **{k: move(getattr(self.metric, k)) for k in
-                                         ("positions", "scored", "answer", "wrong", "candidates", "good", "bad")})
-        return replace(self, clean_ids=self.clean_ids.to(device), corrupted_ids=self.corrupted_ids.to(device),
-                       attention_mask=move(self.attention_mask), metric=metric)
+        move = lambda t: None if t is None else t.to(device)
+        metric = replace(
+            self.metric,
+            **{
+                k: move(getattr(self.metric, k))
+                for k in ("positions", "scored", "answer", "wrong", "candidates", "good", "bad")
+            },
+        )
+        return replace(
+            self,
+            clean_ids=self.clean_ids.to(device),
+            corrupted_ids=self.corrupted_ids.to(device),
+            attention_mask=move(self.attention_mask),
+            metric=metric,
+        )
 
     def subset(self, rows: Sequence[int] | torch.Tensor) -> Task:
         """The task restricted to prompts ``rows``."""
         index = torch.as_tensor(rows, dtype=torch.long)
-        pick_text = (lambda texts: None if texts is None else [texts[int(i)] for i in index])
+        pick_text = lambda texts: None if texts is None else [texts[int(i)] for i in index]
         mask = None if self.attention_mask is None else self.attention_mask[index]
-        return replace(self, clean_ids=self.clean_ids[index], corrupted_ids=self.corrupted_ids[index],
-                       attention_mask=mask, metric=self.metric.subset(index.to(self.metric.positions.device)),
-                       clean_text=pick_text(self.clean_text), corrupted_text=pick_text(self.corrupted_text),
-                       answer_text=pick_text(self.answer_text))
+        return replace(
+            self,
+            clean_ids=self.clean_ids[index],
+            corrupted_ids=self.corrupted_ids[index],
+            attention_mask=mask,
+            metric=self.metric.subset(index.to(self.metric.positions.device)),
+            clean_text=pick_text(self.clean_text),
+            corrupted_text=pick_text(self.corrupted_text),
+            answer_text=pick_text(self.answer_text),
+        )
 
 
 # ----------------------------------------------------------------------------- text tasks
@@ -215,8 +242,9 @@ class Task:
 def _tokenizer_of(model: Any, task: str) -> Any:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise TaskError(f"task {task!r} needs a model with a tokenizer (the toy model has none: use the "
-                        "induction task)")
+        raise TaskError(
+            f"task {task!r} needs a model with a tokenizer (the toy model has none: use the induction task)"
+        )
     return tokenizer
 
 
@@ -224,8 +252,10 @@ def single_token(tokenizer: Any, text: str, what: str = "answer") -> int:
     """The id of ``text`` as one token (no special tokens added); :class:`TaskError` otherwise."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise TaskError(f"{what} {text!r} is {len(ids)} tokens; circuit metrics need single-token answers "
-                        "(give the first token, with its leading space)")
+        raise TaskError(
+            f"{what} {text!r} is {len(ids)} tokens; circuit metrics need single-token answers "
+            "(give the first token, with its leading space)"
+        )
     return int(ids[0])
 
 
@@ -274,8 +304,10 @@ def text_task(
             raise TaskError(f"prompt {i + 1} is empty")
         if len(ids_a) != len(ids_b):
             if on_mismatch == "error":
-                raise TaskError(f"prompt pair {i + 1}: the clean prompt {a!r} is {len(ids_a)} tokens, the corrupted "
-                                f"{b!r} {len(ids_b)}; edge patching needs equal lengths (reword it, or drop such pairs)")
+                raise TaskError(
+                    f"prompt pair {i + 1}: the clean prompt {a!r} is {len(ids_a)} tokens, the corrupted "
+                    f"{b!r} {len(ids_b)}; edge patching needs equal lengths (reword it, or drop such pairs)"
+                )
             dropped += 1
             continue
         keep_clean.append(ids_a)
@@ -297,11 +329,20 @@ def text_task(
         metric = TaskMetric("logit_diff", positions, scored, answer=answer, wrong=torch.tensor(wrong_ids)[:, None])
     all_notes = list(notes)
     if dropped:
-        all_notes.append(f"dropped {dropped} of {len(clean)} pairs whose clean and corrupted prompts tokenize to "
-                         "different lengths")
-    return Task(name, clean_ids, corrupted_ids, None if bool(mask.all()) else mask, metric,
-                clean_text=[clean[i] for i in kept], corrupted_text=[corrupted[i] for i in kept],
-                answer_text=[answers[i] for i in kept], notes=all_notes)
+        all_notes.append(
+            f"dropped {dropped} of {len(clean)} pairs whose clean and corrupted prompts tokenize to different lengths"
+        )
+    return Task(
+        name,
+        clean_ids,
+        corrupted_ids,
+        None if bool(mask.all()) else mask,
+        metric,
+        clean_text=[clean[i] for i in kept],
+        corrupted_text=[corrupted[i] for i in kept],
+        answer_text=[answers[i] for i in kept],
+        notes=all_notes,
+    )
 
 
 def geography_task(model: Any, n: int = 24, seed: int = 0) -> Task:
@@ -338,8 +379,10 @@ def geography_task(model: Any, n: int = 24, seed: int = 0) -> Task:
             break
     if not clean:
         raise TaskError("geography: no two countries with single-token capitals have prompts of equal token length")
-    note = (f"{len(facts)} of {total} countries have a single-token capital; {len(clean)} pairs with a corrupting "
-            "country of the same prompt length")
+    note = (
+        f"{len(facts)} of {total} countries have a single-token capital; {len(clean)} pairs with a corrupting "
+        "country of the same prompt length"
+    )
     return text_task(tokenizer, "geography", clean, corrupted, answers, wrong, notes=[note])
 
 
@@ -360,8 +403,20 @@ def calendar_task(model: Any, n: int = 24, seed: int = 0) -> Task:
     return text_task(tokenizer, "calendar", clean, corrupted, answers, wrong, on_mismatch="drop")
 
 
-GREATER_THAN_NOUNS = ("war", "expedition", "siege", "drought", "famine", "reign", "journey", "campaign",
-                      "construction", "conflict", "occupation", "voyage")
+GREATER_THAN_NOUNS = (
+    "war",
+    "expedition",
+    "siege",
+    "drought",
+    "famine",
+    "reign",
+    "journey",
+    "campaign",
+    "construction",
+    "conflict",
+    "occupation",
+    "voyage",
+)
 
 
 def greater_than_task(model: Any, n: int = 24, seed: int = 0) -> Task:
@@ -375,8 +430,9 @@ def greater_than_task(model: Any, n: int = 24, seed: int = 0) -> Task:
         try:
             candidates = [single_token(tokenizer, f"{y:02d}", "year") for y in range(100)]
         except TaskError:
-            raise TaskError("greater-than needs a tokenizer that splits years into digits or into "
-                            "two-digit tokens") from None
+            raise TaskError(
+                "greater-than needs a tokenizer that splits years into digits or into two-digit tokens"
+            ) from None
     clean, corrupted, good, bad, starts = [], [], [], [], []
     for _ in range(n):
         century = rng.randint(11, 19)
@@ -400,12 +456,26 @@ def greater_than_task(model: Any, n: int = 24, seed: int = 0) -> Task:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     clean_ids, corrupted_ids, mask, lengths = _pad_pairs(ids_clean, ids_corrupted, int(pad))
     positions = (lengths - 1)[:, None]
-    metric = TaskMetric("prob_diff", positions, torch.ones_like(positions, dtype=torch.bool),
-                        candidates=torch.tensor(candidates), good=torch.tensor(good), bad=torch.tensor(bad))
+    metric = TaskMetric(
+        "prob_diff",
+        positions,
+        torch.ones_like(positions, dtype=torch.bool),
+        candidates=torch.tensor(candidates),
+        good=torch.tensor(good),
+        bad=torch.tensor(bad),
+    )
     unit = "tens digit" if digits_split else "two-digit year"
-    return Task("greater-than", clean_ids, corrupted_ids, None if bool(mask.all()) else mask, metric,
-                clean_text=clean, corrupted_text=corrupted, answer_text=[f"after {s}" for s in starts],
-                notes=[f"scored token: the {unit} after the century"])
+    return Task(
+        "greater-than",
+        clean_ids,
+        corrupted_ids,
+        None if bool(mask.all()) else mask,
+        metric,
+        clean_text=clean,
+        corrupted_text=corrupted,
+        answer_text=[f"after {s}" for s in starts],
+        notes=[f"scored token: the {unit} after the century"],
+    )
 
 
 def induction_task(model: Any, n: int = 16, length: int = 20, seed: int = 0) -> Task:
@@ -429,10 +499,21 @@ def induction_task(model: Any, n: int = 16, length: int = 20, seed: int = 0) -> 
         clean, corrupted, offset = torch.cat([column, clean], 1), torch.cat([column, corrupted], 1), 1
     steps = torch.arange(length - 1)
     positions = (offset + length + steps)[None, :].expand(n, -1).clone()  # second copy's r_i, predicting r_{i+1}
-    metric = TaskMetric("logit_diff", positions, torch.ones_like(positions, dtype=torch.bool),
-                        answer=r[:, 1:].clone(), wrong=w[:, 1:].clone())
-    return Task("induction", clean, corrupted, None, metric,
-                notes=[f"{n} sequences, repeated length {length}, BOS {'yes' if bos is not None else 'no'}"])
+    metric = TaskMetric(
+        "logit_diff",
+        positions,
+        torch.ones_like(positions, dtype=torch.bool),
+        answer=r[:, 1:].clone(),
+        wrong=w[:, 1:].clone(),
+    )
+    return Task(
+        "induction",
+        clean,
+        corrupted,
+        None,
+        metric,
+        notes=[f"{n} sequences, repeated length {length}, BOS {'yes' if bos is not None else 'no'}"],
+    )
 
 
 BUILTIN_TASKS = {
@@ -485,5 +566,12 @@ def jsonl_task(model: Any, path: str | Path, n: int | None = None, on_mismatch: 
         raise TaskError(f"{path}: give a wrong answer on every line or on none")
     records = records[:n] if n else records
     wrong = [r["wrong"] for r in records] if all(with_wrong) else None
-    return text_task(tokenizer, path.stem, [r["clean"] for r in records], [r["corrupted"] for r in records],
-                     [r["answer"] for r in records], wrong, on_mismatch=on_mismatch)
+    return text_task(
+        tokenizer,
+        path.stem,
+        [r["clean"] for r in records],
+        [r["corrupted"] for r in records],
+        [r["answer"] for r in records],
+        wrong,
+        on_mismatch=on_mismatch,
+    )

@@ -80,8 +80,9 @@ class FaithfulnessCurve:
     def bootstrap(self) -> np.ndarray:
         """(B, len(table)) faithfulness of every k on every resample."""
         idx = self.boot_index
-        return faithfulness_of(self.rows[:, idx].transpose(1, 0, 2), self.clean_rows[idx][:, None, :],
-                               self.corrupted_rows[idx][:, None, :])
+        return faithfulness_of(
+            self.rows[:, idx].transpose(1, 0, 2), self.clean_rows[idx][:, None, :], self.corrupted_rows[idx][:, None, :]
+        )
 
     def size_at(self, target: float) -> tuple[int | None, float, float]:
         """(smallest k reaching ``target`` or None, its bootstrap 2.5% and 97.5% quantiles;
@@ -141,10 +142,19 @@ def faithfulness_curve(
 
     def as_curve() -> FaithfulnessCurve:
         order = sorted(evaluated)
-        table = pd.DataFrame({"k": order, "faithfulness": faithfulness_of(
-            np.stack([evaluated[k] for k in order]), patcher.clean_rows[None, :], patcher.corrupted_rows[None, :])})
-        return FaithfulnessCurve(table, np.stack([evaluated[k] for k in order]), patcher.clean_rows,
-                                 patcher.corrupted_rows, boot_index)
+        table = pd.DataFrame(
+            {
+                "k": order,
+                "faithfulness": faithfulness_of(
+                    np.stack([evaluated[k] for k in order]),
+                    patcher.clean_rows[None, :],
+                    patcher.corrupted_rows[None, :],
+                ),
+            }
+        )
+        return FaithfulnessCurve(
+            table, np.stack([evaluated[k] for k in order]), patcher.clean_rows, patcher.corrupted_rows, boot_index
+        )
 
     with progress_bar("faithfulness curve", len(ks), show_progress) as advance:
         evaluate(ks, advance)
@@ -162,12 +172,18 @@ def faithfulness_curve(
     faith = faithfulness_of(rows, patcher.clean_rows[None, :], patcher.corrupted_rows[None, :])
     boot = curve.bootstrap()
     metric_boot = rows[:, boot_index].mean(-1)  # (n_k, B)
-    curve.table = pd.DataFrame({
-        "k": order, "faithfulness": faith,
-        "faithfulness_lo": np.percentile(boot, 2.5, axis=0), "faithfulness_hi": np.percentile(boot, 97.5, axis=0),
-        "metric": rows.mean(-1), "metric_lo": np.percentile(metric_boot, 2.5, axis=1),
-        "metric_hi": np.percentile(metric_boot, 97.5, axis=1),
-    }, columns=CURVE_COLUMNS)
+    curve.table = pd.DataFrame(
+        {
+            "k": order,
+            "faithfulness": faith,
+            "faithfulness_lo": np.percentile(boot, 2.5, axis=0),
+            "faithfulness_hi": np.percentile(boot, 97.5, axis=0),
+            "metric": rows.mean(-1),
+            "metric_lo": np.percentile(metric_boot, 2.5, axis=1),
+            "metric_hi": np.percentile(metric_boot, 97.5, axis=1),
+        },
+        columns=CURVE_COLUMNS,
+    )
     return curve
 
 
@@ -203,8 +219,10 @@ def acdc(
     """
     graph = patcher.graph
     if graph.n_edges > max_edges:
-        raise SpectrascopeError(f"ACDC runs one forward per edge: this graph has {graph.n_edges} edges (limit "
-                                f"{max_edges}); use --method eap-ig and the faithfulness curve instead")
+        raise SpectrascopeError(
+            f"ACDC runs one forward per edge: this graph has {graph.n_edges} edges (limit "
+            f"{max_edges}); use --method eap-ig and the faithfulness curve instead"
+        )
     if threshold < 0:
         raise SpectrascopeError(f"the ACDC threshold must be >= 0 (got {threshold})")
     gap = float(patcher.clean_rows.mean() - patcher.corrupted_rows.mean())
@@ -221,8 +239,18 @@ def acdc(
                 value = float(patcher.metric_rows((graph.valid & ~trial)[None])[0].mean())
                 drop = (current - value) / gap
                 removed = drop < threshold
-                log.append((len(log), graph.nodes[u].name, graph.inputs[i].node.name, graph.inputs[i].kind,
-                            current, value, drop, removed))
+                log.append(
+                    (
+                        len(log),
+                        graph.nodes[u].name,
+                        graph.inputs[i].node.name,
+                        graph.inputs[i].kind,
+                        current,
+                        value,
+                        drop,
+                        removed,
+                    )
+                )
                 if removed:
                     kept, current = trial, value
                 advance(1)

@@ -21,8 +21,11 @@ from ..errors import SpectrascopeError
 from ..interrupts import EXIT_CODE as INTERRUPTED_EXIT_CODE
 from ..interrupts import Interrupted, raise_on_signals
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="spectrascope: weight spectra, activation spectra and mechanisms of LLMs, in one report.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="spectrascope: weight spectra, activation spectra and mechanisms of LLMs, in one report.",
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -50,8 +53,11 @@ def option_spelling(argv: Sequence[str]) -> Callable[[str], str | None]:
                 return lambda parameter: None
     if name is None:
         return lambda parameter: None
-    flags = {p.name: max((o for o in p.opts if o.startswith("--")), key=len, default=p.opts[0])
-             for p in command.params if getattr(p, "param_type_name", "") == "option"}
+    flags = {
+        p.name: max((o for o in p.opts if o.startswith("--")), key=len, default=p.opts[0])
+        for p in command.params
+        if getattr(p, "param_type_name", "") == "option"
+    }
     aliases = _ALIASES.get(name, {})
     return lambda parameter: flags.get(aliases.get(parameter, parameter))
 
@@ -76,8 +82,20 @@ def writes_out(function: Callable) -> Callable:
 def _register_commands() -> None:
     """Import the modules that define the subcommands (each decorates ``app``)."""
     from . import (  # noqa: F401, I001 (order = help order)
-        weights_cmd, corpora_cmd, activations_cmd, energy_cmd, lens_cmd, patch_cmd, heads_cmd, ablate_cmd, probe_cmd,
-        steer_cmd, sae_cmd, circuit_cmd, study_cmd, track_cmd,
+        weights_cmd,
+        corpora_cmd,
+        activations_cmd,
+        energy_cmd,
+        lens_cmd,
+        patch_cmd,
+        heads_cmd,
+        ablate_cmd,
+        probe_cmd,
+        steer_cmd,
+        sae_cmd,
+        circuit_cmd,
+        study_cmd,
+        track_cmd,
     )
 
 
@@ -104,8 +122,12 @@ def main() -> None:
             sys.exit(err.exit_code)
         if os.environ.get("SPECTRASCOPE_DEBUG"):
             raise
-        err_console.print(f"internal error: {type(err).__name__}: {err} (set SPECTRASCOPE_DEBUG=1 for the traceback)",
-                          markup=False, highlight=False, soft_wrap=True)
+        err_console.print(
+            f"internal error: {type(err).__name__}: {err} (set SPECTRASCOPE_DEBUG=1 for the traceback)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
     if code == INTERRUPTED_EXIT_CODE:  # typer turns a KeyboardInterrupt into this exit code
         _interrupted()

@@ -33,8 +33,16 @@ class AblationMetric(str, Enum):
     """Next-token loss on the first texts of ``--corpus``."""
 
 
-def metric_and_reference(loaded: Any, metric: AblationMetric, mode: AblationMode, corpus: str, n_seq: int,
-                         seq_len: int, max_tokens: int, seed: int) -> tuple[Any, Any]:
+def metric_and_reference(
+    loaded: Any,
+    metric: AblationMetric,
+    mode: AblationMode,
+    corpus: str,
+    n_seq: int,
+    seq_len: int,
+    max_tokens: int,
+    seed: int,
+) -> tuple[Any, Any]:
     """The metric, and the reference batch of mean / resample ablation (None for zero), built as
     the study builds them (:mod:`spectrascope.mech.references`)."""
     from ..mech.metrics import corpus_loss, repeated_loss
@@ -56,15 +64,23 @@ def metric_and_reference(loaded: Any, metric: AblationMetric, mode: AblationMode
 @writes_out
 def ablate(
     model: ModelArg = DEFAULT_MODEL,
-    components: Annotated[str, typer.Option("--heads", "--components", help=f"all (every head), all-attn, all-mlp, or "
-                                            f"a comma list of {', '.join(NAME_FORMS)}")] = "all",
-    metric: Annotated[AblationMetric, typer.Option("--metric", help="induction-loss or loss (on --corpus)")]
-    = AblationMetric.INDUCTION_LOSS,
+    components: Annotated[
+        str,
+        typer.Option(
+            "--heads",
+            "--components",
+            help=f"all (every head), all-attn, all-mlp, or a comma list of {', '.join(NAME_FORMS)}",
+        ),
+    ] = "all",
+    metric: Annotated[
+        AblationMetric, typer.Option("--metric", help="induction-loss or loss (on --corpus)")
+    ] = AblationMetric.INDUCTION_LOSS,
     mode: Annotated[AblationMode, typer.Option("--mode", help="how heads and blocks are removed")] = AblationMode.MEAN,
     corpus: Annotated[str, typer.Option("--corpus", help="corpus of --metric loss (built-in name or path)")] = "code",
     n_seq: Annotated[int, typer.Option("--n-seq", min=1, help="random sequences of --metric induction-loss")] = 4,
-    seq_len: Annotated[int, typer.Option("--seq-len", min=2, help="repeated sequence length (tokens per text for "
-                                         "--metric loss)")] = REPEAT_LENGTH,
+    seq_len: Annotated[
+        int, typer.Option("--seq-len", min=2, help="repeated sequence length (tokens per text for --metric loss)")
+    ] = REPEAT_LENGTH,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=2, help="corpus tokens of --metric loss")] = 1024,
     seed: SeedOpt = 0,
     top: Annotated[int, typer.Option("--top", min=1, help="components shown")] = 10,
@@ -84,7 +100,9 @@ def ablate(
     table = ablation_sweep(loaded, components, chosen, mode=mode, reference=reference, show_progress=not quiet)
     ranked = rank_by_damage(table)
     baseline = float(table["baseline"].iloc[0]) if len(table) else float("nan")
-    view = Table(title=f"{mode.value} ablation of {model}: {chosen.name} (baseline {baseline:.4f}), most damaging first")
+    view = Table(
+        title=f"{mode.value} ablation of {model}: {chosen.name} (baseline {baseline:.4f}), most damaging first"
+    )
     for col in ["rank", "component", "value", "damage"]:
         view.add_column(col, justify="left" if col == "component" else "right")
     for r in ranked.head(top).itertuples(index=False):

@@ -18,8 +18,7 @@ def energy(
     model: ModelArg = DEFAULT_MODEL,
     text: str = typer.Option(..., "--text", help="the text to score token by token"),
     sites: str = typer.Option("resid_post", help="sites (short forms or full names)"),
-    corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus",
-                               help="reference corpora (pooled); cached on disk"),
+    corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus", help="reference corpora (pooled); cached on disk"),
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="reference tokens per corpus")] = 2048,
     out: Annotated[Path | None, typer.Option("--out", help="write energy_tokens.parquet/.csv here")] = None,
 ) -> None:

@@ -45,8 +45,11 @@ def heads(
         for col in ["layer.head", kind, *[k for k in requested if k != kind]]:
             table.add_column(col, justify="right")
         for r in top_heads(scores, kind, top).itertuples(index=False):
-            table.add_row(f"{r.layer}.{r.head}", f"{getattr(r, kind):.3f}",
-                          *[f"{getattr(r, k):.3f}" for k in requested if k != kind])
+            table.add_row(
+                f"{r.layer}.{r.head}",
+                f"{getattr(r, kind):.3f}",
+                *[f"{getattr(r, k):.3f}" for k in requested if k != kind],
+            )
         console.print(table)
     pq, csv = write_table(scores, out, "head_scores")
     console.print(f"wrote {pq}, {csv}")

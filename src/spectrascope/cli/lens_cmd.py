@@ -24,9 +24,14 @@ def _model_and_prompt(words: list[str]) -> tuple[str, str]:
 @app.command()
 @writes_out
 def lens(
-    words: list[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
-                                      help=f"optional model (bundled name or path; default {DEFAULT_MODEL}), then the prompt"),
-    target: list[str] | None = typer.Option(None, "--target", help="token to follow, e.g. ' Paris' (repeatable; first token used)"),
+    words: list[str] = typer.Argument(
+        ...,
+        metavar="[MODEL] PROMPT",
+        help=f"optional model (bundled name or path; default {DEFAULT_MODEL}), then the prompt",
+    ),
+    target: list[str] | None = typer.Option(
+        None, "--target", help="token to follow, e.g. ' Paris' (repeatable; first token used)"
+    ),
     k: Annotated[int, typer.Option("--k", min=1, help="top tokens kept per layer and position")] = 5,
     out: OutOpt = DEFAULT_OUT,
     device: DeviceOpt = "cpu",

@@ -15,8 +15,18 @@ import typer
 from ..corpora import DEFAULT_CORPORA
 from ..models.zoo import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_CORPORA", "DEFAULT_MODEL", "DEFAULT_OUT", "CorpusOpt", "DeviceOpt", "ModelArg", "OutOpt",
-           "QuietOpt", "SeedOpt", "require_device"]
+__all__ = [
+    "DEFAULT_CORPORA",
+    "DEFAULT_MODEL",
+    "DEFAULT_OUT",
+    "CorpusOpt",
+    "DeviceOpt",
+    "ModelArg",
+    "OutOpt",
+    "QuietOpt",
+    "SeedOpt",
+    "require_device",
+]
 
 MODEL_HELP = "bundled model name, toy-induction, HF directory, .safetensors or .gguf file"
 

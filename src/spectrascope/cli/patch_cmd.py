@@ -38,7 +38,9 @@ def patch(
     corrupted: str = typer.Option(..., "--corrupted", help="corrupted prompt of the same token length"),
     correct: str = typer.Option(..., "--correct", help="token the clean prompt predicts, e.g. ' Paris'"),
     wrong: str = typer.Option(..., "--wrong", help="token the corrupted prompt predicts, e.g. ' Rome'"),
-    sweep: Annotated[Sweep, typer.Option("--sweep", help="heads, or a site kind swept over layers x positions")] = Sweep.HEADS,
+    sweep: Annotated[
+        Sweep, typer.Option("--sweep", help="heads, or a site kind swept over layers x positions")
+    ] = Sweep.HEADS,
     attribution: bool = typer.Option(True, "--attribution/--no-attribution", help="also attribution patching"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="patched copies per forward pass")] = 32,
     top: Annotated[int, typer.Option("--top", min=1, help="rows printed (largest |effect|)")] = 10,
@@ -77,11 +79,15 @@ def patch(
     else:
         df = patch_sweep_layers_positions(model, clean, corrupted, sweep, metric=metric, batch_size=batch_size)
         effect = "effect"
-    console.print(f"logit diff {correct!r} - {wrong!r}: clean {df.attrs['clean_metric']:.3f}, "
-                  f"corrupted {df.attrs['corrupted_metric']:.3f}")
+    console.print(
+        f"logit diff {correct!r} - {wrong!r}: clean {df.attrs['clean_metric']:.3f}, "
+        f"corrupted {df.attrs['corrupted_metric']:.3f}"
+    )
     if attribution:
-        console.print(f"attribution vs exact: Spearman {df.attrs['spearman']:.3f}; "
-                      f"exact {df.attrs['seconds_exact']:.1f} s, attribution {df.attrs['seconds_attribution']:.1f} s")
+        console.print(
+            f"attribution vs exact: Spearman {df.attrs['spearman']:.3f}; "
+            f"exact {df.attrs['seconds_exact']:.1f} s, attribution {df.attrs['seconds_attribution']:.1f} s"
+        )
     table = Table(title=f"patching {sweep}: largest normalized effects (1 = restores the clean logit diff)")
     shown = [c for c in df.columns if c != "site"]
     for col in shown:
@@ -97,7 +103,15 @@ def patch(
         x_labels = [f"{p}:{tokens[p]!r}" for p in grid.columns]
     else:
         x_labels = [str(h) for h in grid.columns]
-    html, png = write_heatmap(grid.values, x_labels, [str(i) for i in grid.index], out, "patching_heatmap",
-                              title=f"activation patching ({sweep}): {clean!r} -> {corrupted!r}",
-                              x_title=column, colorbar="normalized effect", diverging=True)
+    html, png = write_heatmap(
+        grid.values,
+        x_labels,
+        [str(i) for i in grid.index],
+        out,
+        "patching_heatmap",
+        title=f"activation patching ({sweep}): {clean!r} -> {corrupted!r}",
+        x_title=column,
+        colorbar="normalized effect",
+        diverging=True,
+    )
     console.print(f"wrote {out / 'patching.parquet'} (+ .csv), {html}, {png}")

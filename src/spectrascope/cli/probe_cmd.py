@@ -63,8 +63,16 @@ def _position(value: str) -> str | int:
         return value
 
 
-_SHORT = {"accuracy": "acc", "control_accuracy": "control", "selectivity": "select", "circle_r2": "circle R2",
-          "circle_r2_control": "ctrl R2", "order_score": "order", "n_train": "train", "n_test": "test"}
+_SHORT = {
+    "accuracy": "acc",
+    "control_accuracy": "control",
+    "selectivity": "select",
+    "circle_r2": "circle R2",
+    "circle_r2_control": "ctrl R2",
+    "order_score": "order",
+    "n_train": "train",
+    "n_test": "test",
+}
 
 
 def _print_frame(df, title: str, columns: list[str]) -> None:
@@ -80,14 +88,21 @@ def _print_frame(df, title: str, columns: list[str]) -> None:
 @writes_out
 def probe(
     model: ModelArg = DEFAULT_MODEL,
-    experiment: Annotated[ProbeExperiment, typer.Option("--experiment", help="calendar (month/weekday identity and "
-                                                        "circles) or corpus (--corpus/--label)")] = ProbeExperiment.CALENDAR,
+    experiment: Annotated[
+        ProbeExperiment,
+        typer.Option("--experiment", help="calendar (month/weekday identity and circles) or corpus (--corpus/--label)"),
+    ] = ProbeExperiment.CALENDAR,
     out: OutOpt = DEFAULT_OUT,
-    max_texts: Annotated[int, typer.Option("--max-texts", min=4, help="texts per target (calendar) or from the corpus")] = 240,
-    position: str = typer.Option("", "--position",
-                                 help="calendar: word (default) or last; corpus: last (default), mean, a token index or a word"),
+    max_texts: Annotated[
+        int, typer.Option("--max-texts", min=4, help="texts per target (calendar) or from the corpus")
+    ] = 240,
+    position: str = typer.Option(
+        "", "--position", help="calendar: word (default) or last; corpus: last (default), mean, a token index or a word"
+    ),
     layers: str | None = typer.Option(None, "--layers", help="e.g. 0,5,10 or 4-12 (default all)"),
-    site: str = typer.Option("resid_post", "--site", help="resid_post, resid_pre, resid_mid, attn_out, mlp_out, mlp_post, z"),
+    site: str = typer.Option(
+        "resid_post", "--site", help="resid_post, resid_pre, resid_mid, attn_out, mlp_out, mlp_post, z"
+    ),
     plane: str = typer.Option("lda", "--plane", help="calendar circle plane: lda (Fisher discriminant) or pca"),
     corpus: str | None = typer.Option(None, "--corpus", help="corpus experiment: built-in name or path"),
     label: str | None = typer.Option(None, "--label", help="corpus experiment: the label column to probe"),
@@ -106,16 +121,45 @@ def probe(
     if experiment is ProbeExperiment.CALENDAR:
         from ..mech.circular import calendar_experiment
 
-        df = calendar_experiment(loaded, max_texts=max_texts, seed=seed, layers=layer_list,
-                                 position=position or "word", site=site, plane=plane)
-        columns = ["target", "layer", "accuracy", "control_accuracy", "selectivity", "control", "circle_r2",
-                   "circle_r2_control", "order_score"]
-        title = (f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday; "
-                 "random order 0.18 / 0.33)")
+        df = calendar_experiment(
+            loaded,
+            max_texts=max_texts,
+            seed=seed,
+            layers=layer_list,
+            position=position or "word",
+            site=site,
+            plane=plane,
+        )
+        columns = [
+            "target",
+            "layer",
+            "accuracy",
+            "control_accuracy",
+            "selectivity",
+            "control",
+            "circle_r2",
+            "circle_r2_control",
+            "order_score",
+        ]
+        title = (
+            f"calendar probes: {model} ({position or 'word'} position; chance 0.083 month, 0.143 weekday; "
+            "random order 0.18 / 0.33)"
+        )
     else:
-        df = _corpus_probe(loaded, corpus, label, kind.value, max_texts, _position(position or "last"), layer_list, site,
-                           seed)
-        columns = ["layer", "metric", "accuracy", "control_accuracy", "selectivity", "control", "chance", "n_train", "n_test"]
+        df = _corpus_probe(
+            loaded, corpus, label, kind.value, max_texts, _position(position or "last"), layer_list, site, seed
+        )
+        columns = [
+            "layer",
+            "metric",
+            "accuracy",
+            "control_accuracy",
+            "selectivity",
+            "control",
+            "chance",
+            "n_train",
+            "n_test",
+        ]
         title = f"{kind.value} probes for {label!r} in {corpus}: {model}"
     _print_frame(df, title, columns)
     pq, csv = write_table(df, out, "probes")

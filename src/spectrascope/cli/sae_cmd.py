@@ -14,7 +14,6 @@ sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders: train on 
 app.add_typer(sae_app, name="sae")
 
 
-
 def _print_row(title: str, df, columns: list[str]) -> None:
     table = Table(title=title)
     for col in columns:
@@ -31,10 +30,14 @@ def train(
     corpus: str = typer.Option(DEFAULT_CORPORA, "--corpus", help="comma-separated built-in corpora and/or paths"),
     arch: str = typer.Option("topk", "--arch", help="relu, topk, batch_topk or jumprelu"),
     d_sae: int | None = typer.Option(None, "--d-sae", help="features (default: 8 x the site's width)"),
-    k: float | None = typer.Option(None, "--k", help="active features per token (topk, batch_topk) or target L0 (relu, jumprelu)"),
+    k: float | None = typer.Option(
+        None, "--k", help="active features per token (topk, batch_topk) or target L0 (relu, jumprelu)"
+    ),
     tokens: int = typer.Option(200_000, "--tokens", help="training tokens"),
     store_tokens: int | None = typer.Option(None, "--store-tokens", help="activations to collect (default: --tokens)"),
-    store: Path | None = typer.Option(None, "--store", help="activation store folder (default: OUT-activations); resumed if present"),
+    store: Path | None = typer.Option(
+        None, "--store", help="activation store folder (default: OUT-activations); resumed if present"
+    ),
     dtype: str = typer.Option("float16", "--store-dtype", help="float16 or bfloat16"),
     batch_size: int = typer.Option(1024, "--batch-size", help="tokens per step"),
     lr: float | None = typer.Option(None, "--lr", help="learning rate (default: scaled to d_sae)"),
@@ -47,13 +50,31 @@ def train(
     """Train an SAE on a site's activations over corpora (first position left out); write a SAELens folder."""
     from ..sae.train import train_sae
 
-    sae = train_sae(model, arch=arch, d_sae=d_sae, k=k, site=site, corpus=corpus, tokens=tokens,
-                    store_tokens=store_tokens, store_dir=store, store_dtype=dtype, seq_len=seq_len,
-                    batch_size=batch_size, lr=lr, seed=seed, device=device, out=out, show_progress=not quiet)
+    sae = train_sae(
+        model,
+        arch=arch,
+        d_sae=d_sae,
+        k=k,
+        site=site,
+        corpus=corpus,
+        tokens=tokens,
+        store_tokens=store_tokens,
+        store_dir=store,
+        store_dtype=dtype,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        out=out,
+        show_progress=not quiet,
+    )
     info = sae.metadata["training"]
-    console.print(f"trained {arch} SAE (d_in {sae.d_in}, d_sae {sae.d_sae}) on {info['tokens']:,} tokens in "
-                  f"{info['seconds']:.1f} s ({info['tokens_per_s']:,.0f} tokens/s): L0 {info['final_l0']:.1f}, "
-                  f"explained variance {info['final_explained_variance']:.3f}, dead {info['final_dead_fraction']:.1%}")
+    console.print(
+        f"trained {arch} SAE (d_in {sae.d_in}, d_sae {sae.d_sae}) on {info['tokens']:,} tokens in "
+        f"{info['seconds']:.1f} s ({info['tokens_per_s']:,.0f} tokens/s): L0 {info['final_l0']:.1f}, "
+        f"explained variance {info['final_explained_variance']:.3f}, dead {info['final_dead_fraction']:.1%}"
+    )
     console.print(f"wrote {out} (cfg.json, sae_weights.safetensors, training_log.parquet)")
 
 
@@ -76,8 +97,21 @@ def evaluate(
 
     sae = load_sae(sae_dir)
     df = evaluate_sae(sae, model, site=site, corpus=corpus, tokens=tokens, seq_len=seq_len, show_progress=not quiet)
-    _print_row(f"SAE quality ({sae_dir})", df, ["domain", "n_tokens", "explained_variance", "l0", "dead_fraction",
-                                                "loss_clean", "loss_sae", "loss_zero", "loss_recovered"])
+    _print_row(
+        f"SAE quality ({sae_dir})",
+        df,
+        [
+            "domain",
+            "n_tokens",
+            "explained_variance",
+            "l0",
+            "dead_fraction",
+            "loss_clean",
+            "loss_sae",
+            "loss_zero",
+            "loss_recovered",
+        ],
+    )
     if out:
         write_table(df, out, "sae_quality")
         console.print(f"wrote {out / 'sae_quality.parquet'} (+ .csv)")
@@ -101,9 +135,11 @@ def features(
     from ..sae.saelens_io import load_sae
 
     sae = load_sae(sae_dir)
-    report = sae_features(sae, model, site=site, corpus=corpus, tokens=tokens, seq_len=seq_len,
-                          show_progress=not quiet)
-    _print_row("domain-selective features (held-out text)", report.ranking.head(top),
-               ["rank", "feature", "top_domain", "specificity", "sensitivity", "q_value"])
+    report = sae_features(sae, model, site=site, corpus=corpus, tokens=tokens, seq_len=seq_len, show_progress=not quiet)
+    _print_row(
+        "domain-selective features (held-out text)",
+        report.ranking.head(top),
+        ["rank", "feature", "top_domain", "specificity", "sensitivity", "q_value"],
+    )
     write_feature_tables(report, out)
     console.print(f"wrote {out}/feature_*.parquet (+ .csv)")

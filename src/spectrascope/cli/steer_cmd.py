@@ -39,7 +39,9 @@ def steer(
     as_model(loaded).require_causal_lm("steer")
     vector = steering_vector(loaded, pos, neg, layer, site=site)
     before = next_token_table(loaded, prompt, top_k)
-    after = next_token_table(loaded, prompt, top_k, steering={"layer": layer, "vector": vector, "scale": scale, "site": site})
+    after = next_token_table(
+        loaded, prompt, top_k, steering={"layer": layer, "vector": vector, "scale": scale, "site": site}
+    )
     effect = steering_effect(loaded, [prompt], vector, layer, scales=[scale], site=site)
     table = Table(title=f"next token of {prompt!r}: before / after steering at layer {layer}, scale {scale:g}")
     for col in ["rank", "before", "p", "after", "p "]:
@@ -47,4 +49,6 @@ def steer(
     for b, a in zip(before.itertuples(), after.itertuples(), strict=True):
         table.add_row(str(b.rank), repr(b.token), f"{b.prob:.3f}", repr(a.token), f"{a.prob:.3f}")
     console.print(table)
-    console.print(f"|vector| = {float(vector.norm()):.2f}; KL(before || after) = {effect['kl_from_unsteered'].iloc[0]:.3f} nats")
+    console.print(
+        f"|vector| = {float(vector.norm()):.2f}; KL(before || after) = {effect['kl_from_unsteered'].iloc[0]:.3f} nats"
+    )

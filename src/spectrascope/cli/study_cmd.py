@@ -28,22 +28,33 @@ class StudyAblation(str, Enum):
 def study(
     model: ModelArg = DEFAULT_MODEL,
     out: OutOpt = Path("study-out"),
-    budget: Annotated[BudgetPreset, typer.Option("--budget", help="small (a smoke run), default or large")]
-    = BudgetPreset.DEFAULT,
+    budget: Annotated[
+        BudgetPreset, typer.Option("--budget", help="small (a smoke run), default or large")
+    ] = BudgetPreset.DEFAULT,
     corpus: CorpusOpt | None = None,
     stages: Annotated[str, typer.Option("--stages", help="stages to run, in order")] = ",".join(STAGE_NAMES),
-    activation_tokens: Annotated[int | None, typer.Option("--activation-tokens", min=1,
-                                                          help="statistic tokens per domain (activation pass)")] = None,
-    loss_tokens: Annotated[int | None, typer.Option("--loss-tokens", min=2, help="tokens per domain of each domain "
-                                                    "loss")] = None,
-    ablation_layers: Annotated[str | None, typer.Option("--ablation-layers", help="layers of the per-domain spectral "
-                                                        "vs block comparison, e.g. 0,15 (default: the middle layer)")] = None,
-    ablation_mode: Annotated[StudyAblation | None, typer.Option("--ablation-mode", help="mean (over calibration texts) "
-                                                               "or zero")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes for the weight spectra")]
-    = DEFAULT_WORKERS,
-    resume: Annotated[bool, typer.Option("--resume", help="skip stages finished earlier with the same model, seed and "
-                                         "budgets")] = False,
+    activation_tokens: Annotated[
+        int | None, typer.Option("--activation-tokens", min=1, help="statistic tokens per domain (activation pass)")
+    ] = None,
+    loss_tokens: Annotated[
+        int | None, typer.Option("--loss-tokens", min=2, help="tokens per domain of each domain loss")
+    ] = None,
+    ablation_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--ablation-layers",
+            help="layers of the per-domain spectral vs block comparison, e.g. 0,15 (default: the middle layer)",
+        ),
+    ] = None,
+    ablation_mode: Annotated[
+        StudyAblation | None, typer.Option("--ablation-mode", help="mean (over calibration texts) or zero")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="worker processes for the weight spectra")
+    ] = DEFAULT_WORKERS,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="skip stages finished earlier with the same model, seed and budgets")
+    ] = False,
     seed: SeedOpt = 0,
 ) -> None:
     """The main job: weights, activations, mechanisms, the bridge and features on one model; tables plus OUT/report.html."""
@@ -55,9 +66,21 @@ def study(
     except ValueError:
         raise OptionError(f"--ablation-layers {ablation_layers!r}: give layer indices such as 0,15") from None
     chosen = StudyBudget.preset(budget).with_overrides(
-        corpora=corpus, activation_tokens=activation_tokens, loss_tokens=loss_tokens, ablation_layers=layers,
-        ablation_mode=ablation_mode.value if ablation_mode else None)
-    report = run_study(model, out, workers=workers, resume=resume, seed=seed, show_progress=True,
-                       stages=tuple(s.strip() for s in stages.split(",") if s.strip()), budget=chosen,
-                       log=lambda line: console.print(f"[bold]study[/bold] {line}"))
+        corpora=corpus,
+        activation_tokens=activation_tokens,
+        loss_tokens=loss_tokens,
+        ablation_layers=layers,
+        ablation_mode=ablation_mode.value if ablation_mode else None,
+    )
+    report = run_study(
+        model,
+        out,
+        workers=workers,
+        resume=resume,
+        seed=seed,
+        show_progress=True,
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        budget=chosen,
+        log=lambda line: console.print(f"[bold]study[/bold] {line}"),
+    )
     console.print(f"report: {report}")

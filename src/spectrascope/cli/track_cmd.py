@@ -25,22 +25,38 @@ def _print_changes(changes, top: int = 10) -> None:
     for col in [*by, "metric", "between steps", "before", "after", "p", "q"]:
         table.add_column(col, justify="left" if col in (*by, "metric") else "right")
     for r in significant.head(top).to_dict("records"):
-        table.add_row(*[str(r[c]) for c in by], r["metric"], f"{r['step_before']:g} - {r['step']:g}", f"{r['before']:.3g}",
-                      f"{r['after']:.3g}", f"{r['p_value']:.3g}", f"{r['q_value']:.3g}")
+        table.add_row(
+            *[str(r[c]) for c in by],
+            r["metric"],
+            f"{r['step_before']:g} - {r['step']:g}",
+            f"{r['before']:.3g}",
+            f"{r['after']:.3g}",
+            f"{r['p_value']:.3g}",
+            f"{r['q_value']:.3g}",
+        )
     console.print(table)
 
 
 @app.command()
 @writes_out
 def track(
-    checkpoints: list[str] = typer.Argument(..., help="checkpoint folders/files named by step (step1000, checkpoint-1000), "
-                                            "glob patterns, or a folder of step-named entries (Pythia-style step1000/)"),
+    checkpoints: list[str] = typer.Argument(
+        ...,
+        help="checkpoint folders/files named by step (step1000, checkpoint-1000), "
+        "glob patterns, or a folder of step-named entries (Pythia-style step1000/)",
+    ),
     out: Path = typer.Option(Path("track-out"), "--out", help="output directory"),
     exact: bool = typer.Option(True, "--exact/--fast", help="float64 (weightwatcher's numbers) or float32"),
     heads: bool = typer.Option(False, "--heads", help="per-head and QK/OV circuit spectra at every checkpoint"),
-    head_scores: bool = typer.Option(False, "--head-scores", help="induction / previous-token scores (loads each model)"),
-    activations: str = typer.Option(None, "--activations", help="comma-separated corpora: activation spectra at "
-                                    "resid_post per checkpoint (loads each model and its tokenizer)"),
+    head_scores: bool = typer.Option(
+        False, "--head-scores", help="induction / previous-token scores (loads each model)"
+    ),
+    activations: str = typer.Option(
+        None,
+        "--activations",
+        help="comma-separated corpora: activation spectra at "
+        "resid_post per checkpoint (loads each model and its tokenizer)",
+    ),
     mp_fit: bool = typer.Option(True, "--mp-fit/--no-mp-fit", help="Marchenko-Pastur spikes"),
     traps: bool = typer.Option(True, "--traps/--no-traps", help="correlation traps (seeded shuffle)"),
     seed: int = typer.Option(0, help="seed for all randomness"),
@@ -56,18 +72,36 @@ def track(
     from ..dynamics.track import track as run_track
     from ..tables import write_table
 
-    result = run_track(checkpoints, out=out, precision="exact" if exact else "fast", mp_fit=mp_fit, randomize=traps,
-                       heads=heads, head_scores=head_scores, activations=activations, seed=seed, workers=workers,
-                       resume=resume, allow_pickle=allow_pickle, show_progress=not quiet)
+    result = run_track(
+        checkpoints,
+        out=out,
+        precision="exact" if exact else "fast",
+        mp_fit=mp_fit,
+        randomize=traps,
+        heads=heads,
+        head_scores=head_scores,
+        activations=activations,
+        seed=seed,
+        workers=workers,
+        resume=resume,
+        allow_pickle=allow_pickle,
+        show_progress=not quiet,
+    )
     ok = result.weights[result.weights["status"] == "success"]
     changes = change_points_by_model(ok, present(ok, WEIGHT_METRICS), by=["name"], n_perm=n_perm, seed=seed)
     write_table(changes, out, "changepoints")
-    page = write_page("Spectra over training checkpoints", track_sections(result.weights, changes, result.checkpoints,
-                                                                            result.heads), out / "report.html")
+    page = write_page(
+        "Spectra over training checkpoints",
+        track_sections(result.weights, changes, result.checkpoints, result.heads),
+        out / "report.html",
+    )
     status = result.checkpoints
-    console.print(f"{len(status)} checkpoints: " + ", ".join(f"{k} {v}" for k, v in status["status"].value_counts().items())
-                  + f"; matrix rows computed {int(status['computed'].sum())}, reused (unchanged tensors) "
-                  f"{int(status['reused'].sum())}")
+    console.print(
+        f"{len(status)} checkpoints: "
+        + ", ".join(f"{k} {v}" for k, v in status["status"].value_counts().items())
+        + f"; matrix rows computed {int(status['computed'].sum())}, reused (unchanged tensors) "
+        f"{int(status['reused'].sum())}"
+    )
     for r in status[status["status"] != "ok"].itertuples():
         console.print(f"  step {r.step}: {r.status}: {r.reason}", markup=False)
     _print_changes(changes)
@@ -84,7 +118,9 @@ def experiment(
     seed: int = typer.Option(0, help="seed for all randomness"),
     n_perm: int = typer.Option(999, "--n-perm", help="permutations of each change-point test"),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="randomized-weights and untrained controls"),
-    threads: int = typer.Option(1, "--threads", help="torch threads (1: the models are tiny; more threads only contend)"),
+    threads: int = typer.Option(
+        1, "--threads", help="torch threads (1: the models are tiny; more threads only contend)"
+    ),
     workers: int = typer.Option(1, "--workers", help="weights-engine worker processes"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
@@ -98,12 +134,32 @@ def experiment(
         _run_experiment(name, folder.path, quick, steps, checkpoints, seed, n_perm, controls, workers, quiet)
 
 
-def _run_experiment(name: str, out: Path, quick: bool, steps: int | None, checkpoints: int | None, seed: int,
-                    n_perm: int, controls: bool, workers: int, quiet: bool) -> None:
+def _run_experiment(
+    name: str,
+    out: Path,
+    quick: bool,
+    steps: int | None,
+    checkpoints: int | None,
+    seed: int,
+    n_perm: int,
+    controls: bool,
+    workers: int,
+    quiet: bool,
+) -> None:
     from ..dynamics.experiment import run_experiment
 
-    result = run_experiment(name, out, quick=quick, steps=steps, n_checkpoints=checkpoints, seed=seed, n_perm=n_perm,
-                            controls=controls, workers=workers, show_progress=not quiet)
+    result = run_experiment(
+        name,
+        out,
+        quick=quick,
+        steps=steps,
+        n_checkpoints=checkpoints,
+        seed=seed,
+        n_perm=n_perm,
+        controls=controls,
+        workers=workers,
+        show_progress=not quiet,
+    )
     for line in result.summary.get("timing", []):
         console.print(line, markup=False)
     console.print(f"events: {result.summary['events']}", markup=False)

@@ -13,7 +13,6 @@ from ..errors import OptionError
 from .dates import MONTHS, ORDINALS, WEEKDAYS
 from .registry import load_corpus
 
-
 #: Extra month contexts (the ``calendar`` corpus has only a few per month; see :func:`calendar_texts`).
 MONTH_TEMPLATES: tuple[str, ...] = (
     "{name} was born in {w}.",
@@ -116,8 +115,11 @@ def calendar_texts(
         while len(chosen) < per_class and attempts < 100 * per_class:
             attempts += 1
             sentence = rng.choice(templates).format(
-                w=names[k], name=rng.choice(_NAMES), city=rng.choice(_CITIES),
-                day=rng.randint(1, 28), ordinal=rng.choice(ORDINALS),
+                w=names[k],
+                name=rng.choice(_NAMES),
+                city=rng.choice(_CITIES),
+                day=rng.randint(1, 28),
+                ordinal=rng.choice(ORDINALS),
             )
             if sentence not in seen:
                 seen.add(sentence)

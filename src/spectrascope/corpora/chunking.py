@@ -8,6 +8,7 @@ blocks up to a line budget). Both keep the original text of each piece (no re-wr
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
 
@@ -108,7 +109,7 @@ def _split_ranges(start: int, end: int, is_boundary) -> list[tuple[int, int]]:
     """Split the line range ``[start, end)`` before every index ``i`` with ``is_boundary(i)``."""
     cuts = [i for i in range(start + 1, end) if is_boundary(i)]
     bounds = [start, *cuts, end]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [(a, b) for a, b in pairwise(bounds) if b > a]
 
 
 def round_robin(groups: list[list]) -> list:

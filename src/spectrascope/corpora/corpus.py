@@ -40,9 +40,7 @@ class Corpus:
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
-            raise ValueError(
-                f"corpus {self.name!r}: {len(self.labels)} label rows for {len(self.texts)} texts"
-            )
+            raise ValueError(f"corpus {self.name!r}: {len(self.labels)} label rows for {len(self.texts)} texts")
 
     def __len__(self) -> int:
         """Number of texts."""

@@ -93,13 +93,9 @@ def _statement(template: str, rng: random.Random) -> tuple[str, dict]:
         if month == 2:  # depends on the year: name it
             year = rng.randint(FIRST_DATE.year, LAST_DATE.year)
             answer = str(calendar.monthrange(year, 2)[1])
-            return f"The number of days in February {year} is {answer}.", _row(
-                2, year=year, answer=answer
-            )
+            return f"The number of days in February {year} is {answer}.", _row(2, year=year, answer=answer)
         answer = str(calendar.monthrange(2001, month)[1])
-        return f"The number of days in {MONTHS[month - 1]} is {answer}.", _row(
-            month, answer=answer
-        )
+        return f"The number of days in {MONTHS[month - 1]} is {answer}.", _row(month, answer=answer)
     if template in ("weekday_after", "weekday_before"):  # "The day after Monday is Tuesday."
         weekday = rng.randint(0, 6)
         step = 1 if template == "weekday_after" else -1
@@ -110,9 +106,7 @@ def _statement(template: str, rng: random.Random) -> tuple[str, dict]:
     if template == "month_ordinal":  # "The third month of the year is March."
         month = rng.randint(1, 12)
         answer = MONTHS[month - 1]
-        return f"The {ORDINALS[month - 1]} month of the year is {answer}.", _row(
-            month, answer=answer
-        )
+        return f"The {ORDINALS[month - 1]} month of the year is {answer}.", _row(month, answer=answer)
     if template == "leap_year":  # "Is 2024 a leap year? Yes."
         year = rng.randint(FIRST_DATE.year, 2100)
         answer = "Yes" if calendar.isleap(year) else "No"

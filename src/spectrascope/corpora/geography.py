@@ -57,9 +57,7 @@ def country_table() -> pd.DataFrame:
     return pd.DataFrame(list(csv.DictReader(io.StringIO(text))))
 
 
-def build_geography(
-    seed: int = 0, n_pairs: int = DEFAULT_PAIRS
-) -> tuple[list[str], pd.DataFrame]:
+def build_geography(seed: int = 0, n_pairs: int = DEFAULT_PAIRS) -> tuple[list[str], pd.DataFrame]:
     """Generate the geography statements: all single-country ones plus ``n_pairs`` pairs.
 
     Returns ``(texts, labels)`` shuffled with ``seed``; ``labels`` columns: ``template``,

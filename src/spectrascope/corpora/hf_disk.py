@@ -53,18 +53,15 @@ def load_saved_dataset(
     columns = list(dataset.column_names)
     if text_field not in columns:
         raise CorpusError(
-            f"saved dataset {path} has no column {text_field!r} (its columns: "
-            f"{', '.join(columns) or 'none'})", option="text_field=", hint="name the text column with {option}",
+            f"saved dataset {path} has no column {text_field!r} (its columns: {', '.join(columns) or 'none'})",
+            option="text_field=",
+            hint="name the text column with {option}",
         )
     feature = dataset.features[text_field]
-    if not (
-        isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
-    ):
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
         raise CorpusError(f"saved dataset {path}: column {text_field!r} holds {feature}, not strings")
     texts = [t or "" for t in dataset[text_field]]
-    label_columns = [
-        c for c in columns if c != text_field and isinstance(dataset.features[c], datasets.Value)
-    ]
+    label_columns = [c for c in columns if c != text_field and isinstance(dataset.features[c], datasets.Value)]
     labels = None
     if label_columns:
         dropped = [c for c in columns if c not in label_columns]
@@ -76,15 +73,14 @@ def _choose_split(path: Path, splits: list[str], split: str | None) -> str:
     """Return the split to read from a saved DatasetDict with ``splits``."""
     if split is not None:
         if split not in splits:
-            raise CorpusError(
-                f"saved dataset {path} has no split {split!r} (its splits: {', '.join(splits)})"
-            )
+            raise CorpusError(f"saved dataset {path} has no split {split!r} (its splits: {', '.join(splits)})")
         return split
     if "train" in splits:
         return "train"
     if len(splits) == 1:
         return splits[0]
     raise CorpusError(
-        f"saved dataset {path} has several splits ({', '.join(splits)})", option="split=",
+        f"saved dataset {path} has several splits ({', '.join(splits)})",
+        option="split=",
         hint="choose one with {option}",
     )

@@ -49,9 +49,7 @@ def build_legal(seed: int = 0) -> tuple[list[str], pd.DataFrame]:
     per_license = []
     for row in license_manifest().itertuples(index=False):
         text = data_file(f"licenses/{row.file}").read_text(encoding="utf-8")
-        per_license.append(
-            [(row.spdx_id, k, chunk) for k, chunk in enumerate(chunk_paragraphs(text, MAX_CHARS))]
-        )
+        per_license.append([(row.spdx_id, k, chunk) for k, chunk in enumerate(chunk_paragraphs(text, MAX_CHARS))])
     rows = round_robin(per_license)
     texts = [r[2] for r in rows]
     labels = pd.DataFrame({"license": [r[0] for r in rows], "chunk": [r[1] for r in rows]})

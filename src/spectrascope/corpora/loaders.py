@@ -75,9 +75,7 @@ def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+        raise CorpusError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise CorpusError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -106,8 +104,7 @@ def read_text_dir(path: Path) -> tuple[list[str], pd.DataFrame]:
     )
     if not files:
         raise CorpusError(
-            f"directory {path} has no .txt files (and is not a dataset saved with "
-            "datasets' save_to_disk)"
+            f"directory {path} has no .txt files (and is not a dataset saved with datasets' save_to_disk)"
         )
     texts: list[str] = []
     names: list[str] = []
@@ -131,9 +128,7 @@ def read_jsonl(path: Path, text_field: str) -> tuple[list[str], pd.DataFrame | N
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise CorpusError(
-                f"{path} line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})"
-            ) from None
+            raise CorpusError(f"{path} line {lineno} is not valid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(record, dict):
             raise CorpusError(
                 f"{path} line {lineno} is a JSON {type(record).__name__}, expected an object "
@@ -142,22 +137,20 @@ def read_jsonl(path: Path, text_field: str) -> tuple[list[str], pd.DataFrame | N
         if text_field not in record:
             raise CorpusError(
                 f"{path} line {lineno} has no field {text_field!r} (its fields: "
-                f"{', '.join(map(str, record)) or 'none'})", option="text_field=",
+                f"{', '.join(map(str, record)) or 'none'})",
+                option="text_field=",
                 hint="name the text field with {option}",
             )
         value = record[text_field]
         if value is not None and not isinstance(value, str):
             raise CorpusError(
-                f"{path} line {lineno}: field {text_field!r} holds a {type(value).__name__}, "
-                "not a string"
+                f"{path} line {lineno}: field {text_field!r} holds a {type(value).__name__}, not a string"
             )
         records.append(record)
     if not records:
         raise CorpusError(f"corpus {path.stem!r} ({path}) is empty: it has no JSON lines")
     texts = [r[text_field] or "" for r in records]
-    frame = pd.DataFrame.from_records(
-        [{k: v for k, v in r.items() if k != text_field} for r in records]
-    )
+    frame = pd.DataFrame.from_records([{k: v for k, v in r.items() if k != text_field} for r in records])
     scalar = [
         c for c in frame.columns
         if frame[c].map(lambda v: v is None or isinstance(v, (str, int, float, bool))).all()
@@ -180,19 +173,13 @@ def read_parquet(path: Path, text_field: str) -> tuple[list[str], pd.DataFrame |
         raise CorpusError(f"cannot read {path}: not a readable Parquet file ({exc})") from None
     if text_field not in table.column_names:
         raise CorpusError(
-            f"{path} has no column {text_field!r} (its columns: "
-            f"{', '.join(table.column_names) or 'none'})", option="text_field=",
+            f"{path} has no column {text_field!r} (its columns: {', '.join(table.column_names) or 'none'})",
+            option="text_field=",
             hint="name the text column with {option}",
         )
     column_type = table.schema.field(text_field).type
-    if not (
-        pa.types.is_string(column_type)
-        or pa.types.is_large_string(column_type)
-        or pa.types.is_null(column_type)
-    ):
-        raise CorpusError(
-            f"{path}: column {text_field!r} holds {column_type}, not strings"
-        )
+    if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type) or pa.types.is_null(column_type)):
+        raise CorpusError(f"{path}: column {text_field!r} holds {column_type}, not strings")
     texts = [t or "" for t in table.column(text_field).to_pylist()]
     flat = [
         f.name for f in table.schema

@@ -106,9 +106,7 @@ def load_corpus(
     if isinstance(name_or_path, str) and name_or_path in BUILTINS:
         builtin = BUILTINS[name_or_path]
         texts, labels = builtin.build(seed)
-        return finish_corpus(
-            builtin.name, texts, labels, builtin.source(), builtin.license, max_texts
-        )
+        return finish_corpus(builtin.name, texts, labels, builtin.source(), builtin.license, max_texts)
     path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if path.exists():
         return load_path(path, max_texts=max_texts, text_field=text_field, split=split)
@@ -142,19 +140,11 @@ def corpus_texts(
         items = [item.strip() for item in spec.split(",") if item.strip()]
     if not items:
         raise CorpusError(
-            f"no corpus given: expected a comma-separated list of built-in names "
-            f"({', '.join(BUILTINS)}) or paths"
+            f"no corpus given: expected a comma-separated list of built-in names ({', '.join(BUILTINS)}) or paths"
         )
-    return [
-        load_corpus(item, max_texts, seed=seed, text_field=text_field) for item in items
-    ]
+    return [load_corpus(item, max_texts, seed=seed, text_field=text_field) for item in items]
 
 
 def _looks_like_path(text: str) -> bool:
     """Return whether ``text`` is meant as a path (has a separator or a known suffix)."""
-    return (
-        "/" in text
-        or os.sep in text
-        or text.startswith((".", "~"))
-        or Path(text).suffix.lower() in SUFFIXES
-    )
+    return "/" in text or os.sep in text or text.startswith((".", "~")) or Path(text).suffix.lower() in SUFFIXES

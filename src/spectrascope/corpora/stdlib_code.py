@@ -48,9 +48,8 @@ def stdlib_dir() -> Path:
 
 def source_description() -> str:
     """Return the ``source`` string: interpreter version, stdlib directory and module list."""
-    return (
-        f"Python {platform.python_version()} standard library at {stdlib_dir()}: "
-        + ", ".join(f"{m}.py" for m in MODULES)
+    return f"Python {platform.python_version()} standard library at {stdlib_dir()}: " + ", ".join(
+        f"{m}.py" for m in MODULES
     )
 
 
@@ -69,9 +68,7 @@ def build_code(seed: int = 0) -> tuple[list[str], pd.DataFrame]:
         if not path.is_file():
             continue
         source = path.read_text(encoding="utf-8")
-        per_module.append(
-            [(module, first, last, text) for first, last, text in chunk_source(source, MAX_LINES)]
-        )
+        per_module.append([(module, first, last, text) for first, last, text in chunk_source(source, MAX_LINES)])
     if not per_module:
         raise CorpusError(
             f"built-in corpus 'code' needs the Python standard library's source files, "

@@ -171,8 +171,13 @@ def best_split(values: Sequence[float] | np.ndarray, model: CostModel = "mean", 
     return Split(int(start[0]), int(stop[0]), float(share[0]))
 
 
-def permutation_test(values: Sequence[float] | np.ndarray, model: CostModel = "mean", min_size: int = 2,
-                     n_perm: int = DEFAULT_PERMUTATIONS, seed: int = 0) -> tuple[Split, float]:
+def permutation_test(
+    values: Sequence[float] | np.ndarray,
+    model: CostModel = "mean",
+    min_size: int = 2,
+    n_perm: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+) -> tuple[Split, float]:
     """(best split, permutation p-value) of one series (n,) against ``n_perm`` permutations."""
     y = np.asarray(values, dtype=np.float64)
     split = best_split(y, model, min_size)
@@ -215,7 +220,9 @@ def detect_changes(
     if not np.all(np.isfinite(y)):
         raise SpectrascopeError("the series has NaN or infinite values; drop them first")
     if model == "rate":  # the increment into step x[i + 1] is labelled x[i + 1], the one before x[i]
-        return detect_changes(np.diff(y), x[1:], "mean", min_size, n_perm, alpha, max_changes, seed) if y.size > 1 else []
+        return (
+            detect_changes(np.diff(y), x[1:], "mean", min_size, n_perm, alpha, max_changes, seed) if y.size > 1 else []
+        )
     if y.size < 2 * min_size:
         return []
     found: list[tuple[int, float, float, int]] = []  # (index, share, p, test)
@@ -235,9 +242,20 @@ def detect_changes(
             queue.extend((lo, hi) for lo, hi in pairwise(edges) if hi - lo >= 2 * min_size)
     found.sort()
     edges = [0] + [f[0] for f in found] + [y.size]
-    return [ChangePoint(t, float(x[t]), float(x[t - 1]), float(y[edges[k]:t].mean()), float(y[t:edges[k + 2]].mean()),
-                        share, p, k + 1, test)
-            for k, (t, share, p, test) in enumerate(found)]
+    return [
+        ChangePoint(
+            t,
+            float(x[t]),
+            float(x[t - 1]),
+            float(y[edges[k] : t].mean()),
+            float(y[t : edges[k + 2]].mean()),
+            share,
+            p,
+            k + 1,
+            test,
+        )
+        for k, (t, share, p, test) in enumerate(found)
+    ]
 
 
 def bh_q_values(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -281,7 +299,9 @@ def change_points(
     """
     missing = [c for c in [step, *by, *metrics] if c not in table.columns]
     if missing:
-        raise SpectrascopeError(f"no column {missing[0]!r} in the table (columns: {', '.join(map(str, table.columns))})")
+        raise SpectrascopeError(
+            f"no column {missing[0]!r} in the table (columns: {', '.join(map(str, table.columns))})"
+        )
     rows = []
     groups = table.groupby(list(by), sort=True, dropna=False) if by else [((), table)]
     for key, group in groups:
@@ -293,8 +313,9 @@ def change_points(
             steps = group[step].to_numpy(dtype=np.float64)[ok]
             for change in detect_changes(values[ok], steps, model, min_size, n_perm, alpha, max_changes, seed):
                 record = {k: v for k, v in asdict(change).items() if k != "index"}
-                rows.append({**dict(zip(by, key)), "metric": metric, **record, "delta": change.delta,
-                             "n_points": int(ok.sum())})
+                rows.append(
+                    {**dict(zip(by, key)), "metric": metric, **record, "delta": change.delta, "n_points": int(ok.sum())}
+                )
     out = pd.DataFrame(rows, columns=[*by, "metric", *CHANGE_COLUMNS])
     whole = out["test"] == 1
     out["q_value"] = np.nan
@@ -312,8 +333,13 @@ CHANGE_MODELS: tuple[CostModel, ...] = ("rate", "mean")
 """The models the reports run: an abrupt change against the metric's drift, and a level change."""
 
 
-def change_points_by_model(table: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = (),
-                           models: Sequence[CostModel] = CHANGE_MODELS, **kwargs) -> pd.DataFrame:
+def change_points_by_model(
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    by: Sequence[str] = (),
+    models: Sequence[CostModel] = CHANGE_MODELS,
+    **kwargs,
+) -> pd.DataFrame:
     """:func:`change_points` under each model, stacked with a ``model`` column first
     (Benjamini-Hochberg within each model's family of series)."""
     frames = [change_points(table, metrics, by, model=model, **kwargs) for model in models]

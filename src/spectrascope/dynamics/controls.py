@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import SpectrascopeError
 from ..models.open_source import open_source
 from ..weights.options import WeightsOptions
 from ..weights.runner import run_weights
@@ -37,7 +38,7 @@ def shuffled_over_steps(series: Sequence[Checkpoint], precision: str = "exact", 
     for cp in series:
         try:
             source = open_source(cp.path)
-        except Exception:
+        except (SpectrascopeError, OSError):  # open_source's failures: SourceError, unreadable files
             continue
         table, _ = run_weights(ShuffledSource(source, seed), options)
         table.insert(0, "step", cp.step)
@@ -45,8 +46,12 @@ def shuffled_over_steps(series: Sequence[Checkpoint], precision: str = "exact", 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "name"])
 
 
-def untrained_reference(build: Callable[[int], object], seeds: Iterable[int] = range(1, 6),
-                        metrics: Sequence[str] = CONTROL_METRICS, precision: str = "exact") -> pd.DataFrame:
+def untrained_reference(
+    build: Callable[[int], object],
+    seeds: Iterable[int] = range(1, 6),
+    metrics: Sequence[str] = CONTROL_METRICS,
+    precision: str = "exact",
+) -> pd.DataFrame:
     """Mean and spread of weight metrics over freshly initialized models.
 
     Args:
@@ -66,7 +71,15 @@ def untrained_reference(build: Callable[[int], object], seeds: Iterable[int] = r
     for (name, role, block), group in ok.groupby(["name", "role", "block"], sort=True):
         for metric in metrics:
             values = pd.to_numeric(group[metric], errors="coerce").dropna()
-            rows.append({"name": name, "role": role, "block": int(block), "metric": metric,
-                         "mean": float(values.mean()) if len(values) else np.nan,
-                         "sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan, "n": len(values)})
+            rows.append(
+                {
+                    "name": name,
+                    "role": role,
+                    "block": int(block),
+                    "metric": metric,
+                    "mean": float(values.mean()) if len(values) else np.nan,
+                    "sd": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                    "n": len(values),
+                }
+            )
     return pd.DataFrame(rows)

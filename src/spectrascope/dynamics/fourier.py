@@ -108,7 +108,9 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(log_z - shifted[np.arange(len(labels)), labels]))
 
 
-def restricted_loss(logits: np.ndarray, labels: np.ndarray, test_mask: np.ndarray, p: int, keys: Sequence[int]) -> float:
+def restricted_loss(
+    logits: np.ndarray, labels: np.ndarray, test_mask: np.ndarray, p: int, keys: Sequence[int]
+) -> float:
     """Loss on the test pairs with only the key frequencies (and each output's mean) kept."""
     L = np.asarray(logits, dtype=np.float64)
     kept = L.mean(axis=0, keepdims=True) + key_projection(L, p, keys)

@@ -84,8 +84,9 @@ class GrokkingConfig:
         """The shortened run of the tests: p = 43, d_model 32, MLP 128, init std 0.1, weight decay
         1.5, 1500 steps, 16 checkpoints (memorized by step 100, test accuracy 0.5 at ~900,
         0.998 at the end on this machine)."""
-        return cls(p=43, d_model=32, d_mlp=128, init_std=0.1, weight_decay=1.5, steps=1500, n_checkpoints=16,
-                   eval_every=20)
+        return cls(
+            p=43, d_model=32, d_mlp=128, init_std=0.1, weight_decay=1.5, steps=1500, n_checkpoints=16, eval_every=20
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,11 +126,23 @@ def grokking_model(config: GrokkingConfig) -> torch.nn.Module:
     if config.d_model % config.n_heads:
         raise SpectrascopeError(f"d_model {config.d_model} is not a multiple of n_heads {config.n_heads}")
     hf_config = LlamaConfig(
-        vocab_size=config.p + 1, hidden_size=config.d_model, intermediate_size=config.d_mlp,
-        num_hidden_layers=1, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
-        head_dim=config.d_model // config.n_heads, max_position_embeddings=3, initializer_range=config.init_std,
-        rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        attention_bias=False, mlp_bias=False, architectures=["LlamaForCausalLM"],
+        vocab_size=config.p + 1,
+        hidden_size=config.d_model,
+        intermediate_size=config.d_mlp,
+        num_hidden_layers=1,
+        num_attention_heads=config.n_heads,
+        num_key_value_heads=config.n_heads,
+        head_dim=config.d_model // config.n_heads,
+        max_position_embeddings=3,
+        initializer_range=config.init_std,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        attention_bias=False,
+        mlp_bias=False,
+        architectures=["LlamaForCausalLM"],
     )
     hf_config._attn_implementation = "sdpa"
     torch.manual_seed(config.seed)
@@ -208,8 +221,15 @@ def train_grokking(config: GrokkingConfig, checkpoint_root: str | Path, show_pro
                     test_logits = _answer_logits(model, x_test)
                 train_loss, train_acc = _loss_acc(logits.detach(), y_train)
                 test_loss, test_acc = _loss_acc(test_logits, y_test)
-                rows.append({"step": step, "train_loss": train_loss, "test_loss": test_loss,
-                             "train_acc": train_acc, "test_acc": test_acc})
+                rows.append(
+                    {
+                        "step": step,
+                        "train_loss": train_loss,
+                        "test_loss": test_loss,
+                        "train_acc": train_acc,
+                        "test_acc": test_acc,
+                    }
+                )
             if step in save_at:
                 everything = torch.empty(config.p**2, logits.shape[1])
                 everything[data.train], everything[data.test] = logits.detach(), test_logits
@@ -225,12 +245,18 @@ def train_grokking(config: GrokkingConfig, checkpoint_root: str | Path, show_pro
             schedule.step()
             advance(1)
     measures, energy, keys = progress_measures(config, data, full_logits, embeddings, norms)
-    return GrokkingRun(config, pd.DataFrame(rows, columns=METRIC_COLUMNS), measures, energy, keys, saved,
-                       time.perf_counter() - start)
+    return GrokkingRun(
+        config, pd.DataFrame(rows, columns=METRIC_COLUMNS), measures, energy, keys, saved, time.perf_counter() - start
+    )
 
 
-def progress_measures(config: GrokkingConfig, data: ModularData, logits: dict[int, np.ndarray],
-                      embeddings: dict[int, np.ndarray], norms: dict[int, float]) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+def progress_measures(
+    config: GrokkingConfig,
+    data: ModularData,
+    logits: dict[int, np.ndarray],
+    embeddings: dict[int, np.ndarray],
+    norms: dict[int, float],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
     """(measures, energy, final key frequencies) from the checkpoints' logits over all pairs
     and embeddings (see :class:`GrokkingRun` and :mod:`.fourier` for definitions)."""
     steps = sorted(logits)
@@ -241,10 +267,16 @@ def progress_measures(config: GrokkingConfig, data: ModularData, logits: dict[in
     for step in steps:
         energy = frequency_energy(embeddings[step])
         own = key_frequencies(energy)
-        rows.append({"step": step,
-                     "restricted_loss": restricted_loss(logits[step], labels, test, config.p, keys),
-                     "excluded_loss": excluded_loss(logits[step], labels, train, config.p, keys),
-                     "key_share": key_share(energy, keys), "n_key": len(own),
-                     "key_frequencies": " ".join(map(str, own)), "weight_norm": norms[step]})
+        rows.append(
+            {
+                "step": step,
+                "restricted_loss": restricted_loss(logits[step], labels, test, config.p, keys),
+                "excluded_loss": excluded_loss(logits[step], labels, train, config.p, keys),
+                "key_share": key_share(energy, keys),
+                "n_key": len(own),
+                "key_frequencies": " ".join(map(str, own)),
+                "weight_norm": norms[step],
+            }
+        )
         energy_rows += [{"step": step, "frequency": k + 1, "energy": float(e)} for k, e in enumerate(energy)]
     return pd.DataFrame(rows), pd.DataFrame(energy_rows), keys

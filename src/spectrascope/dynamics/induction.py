@@ -44,8 +44,17 @@ from .training import adamw, checkpoint_folder, log_schedule, save_checkpoint
 
 MIN_LENGTH, MAX_LENGTH = 6, 30
 EVAL_SEED, EVAL_SEQUENCES = 12345, 32
-METRIC_COLUMNS = ["step", "train_loss", "test_loss", "first_copy_loss", "in_context_loss", "icl_score", "induction_score",
-                  "previous_token_score", "top_induction_head"]
+METRIC_COLUMNS = [
+    "step",
+    "train_loss",
+    "test_loss",
+    "first_copy_loss",
+    "in_context_loss",
+    "icl_score",
+    "induction_score",
+    "previous_token_score",
+    "top_induction_head",
+]
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,9 @@ def train_induction(
 
     def batch_loss(step: int) -> tuple[int, torch.Tensor]:
         length = int(torch.randint(MIN_LENGTH, MAX_LENGTH + 1, (1,), generator=lengths))
-        ids = repeated_random_tokens(config.batch, length, seed=config.seed * 1_000_003 + step + 7, token_ids=pool,
-                                     bos_token_id=TOY_BOS)
+        ids = repeated_random_tokens(
+            config.batch, length, seed=config.seed * 1_000_003 + step + 7, token_ids=pool, bos_token_id=TOY_BOS
+        )
         logits = model(input_ids=ids, use_cache=False).logits
         return length, F.cross_entropy(logits[:, :-1].reshape(-1, TOY_VOCAB), ids[:, 1:].reshape(-1))
 
@@ -174,14 +184,21 @@ def evaluate(model: torch.nn.Module) -> tuple[dict, pd.DataFrame]:
     scores = head_scores(toy, n_seq=EVAL_SEQUENCES, seq_len=TOY_EVAL_LENGTH, seed=EVAL_SEED, batch_size=EVAL_SEQUENCES)
     model.train(was_training)
     top = scores.loc[scores["induction"].idxmax()]
-    row = {"test_loss": everything, "first_copy_loss": first, "in_context_loss": second, "icl_score": second - first,
-           "induction_score": float(scores["induction"].max()),
-           "previous_token_score": float(scores["previous_token"].max()),
-           "top_induction_head": f"{int(top['layer'])}.{int(top['head'])}"}
+    row = {
+        "test_loss": everything,
+        "first_copy_loss": first,
+        "in_context_loss": second,
+        "icl_score": second - first,
+        "induction_score": float(scores["induction"].max()),
+        "previous_token_score": float(scores["previous_token"].max()),
+        "top_induction_head": f"{int(top['layer'])}.{int(top['head'])}",
+    }
     return row, scores
 
 
-def train_with_checkpoints(config: InductionConfig, checkpoint_root: str | Path, show_progress: bool = False) -> InductionRun:
+def train_with_checkpoints(
+    config: InductionConfig, checkpoint_root: str | Path, show_progress: bool = False
+) -> InductionRun:
     """Train (:func:`train_induction`), saving checkpoints on a log-spaced schedule under
     ``checkpoint_root/step<N>/`` and measuring at every eval step and checkpoint."""
     start = time.perf_counter()
@@ -190,6 +207,7 @@ def train_with_checkpoints(config: InductionConfig, checkpoint_root: str | Path,
     root = Path(checkpoint_root)
     rows, score_frames, saved = [], [], []
     with progress_bar("training (induction)", total=last + 1, enabled=show_progress) as advance:
+
         def on_step(step: int, model: torch.nn.Module, train_loss: float) -> None:
             if step in save_at or step % config.eval_every == 0 or step == last:
                 row, scores = evaluate(model)

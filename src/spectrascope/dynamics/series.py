@@ -109,7 +109,9 @@ def checkpoint_series(checkpoints: str | Path | Sequence[str | Path]) -> list[Ch
     for path in paths:
         step = step_of(path.name)
         if step is None:
-            raise SeriesError(f"{path}: no training step in its name (name checkpoints like step1000 or checkpoint-1000)")
+            raise SeriesError(
+                f"{path}: no training step in its name (name checkpoints like step1000 or checkpoint-1000)"
+            )
         if step in series and series[step].path != path:
             raise SeriesError(f"two checkpoints for step {step}: {series[step].path} and {path}")
         series[step] = Checkpoint(step, path)

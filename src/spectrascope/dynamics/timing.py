@@ -53,8 +53,13 @@ def _at_event(changes: pd.DataFrame, event: float) -> pd.DataFrame:
     return flags.reset_index()
 
 
-def timing_table(changes: pd.DataFrame, event: float, control: pd.DataFrame | None = None,
-                 reference: pd.DataFrame | None = None, final: pd.DataFrame | None = None) -> pd.DataFrame:
+def timing_table(
+    changes: pd.DataFrame,
+    event: float,
+    control: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
+    final: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Every whole-series change point and every significant one of every (model, matrix,
     metric) series, placed against an event step.
 
@@ -86,10 +91,14 @@ def timing_table(changes: pd.DataFrame, event: float, control: pd.DataFrame | No
         out["control_at_event"] = out["control_at_event"].fillna(False).astype(bool)
     if final is not None and len(final):
         present = [m for m in out["metric"].unique() if m in final]
-        melted = final.melt(id_vars=["name", "role", "block"], value_vars=present, var_name="metric", value_name="final")
+        melted = final.melt(
+            id_vars=["name", "role", "block"], value_vars=present, var_name="metric", value_name="final"
+        )
         out = out.merge(melted, on=["name", "metric"], how="left")
     if reference is not None and len(reference):
-        ref = reference.rename(columns={"mean": "init_mean", "sd": "init_sd"})[["name", "metric", "init_mean", "init_sd"]]
+        ref = reference.rename(columns={"mean": "init_mean", "sd": "init_sd"})[
+            ["name", "metric", "init_mean", "init_sd"]
+        ]
         out = out.merge(ref, on=["name", "metric"], how="left")
         if "final" in out:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -128,14 +137,21 @@ def timing_sentences(timing: pd.DataFrame, event_name: str, event: float, metric
                     if "control_at_event" in at:
                         text += f", of which {at.drop_duplicates('name')['control_at_event'].sum()} also in the shuffled control"
                 earliest = sig.sort_values("step").drop_duplicates("name")["relation"].value_counts()
-                text += (f"; first change before / at / after it: {int(earliest.get('before', 0))} / "
-                         f"{int(earliest.get('at', 0))} / {int(earliest.get('after', 0))}")
+                text += (
+                    f"; first change before / at / after it: {int(earliest.get('before', 0))} / "
+                    f"{int(earliest.get('at', 0))} / {int(earliest.get('after', 0))}"
+                )
             lines.append(text + ".")
     return lines
 
 
-def event_window_table(weights: pd.DataFrame, event: float, metrics: list[str], shuffled: pd.DataFrame | None = None,
-                       reference: pd.DataFrame | None = None) -> pd.DataFrame:
+def event_window_table(
+    weights: pd.DataFrame,
+    event: float,
+    metrics: list[str],
+    shuffled: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Each matrix's metrics on either side of the checkpoint interval holding the event.
 
     For every (matrix, metric): ``value_before`` at the last checkpoint before the event and
@@ -165,17 +181,29 @@ def event_window_table(weights: pd.DataFrame, event: float, metrics: list[str], 
             values = pd.to_numeric(series[metric], errors="coerce")
             jump = float(values[after] - values[before])
             increments = values.diff().abs().dropna()
-            row = {"name": name, "role": role, "block": int(block), "metric": metric, "step_before": int(before),
-                   "step_after": int(after), "value_before": float(values[before]), "value_after": float(values[after]),
-                   "jump": jump, "jump_rank": int((increments > abs(jump) + 1e-12).sum() + 1),
-                   "n_increments": int(increments.size), "final": float(values.iloc[-1])}
+            row = {
+                "name": name,
+                "role": role,
+                "block": int(block),
+                "metric": metric,
+                "step_before": int(before),
+                "step_after": int(after),
+                "value_before": float(values[before]),
+                "value_after": float(values[after]),
+                "jump": jump,
+                "jump_rank": int((increments > abs(jump) + 1e-12).sum() + 1),
+                "n_increments": int(increments.size),
+                "final": float(values.iloc[-1]),
+            }
             if control is not None and (metric, name) in control:
                 c = control[(metric, name)]
                 row["control_jump"] = float(c.get(after, np.nan) - c.get(before, np.nan))
             rows.append(row)
     out = pd.DataFrame(rows)
     if reference is not None and len(reference) and len(out):
-        ref = reference.rename(columns={"sd": "init_sd", "mean": "init_mean"})[["name", "metric", "init_mean", "init_sd"]]
+        ref = reference.rename(columns={"sd": "init_sd", "mean": "init_mean"})[
+            ["name", "metric", "init_mean", "init_sd"]
+        ]
         out = out.merge(ref, on=["name", "metric"], how="left")
         with np.errstate(divide="ignore", invalid="ignore"):
             out["jump_over_init_sd"] = out["jump"] / out["init_sd"]
@@ -188,18 +216,26 @@ def event_window_sentences(window: pd.DataFrame, event_name: str, metrics: list[
     if window.empty:
         return []
     first = window.iloc[0]
-    lines = [(f"Across the checkpoint interval ({first['step_before']:g}, {first['step_after']:g}] holding the "
-             f"{event_name}:")]
+    lines = [
+        (
+            f"Across the checkpoint interval ({first['step_before']:g}, {first['step_after']:g}] holding the "
+            f"{event_name}:"
+        )
+    ]
     for metric in metrics:
         sub = window[window["metric"] == metric]
         if sub.empty:
             continue
         top = sub[sub["jump_rank"] <= top_rank]
-        text = (f"{metric} makes one of its {top_rank} largest jumps between consecutive checkpoints (of "
-                f"{int(sub['n_increments'].max())}) here in {len(top)} of {len(sub)} matrices")
+        text = (
+            f"{metric} makes one of its {top_rank} largest jumps between consecutive checkpoints (of "
+            f"{int(sub['n_increments'].max())}) here in {len(top)} of {len(sub)} matrices"
+        )
         if len(top):
-            parts = [f"{_short(r.name)} {r.value_before:.2f} → {r.value_after:.2f} (rank {r.jump_rank})"
-                     for r in top.itertuples()]
+            parts = [
+                f"{_short(r.name)} {r.value_before:.2f} → {r.value_after:.2f} (rank {r.jump_rank})"
+                for r in top.itertuples()
+            ]
             text += f" ({'; '.join(parts)})"
             if "control_jump" in top:
                 text += f"; the shuffled control moves by at most {top['control_jump'].abs().max():.2f} there"

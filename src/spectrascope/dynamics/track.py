@@ -52,9 +52,9 @@ from ..errors import SpectrascopeError
 from ..models.open_source import open_source
 from ..models.roles import tensor_role
 from ..progress import progress_bar
+from ..tables import write_table
 from ..weights.options import WeightsOptions
 from ..weights.runner import run_weights
-from ..tables import write_table
 from .digest import TensorDigests
 from .series import (
     Checkpoint,
@@ -89,9 +89,14 @@ class TrackResult:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """stem -> table, for the tables that exist."""
-        named = {"weights_over_steps": self.weights, "heads_over_steps": self.heads,
-                 "head_scores_over_steps": self.scores, "activations_over_steps": self.activations,
-                 "metrics_over_steps": self.metrics, "checkpoint_status": self.checkpoints}
+        named = {
+            "weights_over_steps": self.weights,
+            "heads_over_steps": self.heads,
+            "head_scores_over_steps": self.scores,
+            "activations_over_steps": self.activations,
+            "metrics_over_steps": self.metrics,
+            "checkpoint_status": self.checkpoints,
+        }
         return {k: v for k, v in named.items() if v is not None}
 
 
@@ -142,8 +147,15 @@ def _options_fingerprint(options: WeightsOptions, extras: dict) -> dict:
 class _Tracker:
     """State of one tracking run: options, output folder, content cache."""
 
-    def __init__(self, options: WeightsOptions, heads: bool, out: Path | None, workers: int,
-                 memory_budget: int | None, allow_pickle: bool):
+    def __init__(
+        self,
+        options: WeightsOptions,
+        heads: bool,
+        out: Path | None,
+        workers: int,
+        memory_budget: int | None,
+        allow_pickle: bool,
+    ):
         self.options, self.heads, self.out, self.workers = options, heads, out, workers
         self.memory_budget, self.allow_pickle = memory_budget, allow_pickle
         self.cache = _Cache()
@@ -184,9 +196,14 @@ class _Tracker:
                 todo.append(name)
         rows = [{**row, "digest": digests[name], "reused": True} for name, row in reused.items()]
         if todo:
-            computed, _ = run_weights(SubsetSource(source, todo), self.options,
-                                      self.work_dir(cp, "matrices", source, todo),
-                                      self.workers, resume=True, memory_budget=self.memory_budget)
+            computed, _ = run_weights(
+                SubsetSource(source, todo),
+                self.options,
+                self.work_dir(cp, "matrices", source, todo),
+                self.workers,
+                resume=True,
+                memory_budget=self.memory_budget,
+            )
             for row in computed.to_dict("records"):
                 rows.append({**row, "digest": digests.get(row["name"]), "reused": False})
         table = pd.DataFrame(rows)
@@ -212,11 +229,14 @@ class _Tracker:
             else:
                 todo += names
         if todo:
-            options = WeightsOptions(precision=self.options.precision, heads=True, matrices=False, seed=self.options.seed)
+            options = WeightsOptions(
+                precision=self.options.precision, heads=True, matrices=False, seed=self.options.seed
+            )
             # no row log here: run_weights cannot write the summary of a heads-only run to a folder
-            _, heads = run_weights(SubsetSource(source, todo), options, None, self.workers,
-                                   memory_budget=self.memory_budget)
-            for row in (heads.to_dict("records") if heads is not None else []):
+            _, heads = run_weights(
+                SubsetSource(source, todo), options, None, self.workers, memory_budget=self.memory_budget
+            )
+            for row in heads.to_dict("records") if heads is not None else []:
                 rows.append({**row, "digest": block_digest.get(int(row["block"])), "reused": False})
         table = pd.DataFrame(rows)
         if len(table):
@@ -228,7 +248,9 @@ class _Tracker:
         if reference is not None and len(reference):
             lead = reference[LEAD_COLUMNS].drop_duplicates("name").copy()
         else:
-            lead = pd.DataFrame({"name": [""], "block": [-1], "role": [""], "N": [np.nan], "M": [np.nan], "Q": [np.nan]})
+            lead = pd.DataFrame(
+                {"name": [""], "block": [-1], "role": [""], "N": [np.nan], "M": [np.nan], "Q": [np.nan]}
+            )
         lead["status"], lead["reason"], lead["digest"], lead["reused"] = "failed", reason, None, False
         return _with_lead(lead.reset_index(drop=True), cp)
 
@@ -239,8 +261,10 @@ def _prepare_out(out: Path, fingerprint: dict, resume: bool) -> None:
         logged = json.loads(record.read_text()).get("options", {})
         if logged != fingerprint:
             changed = sorted(k for k in set(logged) | set(fingerprint) if logged.get(k) != fingerprint.get(k))
-            raise SpectrascopeError(f"--resume with different options than the interrupted run ({', '.join(changed)}); "
-                                    "rerun with the same options or without --resume")
+            raise SpectrascopeError(
+                f"--resume with different options than the interrupted run ({', '.join(changed)}); "
+                "rerun with the same options or without --resume"
+            )
     if not resume:
         for part in ("steps", "work"):
             shutil.rmtree(out / part, ignore_errors=True)
@@ -256,8 +280,9 @@ def _open_all(series: list[Checkpoint], allow_pickle: bool) -> dict[Checkpoint, 
             opened[cp] = open_source(cp.path, allow_pickle)
         except SpectrascopeError as err:
             opened[cp] = err
-    check_same_architecture({cp: matrix_signature(s.tensors()) for cp, s in opened.items()
-                             if not isinstance(s, SpectrascopeError)})
+    check_same_architecture(
+        {cp: matrix_signature(s.tensors()) for cp, s in opened.items() if not isinstance(s, SpectrascopeError)}
+    )
     return opened
 
 
@@ -267,8 +292,9 @@ def _load_runnable(cp: Checkpoint):
     return load_model(cp.path)
 
 
-def _model_tables(cp: Checkpoint, head_scores: bool, activations: str | None, metric: UserMetric | None,
-                  activation_tokens: int) -> tuple[dict[str, pd.DataFrame], str]:
+def _model_tables(
+    cp: Checkpoint, head_scores: bool, activations: str | None, metric: UserMetric | None, activation_tokens: int
+) -> tuple[dict[str, pd.DataFrame], str]:
     """Head scores, activation spectra, user metric of one checkpoint (the model is loaded once)."""
     tables: dict[str, pd.DataFrame] = {}
     try:
@@ -280,8 +306,14 @@ def _model_tables(cp: Checkpoint, head_scores: bool, activations: str | None, me
         if activations:
             from ..activations.run import run_activations
 
-            acts, _, _ = run_activations(loaded, activations, "resid_post", activation_tokens,
-                                         calibration_tokens=min(256, activation_tokens), seq_len=128)
+            acts, _, _ = run_activations(
+                loaded,
+                activations,
+                "resid_post",
+                activation_tokens,
+                calibration_tokens=min(256, activation_tokens),
+                seq_len=128,
+            )
             tables["activations"] = acts
         if metric is not None:
             value = metric(loaded)
@@ -337,13 +369,22 @@ def track(
     """
     series = checkpoint_series(checkpoints)
     options = WeightsOptions(precision=precision, mp_fit=mp_fit, randomize=randomize, seed=seed)
-    fingerprint = _options_fingerprint(options, {"heads": heads, "head_scores": head_scores, "activations": activations,
-                                                 "activation_tokens": activation_tokens, "metric": metric is not None})
+    fingerprint = _options_fingerprint(
+        options,
+        {
+            "heads": heads,
+            "head_scores": head_scores,
+            "activations": activations,
+            "activation_tokens": activation_tokens,
+            "metric": metric is not None,
+        },
+    )
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _prepare_out(out_dir, fingerprint, resume)
-        (out_dir / TRACK_FILE).write_text(json.dumps(
-            {"options": fingerprint, "series": [[cp.step, str(cp.path)] for cp in series]}, indent=1))
+        (out_dir / TRACK_FILE).write_text(
+            json.dumps({"options": fingerprint, "series": [[cp.step, str(cp.path)] for cp in series]}, indent=1)
+        )
     opened = _open_all(series, allow_pickle)
     if all(isinstance(s, SpectrascopeError) for s in opened.values()):
         first = next(iter(opened.values()))
@@ -357,8 +398,17 @@ def track(
             source = opened[cp]
             if isinstance(source, SpectrascopeError):
                 failed.append((cp, str(source)))
-                status_rows.append({"step": cp.step, "path": str(cp.path), "status": "failed", "reason": str(source),
-                                    "computed": 0, "reused": 0, "seconds": 0.0})
+                status_rows.append(
+                    {
+                        "step": cp.step,
+                        "path": str(cp.path),
+                        "status": "failed",
+                        "reason": str(source),
+                        "computed": 0,
+                        "reused": 0,
+                        "seconds": 0.0,
+                    }
+                )
                 advance(1)
                 continue
             tables, model_reason = _track_one(tracker, cp, source, head_scores, activations, activation_tokens, metric)
@@ -371,10 +421,17 @@ def track(
             if n_failed:
                 first_reason = weights.loc[weights["status"] == "failed", "reason"].iloc[0]
                 reasons.insert(0, f"{n_failed} of {len(weights)} matrices failed: {first_reason}")
-            status_rows.append({"step": cp.step, "path": str(cp.path), "status": status, "reason": "; ".join(reasons),
-                                "computed": int((~weights["reused"].astype(bool)).sum()),
-                                "reused": int(weights["reused"].astype(bool).sum()),
-                                "seconds": time.perf_counter() - start})
+            status_rows.append(
+                {
+                    "step": cp.step,
+                    "path": str(cp.path),
+                    "status": status,
+                    "reason": "; ".join(reasons),
+                    "computed": int((~weights["reused"].astype(bool)).sum()),
+                    "reused": int(weights["reused"].astype(bool).sum()),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             advance(1)
     reference = collected["weights"][0] if collected["weights"] else None
     collected["weights"] += [tracker.failed_rows(cp, reason, reference) for cp, reason in failed]
@@ -386,8 +443,15 @@ def track(
     return result
 
 
-def _track_one(tracker: _Tracker, cp: Checkpoint, source, head_scores: bool, activations: str | None,
-               activation_tokens: int, metric: UserMetric | None) -> tuple[dict[str, pd.DataFrame], str]:
+def _track_one(
+    tracker: _Tracker,
+    cp: Checkpoint,
+    source,
+    head_scores: bool,
+    activations: str | None,
+    activation_tokens: int,
+    metric: UserMetric | None,
+) -> tuple[dict[str, pd.DataFrame], str]:
     """(tables, why the model-level tables failed or '') of one checkpoint: loaded from OUT
     when finished earlier, else computed and saved."""
     tables: dict[str, pd.DataFrame] = {}
@@ -397,8 +461,11 @@ def _track_one(tracker: _Tracker, cp: Checkpoint, source, head_scores: bool, act
     digests = None
     if weights is None or (tracker.heads and heads is None):
         digester = TensorDigests(source)
-        digests = {info.name: digester.digest(info.name) for info in source.tensors()
-                   if len(info.shape) == 2 and not info.dtype.lower().startswith(_INTEGER_DTYPES)}
+        digests = {
+            info.name: digester.digest(info.name)
+            for info in source.tensors()
+            if len(info.shape) == 2 and not info.dtype.lower().startswith(_INTEGER_DTYPES)
+        }
     if weights is None:
         weights = tracker.matrices(cp, source, digests)
         tracker.save(cp, "weights", weights)
@@ -430,6 +497,12 @@ def _assemble(collected: dict[str, list[pd.DataFrame]], checkpoints: pd.DataFram
     weights = concat("weights")
     if weights is None:
         weights = pd.DataFrame(columns=STEP_LEAD + LEAD_COLUMNS + ["status", "reason"])
-    return TrackResult(weights=weights, checkpoints=checkpoints.sort_values("step").reset_index(drop=True),
-                       heads=concat("heads"), scores=concat("scores"), activations=concat("activations"),
-                       metrics=concat("metrics"), out=out)
+    return TrackResult(
+        weights=weights,
+        checkpoints=checkpoints.sort_values("step").reset_index(drop=True),
+        heads=concat("heads"),
+        scores=concat("scores"),
+        activations=concat("activations"),
+        metrics=concat("metrics"),
+        out=out,
+    )

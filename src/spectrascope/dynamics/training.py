@@ -54,10 +54,13 @@ def saved_series(root: Path, steps: list[int]) -> list[Checkpoint]:
     return [Checkpoint(s, checkpoint_folder(root, s)) for s in steps]
 
 
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.98)) -> torch.optim.AdamW:
+def adamw(
+    model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.98)
+) -> torch.optim.AdamW:
     """AdamW with weight decay on the trainable matrices (2-D) only, none on norms and biases."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for _, p in trainable if p.ndim == 2]
     rest = [p for _, p in trainable if p.ndim != 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                             lr=lr, betas=betas)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr, betas=betas
+    )

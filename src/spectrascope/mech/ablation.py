@@ -101,8 +101,11 @@ def check_component(model: Any, component: Component) -> None:
     hf = as_hf(model)
     if isinstance(component, WeightComponent):
         weight = find_weight(hf, component.weight)
-        if isinstance(component, SpectralComponent) and component.keep is SpectralKeep.DROP_TOP \
-                and not 1 <= component.k <= min(weight.shape):
+        if (
+            isinstance(component, SpectralComponent)
+            and component.keep is SpectralKeep.DROP_TOP
+            and not 1 <= component.k <= min(weight.shape)
+        ):
             raise OptionError(
                 f"{component.name}: k must be between 1 and {min(weight.shape)} (the matrix has "
                 f"{min(weight.shape)} singular values)"

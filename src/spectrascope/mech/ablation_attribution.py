@@ -41,8 +41,8 @@ from spectrascope.mech.ablation import (
     reference_values,
     resolve_components,
 )
-from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.ablation_sweep import row_chunks
+from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
 from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
@@ -153,8 +153,14 @@ def ablation_attribution(
 
 
 def _chunk_estimates(
-    hf: nn.Module, metric: Metric, rows: slice, activation: list[Component], values: Mapping[Component, Replacement],
-    sites: list[str], deltas: Mapping[WeightComponent, torch.Tensor], modules: Mapping[WeightComponent, nn.Linear],
+    hf: nn.Module,
+    metric: Metric,
+    rows: slice,
+    activation: list[Component],
+    values: Mapping[Component, Replacement],
+    sites: list[str],
+    deltas: Mapping[WeightComponent, torch.Tensor],
+    modules: Mapping[WeightComponent, nn.Linear],
 ) -> tuple[RowScores, dict[Component, torch.Tensor]]:
     """One forward + backward over rows ``rows``: their clean scores and each component's estimate."""
     clean: dict[str, torch.Tensor] = {}
@@ -190,8 +196,10 @@ def _chunk_estimates(
     finally:
         for handle in handles:
             handle.remove()
-    grad_of = {key: (torch.zeros_like(t) if g is None else g) for key, t, g in
-               zip([*sites, *modules], wanted, grads, strict=True)}
+    grad_of = {
+        key: (torch.zeros_like(t) if g is None else g)
+        for key, t, g in zip([*sites, *modules], wanted, grads, strict=True)
+    }
     weights = scores.weights.detach()
     out: dict[Component, torch.Tensor] = {}
     for component in activation:

@@ -103,8 +103,9 @@ def _mask(metric: Metric, rows: slice) -> torch.Tensor | None:
     return None if metric.attention_mask is None else metric.attention_mask[rows]
 
 
-def _logits(hf: nn.Module, metric: Metric, rows: slice, layer: int | None,
-            cache: Mapping[int, torch.Tensor] | None) -> torch.Tensor:
+def _logits(
+    hf: nn.Module, metric: Metric, rows: slice, layer: int | None, cache: Mapping[int, torch.Tensor] | None
+) -> torch.Tensor:
     """Logits of rows ``rows`` (at the metric's positions): from the cached resid_pre of ``layer``
     when given, else a full forward."""
     keep = metric.logit_positions
@@ -114,8 +115,9 @@ def _logits(hf: nn.Module, metric: Metric, rows: slice, layer: int | None,
     return model_output_tensor(hf(**kwargs, **keep_logits(hf, keep)))
 
 
-def _clean_pass(hf: nn.Module, metric: Metric, chunks: list[slice], layers: list[int],
-                prefix: bool) -> tuple[RowScores, dict[int, torch.Tensor] | None, torch.Tensor]:
+def _clean_pass(
+    hf: nn.Module, metric: Metric, chunks: list[slice], layers: list[int], prefix: bool
+) -> tuple[RowScores, dict[int, torch.Tensor] | None, torch.Tensor]:
     """Baseline row scores over all chunks, the clean resid_pre of ``layers`` (when resuming)
     and the first chunk's logits (for the resume check)."""
     sites = [site_name(layer, SiteKind.RESID_PRE) for layer in layers] if prefix else []
@@ -123,8 +125,14 @@ def _clean_pass(hf: nn.Module, metric: Metric, chunks: list[slice], layers: list
     cached: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     first_logits = None
     for rows in chunks:
-        logits, acts = run_with_cache(hf, metric.input_ids[rows], sites, attention_mask=_mask(metric, rows),
-                                      use_cache=False, **keep_logits(hf, metric.logit_positions))
+        logits, acts = run_with_cache(
+            hf,
+            metric.input_ids[rows],
+            sites,
+            attention_mask=_mask(metric, rows),
+            use_cache=False,
+            **keep_logits(hf, metric.logit_positions),
+        )
         parts.append(metric.row_scores(logits, rows).detached())
         first_logits = logits if first_logits is None else first_logits
         for layer in layers if prefix else []:
@@ -133,15 +141,20 @@ def _clean_pass(hf: nn.Module, metric: Metric, chunks: list[slice], layers: list
     return RowScores.cat(parts), cache, first_logits
 
 
-def _resume_agrees(hf: nn.Module, metric: Metric, chunk: slice, layer: int, cache: Mapping[int, torch.Tensor],
-                   logits: torch.Tensor) -> bool:
+def _resume_agrees(
+    hf: nn.Module, metric: Metric, chunk: slice, layer: int, cache: Mapping[int, torch.Tensor], logits: torch.Tensor
+) -> bool:
     """Whether the forward from ``layer`` reproduces the full forward's logits (else warn)."""
     resumed = _logits(hf, metric, chunk, layer, cache)
     scale = float(logits.abs().max()) + 1.0
     if resumed.shape == logits.shape and float((resumed - logits).abs().max()) <= 1e-4 * scale:
         return True
-    warnings.warn("ablation sweep: resuming the forward at a layer does not reproduce the full forward on this "
-                  "model; running full forwards instead", RuntimeWarning, stacklevel=4)
+    warnings.warn(
+        "ablation sweep: resuming the forward at a layer does not reproduce the full forward on this "
+        "model; running full forwards instead",
+        RuntimeWarning,
+        stacklevel=4,
+    )
     return False
 
 
@@ -151,8 +164,13 @@ def _value_rows(value: Replacement, rows: slice) -> Replacement:
 
 
 def _packed_activation_scores(
-    hf: nn.Module, metric: Metric, group: list[ActivationComponent], chunks: list[slice],
-    values: Mapping[Component, Replacement], cache: Mapping[int, torch.Tensor] | None, max_batch_tokens: int,
+    hf: nn.Module,
+    metric: Metric,
+    group: list[ActivationComponent],
+    chunks: list[slice],
+    values: Mapping[Component, Replacement],
+    cache: Mapping[int, torch.Tensor] | None,
+    max_batch_tokens: int,
     advance,
 ) -> dict[Component, RowScores]:
     """Row scores of every component of ``group`` (one layer), items stacked into forwards."""
@@ -175,7 +193,8 @@ def _packed_activation_scores(
         for component, rows in pack:
             size = rows.stop - rows.start
             by_site.setdefault(component.site, []).append(
-                _Edit(component, slice(offset, offset + size), _value_rows(values[component], rows)))
+                _Edit(component, slice(offset, offset + size), _value_rows(values[component], rows))
+            )
             offset += size
         masks = [_mask(metric, rows) for _, rows in pack]
         mask = None if masks[0] is None else torch.cat(masks)
@@ -195,14 +214,16 @@ def _packed_activation_scores(
     return {c: RowScores.cat(p) for c, p in parts.items()}
 
 
-def _weight_edit_scores(hf: nn.Module, metric: Metric, component: Component, chunks: list[slice],
-                        cache: Mapping[int, torch.Tensor] | None) -> RowScores:
+def _weight_edit_scores(
+    hf: nn.Module, metric: Metric, component: Component, chunks: list[slice], cache: Mapping[int, torch.Tensor] | None
+) -> RowScores:
     """Row scores with one (spectral) weight edit in place, resumed at its layer when possible."""
     layer = component_layer(component)
     use_cache = cache if cache is not None and layer in cache else None
     with ablate(hf, [component]):
-        return RowScores.cat([metric.row_scores(_logits(hf, metric, rows, layer, use_cache), rows).detached()
-                              for rows in chunks])
+        return RowScores.cat(
+            [metric.row_scores(_logits(hf, metric, rows, layer, use_cache), rows).detached() for rows in chunks]
+        )
 
 
 @torch.no_grad()
@@ -243,8 +264,9 @@ def ablation_rows(
         if batched:
             for layer in sorted({c.layer for c in activation}):
                 group = [c for c in activation if c.layer == layer]
-                ablated.update(_packed_activation_scores(hf, metric, group, chunks, values, cache,
-                                                         max_batch_tokens, advance))
+                ablated.update(
+                    _packed_activation_scores(hf, metric, group, chunks, values, cache, max_batch_tokens, advance)
+                )
         for component in resolved:
             if component in ablated:
                 continue
@@ -256,8 +278,9 @@ def ablation_rows(
     return SweepRows(baseline, {c: ablated[c] for c in resolved})
 
 
-def _one_at_a_time(hf: nn.Module, metric: Metric, component: Component, values: Mapping[Component, Replacement],
-                   chunks: list[slice]) -> RowScores:
+def _one_at_a_time(
+    hf: nn.Module, metric: Metric, component: Component, values: Mapping[Component, Replacement], chunks: list[slice]
+) -> RowScores:
     """The reference implementation: full forwards with one activation edit applied to every row."""
     parts = []
     for rows in chunks:
@@ -298,8 +321,17 @@ def ablation_sweep(
     Returns:
         DataFrame with :data:`SWEEP_COLUMNS`, in the order of ``components``.
     """
-    sweep = ablation_rows(model, components, metric, mode, reference, batched=batched, reuse_prefix=reuse_prefix,
-                          max_batch_tokens=max_batch_tokens, show_progress=show_progress)
+    sweep = ablation_rows(
+        model,
+        components,
+        metric,
+        mode,
+        reference,
+        batched=batched,
+        reuse_prefix=reuse_prefix,
+        max_batch_tokens=max_batch_tokens,
+        show_progress=show_progress,
+    )
     return sweep_table(sweep, metric, _mode(mode))
 
 
@@ -311,12 +343,20 @@ def sweep_table(sweep: SweepRows, metric: Metric, mode: AblationMode) -> pd.Data
     for component, scores in sweep.ablated.items():
         value = float(scores.reduce())
         weight_edit = isinstance(component, WeightComponent)
-        rows.append({
-            "component": component.name, "kind": component.kind, "layer": component.layer,
-            "head": component.head, "mode": component.edit if weight_edit else mode.value,
-            "metric": metric.name, "baseline": baseline, "value": value, "effect": value - baseline,
-            "damage": sign * (value - baseline),
-        })
+        rows.append(
+            {
+                "component": component.name,
+                "kind": component.kind,
+                "layer": component.layer,
+                "head": component.head,
+                "mode": component.edit if weight_edit else mode.value,
+                "metric": metric.name,
+                "baseline": baseline,
+                "value": value,
+                "effect": value - baseline,
+                "damage": sign * (value - baseline),
+            }
+        )
     table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     for column in ("layer", "head"):
         table[column] = table[column].astype("Int64")
@@ -330,9 +370,9 @@ def rank_by_damage(table: pd.DataFrame) -> pd.DataFrame:
     return ranked
 
 
-
-def damage_intervals(sweep: SweepRows, metric: Metric, n_boot: int = 1000, seed: int = 0,
-                     rows: np.ndarray | slice = slice(None)) -> pd.DataFrame:
+def damage_intervals(
+    sweep: SweepRows, metric: Metric, n_boot: int = 1000, seed: int = 0, rows: np.ndarray | slice = slice(None)
+) -> pd.DataFrame:
     """Each component's damage with a bootstrap interval over the metric's rows (texts or sequences).
 
     The damage of row r is its value change in the metric's bad direction, weighted by the
@@ -346,8 +386,16 @@ def damage_intervals(sweep: SweepRows, metric: Metric, n_boot: int = 1000, seed:
     for component, scores in sweep.ablated.items():
         change = sign * (scores.values.numpy()[rows] - base_v)
         interval = weighted_mean_interval(change, weights, n_boot, seed)
-        out.append({"component": component.name, "kind": component.kind, "layer": component.layer,
-                    "head": component.head, **interval.columns("damage"), "n_rows": interval.n_units})
+        out.append(
+            {
+                "component": component.name,
+                "kind": component.kind,
+                "layer": component.layer,
+                "head": component.head,
+                **interval.columns("damage"),
+                "n_rows": interval.n_units,
+            }
+        )
     table = pd.DataFrame(out)
     for column in ("layer", "head"):
         table[column] = table[column].astype("Int64")

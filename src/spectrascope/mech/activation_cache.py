@@ -37,7 +37,7 @@ from ..errors import SpectrascopeError
 from ..models.handle import ModelLike, as_model
 from ..trace import hooks
 from ..trace.architectures import bind
-from ..trace.sites import vector_site_kind, site_name
+from ..trace.sites import site_name, vector_site_kind
 
 Position = str | int
 """One position spec: ``"last"``, ``"mean"``, a token index, or a word (see the module doc)."""
@@ -223,7 +223,9 @@ def _batch(
     """Right-padded (ids, mask) of ``rows`` and the position per row; causal batches end at their last needed token."""
     lengths = [len(token_ids[r]) for r in rows]
     if causal:
-        lengths = [length if token_pos[r] == _MEAN else token_pos[r] + 1 for r, length in zip(rows, lengths, strict=True)]
+        lengths = [
+            length if token_pos[r] == _MEAN else token_pos[r] + 1 for r, length in zip(rows, lengths, strict=True)
+        ]
     ids, mask = pad_rows([token_ids[r][:length] for r, length in zip(rows, lengths, strict=True)], pad_id)
     where = torch.tensor([token_pos[r] for r in rows], dtype=torch.long)
     return ids, mask, where

@@ -91,8 +91,10 @@ def attribution_gradients(
         output = hf(input_ids=pair.corrupted_ids, **kwargs)
         corrupted_value = metric_per_row(metric, model_output_tensor(output))[0]
         if not corrupted_value.requires_grad:
-            raise SpectrascopeError("the metric does not depend on the patched activations (no gradient); "
-                                    "attribution patching needs a differentiable metric of the logits")
+            raise SpectrascopeError(
+                "the metric does not depend on the patched activations (no gradient); "
+                "attribution patching needs a differentiable metric of the logits"
+            )
         missing = [names[layer] for layer in layers if layer not in eps]
         if missing:
             raise SpectrascopeError(f"sites not reached in the forward pass: {missing}")
@@ -127,12 +129,16 @@ def attribution_sweep_layers_positions(
     kind = vector_site_kind(site_kind)
     layer_list = _layers(pair, layers)
     position_list = [check_position(pair.n_pos, p) for p in (positions if positions is not None else range(pair.n_pos))]
-    clean_metric, corrupted_metric, difference, gradient = attribution_gradients(pair, kind, sorted(set(layer_list)), metric)
+    clean_metric, corrupted_metric, difference, gradient = attribution_gradients(
+        pair, kind, sorted(set(layer_list)), metric
+    )
     rows = []
     for layer in layer_list:
         product = difference[layer] * gradient[layer]  # (pos, ...)
         per_position = product.reshape(product.shape[0], -1).sum(-1).double().cpu()
-        rows.extend((site_name(layer, kind), layer, position, float(per_position[position])) for position in position_list)
+        rows.extend(
+            (site_name(layer, kind), layer, position, float(per_position[position])) for position in position_list
+        )
     df = pd.DataFrame(rows, columns=["site", "layer", "position", "delta"])
     return _finish(df, clean_metric, corrupted_metric)
 

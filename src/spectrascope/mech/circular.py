@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..corpora.calendar_probe import calendar_targets, calendar_texts
 from ..errors import SpectrascopeError
-from ..corpora.calendar_probe import calendar_texts, calendar_targets
 from .probes import r2_score, small_blas, split_indices
 
 #: Columns of :func:`circle_scores` (one value each).
@@ -231,8 +231,8 @@ CALENDAR_COLUMNS: dict[str, str] = {
     "control_accuracy": "held-out accuracy of the control task (see ``control``)",
     "selectivity": "accuracy - control_accuracy",
     "control": "'types' at the word (each word type a random label: the class is the token there, so "
-               "selectivity is ~0 by construction) or 'shuffle' at the last token (every text ends in the same "
-               "token: no type to memorize, so the control is shuffled labels and selectivity is accuracy minus chance)",
+    "selectivity is ~0 by construction) or 'shuffle' at the last token (every text ends in the same "
+    "token: no type to memorize, so the control is shuffled labels and selectivity is accuracy minus chance)",
     "chance": "held-out share of the most frequent class",
     **CIRCLE_COLUMNS,
     "n_train": "training examples",
@@ -275,8 +275,12 @@ def calendar_experiment(
         texts, classes, words = calendar_texts(target, max_texts, seed, position)
         n_classes = len(calendar_targets()[target][1])
         acts = collect_activations(
-            model, texts, site=site, position=words if position == "word" else "last",
-            layers=layers, batch_size=batch_size,
+            model,
+            texts,
+            site=site,
+            position=words if position == "word" else "last",
+            layers=layers,
+            batch_size=batch_size,
         )
         split = split_indices(len(texts), test_size, seed, stratify=classes)
         for layer, x in acts.items():

@@ -218,8 +218,15 @@ class SpectralComponent(WeightComponent):
         return spectral_edit(weight, self.keep, self.k)
 
 
-NAME_FORMS = ("L.H (a head)", "head:L.H", "attn:L", "mlp:L", "spectral:WEIGHT:drop_top:K", "spectral:WEIGHT:tail",
-              "spectral:WEIGHT:bulk")
+NAME_FORMS = (
+    "L.H (a head)",
+    "head:L.H",
+    "attn:L",
+    "mlp:L",
+    "spectral:WEIGHT:drop_top:K",
+    "spectral:WEIGHT:tail",
+    "spectral:WEIGHT:bulk",
+)
 
 
 def parse_component(text: str) -> Component:

@@ -107,7 +107,9 @@ def lens_sites(model: ModelLike) -> list[tuple[int, str]]:
 
 
 @torch.no_grad()
-def lens_residuals(model: ModelLike, input_ids: torch.Tensor) -> tuple[list[tuple[int, str]], dict[str, torch.Tensor], torch.Tensor]:
+def lens_residuals(
+    model: ModelLike, input_ids: torch.Tensor
+) -> tuple[list[tuple[int, str]], dict[str, torch.Tensor], torch.Tensor]:
     """One forward pass recording the residual stream at every lens point.
 
     Returns:
@@ -182,7 +184,9 @@ def logit_lens(
     frames = []
     for layer, site in points:
         with torch.no_grad():
-            scores = readout(residuals[site][0]).float()  # (pos, vocab); ranks from logits: probabilities underflow to ties
+            scores = readout(
+                residuals[site][0]
+            ).float()  # (pos, vocab); ranks from logits: probabilities underflow to ties
         probs = torch.softmax(scores, dim=-1)
         top_id = scores.topk(k, dim=-1).indices
         top_prob = probs.gather(-1, top_id)

@@ -154,7 +154,7 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
         return False
     try:
         ids = tokenizer("a")["input_ids"]
-    except Exception:
+    except Exception:  # noqa: BLE001 - any tokenizer object; when it fails, fall back on its flag
         return bool(getattr(tokenizer, "add_bos_token", False))
     return bool(ids) and int(ids[0]) == int(bos)
 
@@ -471,8 +471,9 @@ class LogitsFunction(Metric):
     (a function that returns one number is called once per row); weight 1 per row. Higher is
     better unless ``higher_is_worse``."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str | None = None,
-                 higher_is_worse: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], name: str | None = None, higher_is_worse: bool = False
+    ) -> None:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "metric")
         self.higher_is_worse = higher_is_worse
@@ -486,9 +487,13 @@ class LogitsFunction(Metric):
             if values.numel() != 1:
                 raise SpectrascopeError(
                     f"the metric returned shape {tuple(values.shape)} for logits of shape {tuple(logits.shape)}; "
-                    "it must return one value per row, shape (batch,), or a single number")
-            values = values.reshape(1) if batch == 1 else torch.stack(
-                [torch.as_tensor(self.fn(logits[i : i + 1])).reshape(()) for i in range(batch)])
+                    "it must return one value per row, shape (batch,), or a single number"
+                )
+            values = (
+                values.reshape(1)
+                if batch == 1
+                else torch.stack([torch.as_tensor(self.fn(logits[i : i + 1])).reshape(()) for i in range(batch)])
+            )
         values = values.double()
         return RowScores(values, torch.ones_like(values))
 
@@ -506,7 +511,11 @@ def as_metric(metric: Metric | Callable[[torch.Tensor], torch.Tensor]) -> Metric
 
 
 def repeated_loss(
-    model: ModelLike, n_seq: int = 8, seq_len: int = REPEAT_LENGTH, seed: int = 0, copy: str = "second",
+    model: ModelLike,
+    n_seq: int = 8,
+    seq_len: int = REPEAT_LENGTH,
+    seed: int = 0,
+    copy: str = "second",
     prepend_bos: bool | None = None,
 ) -> NextTokenLoss:
     """Loss on repeated random sequences, restricted to one copy.
@@ -526,8 +535,14 @@ def repeated_loss(
     raise SpectrascopeError(f"unknown copy {copy!r}: use first, second or all")
 
 
-def text_loss(model: ModelLike, texts: Sequence[str], max_tokens: int = 1024, seq_len: int = 128,
-              name: str = "loss", min_texts: int = 1) -> NextTokenLoss:
+def text_loss(
+    model: ModelLike,
+    texts: Sequence[str],
+    max_tokens: int = 1024,
+    seq_len: int = 128,
+    name: str = "loss",
+    min_texts: int = 1,
+) -> NextTokenLoss:
     """Loss on the first ``texts``, one right-padded batch (one text per row; padding ignored).
 
     Texts are tokenized one by one (truncated to ``seq_len`` tokens) until ``max_tokens`` tokens
@@ -561,14 +576,18 @@ def text_loss(model: ModelLike, texts: Sequence[str], max_tokens: int = 1024, se
     return NextTokenLoss(input_ids.to(model.device), mask.to(model.device), name=name)
 
 
-def corpus_loss(model: ModelLike, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0) -> NextTokenLoss:
+def corpus_loss(
+    model: ModelLike, corpus: str = "code", max_tokens: int = 1024, seq_len: int = 128, seed: int = 0
+) -> NextTokenLoss:
     """Loss on the first texts of a corpus (built-in name or path): :func:`text_loss`."""
     from spectrascope.corpora import load_corpus
 
     return text_loss(model, load_corpus(corpus, seed=seed).texts, max_tokens, seq_len, name=f"loss[{corpus}]")
 
 
-def logit_difference(model: ModelLike, prompts: str | Sequence[str], correct: str | int, wrong: str | int) -> LogitDifference:
+def logit_difference(
+    model: ModelLike, prompts: str | Sequence[str], correct: str | int, wrong: str | int
+) -> LogitDifference:
     """Logit difference ``correct - wrong`` after text prompts; tokens as ids or single-token strings."""
     model = as_model(model)
     tokenizer = model.tokenizer

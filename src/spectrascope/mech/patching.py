@@ -251,8 +251,13 @@ def check_metrics_differ(clean_metric: float, corrupted_metric: float) -> None:
 
 
 @torch.no_grad()
-def run_patched(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], clean_acts: dict[int, torch.Tensor],
-                metric: MetricLike) -> torch.Tensor:
+def run_patched(
+    pair: PairInputs,
+    kind: SiteKind,
+    specs: Sequence[PatchSpec],
+    clean_acts: dict[int, torch.Tensor],
+    metric: MetricLike,
+) -> torch.Tensor:
     """The metric of one forward pass over ``len(specs)`` copies of the corrupted prompt, row i patched by specs[i].
 
     Returns:
@@ -294,8 +299,13 @@ def is_noop(spec: PatchSpec, clean_acts: dict[int, torch.Tensor], corrupted_acts
     return torch.equal(clean_acts[spec.layer][index], corrupted_acts[spec.layer][index])
 
 
-def sweep(pair: PairInputs, kind: SiteKind, specs: Sequence[PatchSpec], metric: MetricLike,
-          batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[list[float], float, float]:
+def sweep(
+    pair: PairInputs,
+    kind: SiteKind,
+    specs: Sequence[PatchSpec],
+    metric: MetricLike,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[list[float], float, float]:
     """(patched metric per spec, clean metric, corrupted metric), ``batch_size`` patches per forward.
 
     A patch whose clean value equals the corrupted one bit for bit (in a causal LM: every
@@ -353,8 +363,14 @@ def patch(
         raise SpectrascopeError(f"a head can only be patched at attn.hook_z (got site {site!r})")
     head = check_head(pair.bound, head)
     (patched,), clean_metric, corrupted_metric = sweep(pair, kind, [PatchSpec(layer, position, head)], metric)
-    return PatchResult(site=site_name(layer, kind), position=position, head=head, clean=clean_metric,
-                       corrupted=corrupted_metric, patched=patched)
+    return PatchResult(
+        site=site_name(layer, kind),
+        position=position,
+        head=head,
+        clean=clean_metric,
+        corrupted=corrupted_metric,
+        patched=patched,
+    )
 
 
 def patch_sweep_layers_positions(
@@ -382,15 +398,19 @@ def patch_sweep_layers_positions(
     """
     pair = prepare_pair(model, clean, corrupted)
     kind = vector_site_kind(site_kind)
-    layer_list = [check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))]
+    layer_list = [
+        check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))
+    ]
     position_list = [check_position(pair.n_pos, p) for p in (positions if positions is not None else range(pair.n_pos))]
     specs = [PatchSpec(layer, position) for layer in layer_list for position in position_list]
     patched, clean_metric, corrupted_metric = sweep(pair, kind, specs, metric, batch_size)
-    df = pd.DataFrame({
-        "site": [site_name(s.layer, kind) for s in specs],
-        "layer": [s.layer for s in specs],
-        "position": [s.position for s in specs],
-    })
+    df = pd.DataFrame(
+        {
+            "site": [site_name(s.layer, kind) for s in specs],
+            "layer": [s.layer for s in specs],
+            "position": [s.position for s in specs],
+        }
+    )
     return _with_effects(df, patched, clean_metric, corrupted_metric)
 
 
@@ -417,20 +437,26 @@ def patch_sweep_heads(
         (layer, head); ``attrs``: ``clean_metric``, ``corrupted_metric``.
     """
     pair = prepare_pair(model, clean, corrupted)
-    layer_list = [check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))]
+    layer_list = [
+        check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))
+    ]
     position = check_position(pair.n_pos, position)
     head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(pair.bound.n_heads))]
     specs = [PatchSpec(layer, position, head) for layer in layer_list for head in head_list]
     patched, clean_metric, corrupted_metric = sweep(pair, SiteKind.Z, specs, metric, batch_size)
-    df = pd.DataFrame({
-        "site": [site_name(s.layer, SiteKind.Z) for s in specs],
-        "layer": [s.layer for s in specs],
-        "head": [s.head for s in specs],
-    })
+    df = pd.DataFrame(
+        {
+            "site": [site_name(s.layer, SiteKind.Z) for s in specs],
+            "layer": [s.layer for s in specs],
+            "head": [s.head for s in specs],
+        }
+    )
     return _with_effects(df, patched, clean_metric, corrupted_metric)
 
 
-def _with_effects(df: pd.DataFrame, patched: Sequence[float], clean_metric: float, corrupted_metric: float) -> pd.DataFrame:
+def _with_effects(
+    df: pd.DataFrame, patched: Sequence[float], clean_metric: float, corrupted_metric: float
+) -> pd.DataFrame:
     patched_values = pd.Series(list(patched), index=df.index, dtype="float64")
     df["effect"] = (patched_values - corrupted_metric) / (clean_metric - corrupted_metric)
     df["delta"] = patched_values - corrupted_metric

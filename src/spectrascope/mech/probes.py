@@ -235,7 +235,10 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int | None, l2: float
         return loss, np.concatenate([grad_w.ravel(), delta.sum(axis=0)])
 
     result = optimize.minimize(
-        loss_grad, np.zeros(r * k + k), jac=True, method="L-BFGS-B",
+        loss_grad,
+        np.zeros(r * k + k),
+        jac=True,
+        method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": 1e-6},
     )
     w = result.x[: r * k].reshape(r, k)
@@ -317,8 +320,10 @@ def probe_layer(
         fit_y = _onehot(y, len(classes)) if classes is not None else y
         probe = fit_ridge(x[train], fit_y[train], alphas)
         if classes is not None:
-            return (_accuracy(probe.predict(x[train]).argmax(1), y[train]),
-                    _accuracy(probe.predict(x[test]).argmax(1), y[test]))
+            return (
+                _accuracy(probe.predict(x[train]).argmax(1), y[train]),
+                _accuracy(probe.predict(x[test]).argmax(1), y[test]),
+            )
         return r2_score(fit_y[train], probe.predict(x[train])), r2_score(fit_y[test], probe.predict(x[test]))
 
     train_score, test_score = score(target)

@@ -28,8 +28,9 @@ def other_sequences(model: ModelLike, n_seq: int, seq_len: int, seed: int) -> to
     return repeated_batch(model, n_seq, seq_len, seed + OTHER_SEQUENCES_SEED_OFFSET).input_ids
 
 
-def held_out_texts(model: ModelLike, corpora: str, tokens_per_domain: int, seq_len: int,
-                   seed: int = 0) -> dict[str, torch.Tensor]:
+def held_out_texts(
+    model: ModelLike, corpora: str, tokens_per_domain: int, seq_len: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """``{"input_ids", "attention_mask"}``: about ``tokens_per_domain`` tokens of texts from the
     end of each corpus in ``corpora`` (comma-separated names or paths), right-padded."""
     handle = as_model(model)

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..activations.batching import pad_rows
 from ..errors import SpectrascopeError
 from ..models.handle import ModelLike, as_model
 from ..trace import hooks
-from ..activations.batching import pad_rows
 from ..trace.sites import site_name, vector_site_kind
 from .activation_cache import check_layers, collect_activations
 
@@ -170,11 +170,18 @@ def steering_effect(
         target = _target_logprob(logp, target_ids)
         top_prob, top_id = logp.exp().max(-1)
         for i, text in enumerate(prompts):
-            records.append({
-                "scale": float(scale), "prompt": i, "text": text, "kl_from_unsteered": float(kl[i]),
-                "target_logprob": float(target[i]), "target_logprob_change": float(target[i] - ref_target[i]),
-                "top_token": tokenizer.decode([int(top_id[i])]), "top_prob": float(top_prob[i]),
-            })
+            records.append(
+                {
+                    "scale": float(scale),
+                    "prompt": i,
+                    "text": text,
+                    "kl_from_unsteered": float(kl[i]),
+                    "target_logprob": float(target[i]),
+                    "target_logprob_change": float(target[i] - ref_target[i]),
+                    "top_token": tokenizer.decode([int(top_id[i])]),
+                    "top_prob": float(top_prob[i]),
+                }
+            )
     return pd.DataFrame(records, columns=list(EFFECT_COLUMNS))
 
 
@@ -185,15 +192,17 @@ def next_token_table(model: ModelLike, prompt: str, top_k: int = 10, steering: d
         raise SpectrascopeError("next_token_table needs a model with a tokenizer")
     hf = model.hf
     ids, mask, last = _right_padded(model.tokenizer, [prompt], model.device)
-    with (steer(model, **steering) if steering else _nothing()), torch.no_grad():
+    with steer(model, **steering) if steering else _nothing(), torch.no_grad():
         logits = hf(input_ids=ids, attention_mask=mask).logits[0, int(last[0])]
     probs = torch.softmax(logits.double(), dim=-1)
     top = torch.topk(probs, min(top_k, probs.numel()))
-    return pd.DataFrame({
-        "rank": range(1, len(top.indices) + 1),
-        "token": [model.tokenizer.decode([int(t)]) for t in top.indices],
-        "prob": top.values.numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "rank": range(1, len(top.indices) + 1),
+            "token": [model.tokenizer.decode([int(t)]) for t in top.indices],
+            "prob": top.values.numpy(),
+        }
+    )
 
 
 def target_token_ids(tokenizer: Any, targets: Sequence[str]) -> list[int]:
@@ -213,7 +222,9 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _right_padded(tokenizer: Any, prompts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _right_padded(
+    tokenizer: Any, prompts: list[str], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, mask) right-padded on ``device`` and the index of each row's last real token."""
     encoded = tokenizer(prompts)["input_ids"]
     if any(len(e) == 0 for e in encoded):

@@ -28,8 +28,18 @@ from spectrascope.models.loaded import LoadedModel, ModelArch
 from spectrascope.models.zoo import TOY_INDUCTION, TOY_INDUCTION_DIR, is_toy_name
 
 __all__ = [
-    "TOY_BOS", "TOY_EVAL_LENGTH", "TOY_INDUCTION", "TOY_INDUCTION_DIR", "TOY_MAX_POSITIONS", "TOY_VOCAB", "ToyModel",
-    "is_toy_name", "load_toy_induction", "repeated_tokens", "toy_induction_config", "zero_mlps",
+    "TOY_BOS",
+    "TOY_EVAL_LENGTH",
+    "TOY_INDUCTION",
+    "TOY_INDUCTION_DIR",
+    "TOY_MAX_POSITIONS",
+    "TOY_VOCAB",
+    "ToyModel",
+    "is_toy_name",
+    "load_toy_induction",
+    "repeated_tokens",
+    "toy_induction_config",
+    "zero_mlps",
 ]
 
 
@@ -142,7 +152,10 @@ def load_toy_induction(device: str | torch.device = "cpu", path: str | Path | No
 
     with quiet_transformers():
         hf = LlamaForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=True, attn_implementation="eager",
+            str(folder),
+            local_files_only=True,
+            use_safetensors=True,
+            attn_implementation="eager",
             dtype=torch.float32,
         )
     hf = hf.to(device).eval()

@@ -57,7 +57,7 @@ class GGUFSource:
             self._reader = gguf.GGUFReader(str(self.path))
         except SourceError:
             raise
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - gguf raises many kinds on bad files; each becomes one line
             raise SourceError(f"{self.path}: corrupt or truncated GGUF file ({err})") from None
         self._config = gguf_config(self._reader)
         self._arch = self._config["model_type"]
@@ -81,7 +81,7 @@ class GGUFSource:
             raise SourceError(f"no tensor named {name!r} in {self.description}")
         try:
             W = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - gguf raises many kinds on bad data; each becomes one line
             raise SourceError(f"{self.path}: cannot dequantize {tensor.name} ({err})") from None
         W = np.asarray(W, dtype=np.float32).reshape(self._infos_shape(name))
         if self._rotary_permuted and name.endswith(ROTARY_TENSORS):

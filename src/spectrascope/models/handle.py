@@ -185,16 +185,20 @@ def _handle(hf: nn.Module, tokenizer: Any, name: str, source: Any) -> ModelHandl
 
     config = text_config(hf)
     if config is None or not getattr(config, "model_type", None):
-        error = (f"{type(hf).__name__} is not a Hugging Face transformer (no config.model_type); supported model "
-                 f"types: {', '.join(supported_model_types())}")
+        error = (
+            f"{type(hf).__name__} is not a Hugging Face transformer (no config.model_type); supported model "
+            f"types: {', '.join(supported_model_types())}"
+        )
         return ModelHandle(hf, tokenizer, name, source, None, error)
     try:
         spec = find_spec(config)
     except ArchitectureError as err:
         return ModelHandle(hf, tokenizer, name, source, None, str(err))
     if spec is None:
-        error = (f"model type {config.model_type!r} is not supported ({type(hf).__name__}); supported model types: "
-                 f"{', '.join(supported_model_types())}")
+        error = (
+            f"model type {config.model_type!r} is not supported ({type(hf).__name__}); supported model types: "
+            f"{', '.join(supported_model_types())}"
+        )
         return ModelHandle(hf, tokenizer, name, source, None, error)
     return ModelHandle(hf, tokenizer, name, source, spec)
 

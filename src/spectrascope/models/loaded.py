@@ -38,8 +38,13 @@ from .tokenizer_cache import quiet_transformers
 from .zoo import BUNDLED, bundled_path, is_toy_name
 
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
-    "spiece.model", "sentencepiece.bpe.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
 )
 WEIGHTS_GLOBS = ("*.safetensors", "model.safetensors.index.json")
 
@@ -82,6 +87,7 @@ class ModelArch:
     @classmethod
     def from_config(cls, config: dict, kind: str = "base") -> ModelArch:
         """From a HF config dict (``PretrainedConfig.to_dict()`` or a parsed config.json)."""
+
         def first(*keys):
             for key in keys:
                 if config.get(key) is not None:
@@ -249,8 +255,10 @@ def _load_hf(folder: Path, config: dict, dtype: torch.dtype, attn_implementation
             model, info = auto.from_pretrained(str(folder), **kwargs)
     except MemoryError:
         raise
-    except Exception as err:
-        raise SourceError(f"{folder}: transformers cannot load this model ({type(err).__name__}: {_one_line(err)})") from None
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds; each becomes one line
+        raise SourceError(
+            f"{folder}: transformers cannot load this model ({type(err).__name__}: {_one_line(err)})"
+        ) from None
     missing = [k for k in info.get("missing_keys", ()) if "pooler" not in k]
     if missing:
         raise SourceError(
@@ -273,7 +281,7 @@ def _load_tokenizer(folder: Path):
             return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except MemoryError:
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds; each becomes one line
         raise SourceError(f"{folder}: cannot load the tokenizer ({type(err).__name__}: {_one_line(err)})") from None
 
 
@@ -400,6 +408,10 @@ def load_model(
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     arch = ModelArch.from_config({**text_cfg.to_dict(), "architectures": config.get("architectures")}, kind)
     return LoadedModel(
-        hf=model, tokenizer=_prepare_tokenizer(tokenizer), arch=arch, name=name,
-        source_path=path.resolve(), hf_dir=folder.resolve(),
+        hf=model,
+        tokenizer=_prepare_tokenizer(tokenizer),
+        arch=arch,
+        name=name,
+        source_path=path.resolve(),
+        hf_dir=folder.resolve(),
     )

@@ -27,9 +27,11 @@ def _open_pickle(paths: Path | list[Path], allow_pickle: bool, config: dict | No
     paths = [paths] if isinstance(paths, Path) else paths
     path = paths[0]
     if not allow_pickle:
-        raise SourceError(f"{path}: refusing to unpickle a checkpoint (it can run arbitrary code): convert it to "
-                          "safetensors", option="allow_pickle=True",
-                          hint="or pass {option} to load it with torch.load(weights_only=True)")
+        raise SourceError(
+            f"{path}: refusing to unpickle a checkpoint (it can run arbitrary code): convert it to safetensors",
+            option="allow_pickle=True",
+            hint="or pass {option} to load it with torch.load(weights_only=True)",
+        )
     import torch
 
     from .memory_source import StateDictSource

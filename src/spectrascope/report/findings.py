@@ -41,17 +41,25 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
     analyzed = df[df["status"] != "skipped"]
     n_skipped = len(df) - len(analyzed)
     skipped = f" ({n_skipped} tensors skipped by the size and role filters, listed in the table)" if n_skipped else ""
-    lines = [f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
-             f"{ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha {ok['alpha'].median():.2f}; "
-             f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."]
+    lines = [
+        (
+            f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
+            f"{ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha {ok['alpha'].median():.2f}; "
+            f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."
+        )
+    ]
     roles = role_summary(df).sort_values("mean_alpha")
     if len(roles) >= 2:
         lo, hi = roles.iloc[0], roles.iloc[-1]
-        lines.append(f"Heaviest tails: {lo.role} (mean alpha {lo.mean_alpha:.2f}); lightest: {hi.role} ({hi.mean_alpha:.2f}).")
+        lines.append(
+            f"Heaviest tails: {lo.role} (mean alpha {lo.mean_alpha:.2f}); lightest: {hi.role} ({hi.mean_alpha:.2f})."
+        )
     if "num_structure_spikes" in ok:
-        lines.append(f"Against each matrix's own shuffle (the randomized-weights control): {int((ok['num_structure_spikes'] > 0).sum())} "
-                     f"matrices have eigenvalues beyond everything their shuffle produces (correlation structure), "
-                     f"{int((ok['num_traps'] > 0).sum())} have correlation traps (large entries that spike even when shuffled).")
+        lines.append(
+            f"Against each matrix's own shuffle (the randomized-weights control): {int((ok['num_structure_spikes'] > 0).sum())} "
+            f"matrices have eigenvalues beyond everything their shuffle produces (correlation structure), "
+            f"{int((ok['num_traps'] > 0).sum())} have correlation traps (large entries that spike even when shuffled)."
+        )
     return lines
 
 
@@ -65,13 +73,18 @@ def activation_findings(t: StudyTables) -> list[str]:
         channels = resid.groupby("channel")["layer"].count().sort_values(ascending=False)
         sink = massive[massive["site"] == "resid_post"]
         top = ", ".join(f"{c} ({n} layers)" for c, n in channels.head(4).items())
-        text = (f"Massive activations: {len(channels)} residual channels are massive or outliers in at least one layer "
-                f"and are left out of the robust view: {top}." if len(channels) else
-                "Massive activations: no residual channel is massive or an outlier apart from the first position.")
+        text = (
+            f"Massive activations: {len(channels)} residual channels are massive or outliers in at least one layer "
+            f"and are left out of the robust view: {top}."
+            if len(channels)
+            else "Massive activations: no residual channel is massive or an outlier apart from the first position."
+        )
         if len(sink) and sink["first_position_ratio"].max() >= 100:
             worst = sink.loc[sink["first_position_ratio"].idxmax()]
-            text += (f" The attention sink (first position) reaches {worst['first_position_ratio']:.0f}x a typical channel "
-                     f"(channel {int(worst['channel'])}, layer {int(worst['layer'])}); every statistic leaves that position out.")
+            text += (
+                f" The attention sink (first position) reaches {worst['first_position_ratio']:.0f}x a typical channel "
+                f"(channel {int(worst['channel'])}, layer {int(worst['layer'])}); every statistic leaves that position out."
+            )
         lines.append(text)
     robust = acts[acts["variant"] == "robust"]
     raw = acts[acts["variant"] == "raw"]
@@ -85,7 +98,8 @@ def activation_findings(t: StudyTables) -> list[str]:
             f"{by_domain.iloc[-1]:.0f} ({by_domain.index[-1]}); the raw view reads {raw_by_domain.min():.1f} to "
             f"{raw_by_domain.max():.1f} because a few channels dominate. Controls: isotropic noise at the same n/d "
             f"{null:.0f}, random tokens {controls.get(RANDOM_TOKENS, np.nan):.0f}, randomized weights "
-            f"{controls.get(RANDOMIZED_WEIGHTS, np.nan):.0f} (n/d = {robust['n_over_d'].median():.1f}).")
+            f"{controls.get(RANDOMIZED_WEIGHTS, np.nan):.0f} (n/d = {robust['n_over_d'].median():.1f})."
+        )
     return lines
 
 
@@ -100,9 +114,11 @@ def energy_findings(t: StudyTables) -> list[str]:
         return []
     hi, lo = doms.iloc[-1], doms.iloc[0]
     separated = hi["energy_mean_lo"] > lo["energy_mean_hi"]
-    text = (f"Token energy at layer {int(hi['layer'])} (0.5 = typical of the pooled domains): highest for {hi['domain']} "
-            f"{ci(hi, 'energy_mean')}, lowest for {lo['domain']} {ci(lo, 'energy_mean')} (intervals over texts"
-            f"{'; they do not overlap' if separated else '; they overlap: no difference is claimed'})")
+    text = (
+        f"Token energy at layer {int(hi['layer'])} (0.5 = typical of the pooled domains): highest for {hi['domain']} "
+        f"{ci(hi, 'energy_mean')}, lowest for {lo['domain']} {ci(lo, 'energy_mean')} (intervals over texts"
+        f"{'; they do not overlap' if separated else '; they overlap: no difference is claimed'})"
+    )
     if len(control):
         text += f"; random tokens (control) {ci(control.iloc[0], 'energy_mean')}"
     return [text + "."]
@@ -114,14 +130,20 @@ def mechanism_findings(t: StudyTables) -> list[str]:
         return []
     top = scores.sort_values("induction", ascending=False).iloc[0]
     confirmed = heads[heads["confirmed"]].sort_values("damage", ascending=False)
-    lines = [f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
-             f"{heads['first_copy_loss'].iloc[0]:.2f} for the first copy; the top induction head by attention is "
-             f"{int(top['layer'])}.{int(top['head'])} (score {top['induction']:.2f})."]
+    lines = [
+        (
+            f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
+            f"{heads['first_copy_loss'].iloc[0]:.2f} for the first copy; the top induction head by attention is "
+            f"{int(top['layer'])}.{int(top['head'])} (score {top['induction']:.2f})."
+        )
+    ]
     hurt = confirmed[confirmed["damage_lo"] > 0]
     if len(hurt):
         parts = [f"{int(r['layer'])}.{int(r['head'])} +{ci(r, 'damage', 3)}" for _, r in hurt.head(4).iterrows()]
-        lines.append(f"Mean-ablating single heads raises that loss (re-measured on {int(confirmed['n_confirm'].iloc[0])} fresh "
-                     f"sequences; intervals exclude 0): {'; '.join(parts)} nats.")
+        lines.append(
+            f"Mean-ablating single heads raises that loss (re-measured on {int(confirmed['n_confirm'].iloc[0])} fresh "
+            f"sequences; intervals exclude 0): {'; '.join(parts)} nats."
+        )
     else:
         lines.append("No single head's mean ablation raises the induction loss with an interval that excludes 0.")
     return lines
@@ -139,15 +161,19 @@ def overlap_findings(t: StudyTables) -> list[str]:
         if max(above, below) < MOST:
             continue
         direction = "more" if above >= below else "less"
-        share = above if above >= below else below
+        share = max(above, below)
         control = tail[(tail["role"] == role) & (tail["domain"] == RANDOM_TOKENS)]["enrichment"].median()
-        lines.append(f"The power-law tails of {role} matrices read {direction} of each domain's input variance than random "
-                     f"subspaces of the same size: median enrichment {g['enrichment'].median():.2f}x, with the interval "
-                     f"over texts excluding 1 for {share:.0%} of (layer, domain) pairs (robust view; random tokens: "
-                     f"{control:.2f}x).")
+        lines.append(
+            f"The power-law tails of {role} matrices read {direction} of each domain's input variance than random "
+            f"subspaces of the same size: median enrichment {g['enrichment'].median():.2f}x, with the interval "
+            f"over texts excluding 1 for {share:.0%} of (layer, domain) pairs (robust view; random tokens: "
+            f"{control:.2f}x)."
+        )
     if not lines:
-        lines.append("Eigenmode overlap: for no role do two thirds of the tails read more (or less) of the domains' "
-                     "variance than random subspaces (robust view, intervals over texts).")
+        lines.append(
+            "Eigenmode overlap: for no role do two thirds of the tails read more (or less) of the domains' "
+            "variance than random subspaces (robust view, intervals over texts)."
+        )
     return lines
 
 
@@ -157,16 +183,20 @@ def ablation_findings(t: StudyTables) -> list[str]:
     if layer_damage is not None and len(layer_damage):
         pooled = layer_damage[layer_damage["domain"] == "pooled"].sort_values("damage", ascending=False)
         parts = [f"{edit_label(r['component'])} +{ci(r, 'damage')}" for _, r in pooled.head(3).iterrows()]
-        lines.append(f"Mean-ablating one block at a time (pooled domains, {int(pooled['n_rows'].iloc[0])} texts): the most "
-                     f"damaging are {'; '.join(parts)} nats.")
+        lines.append(
+            f"Mean-ablating one block at a time (pooled domains, {int(pooled['n_rows'].iloc[0])} texts): the most "
+            f"damaging are {'; '.join(parts)} nats."
+        )
     if abl is not None and len(abl):
         control = abl[abl["domain"] == RANDOM_TOKENS].set_index("component")
         for component, g in _domains(abl).groupby("component", sort=False):
             if not (g["damage_lo"] > 0).all():
                 continue
             ctrl = f"; random tokens {ci(control.loc[component], 'damage')}" if component in control.index else ""
-            lines.append(f"{edit_label(component)}: +{g['damage'].min():.2f} to +{g['damage'].max():.2f} nats across "
-                         f"domains, every interval above 0{ctrl}.")
+            lines.append(
+                f"{edit_label(component)}: +{g['damage'].min():.2f} to +{g['damage'].max():.2f} nats across "
+                f"domains, every interval above 0{ctrl}."
+            )
         if not (_domains(abl).groupby("component")["damage_lo"].min() > 0).any():
             lines.append("No edit of the compared layer hurts every domain with an interval above 0.")
     return lines
@@ -181,14 +211,20 @@ def correlation_findings(t: StudyTables) -> list[str]:
         survivors = g[g["q_value"] < Q_LEVEL].sort_values("q_value")
         nominal = int((g["p_value"] < 0.05).sum())
         if survivors.empty:
-            lines.append(f"Spectra vs causal importance ({family}): none of {len(g)} rank correlations survives "
-                         f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} have p < 0.05 uncorrected, "
-                         f"{0.05 * len(g):.1f} expected by chance).")
+            lines.append(
+                f"Spectra vs causal importance ({family}): none of {len(g)} rank correlations survives "
+                f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} have p < 0.05 uncorrected, "
+                f"{0.05 * len(g):.1f} expected by chance)."
+            )
         else:
-            parts = [f"{r['metric']} vs {r['target']} (rho {r['rho']:+.2f}, q = {r['q_value']:.3f}, n = {int(r['n'])})"
-                     for _, r in survivors.head(4).iterrows()]
-            lines.append(f"Spectra vs causal importance ({family}): {len(survivors)} of {len(g)} correlations survive "
-                         f"BH at q < {Q_LEVEL}: {'; '.join(parts)}.")
+            parts = [
+                f"{r['metric']} vs {r['target']} (rho {r['rho']:+.2f}, q = {r['q_value']:.3f}, n = {int(r['n'])})"
+                for _, r in survivors.head(4).iterrows()
+            ]
+            lines.append(
+                f"Spectra vs causal importance ({family}): {len(survivors)} of {len(g)} correlations survive "
+                f"BH at q < {Q_LEVEL}: {'; '.join(parts)}."
+            )
     return lines
 
 
@@ -203,9 +239,13 @@ def alignment_findings(t: StudyTables) -> list[str]:
     n_above = int((real > null).sum())
     p = binomtest(n_above, len(near), 0.5).pvalue
     verdict = "more often than chance" if p < Q_LEVEL and n_above > len(near) / 2 else "not more often than chance"
-    return [f"Cross-layer alignment (next layer's readers, norm gains folded in): median tail enrichment {real.median():.2f}x "
+    return [
+        (
+            f"Cross-layer alignment (next layer's readers, norm gains folded in): median tail enrichment {real.median():.2f}x "
             f"a random subspace, against {null.median():.2f}x for the same pairs with shuffled weights; "
-            f"{n_above} of {len(near)} pairs exceed their shuffled counterpart, {verdict} (sign test p = {p:.3g})."]
+            f"{n_above} of {len(near)} pairs exceed their shuffled counterpart, {verdict} (sign test p = {p:.3g})."
+        )
+    ]
 
 
 def cka_findings(t: StudyTables) -> list[str]:
@@ -217,7 +257,9 @@ def cka_findings(t: StudyTables) -> list[str]:
     for variant, g in adjacent.groupby("variant"):
         noise = null[null["variant"] == variant]["cka"].abs().max() if null is not None else np.nan
         parts.append(f"{variant} {g['cka'].median():.2f} (permuted-token null: |CKA| <= {noise:.3f})")
-    return [f"Debiased CKA between adjacent layers on {int(cka['n_tokens'].iloc[0])} tokens, median: {'; '.join(parts)}."]
+    return [
+        f"Debiased CKA between adjacent layers on {int(cka['n_tokens'].iloc[0])} tokens, median: {'; '.join(parts)}."
+    ]
 
 
 def attribution_findings(t: StudyTables) -> list[str]:
@@ -229,8 +271,12 @@ def attribution_findings(t: StudyTables) -> list[str]:
         return []
     r = row.iloc[0]
     verdict = "survives" if r["q_value"] < Q_LEVEL else "does not survive"
-    return [f"Energy vs attribution: per-text rank correlation of the energy change with |integrated gradients| averages "
-            f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."]
+    return [
+        (
+            f"Energy vs attribution: per-text rank correlation of the energy change with |integrated gradients| averages "
+            f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."
+        )
+    ]
 
 
 def circuit_findings(t: StudyTables) -> list[str]:
@@ -242,14 +288,18 @@ def circuit_findings(t: StudyTables) -> list[str]:
         if r["status"] != "ok":
             lines.append(f"Circuit of {r['task']}: {r['status']}.")
             continue
-        line = (f"Circuit of {r['task']} ({r['method']}, {int(r['n_prompts'])} prompts, verified by edge patching): "
-                f"{int(r['size'])} of {int(r['n_edges']):,} edges [{r['size_lo']:.0f}, {r['size_hi']:.0f}] keep "
-                f"{ci(r, 'faithfulness')} of the clean-corrupted gap ({int(r['n_heads'])} heads, {int(r['n_mlps'])} MLPs).")
+        line = (
+            f"Circuit of {r['task']} ({r['method']}, {int(r['n_prompts'])} prompts, verified by edge patching): "
+            f"{int(r['size'])} of {int(r['n_edges']):,} edges [{r['size_lo']:.0f}, {r['size_hi']:.0f}] keep "
+            f"{ci(r, 'faithfulness')} of the clean-corrupted gap ({int(r['n_heads'])} heads, {int(r['n_mlps'])} MLPs)."
+        )
         if "prior_p" in r and pd.notna(r.get("prior_p")):
             verdict = "beats" if r["prior_p"] < Q_LEVEL else "does not beat"
-            line += (f" Ranking edges by the alignment of the writer's power-law tail with the reader {verdict} random "
-                     f"rankings (average precision {r['prior_average_precision']:.4f} vs {r['prior_random_ap']:.4f}, "
-                     f"p = {r['prior_p']:.3f}).")
+            line += (
+                f" Ranking edges by the alignment of the writer's power-law tail with the reader {verdict} random "
+                f"rankings (average precision {r['prior_average_precision']:.4f} vs {r['prior_random_ap']:.4f}, "
+                f"p = {r['prior_p']:.3f})."
+            )
         lines.append(line)
     return lines
 
@@ -257,8 +307,18 @@ def circuit_findings(t: StudyTables) -> list[str]:
 def overview(t: StudyTables, model: str) -> list[str]:
     """Every finding, in the report's order."""
     out: list[str] = []
-    for part in (weights_findings(t, model), activation_findings(t), energy_findings(t), mechanism_findings(t),
-                 overlap_findings(t), ablation_findings(t), correlation_findings(t), alignment_findings(t),
-                 cka_findings(t), attribution_findings(t), circuit_findings(t)):
+    for part in (
+        weights_findings(t, model),
+        activation_findings(t),
+        energy_findings(t),
+        mechanism_findings(t),
+        overlap_findings(t),
+        ablation_findings(t),
+        correlation_findings(t),
+        alignment_findings(t),
+        cka_findings(t),
+        attribution_findings(t),
+        circuit_findings(t),
+    ):
         out += part
     return out

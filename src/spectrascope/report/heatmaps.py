@@ -34,8 +34,17 @@ def save_lens_heatmap(lens_df: pd.DataFrame, out_dir: str | Path, title: str = "
     y_labels = ["emb" if layer == EMBED_LAYER else str(layer) for layer in prob.index]
     cells = [[show_token(t) for t in row] for row in token.values.tolist()]
     return write_heatmap(
-        prob.values, x_labels, y_labels, out_dir, "lens_heatmap", title=title, cells=cells,
-        x_title="position (input token)", colorbar="top-1 prob", zmin=0.0, zmax=1.0,
+        prob.values,
+        x_labels,
+        y_labels,
+        out_dir,
+        "lens_heatmap",
+        title=title,
+        cells=cells,
+        x_title="position (input token)",
+        colorbar="top-1 prob",
+        zmin=0.0,
+        zmax=1.0,
     )
 
 
@@ -73,15 +82,30 @@ def write_heatmap(
     if diverging and zmin is None and zmax is None:
         bound = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
         zmin, zmax = -bound, bound
-    heat = {"z": z, "x": list(x_labels), "y": list(y_labels), "zmin": zmin, "zmax": zmax,
-            "colorscale": "RdBu" if diverging else "Viridis", "reversescale": diverging,
-            "colorbar": {"title": colorbar}}
+    heat = {
+        "z": z,
+        "x": list(x_labels),
+        "y": list(y_labels),
+        "zmin": zmin,
+        "zmax": zmax,
+        "colorscale": "RdBu" if diverging else "Viridis",
+        "reversescale": diverging,
+        "colorbar": {"title": colorbar},
+    }
     if cells is not None:
-        heat.update(text=[list(row) for row in cells], texttemplate="%{text}",
-                    hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}<br>{colorbar} %{{z:.3f}}<extra></extra>")
+        heat.update(
+            text=[list(row) for row in cells],
+            texttemplate="%{text}",
+            hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}<br>{colorbar} %{{z:.3f}}<extra></extra>",
+        )
     fig = go.Figure(go.Heatmap(**heat))
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, template="plotly_white",
-                      height=max(400, 22 * len(y_labels) + 150))
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        template="plotly_white",
+        height=max(400, 22 * len(y_labels) + 150),
+    )
     html = out / f"{stem}.html"
     fig.write_html(html, include_plotlyjs=True)
 
@@ -92,8 +116,15 @@ def write_heatmap(
         font = 7 if n_cols <= 16 else 5
         for i in range(n_rows):
             for j in range(n_cols):
-                ax.text(j, i, str(cells[i][j])[:10], ha="center", va="center", fontsize=font,
-                        color=_text_colour(image, z[i, j]))
+                ax.text(
+                    j,
+                    i,
+                    str(cells[i][j])[:10],
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color=_text_colour(image, z[i, j]),
+                )
     ax.set_xticks(range(n_cols), list(x_labels), rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(n_rows), list(y_labels), fontsize=7)
     ax.set_xlabel(x_title)

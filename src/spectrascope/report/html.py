@@ -32,9 +32,11 @@ class Section:
 
 def render(title: str, sections: list[Section], path: str | Path) -> Path:
     """Write the report to ``path`` and return it."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style><script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>",
-             f"</head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style><script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>",
+        f"</head><body><h1>{html.escape(title)}</h1>",
+    ]
     for s in sections:
         parts.append(f"<section id='{s.id}'><h2>{html.escape(s.title)}</h2>")
         for p in s.paragraphs:

@@ -19,7 +19,10 @@ def edit_label(component: str) -> str:
         return component
     name, _, edit = rest.partition(":")
     parts = name.removesuffix(".weight").split(".")
-    layer = next((parts[i + 1] for i, p in enumerate(parts[:-1]) if p in ("layers", "h", "layer") and parts[i + 1].isdigit()), None)
+    layer = next(
+        (parts[i + 1] for i, p in enumerate(parts[:-1]) if p in ("layers", "h", "layer") and parts[i + 1].isdigit()),
+        None,
+    )
     matrix = ".".join(parts[-2:])
     edit = f"top {edit.split(':')[1]} removed" if edit.startswith("drop_top:") else _SPECTRAL_EDITS.get(edit, edit)
     return f"{'L' + layer + ' ' if layer is not None else ''}{matrix}: {edit}"

@@ -33,11 +33,18 @@ def weights_section(t: StudyTables, model: str) -> Section | None:
     weights = t.get("weights", "weights")
     if weights is None or weights.empty:
         return None
-    return Section("weights", "Weight spectra by layer",
-                   ["Power-law tail exponent alpha of each weight matrix (weightwatcher's fit) and the ERG gap; SETOL: "
-                    "alpha near 2 is ideal, 2 to 6 well to weakly trained. No data is used."],
-                   [alpha_by_layer(weights), alpha_by_layer(weights, "erg_delta", "ERG gap (xmin − ERG λmin) by layer")],
-                   [role_summary(weights)])
+    return Section(
+        "weights",
+        "Weight spectra by layer",
+        [
+            (
+                "Power-law tail exponent alpha of each weight matrix (weightwatcher's fit) and the ERG gap; SETOL: "
+                "alpha near 2 is ideal, 2 to 6 well to weakly trained. No data is used."
+            )
+        ],
+        [alpha_by_layer(weights), alpha_by_layer(weights, "erg_delta", "ERG gap (xmin − ERG λmin) by layer")],
+        [role_summary(weights)],
+    )
 
 
 def esd_section(t: StudyTables, model: str) -> Section | None:
@@ -62,16 +69,24 @@ def esd_section(t: StudyTables, model: str) -> Section | None:
         evals = gram_eigenvalues(source.load(name))
         erg_raw = r["erg_lambda_min"] * r["xmin"] / r["pl_lambda_min"] if r["pl_lambda_min"] else None
         figs.append(esd_loglog(name, evals, r["alpha"], r["xmin"], erg_raw))
-    return Section("esd", "Eigenvalue spectra", ["Log-log ESDs with the fitted power-law tail (dashed), xmin (red) and "
-                                                 "the start of the ERG tail (purple)."], figs)
+    return Section(
+        "esd",
+        "Eigenvalue spectra",
+        [("Log-log ESDs with the fitted power-law tail (dashed), xmin (red) and the start of the ERG tail (purple).")],
+        figs,
+    )
 
 
 def heads_section(t: StudyTables, model: str) -> Section | None:
     heads = t.get("weights", "weights_heads")
     if heads is None or heads.empty:
         return None
-    return Section("heads", "Attention-head circuits", ["Tail exponent of each head's OV and QK circuit."],
-                   [head_heatmap(heads, "ov"), head_heatmap(heads, "qk")])
+    return Section(
+        "heads",
+        "Attention-head circuits",
+        ["Tail exponent of each head's OV and QK circuit."],
+        [head_heatmap(heads, "ov"), head_heatmap(heads, "qk")],
+    )
 
 
 def massive_section(t: StudyTables, model: str) -> Section | None:
@@ -79,20 +94,54 @@ def massive_section(t: StudyTables, model: str) -> Section | None:
     if massive is None:
         return None
     if massive.empty:
-        return Section("massive", "Massive activations",
-                       ["No channel reaches 100x a typical channel or has 10x its RMS on the calibration texts, at any "
-                        "residual site or matrix input: the robust view equals the raw one."])
+        return Section(
+            "massive",
+            "Massive activations",
+            [
+                (
+                    "No channel reaches 100x a typical channel or has 10x its RMS on the calibration texts, at any "
+                    "residual site or matrix input: the robust view equals the raw one."
+                )
+            ],
+        )
     resid = massive[massive["site"] == "resid_post"]
     grid = resid.pivot_table(index="layer", columns="channel", values="max_ratio", aggfunc="max")
-    fig = heatmap(np.log10(grid), "Massive and outlier residual channels: log10(max |x| / typical channel)", "log10 ratio",
-                  "channel", "layer", "Magma")
+    fig = heatmap(
+        np.log10(grid),
+        "Massive and outlier residual channels: log10(max |x| / typical channel)",
+        "log10 ratio",
+        "channel",
+        "layer",
+        "Magma",
+    )
     shown = massive.sort_values("max_ratio", ascending=False).head(25)
-    return Section("massive", "Massive activations",
-                   ["Channels whose values reach 100x a typical channel (massive) or whose RMS is 10x (outlier), found on "
-                    "calibration texts; the robust view leaves them out. 'sink' channels are large only at the first "
-                    "position, which every statistic already leaves out."], [fig],
-                   [shown[["site", "layer", "channel", "kind", "max_ratio", "rms_ratio", "first_position_ratio",
-                           "fire_share", "top_tokens"]]])
+    return Section(
+        "massive",
+        "Massive activations",
+        [
+            (
+                "Channels whose values reach 100x a typical channel (massive) or whose RMS is 10x (outlier), found on "
+                "calibration texts; the robust view leaves them out. 'sink' channels are large only at the first "
+                "position, which every statistic already leaves out."
+            )
+        ],
+        [fig],
+        [
+            shown[
+                [
+                    "site",
+                    "layer",
+                    "channel",
+                    "kind",
+                    "max_ratio",
+                    "rms_ratio",
+                    "first_position_ratio",
+                    "fire_share",
+                    "top_tokens",
+                ]
+            ]
+        ],
+    )
 
 
 def activations_section(t: StudyTables, model: str) -> Section | None:
@@ -103,30 +152,64 @@ def activations_section(t: StudyTables, model: str) -> Section | None:
     for variant in ("robust", "raw"):
         v = acts[acts["variant"] == variant]
         null = v.groupby("layer")["effective_rank_null"].mean().mean()
-        figs.append(lines_with_band(v, "layer", "effective_rank", "domain",
-                                    f"Activation effective rank by layer ({variant}); dotted: isotropic noise at this n/d",
-                                    reference=float(null), dashed=CONTROLS))
+        figs.append(
+            lines_with_band(
+                v,
+                "layer",
+                "effective_rank",
+                "domain",
+                f"Activation effective rank by layer ({variant}); dotted: isotropic noise at this n/d",
+                reference=float(null),
+                dashed=CONTROLS,
+            )
+        )
     robust = acts[acts["variant"] == "robust"]
-    figs.append(lines_with_band(robust, "layer", "alpha", "domain", "Activation-spectrum alpha by layer (robust)",
-                                dashed=CONTROLS))
+    figs.append(
+        lines_with_band(
+            robust, "layer", "alpha", "domain", "Activation-spectrum alpha by layer (robust)", dashed=CONTROLS
+        )
+    )
     n_over_d = acts["n_over_d"].median()
-    return Section("activations", "Activation spectra",
-                   [f"Spectra of the residual stream's covariance per domain, robust view first (massive and outlier "
-                    f"channels left out), raw below. n/d = {n_over_d:.1f}. Controls (dashed): random tokens and the model "
-                    "with shuffled weights; the dotted line is the effective rank of isotropic Gaussian noise at the same n/d."],
-                   figs)
+    return Section(
+        "activations",
+        "Activation spectra",
+        [
+            (
+                f"Spectra of the residual stream's covariance per domain, robust view first (massive and outlier "
+                f"channels left out), raw below. n/d = {n_over_d:.1f}. Controls (dashed): random tokens and the model "
+                "with shuffled weights; the dotted line is the effective rank of isotropic Gaussian noise at the same n/d."
+            )
+        ],
+        figs,
+    )
 
 
 def energy_section(t: StudyTables, model: str) -> Section | None:
     energy = t.get("activations", "energy")
     if energy is None or energy.empty:
         return None
-    return Section("energy", "Energy landscape",
-                   ["Mean token energy at each layer's residual stream under the pooled reference Gaussian (0.5 = typical of "
-                    "the pooled domains), with bootstrap intervals over texts; high energy = tokens the layer treats as "
-                    "unusual. Dashed: random tokens (control)."],
-                   [lines_with_band(energy, "layer", "energy_mean", "domain", "Token energy by layer and domain",
-                                    reference=0.5, dashed=CONTROLS)])
+    return Section(
+        "energy",
+        "Energy landscape",
+        [
+            (
+                "Mean token energy at each layer's residual stream under the pooled reference Gaussian (0.5 = typical of "
+                "the pooled domains), with bootstrap intervals over texts; high energy = tokens the layer treats as "
+                "unusual. Dashed: random tokens (control)."
+            )
+        ],
+        [
+            lines_with_band(
+                energy,
+                "layer",
+                "energy_mean",
+                "domain",
+                "Token energy by layer and domain",
+                reference=0.5,
+                dashed=CONTROLS,
+            )
+        ],
+    )
 
 
 def mechanisms_section(t: StudyTables, model: str) -> Section | None:
@@ -134,27 +217,61 @@ def mechanisms_section(t: StudyTables, model: str) -> Section | None:
     if lens is None or scores is None:
         return None
     top = lens[(lens["kind"] == "top") & (lens["rank"] == 0)]
-    figs = [heatmap(top.pivot_table(index="layer", columns="position", values="prob"),
-                    "Logit lens: top-1 next token and its probability, by layer and position", "prob", "position", "layer",
-                    text=top.pivot_table(index="layer", columns="position", values="token", aggfunc="first"))]
+    figs = [
+        heatmap(
+            top.pivot_table(index="layer", columns="position", values="prob"),
+            "Logit lens: top-1 next token and its probability, by layer and position",
+            "prob",
+            "position",
+            "layer",
+            text=top.pivot_table(index="layer", columns="position", values="token", aggfunc="first"),
+        )
+    ]
     for kind in ("induction", "previous_token", "duplicate_token"):
         if kind in scores:
-            figs.append(heatmap(scores.pivot_table(index="layer", columns="head", values=kind),
-                                f"{kind.replace('_', '-')} score by head", kind, "head", "layer"))
+            figs.append(
+                heatmap(
+                    scores.pivot_table(index="layer", columns="head", values=kind),
+                    f"{kind.replace('_', '-')} score by head",
+                    kind,
+                    "head",
+                    "layer",
+                )
+            )
     tables = []
     if heads is not None:
         mode = heads["mode"].iloc[0]
-        figs.append(heatmap(heads.pivot_table(index="layer", columns="head", values="damage_screen"),
-                            f"Induction-loss increase when each head is {mode}-ablated (screen, "
-                            f"{int(heads['n_screen'].iloc[0])} sequences)", "Δ loss", "head", "layer", "Reds"))
+        figs.append(
+            heatmap(
+                heads.pivot_table(index="layer", columns="head", values="damage_screen"),
+                f"Induction-loss increase when each head is {mode}-ablated (screen, "
+                f"{int(heads['n_screen'].iloc[0])} sequences)",
+                "Δ loss",
+                "head",
+                "layer",
+                "Reds",
+            )
+        )
         confirmed = heads[heads["confirmed"]].sort_values("damage", ascending=False)
-        confirmed = confirmed.assign(head_name=confirmed["layer"].astype(str) + "." + confirmed["head"].astype(str),
-                                     measure="confirmed")
-        figs.append(bars_with_intervals(confirmed, "head_name", "damage", "measure",
-                                        f"Confirmed on {int(confirmed['n_confirm'].iloc[0])} fresh sequences: induction-loss "
-                                        "increase (95% interval over sequences)", "Δ loss (nats)"))
-        tables.append(confirmed[["layer", "head", "damage", "damage_lo", "damage_hi", "damage_screen", "induction",
-                                 "previous_token"]])
+        confirmed = confirmed.assign(
+            head_name=confirmed["layer"].astype(str) + "." + confirmed["head"].astype(str), measure="confirmed"
+        )
+        figs.append(
+            bars_with_intervals(
+                confirmed,
+                "head_name",
+                "damage",
+                "measure",
+                f"Confirmed on {int(confirmed['n_confirm'].iloc[0])} fresh sequences: induction-loss "
+                "increase (95% interval over sequences)",
+                "Δ loss (nats)",
+            )
+        )
+        tables.append(
+            confirmed[
+                ["layer", "head", "damage", "damage_lo", "damage_hi", "damage_screen", "induction", "previous_token"]
+            ]
+        )
     return Section("mechanisms", "Logit lens and attention heads", [], figs, tables)
 
 
@@ -167,17 +284,43 @@ def overlap_section(t: StudyTables, model: str) -> Section | None:
     for variant in ("robust", "raw"):
         v = tail[tail["variant"] == variant]
         grid = v.groupby(["block", "domain"])["enrichment"].median().unstack()
-        figs.append(heatmap(grid, f"Tail enrichment by block and domain ({variant}; median over the block's matrices)",
-                            "× random", "domain", "block", "RdBu_r", zmid=1.0))
-    summary = tail[tail["variant"] == "robust"].assign(
-        above=lambda d: d["enrichment_lo"] > 1, below=lambda d: d["enrichment_hi"] < 1).groupby(["role", "domain"]).agg(
-        median_enrichment=("enrichment", "median"), share_above_1=("above", "mean"), share_below_1=("below", "mean"),
-        n=("enrichment", "size")).reset_index()
-    return Section("overlap", "Eigenmode overlap",
-                   ["Share of each domain's input variance in the power-law tail of each matrix, relative to a random "
-                    "subspace of the same size (the control: 1 = no preference), robust view first. The table counts the "
-                    "share of matrices whose interval over texts lies above or below 1; random tokens is the domain-free "
-                    "control."], figs, [summary])
+        figs.append(
+            heatmap(
+                grid,
+                f"Tail enrichment by block and domain ({variant}; median over the block's matrices)",
+                "× random",
+                "domain",
+                "block",
+                "RdBu_r",
+                zmid=1.0,
+            )
+        )
+    summary = (
+        tail[tail["variant"] == "robust"]
+        .assign(above=lambda d: d["enrichment_lo"] > 1, below=lambda d: d["enrichment_hi"] < 1)
+        .groupby(["role", "domain"])
+        .agg(
+            median_enrichment=("enrichment", "median"),
+            share_above_1=("above", "mean"),
+            share_below_1=("below", "mean"),
+            n=("enrichment", "size"),
+        )
+        .reset_index()
+    )
+    return Section(
+        "overlap",
+        "Eigenmode overlap",
+        [
+            (
+                "Share of each domain's input variance in the power-law tail of each matrix, relative to a random "
+                "subspace of the same size (the control: 1 = no preference), robust view first. The table counts the "
+                "share of matrices whose interval over texts lies above or below 1; random tokens is the domain-free "
+                "control."
+            )
+        ],
+        figs,
+        [summary],
+    )
 
 
 def ablation_section(t: StudyTables, model: str) -> Section | None:
@@ -185,17 +328,41 @@ def ablation_section(t: StudyTables, model: str) -> Section | None:
     if abl is None or layers is None:
         return None
     pooled = layers[layers["domain"] == "pooled"].assign(block=lambda d: d["kind"])
-    figs = [lines_with_band(pooled, "layer", "damage", "block",
-                            f"Loss increase when one block is {pooled['mode'].iloc[0]}-ablated (pooled domains, 95% interval)",
-                            "Δ loss (nats)", reference=0.0)]
+    figs = [
+        lines_with_band(
+            pooled,
+            "layer",
+            "damage",
+            "block",
+            f"Loss increase when one block is {pooled['mode'].iloc[0]}-ablated (pooled domains, 95% interval)",
+            "Δ loss (nats)",
+            reference=0.0,
+        )
+    ]
     labelled = abl.assign(edit_label=abl["component"].map(edit_label))
-    figs.append(bars_with_intervals(labelled, "edit_label", "damage", "domain",
-                                    "Spectral edits vs block ablation, per domain (95% interval over texts)", "Δ loss (nats)"))
-    return Section("ablation", "Spectral ablation vs component ablation",
-                   ["Every attention and MLP block ablated on its own (exact), then, at the compared layer, each domain's "
-                    "loss when a matrix keeps only its power-law tail or only its bulk, or loses its top singular "
-                    "directions, beside ablating the whole blocks; the random-token corpus is the domain-free control."],
-                   figs, [abl[["domain", "component", "damage", "damage_lo", "damage_hi", "baseline", "n_rows"]]])
+    figs.append(
+        bars_with_intervals(
+            labelled,
+            "edit_label",
+            "damage",
+            "domain",
+            "Spectral edits vs block ablation, per domain (95% interval over texts)",
+            "Δ loss (nats)",
+        )
+    )
+    return Section(
+        "ablation",
+        "Spectral ablation vs component ablation",
+        [
+            (
+                "Every attention and MLP block ablated on its own (exact), then, at the compared layer, each domain's "
+                "loss when a matrix keeps only its power-law tail or only its bulk, or loses its top singular "
+                "directions, beside ablating the whole blocks; the random-token corpus is the domain-free control."
+            )
+        ],
+        figs,
+        [abl[["domain", "component", "damage", "damage_lo", "damage_hi", "baseline", "n_rows"]]],
+    )
 
 
 def alignment_section(t: StudyTables, model: str) -> Section | None:
@@ -203,32 +370,77 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
     if align is None or cka is None or align.empty:
         return None
     grid = align.groupby(["writer_layer", "reader_layer"])["enrichment"].mean().unstack()
-    figs = [heatmap(grid, "Writer → reader tail alignment (× random; readers' norm gains folded in)", "× random",
-                    "reader layer", "writer layer", "RdBu_r", zmid=1.0)]
+    figs = [
+        heatmap(
+            grid,
+            "Writer → reader tail alignment (× random; readers' norm gains folded in)",
+            "× random",
+            "reader layer",
+            "writer layer",
+            "RdBu_r",
+            zmid=1.0,
+        )
+    ]
     near = align[align["reader_layer"] == align["writer_layer"] + 1]
-    both = pd.concat([near.assign(weights="trained", value=near["enrichment"]),
-                      near.assign(weights="shuffled (null)", value=near["enrichment_shuffled"])])
-    figs.append(lines_with_band(both.groupby(["writer_layer", "weights"])["value"].median().reset_index(),
-                                "writer_layer", "value", "weights", "Next-layer alignment: trained vs shuffled weights (median)",
-                                "× random", reference=1.0, dashed={"shuffled (null)"}))
+    both = pd.concat(
+        [
+            near.assign(weights="trained", value=near["enrichment"]),
+            near.assign(weights="shuffled (null)", value=near["enrichment_shuffled"]),
+        ]
+    )
+    figs.append(
+        lines_with_band(
+            both.groupby(["writer_layer", "weights"])["value"].median().reset_index(),
+            "writer_layer",
+            "value",
+            "weights",
+            "Next-layer alignment: trained vs shuffled weights (median)",
+            "× random",
+            reference=1.0,
+            dashed={"shuffled (null)"},
+        )
+    )
     for variant in ("robust", "raw"):
         v = cka[cka["variant"] == variant]
-        figs.append(heatmap(v.pivot_table(index="layer_a", columns="layer_b", values="cka"),
-                            f"Debiased CKA between layers ({variant})", "CKA", "layer", "layer"))
-    return Section("alignment", "Cross-layer alignment",
-                   ["Overlap of the directions each layer writes (o / down tails) with those later layers read (q, k, v, gate, "
-                    "up tails, norm gains folded in), relative to random subspaces, with the same pairs after shuffling the "
-                    "weights as the null; and debiased CKA of the residual stream (robust view first)."], figs)
+        figs.append(
+            heatmap(
+                v.pivot_table(index="layer_a", columns="layer_b", values="cka"),
+                f"Debiased CKA between layers ({variant})",
+                "CKA",
+                "layer",
+                "layer",
+            )
+        )
+    return Section(
+        "alignment",
+        "Cross-layer alignment",
+        [
+            (
+                "Overlap of the directions each layer writes (o / down tails) with those later layers read (q, k, v, gate, "
+                "up tails, norm gains folded in), relative to random subspaces, with the same pairs after shuffling the "
+                "weights as the null; and debiased CKA of the residual stream (robust view first)."
+            )
+        ],
+        figs,
+    )
 
 
 def correlation_section(t: StudyTables, model: str) -> Section | None:
     corr = t.get("bridge", "correlation")
     if corr is None:
         return None
-    return Section("correlation", "Do spectra predict mechanisms?",
-                   ["Spearman rank correlation between spectral metrics and causal importance (exact ablation damage), "
-                    "with permutation p-values and Benjamini-Hochberg q-values within each family; only q < 0.05 is a finding."],
-                   [], [corr[["family", "metric", "target", "n", "rho", "p_value", "q_value"]]])
+    return Section(
+        "correlation",
+        "Do spectra predict mechanisms?",
+        [
+            (
+                "Spearman rank correlation between spectral metrics and causal importance (exact ablation damage), "
+                "with permutation p-values and Benjamini-Hochberg q-values within each family; only q < 0.05 is a finding."
+            )
+        ],
+        [],
+        [corr[["family", "metric", "target", "n", "rho", "p_value", "q_value"]]],
+    )
 
 
 def attribution_section(t: StudyTables, model: str) -> Section | None:
@@ -238,17 +450,42 @@ def attribution_section(t: StudyTables, model: str) -> Section | None:
     first = tokens[tokens["text"] == tokens["text"].min()]
     long = first.melt(id_vars=["position", "token"], value_vars=["energy_change", "integrated_gradients"])
     long["label"] = long["position"].astype(str) + ":" + long["token"]
-    return Section("attribution", "Energy vs attribution",
-                   ["Per token (the first text shown): change of token energy from the first to the last layer, and "
-                    "integrated-gradients attribution of the text's log-likelihood. The table averages per-text rank "
-                    "correlations over texts (interval over texts, within-text permutation null, q-values)."],
-                   [bars_with_intervals(long.assign(value_lo=long["value"], value_hi=long["value"]), "label", "value",
-                                        "variable", "Energy change and attribution per token (first text)", "value")],
-                   [agree])
+    return Section(
+        "attribution",
+        "Energy vs attribution",
+        [
+            (
+                "Per token (the first text shown): change of token energy from the first to the last layer, and "
+                "integrated-gradients attribution of the text's log-likelihood. The table averages per-text rank "
+                "correlations over texts (interval over texts, within-text permutation null, q-values)."
+            )
+        ],
+        [
+            bars_with_intervals(
+                long.assign(value_lo=long["value"], value_hi=long["value"]),
+                "label",
+                "value",
+                "variable",
+                "Energy change and attribution per token (first text)",
+                "value",
+            )
+        ],
+        [agree],
+    )
 
 
 SECTIONS: list[Callable[[StudyTables, str], Section | None]] = [
-    weights_section, esd_section, heads_section, massive_section, activations_section, energy_section,
-    mechanisms_section, overlap_section, ablation_section, alignment_section, correlation_section, attribution_section,
+    weights_section,
+    esd_section,
+    heads_section,
+    massive_section,
+    activations_section,
+    energy_section,
+    mechanisms_section,
+    overlap_section,
+    ablation_section,
+    alignment_section,
+    correlation_section,
+    attribution_section,
 ]
 """The report's sections in order (after the overview)."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _slug(text: str) -> str:
@@ -35,8 +35,13 @@ def figure_to_png(fig, path: Path) -> None:
                 ax.bar([str(v) for v in t.x], t.y, label=t.name, alpha=0.7)
                 ax.tick_params(axis="x", rotation=90, labelsize=6)
             elif t.x is not None and t.y is not None:
-                ax.plot(t.x, t.y, marker="." if t.mode and "markers" in t.mode else None, label=t.name,
-                        linestyle="none" if t.mode == "markers" else "-")
+                ax.plot(
+                    t.x,
+                    t.y,
+                    marker="." if t.mode and "markers" in t.mode else None,
+                    label=t.name,
+                    linestyle="none" if t.mode == "markers" else "-",
+                )
         if layout.xaxis.type == "log":
             ax.set_xscale("log")
         if layout.yaxis.type == "log":

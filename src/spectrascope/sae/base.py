@@ -79,8 +79,15 @@ class SparseAutoencoder(nn.Module):
     saelens_architecture: ClassVar[str] = ""
     """The ``architecture`` written into SAELens's cfg.json (``standard``, ``topk``, ``jumprelu``)."""
 
-    def __init__(self, d_in: int, d_sae: int, *, apply_b_dec_to_input: bool = True,
-                 metadata: dict[str, Any] | None = None, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        *,
+        apply_b_dec_to_input: bool = True,
+        metadata: dict[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         check_sizes(d_in, d_sae)
         self.d_in, self.d_sae = int(d_in), int(d_sae)

@@ -42,9 +42,17 @@ class BatchTopKSAE(SparseAutoencoder):
     architecture = "batch_topk"
     saelens_architecture = "jumprelu"
 
-    def __init__(self, d_in: int, d_sae: int, *, k: float | None = None, k_aux: int | None = None,
-                 aux_coefficient: float = AUX_COEFFICIENT, threshold_rate: float = THRESHOLD_RATE,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        *,
+        k: float | None = None,
+        k_aux: int | None = None,
+        aux_coefficient: float = AUX_COEFFICIENT,
+        threshold_rate: float = THRESHOLD_RATE,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(d_in, d_sae, **kwargs)
         self.k = check_k(k, d_sae)
         self.k_aux = int(k_aux) if k_aux is not None else max(1, d_in // 2)
@@ -75,5 +83,9 @@ class BatchTopKSAE(SparseAutoencoder):
         self._threshold_seen = True
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"k": self.k, "k_aux": self.k_aux, "aux_coefficient": self.aux_coefficient,
-                "batch_threshold": float(self.threshold[0]) if self.d_sae else 0.0}
+        return {
+            "k": self.k,
+            "k_aux": self.k_aux,
+            "aux_coefficient": self.aux_coefficient,
+            "batch_threshold": float(self.threshold[0]) if self.d_sae else 0.0,
+        }

@@ -48,8 +48,22 @@ from .base import SaeError, SparseAutoencoder
 from .registry import build_sae
 from .sites import SiteBinding
 
-SPECTRA_COLUMNS = ["matrix", "weights", "N", "M", "alpha", "xmin", "D", "num_pl_spikes", "erg_num", "erg_delta",
-                   "stable_rank", "lambda_max", "entropy", "status"]
+SPECTRA_COLUMNS = [
+    "matrix",
+    "weights",
+    "N",
+    "M",
+    "alpha",
+    "xmin",
+    "D",
+    "num_pl_spikes",
+    "erg_num",
+    "erg_delta",
+    "stable_rank",
+    "lambda_max",
+    "entropy",
+    "status",
+]
 
 
 def dictionary_spectra(sae: SparseAutoencoder, seed: int = 0) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
@@ -94,13 +108,20 @@ def site_matrices(binding: SiteBinding) -> list[dict[str, Any]]:
         raise SaeError(f"weight overlap needs a residual-stream site; {binding.site} is not one")
     hf, L, kind = binding.hf, binding.layer, binding.kind
     n_layers = int(hf.config.num_hidden_layers)
-    writes = {SiteKind.RESID_PRE: (L - 1, ("o", "mlp_down")), SiteKind.RESID_MID: (L, ("o",)),
-              SiteKind.ATTN_OUT: (L, ("o",)), SiteKind.RESID_POST: (L, ("o", "mlp_down")),
-              SiteKind.MLP_OUT: (L, ("mlp_down",))}[kind]
-    reads = {SiteKind.RESID_PRE: [(L, ("q", "k", "v")), (L, ("mlp_gate", "mlp_up"))],
-             SiteKind.RESID_MID: [(L, ("mlp_gate", "mlp_up"))], SiteKind.ATTN_OUT: [(L, ("mlp_gate", "mlp_up"))],
-             SiteKind.RESID_POST: [(L + 1, ("q", "k", "v")), (L + 1, ("mlp_gate", "mlp_up"))],
-             SiteKind.MLP_OUT: [(L + 1, ("q", "k", "v")), (L + 1, ("mlp_gate", "mlp_up"))]}[kind]
+    writes = {
+        SiteKind.RESID_PRE: (L - 1, ("o", "mlp_down")),
+        SiteKind.RESID_MID: (L, ("o",)),
+        SiteKind.ATTN_OUT: (L, ("o",)),
+        SiteKind.RESID_POST: (L, ("o", "mlp_down")),
+        SiteKind.MLP_OUT: (L, ("mlp_down",)),
+    }[kind]
+    reads = {
+        SiteKind.RESID_PRE: [(L, ("q", "k", "v")), (L, ("mlp_gate", "mlp_up"))],
+        SiteKind.RESID_MID: [(L, ("mlp_gate", "mlp_up"))],
+        SiteKind.ATTN_OUT: [(L, ("mlp_gate", "mlp_up"))],
+        SiteKind.RESID_POST: [(L + 1, ("q", "k", "v")), (L + 1, ("mlp_gate", "mlp_up"))],
+        SiteKind.MLP_OUT: [(L + 1, ("q", "k", "v")), (L + 1, ("mlp_gate", "mlp_up"))],
+    }[kind]
     roles = model_roles(hf)
     params = dict(hf.named_parameters())
     layers = getattr(getattr(hf, "model", None), "layers", None)
@@ -112,11 +133,21 @@ def site_matrices(binding: SiteBinding) -> list[dict[str, Any]]:
         gamma = None
         if relation == "reads" and layers is not None:
             attn = role_set[0] in ("q", "k", "v")
-            gamma = _norm_weight(layers[block], ("input_layernorm", "ln_1") if attn else ("post_attention_layernorm", "ln_2"))
+            gamma = _norm_weight(
+                layers[block], ("input_layernorm", "ln_1") if attn else ("post_attention_layernorm", "ln_2")
+            )
         for name, (b, role) in roles.items():
             if b == block and role in role_set:
-                out.append({"name": name, "block": block, "role": role, "relation": relation,
-                            "W": params[name].detach().double().cpu().numpy(), "gamma": gamma})
+                out.append(
+                    {
+                        "name": name,
+                        "block": block,
+                        "role": role,
+                        "relation": relation,
+                        "W": params[name].detach().double().cpu().numpy(),
+                        "gamma": gamma,
+                    }
+                )
     if not out:
         raise SaeError(f"no weight matrix of this model writes or reads {binding.site} (an unsupported family?)")
     return out
@@ -140,9 +171,14 @@ def _boot_mean(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tup
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def feature_tail_overlap(binding: SiteBinding, features_by_domain: dict[str, Sequence[int]],
-                         live_features: Sequence[int] | None = None, n_random: int = 1000, n_boot: int = 1000,
-                         seed: int = 0) -> pd.DataFrame:
+def feature_tail_overlap(
+    binding: SiteBinding,
+    features_by_domain: dict[str, Sequence[int]],
+    live_features: Sequence[int] | None = None,
+    n_random: int = 1000,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Tail and bulk shares of domain-selective decoder directions, per matrix (module docstring).
 
     Args:
@@ -186,19 +222,46 @@ def feature_tail_overlap(binding: SiteBinding, features_by_domain: dict[str, Seq
                         ratios.append(a / b if b > 0 else np.nan)
                 mean = float(share.mean()) if share.size else np.nan
                 base = float(random_share.mean())
-                rows.append({"domain": domain, "name": matrix["name"], "block": matrix["block"], "role": matrix["role"],
-                             "relation": matrix["relation"], "part": part, "k": basis.shape[1],
-                             "n_features": int(chosen.size), "share": mean, "share_lo": lo, "share_hi": hi,
-                             "random_share": base, "random_share_lo": r_lo, "random_share_hi": r_hi,
-                             "all_features_share": float(np.nanmean(all_share)),
-                             "enrichment": mean / base if base > 0 else np.nan,
-                             "enrichment_lo": float(np.nanpercentile(ratios, 2.5)) if ratios else np.nan,
-                             "enrichment_hi": float(np.nanpercentile(ratios, 97.5)) if ratios else np.nan})
+                rows.append(
+                    {
+                        "domain": domain,
+                        "name": matrix["name"],
+                        "block": matrix["block"],
+                        "role": matrix["role"],
+                        "relation": matrix["relation"],
+                        "part": part,
+                        "k": basis.shape[1],
+                        "n_features": int(chosen.size),
+                        "share": mean,
+                        "share_lo": lo,
+                        "share_hi": hi,
+                        "random_share": base,
+                        "random_share_lo": r_lo,
+                        "random_share_hi": r_hi,
+                        "all_features_share": float(np.nanmean(all_share)),
+                        "enrichment": mean / base if base > 0 else np.nan,
+                        "enrichment_lo": float(np.nanpercentile(ratios, 2.5)) if ratios else np.nan,
+                        "enrichment_hi": float(np.nanpercentile(ratios, 97.5)) if ratios else np.nan,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-ABLATION_COLUMNS = ["domain", "intervention", "kind", "n_removed", "baseline", "loss", "damage", "damage_lo", "damage_hi",
-                    "excess", "excess_lo", "excess_hi", "n_texts"]
+ABLATION_COLUMNS = [
+    "domain",
+    "intervention",
+    "kind",
+    "n_removed",
+    "baseline",
+    "loss",
+    "damage",
+    "damage_lo",
+    "damage_hi",
+    "excess",
+    "excess_lo",
+    "excess_hi",
+    "n_texts",
+]
 """Columns of :func:`feature_ablation`, losses in nats per token:
 
 - ``damage`` = loss with the intervention - baseline, token-weighted over the domain's texts;
@@ -213,13 +276,19 @@ ABLATION_COLUMNS = ["domain", "intervention", "kind", "n_removed", "baseline", "
 
 
 def _keep_mask(metric: Any) -> torch.Tensor:
-    mask = metric.attention_mask.bool() if metric.attention_mask is not None else torch.ones_like(metric.input_ids, dtype=torch.bool)
+    mask = (
+        metric.attention_mask.bool()
+        if metric.attention_mask is not None
+        else torch.ones_like(metric.input_ids, dtype=torch.bool)
+    )
     keep = mask.clone()
     keep[:, 0] = False
     return keep
 
 
-def _row_scores(binding: SiteBinding, metric: Any, features: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _row_scores(
+    binding: SiteBinding, metric: Any, features: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(values, weights): per text, its mean next-token loss and scored tokens, with
     ``features``' contributions subtracted at the site (all positions but the first; None: clean)."""
     from ..trace.tracer import model_output_tensor
@@ -240,10 +309,18 @@ def _row_scores(binding: SiteBinding, metric: Any, features: Sequence[int] | Non
     return scores.values.numpy().astype(np.float64), scores.weights.numpy().astype(np.float64)
 
 
-def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequence[int]],
-                     live_features: Sequence[int], loss_tokens: int = 256, seq_len: int = 128,
-                     components: dict[str, Sequence[Any]] | None = None, n_random: int = 5, seed: int = 0,
-                     reference: Any = None, n_boot: int = 1000) -> pd.DataFrame:
+def feature_ablation(
+    binding: SiteBinding,
+    features_by_domain: dict[str, Sequence[int]],
+    live_features: Sequence[int],
+    loss_tokens: int = 256,
+    seq_len: int = 128,
+    components: dict[str, Sequence[Any]] | None = None,
+    n_random: int = 5,
+    seed: int = 0,
+    reference: Any = None,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
     """Domain-loss damage of removing domain-selective features vs random features vs components.
 
     Args:
@@ -269,11 +346,27 @@ def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequenc
         base, weights = _row_scores(binding, metric)
         baseline = float((base * weights).sum() / weights.sum())
 
-        def row(intervention: str, kind: str, n: int, change: np.ndarray, excess: np.ndarray | None = None,
-                domain=domain, baseline=baseline, weights=weights) -> dict:
+        def row(
+            intervention: str,
+            kind: str,
+            n: int,
+            change: np.ndarray,
+            excess: np.ndarray | None = None,
+            domain=domain,
+            baseline=baseline,
+            weights=weights,
+        ) -> dict:
             damage = weighted_mean_interval(change, weights, n_boot, seed)
-            out = {"domain": domain, "intervention": intervention, "kind": kind, "n_removed": n, "baseline": baseline,
-                   "loss": baseline + damage.estimate, **damage.columns("damage"), "n_texts": damage.n_units}
+            out = {
+                "domain": domain,
+                "intervention": intervention,
+                "kind": kind,
+                "n_removed": n,
+                "baseline": baseline,
+                "loss": baseline + damage.estimate,
+                **damage.columns("damage"),
+                "n_texts": damage.n_units,
+            }
             if excess is not None:
                 out.update(weighted_mean_interval(excess, weights, n_boot, seed).columns("excess"))
             return out
@@ -283,18 +376,38 @@ def feature_ablation(binding: SiteBinding, features_by_domain: dict[str, Sequenc
             candidates = np.setdiff1d(pool, features)
             random = None
             if candidates.size >= len(features) and n_random:
-                draws = [_row_scores(binding, metric, rng.choice(candidates, len(features), replace=False))[0] - base
-                         for _ in range(n_random)]
+                draws = [
+                    _row_scores(binding, metric, rng.choice(candidates, len(features), replace=False))[0] - base
+                    for _ in range(n_random)
+                ]
                 random = np.mean(draws, axis=0)
-            rows.append(row(f"top {len(features)} {domain} features", "features", len(features), removed,
-                            None if random is None else removed - random))
+            rows.append(
+                row(
+                    f"top {len(features)} {domain} features",
+                    "features",
+                    len(features),
+                    removed,
+                    None if random is None else removed - random,
+                )
+            )
             if random is not None:
                 rows.append(row(f"{len(features)} random features", "random features", len(features), random))
         chosen = list((components or {}).get(domain, []))
         if chosen:
             sweep = ablation_rows(binding.loaded, chosen, metric, mode="mean", reference=reference or metric)
             for r in damage_intervals(sweep, metric, n_boot, seed).itertuples():
-                rows.append({"domain": domain, "intervention": r.component, "kind": r.kind, "n_removed": 1,
-                             "baseline": baseline, "loss": baseline + r.damage, "damage": r.damage,
-                             "damage_lo": r.damage_lo, "damage_hi": r.damage_hi, "n_texts": r.n_rows})
+                rows.append(
+                    {
+                        "domain": domain,
+                        "intervention": r.component,
+                        "kind": r.kind,
+                        "n_removed": 1,
+                        "baseline": baseline,
+                        "loss": baseline + r.damage,
+                        "damage": r.damage,
+                        "damage_lo": r.damage_lo,
+                        "damage_hi": r.damage_hi,
+                        "n_texts": r.n_rows,
+                    }
+                )
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)

@@ -43,9 +43,26 @@ DENSE_THRESHOLD = 0.1
 """A feature firing on more than this share of tokens is *dense*."""
 
 QUALITY_COLUMNS = [
-    "domain", "n_texts", "n_tokens", "n_massive", "mse", "explained_variance", "explained_variance_lo", "explained_variance_hi",
-    "l0", "dead_fraction", "dense_fraction", "loss_clean", "loss_sae", "loss_zero", "ce_increase",
-    "ce_increase_lo", "ce_increase_hi", "loss_recovered", "loss_recovered_lo", "loss_recovered_hi",
+    "domain",
+    "n_texts",
+    "n_tokens",
+    "n_massive",
+    "mse",
+    "explained_variance",
+    "explained_variance_lo",
+    "explained_variance_hi",
+    "l0",
+    "dead_fraction",
+    "dense_fraction",
+    "loss_clean",
+    "loss_sae",
+    "loss_zero",
+    "ce_increase",
+    "ce_increase_lo",
+    "ce_increase_hi",
+    "loss_recovered",
+    "loss_recovered_lo",
+    "loss_recovered_hi",
 ]
 """Columns of :func:`evaluate_sae` (the loss columns are NaN without a model)."""
 
@@ -75,8 +92,9 @@ def reconstruction_sums(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[torch.
     return codes, error, (codes > 0).sum(dim=1)
 
 
-def reconstruction_quality(sae: SparseAutoencoder, activations: Any, batch_size: int = 4096,
-                           dense_threshold: float = DENSE_THRESHOLD) -> pd.DataFrame:
+def reconstruction_quality(
+    sae: SparseAutoencoder, activations: Any, batch_size: int = 4096, dense_threshold: float = DENSE_THRESHOLD
+) -> pd.DataFrame:
     """The reconstruction columns of :data:`QUALITY_COLUMNS` on an (n, d_in) array or tensor
     (one row, domain ``all``; no intervals: rows are not grouped into texts)."""
     x_all = torch.as_tensor(np.asarray(activations) if not isinstance(activations, torch.Tensor) else activations)
@@ -97,13 +115,22 @@ def reconstruction_quality(sae: SparseAutoencoder, activations: Any, batch_size:
     n = x_all.shape[0]
     sst = sq - float(vec.pow(2).sum()) / n
     row = {c: np.nan for c in QUALITY_COLUMNS}
-    row.update(domain="all", n_texts=np.nan, n_tokens=n, mse=sse / n, explained_variance=1 - sse / sst if sst > 0 else np.nan,
-               l0=active / n, dead_fraction=float((fired == 0).double().mean()),
-               dense_fraction=float((fired / n > dense_threshold).double().mean()))
+    row.update(
+        domain="all",
+        n_texts=np.nan,
+        n_tokens=n,
+        mse=sse / n,
+        explained_variance=1 - sse / sst if sst > 0 else np.nan,
+        l0=active / n,
+        dead_fraction=float((fired == 0).double().mean()),
+        dense_fraction=float((fired / n > dense_threshold).double().mean()),
+    )
     return pd.DataFrame([row], columns=QUALITY_COLUMNS)
 
 
-def _nll_per_row(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _nll_per_row(
+    logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of next-token NLL per row, number of targets per row); padding ignored."""
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1).double()
@@ -111,8 +138,16 @@ def _nll_per_row(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tens
     return (nll * valid).sum(dim=1), valid.sum(dim=1)
 
 
-def _domain_pass(binding: SiteBinding, texts: list[str], domain: str, tokens: int, seq_len: int,
-                 sums: _PerText, fired: torch.Tensor, with_loss: bool) -> None:
+def _domain_pass(
+    binding: SiteBinding,
+    texts: list[str],
+    domain: str,
+    tokens: int,
+    seq_len: int,
+    sums: _PerText,
+    fired: torch.Tensor,
+    with_loss: bool,
+) -> None:
     """Accumulate one domain's held-out texts into ``sums`` (one text per row of a batch)."""
     sae, hf, device = binding.sae, binding.hf, binding.device
     keep: list[torch.Tensor] = [torch.zeros(0)]
@@ -166,18 +201,27 @@ def _ratios(sums: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, float
     sq = float(w @ sums["sq_norm"])
     vec = w @ sums["vec_sum"]
     sst = sq - float(vec @ vec) / n if n > 0 else np.nan
-    out = {"mse": sse / n if n else np.nan, "explained_variance": 1 - sse / sst if sst and sst > 0 else np.nan,
-           "l0": float(w @ sums["active"]) / n if n else np.nan}
+    out = {
+        "mse": sse / n if n else np.nan,
+        "explained_variance": 1 - sse / sst if sst and sst > 0 else np.nan,
+        "l0": float(w @ sums["active"]) / n if n else np.nan,
+    }
     if "targets" in sums:
         t = float(w @ sums["targets"])
         clean, sae, zero = (float(w @ sums[k]) / t for k in ("nll_clean", "nll_sae", "nll_zero"))
-        out.update(loss_clean=clean, loss_sae=sae, loss_zero=zero, ce_increase=sae - clean,
-                   loss_recovered=(zero - sae) / (zero - clean) if zero != clean else np.nan)
+        out.update(
+            loss_clean=clean,
+            loss_sae=sae,
+            loss_zero=zero,
+            ce_increase=sae - clean,
+            loss_recovered=(zero - sae) / (zero - clean) if zero != clean else np.nan,
+        )
     return out
 
 
-def _bootstrap(sums: dict[str, np.ndarray], strata: np.ndarray, n_boot: int, rng: np.random.Generator,
-               columns: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+def _bootstrap(
+    sums: dict[str, np.ndarray], strata: np.ndarray, n_boot: int, rng: np.random.Generator, columns: tuple[str, ...]
+) -> dict[str, tuple[float, float]]:
     """95 % percentile intervals of ``columns``, resampling texts within each stratum."""
     groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
     draws: dict[str, list[float]] = {c: [] for c in columns}
@@ -191,10 +235,20 @@ def _bootstrap(sums: dict[str, np.ndarray], strata: np.ndarray, n_boot: int, rng
     return {c: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for c, v in draws.items()}
 
 
-def evaluate_sae(sae: SparseAutoencoder, model: Any = None, site: str | None = None, corpus: str | None = None,
-                 tokens: int = 2048, seq_len: int = 128, activations: Any = None, with_loss: bool = True,
-                 n_boot: int = 200, dense_threshold: float = DENSE_THRESHOLD, seed: int = 0,
-                 show_progress: bool = False) -> pd.DataFrame:
+def evaluate_sae(
+    sae: SparseAutoencoder,
+    model: Any = None,
+    site: str | None = None,
+    corpus: str | None = None,
+    tokens: int = 2048,
+    seq_len: int = 128,
+    activations: Any = None,
+    with_loss: bool = True,
+    n_boot: int = 200,
+    dense_threshold: float = DENSE_THRESHOLD,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> pd.DataFrame:
     """The quality table of an SAE (:data:`QUALITY_COLUMNS`; see the module docstring).
 
     Args:
@@ -210,8 +264,7 @@ def evaluate_sae(sae: SparseAutoencoder, model: Any = None, site: str | None = N
         raise SaeError("evaluate an SAE on a model (with a site and corpora) or on an activations array, not both")
     if activations is not None:
         return reconstruction_quality(sae, activations, dense_threshold=dense_threshold)
-    from ..corpora import corpus_texts
-    from ..corpora import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA, corpus_texts
 
     binding = bind_site(model, sae, site)
     domains = corpus_texts(corpus or DEFAULT_CORPORA)
@@ -244,8 +297,13 @@ def evaluate_sae(sae: SparseAutoencoder, model: Any = None, site: str | None = N
         row.update(point)
         for column, (lo, hi) in intervals.items():
             row[f"{column}_lo"], row[f"{column}_hi"] = lo, hi
-        row.update(domain=name, n_texts=int(select.sum()), n_tokens=n_tokens, n_massive=int(part["massive"].sum()),
-                   dead_fraction=float((fired == 0).double().mean()),
-                   dense_fraction=float((fired / max(n_tokens, 1) > dense_threshold).double().mean()))
+        row.update(
+            domain=name,
+            n_texts=int(select.sum()),
+            n_tokens=n_tokens,
+            n_massive=int(part["massive"].sum()),
+            dead_fraction=float((fired == 0).double().mean()),
+            dense_fraction=float((fired / max(n_tokens, 1) > dense_threshold).double().mean()),
+        )
         rows.append(row)
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)

@@ -78,8 +78,13 @@ class FeatureReport:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Stem -> table, as written by :func:`write_feature_tables`."""
-        return {"feature_domains": self.domains, "feature_ranking": self.ranking, "feature_examples": self.examples,
-                "feature_histograms": self.histograms, "feature_logits": self.logits}
+        return {
+            "feature_domains": self.domains,
+            "feature_ranking": self.ranking,
+            "feature_examples": self.examples,
+            "feature_histograms": self.histograms,
+            "feature_logits": self.logits,
+        }
 
 
 class StreamingTopK:
@@ -97,8 +102,9 @@ class StreamingTopK:
         self.domain = torch.full((k, d_sae), -1, dtype=torch.long)
         self.context = torch.full((k, d_sae, window), -1, dtype=torch.long)
 
-    def update(self, codes: torch.Tensor, text: torch.Tensor, position: torch.Tensor, domain: int,
-               windows: torch.Tensor) -> None:
+    def update(
+        self, codes: torch.Tensor, text: torch.Tensor, position: torch.Tensor, domain: int, windows: torch.Tensor
+    ) -> None:
         """Merge a batch: codes (n, d_sae), per-token text, position (n,), windows (n, window)."""
         k = min(self.k, codes.shape[0])
         values, index = torch.topk(codes, k, dim=0)  # (k, d_sae)
@@ -113,8 +119,9 @@ class StreamingTopK:
         self.values = values.gather(0, order)
 
 
-def _windows(input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor, before: int,
-             after: int) -> torch.Tensor:
+def _windows(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor, before: int, after: int
+) -> torch.Tensor:
     """(kept tokens, before + 1 + after) token ids around each kept token, -1 beyond the text."""
     ids = input_ids.masked_fill(attention_mask == 0, -1)
     padded = torch.nn.functional.pad(ids, (before, after), value=-1)
@@ -149,8 +156,15 @@ def promoted_tokens(binding: SiteBinding, features: list[int], top: int = 10) ->
             values, index = torch.topk(sign * logits, min(top, logits.shape[1]), dim=1)
             for r, feature in enumerate(features):
                 for rank, (v, t) in enumerate(zip(values[r].tolist(), index[r].tolist(), strict=True), start=1):
-                    rows.append({"feature": feature, "direction": name, "rank": rank,
-                                 "token": binding.loaded.tokenizer.decode([t]), "logit": sign * v})
+                    rows.append(
+                        {
+                            "feature": feature,
+                            "direction": name,
+                            "rank": rank,
+                            "token": binding.loaded.tokenizer.decode([t]),
+                            "logit": sign * v,
+                        }
+                    )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -166,7 +180,9 @@ def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def selectivity(counts: np.ndarray, tokens: np.ndarray, domain_of: np.ndarray, n_domains: int) -> tuple[np.ndarray, np.ndarray]:
+def selectivity(
+    counts: np.ndarray, tokens: np.ndarray, domain_of: np.ndarray, n_domains: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(sensitivity, specificity), each (n_domains, d_sae), from per-text active counts.
 
     Args:
@@ -182,10 +198,21 @@ def selectivity(counts: np.ndarray, tokens: np.ndarray, domain_of: np.ndarray, n
     return sensitivity, specificity
 
 
-def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, corpus: str | None = None,
-                 tokens: int = 2048, seq_len: int = 128, n_examples: int = 10, min_active: int = 5,
-                 n_boot: int = 200, n_perm: int = 200, top_logit_features: int = 50, seed: int = 0,
-                 show_progress: bool = False) -> FeatureReport:
+def sae_features(
+    sae: SparseAutoencoder,
+    model: Any,
+    site: str | None = None,
+    corpus: str | None = None,
+    tokens: int = 2048,
+    seq_len: int = 128,
+    n_examples: int = 10,
+    min_active: int = 5,
+    n_boot: int = 200,
+    n_perm: int = 200,
+    top_logit_features: int = 50,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> FeatureReport:
     """Measure every feature against the domains on held-out text (see the module docstring).
 
     Args:
@@ -197,8 +224,7 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
         n_boot, n_perm: bootstrap resamples and label permutations.
         top_logit_features: promoted tokens are computed for this many top-ranked features.
     """
-    from ..corpora import corpus_texts
-    from ..corpora import DEFAULT_CORPORA
+    from ..corpora import DEFAULT_CORPORA, corpus_texts
 
     binding = bind_site(model, sae, site)
     domains = corpus_texts(corpus or DEFAULT_CORPORA)
@@ -253,31 +279,62 @@ def sae_features(sae: SparseAutoencoder, model: Any, site: str | None = None, co
     ranking = _ranking(names, sens, spec, counts, n_tok, dom, top, min_active, n_boot, n_perm, seed)
     ranked_features = ranking["feature"].head(top_logit_features).tolist()
     card_features = ranked_features or list(range(min(top_logit_features, sae.d_sae)))
-    return FeatureReport(domain_rows, ranking, _examples(binding, top, names, card_features),
-                         _histograms(hist, sae.d_sae, card_features), promoted_tokens(binding, card_features))
+    return FeatureReport(
+        domain_rows,
+        ranking,
+        _examples(binding, top, names, card_features),
+        _histograms(hist, sae.d_sae, card_features),
+        promoted_tokens(binding, card_features),
+    )
 
 
 def _domain_table(names, sens, spec, n_active_d, activation_sum, dom, n_tok) -> pd.DataFrame:
     tokens_d = np.array([n_tok[dom == d].sum() for d in range(len(names))])
     frames = []
     for d, name in enumerate(names):
-        frames.append(pd.DataFrame({
-            "feature": np.arange(sens.shape[1]), "domain": name, "n_tokens": int(tokens_d[d]),
-            "n_active": n_active_d[d].astype(int), "sensitivity": sens[d], "specificity": spec[d],
-            "mean_activation": np.divide(activation_sum[d], n_active_d[d], out=np.full(sens.shape[1], np.nan),
-                                         where=n_active_d[d] > 0)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "feature": np.arange(sens.shape[1]),
+                    "domain": name,
+                    "n_tokens": int(tokens_d[d]),
+                    "n_active": n_active_d[d].astype(int),
+                    "sensitivity": sens[d],
+                    "specificity": spec[d],
+                    "mean_activation": np.divide(
+                        activation_sum[d], n_active_d[d], out=np.full(sens.shape[1], np.nan), where=n_active_d[d] > 0
+                    ),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def _ranking(names, sens, spec, counts, n_tok, dom, top: StreamingTopK, min_active, n_boot, n_perm,
-             seed) -> pd.DataFrame:
+def _ranking(
+    names, sens, spec, counts, n_tok, dom, top: StreamingTopK, min_active, n_boot, n_perm, seed
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n_domains = len(names)
     total_active = counts.sum(axis=0)
     tested = np.flatnonzero(total_active >= min_active)
-    columns = ["rank", "feature", "top_domain", "specificity", "specificity_lo", "specificity_hi", "sensitivity",
-               "sensitivity_lo", "sensitivity_hi", "frequency", "n_active", "max_activation", "score", "p_value",
-               "q_value", "selective"]
+    columns = [
+        "rank",
+        "feature",
+        "top_domain",
+        "specificity",
+        "specificity_lo",
+        "specificity_hi",
+        "sensitivity",
+        "sensitivity_lo",
+        "sensitivity_hi",
+        "frequency",
+        "n_active",
+        "max_activation",
+        "score",
+        "p_value",
+        "q_value",
+        "selective",
+    ]
     if tested.size == 0:
         return pd.DataFrame(columns=columns)
     c = counts[:, tested]
@@ -301,13 +358,23 @@ def _ranking(names, sens, spec, counts, n_tok, dom, top: StreamingTopK, min_acti
     def interval(draws, q):
         return np.nanpercentile(np.stack(draws), q, axis=0) if draws else np.full(tested.size, np.nan)
 
-    table = pd.DataFrame({
-        "feature": tested, "top_domain": np.asarray(names)[top_domain], "specificity": observed,
-        "specificity_lo": interval(boot_spec, 2.5), "specificity_hi": interval(boot_spec, 97.5),
-        "sensitivity": sens[top_domain, tested], "sensitivity_lo": interval(boot_sens, 2.5),
-        "sensitivity_hi": interval(boot_sens, 97.5), "frequency": total_active[tested] / n_tok.sum(),
-        "n_active": total_active[tested].astype(int), "max_activation": top.values[0, tested].numpy().astype(float),
-        "p_value": p_value, "q_value": q_value})
+    table = pd.DataFrame(
+        {
+            "feature": tested,
+            "top_domain": np.asarray(names)[top_domain],
+            "specificity": observed,
+            "specificity_lo": interval(boot_spec, 2.5),
+            "specificity_hi": interval(boot_spec, 97.5),
+            "sensitivity": sens[top_domain, tested],
+            "sensitivity_lo": interval(boot_sens, 2.5),
+            "sensitivity_hi": interval(boot_sens, 97.5),
+            "frequency": total_active[tested] / n_tok.sum(),
+            "n_active": total_active[tested].astype(int),
+            "max_activation": top.values[0, tested].numpy().astype(float),
+            "p_value": p_value,
+            "q_value": q_value,
+        }
+    )
     table["score"] = table["specificity"] * table["sensitivity"]
     table["selective"] = (table["q_value"] < 0.05) & (table["specificity"] > 1.0 / n_domains)
     table = table.sort_values(["score", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
@@ -323,10 +390,21 @@ def _examples(binding: SiteBinding, top: StreamingTopK, names: list[str], featur
             if value <= 0:
                 break
             token, context = _mark(binding.loaded.tokenizer, top.context[rank, feature].tolist(), CONTEXT_BEFORE)
-            rows.append({"feature": feature, "rank": rank + 1, "activation": value,
-                         "domain": names[int(top.domain[rank, feature])], "text": int(top.text[rank, feature]),
-                         "position": int(top.position[rank, feature]), "token": token, "context": context})
-    return pd.DataFrame(rows, columns=["feature", "rank", "activation", "domain", "text", "position", "token", "context"])
+            rows.append(
+                {
+                    "feature": feature,
+                    "rank": rank + 1,
+                    "activation": value,
+                    "domain": names[int(top.domain[rank, feature])],
+                    "text": int(top.text[rank, feature]),
+                    "position": int(top.position[rank, feature]),
+                    "token": token,
+                    "context": context,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["feature", "rank", "activation", "domain", "text", "position", "token", "context"]
+    )
 
 
 def _histograms(hist: torch.Tensor, d_sae: int, features: list[int]) -> pd.DataFrame:
@@ -334,7 +412,11 @@ def _histograms(hist: torch.Tensor, d_sae: int, features: list[int]) -> pd.DataF
     lo = np.concatenate([[0.0], HIST_EDGES])
     hi = np.concatenate([HIST_EDGES, [np.inf]])
     frames = [pd.DataFrame({"feature": f, "bin_lo": lo, "bin_hi": hi, "count": grid[f]}) for f in features]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["feature", "bin_lo", "bin_hi", "count"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["feature", "bin_lo", "bin_hi", "count"])
+    )
 
 
 def write_feature_tables(report: FeatureReport, out_dir: Any) -> None:

@@ -90,9 +90,17 @@ class JumpReluSAE(SparseAutoencoder):
     architecture = "jumprelu"
     saelens_architecture = "jumprelu"
 
-    def __init__(self, d_in: int, d_sae: int, *, k: float | None = None, l0_coefficient: float | None = None,
-                 bandwidth: float = DEFAULT_BANDWIDTH, initial_threshold: float = DEFAULT_THRESHOLD,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        *,
+        k: float | None = None,
+        l0_coefficient: float | None = None,
+        bandwidth: float = DEFAULT_BANDWIDTH,
+        initial_threshold: float = DEFAULT_THRESHOLD,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(d_in, d_sae, **kwargs)
         target = check_k(k, d_sae, "the target L0 (k)") if k is not None and l0_coefficient is None else None
         self.sparsity = SparsityCoefficient(DEFAULT_L0 if l0_coefficient is None else float(l0_coefficient), target)

@@ -32,8 +32,9 @@ def architecture_class(name: str) -> type[SparseAutoencoder]:
     return ARCHITECTURES[key]
 
 
-def build_sae(arch: str, d_in: int, d_sae: int, k: float | None = None, seed: int = 0,
-              **settings: Any) -> SparseAutoencoder:
+def build_sae(
+    arch: str, d_in: int, d_sae: int, k: float | None = None, seed: int = 0, **settings: Any
+) -> SparseAutoencoder:
     """A freshly initialized SAE (seeded) of architecture ``arch``.
 
     ``k`` means active features per token for topk (exact) and batch_topk (average), and the

@@ -33,8 +33,9 @@ class ReluSAE(SparseAutoencoder):
     architecture = "relu"
     saelens_architecture = "standard"
 
-    def __init__(self, d_in: int, d_sae: int, *, k: float | None = None, l1_coefficient: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, d_in: int, d_sae: int, *, k: float | None = None, l1_coefficient: float | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(d_in, d_sae, **kwargs)
         target = check_k(k, d_sae, "the target L0 (k)") if k is not None and l1_coefficient is None else None
         self.sparsity = SparsityCoefficient(DEFAULT_L1 if l1_coefficient is None else float(l1_coefficient), target)

@@ -91,17 +91,28 @@ def saelens_config(sae: SparseAutoencoder) -> dict[str, Any]:
     """The cfg.json of ``sae`` (see the module docstring)."""
     from .. import __version__
 
-    metadata = {"sae_lens_version": SAELENS_FORMAT_VERSION, "sae_lens_training_version": SAELENS_FORMAT_VERSION,
-                **{k: v for k, v in sae.metadata.items() if k not in ("spectrascope", "training")},
-                "spectrascope": {"version": __version__, "architecture": sae.architecture,
-                                 "hyperparameters": sae.hyperparameters(),
-                                 "training": sae.metadata.get("training", {})}}
+    metadata = {
+        "sae_lens_version": SAELENS_FORMAT_VERSION,
+        "sae_lens_training_version": SAELENS_FORMAT_VERSION,
+        **{k: v for k, v in sae.metadata.items() if k not in ("spectrascope", "training")},
+        "spectrascope": {
+            "version": __version__,
+            "architecture": sae.architecture,
+            "hyperparameters": sae.hyperparameters(),
+            "training": sae.metadata.get("training", {}),
+        },
+    }
     hook = str(metadata.get("hook_name") or "")
     cfg: dict[str, Any] = {
-        "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32", "device": "cpu",
-        "apply_b_dec_to_input": sae.apply_b_dec_to_input, "normalize_activations": "none",
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": sae.apply_b_dec_to_input,
+        "normalize_activations": "none",
         "reshape_activations": "hook_z" if hook.endswith("hook_z") else "none",
-        "metadata": metadata, "architecture": sae.saelens_architecture,
+        "metadata": metadata,
+        "architecture": sae.saelens_architecture,
     }
     if sae.saelens_architecture == "topk":
         cfg.update(k=int(sae.k), rescale_acts_by_decoder_norm=False)
@@ -126,8 +137,10 @@ def _read_config(folder: Path) -> dict[str, Any]:
             raise SaeError(f"{path}: {key} must be a positive integer (got {value!r})")
     normalization = cfg.get("normalize_activations", "none")
     if normalization not in INFERENCE_NORMALIZATIONS:
-        raise SaeError(f"{path}: normalize_activations={normalization!r} is not supported (only "
-                       f"{' or '.join(INFERENCE_NORMALIZATIONS)}, which act as the identity at inference)")
+        raise SaeError(
+            f"{path}: normalize_activations={normalization!r} is not supported (only "
+            f"{' or '.join(INFERENCE_NORMALIZATIONS)}, which act as the identity at inference)"
+        )
     return cfg
 
 
@@ -148,7 +161,9 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise SaeError(f"{path}: corrupt weights file ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        raise SaeError(
+            f"{path}: corrupt weights file ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], needs_threshold: bool, path: Path) -> None:
@@ -160,8 +175,10 @@ def _check_tensors(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], needs_
         if name not in tensors:
             raise SaeError(f"{path}: tensor {name} missing (it has {', '.join(sorted(tensors)) or 'none'})")
         if tuple(tensors[name].shape) != shape:
-            raise SaeError(f"{path}: {name} has shape {tuple(tensors[name].shape)}; cfg.json (d_in={d_in}, "
-                           f"d_sae={d_sae}) needs {shape}")
+            raise SaeError(
+                f"{path}: {name} has shape {tuple(tensors[name].shape)}; cfg.json (d_in={d_in}, "
+                f"d_sae={d_sae}) needs {shape}"
+            )
         if not tensors[name].is_floating_point() or not bool(torch.isfinite(tensors[name]).all()):
             raise SaeError(f"{path}: {name} has non-finite or non-float entries")
 

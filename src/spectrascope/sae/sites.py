@@ -76,8 +76,9 @@ class SiteBinding:
 
         return site_fn
 
-    def held_out_batches(self, texts: list[str], max_tokens: int, seq_len: int,
-                         skip_first: bool = True) -> Iterator[TextBatch]:
+    def held_out_batches(
+        self, texts: list[str], max_tokens: int, seq_len: int, skip_first: bool = True
+    ) -> Iterator[TextBatch]:
         """Batches of a corpus's held-out texts (:func:`~spectrascope.sae.store.is_held_out`)."""
         indices = [i for i in range(len(texts)) if is_held_out(i)]
         for batch, _ in text_batches(self.loaded.tokenizer, texts, indices, max_tokens, seq_len, skip_first):
@@ -93,8 +94,9 @@ def as_loaded(model: Any) -> Any:
     return load_model(model)
 
 
-def bind_site(model: Any, sae: SparseAutoencoder, site: str | None = None,
-              massive_factor: float | None = MASSIVE_FACTOR) -> SiteBinding:
+def bind_site(
+    model: Any, sae: SparseAutoencoder, site: str | None = None, massive_factor: float | None = MASSIVE_FACTOR
+) -> SiteBinding:
     """Bind ``sae`` to ``site`` of ``model`` (a name, path or loaded model).
 
     Raises:

@@ -30,17 +30,25 @@ RELATIVE_SCALES = (0.0, 0.25, 0.5, 1.0)
 """Default scales, in units of the site's median token norm."""
 
 
-def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequence[float] | None = None,
-                  corpus: str | None = None, prompt: str = "The", max_new_tokens: int = 12, tokens: int = 512,
-                  seq_len: int = 128, site: str | None = None) -> pd.DataFrame:
+def steer_feature(
+    model: Any,
+    sae: SparseAutoencoder,
+    feature: int,
+    scales: Sequence[float] | None = None,
+    corpus: str | None = None,
+    prompt: str = "The",
+    max_new_tokens: int = 12,
+    tokens: int = 512,
+    seq_len: int = 128,
+    site: str | None = None,
+) -> pd.DataFrame:
     """Domain losses and a generated continuation with feature ``feature`` added at each scale.
 
     Returns one row per (scale, domain) (:data:`STEER_COLUMNS`); ``generated`` is the greedy
     continuation of ``prompt`` at that scale (the same on every domain row of a scale).
     """
-    from ..corpora import corpus_texts
+    from ..corpora import DEFAULT_CORPORA, corpus_texts
     from ..mech.steering import steer
-    from ..corpora import DEFAULT_CORPORA
 
     binding = bind_site(model, sae, site)
     if not binding.in_residual_stream:
@@ -80,8 +88,17 @@ def steer_feature(model: Any, sae: SparseAutoencoder, feature: int, scales: Sequ
         if scale == 0.0 and 0.0 not in [float(s) for s in scales]:
             continue
         for name, loss in losses.items():
-            rows.append({"feature": feature, "scale": scale, "domain": name, "loss": loss,
-                         "loss_change": loss - baseline[name], "prompt": prompt, "generated": generated})
+            rows.append(
+                {
+                    "feature": feature,
+                    "scale": scale,
+                    "domain": name,
+                    "loss": loss,
+                    "loss_change": loss - baseline[name],
+                    "prompt": prompt,
+                    "generated": generated,
+                }
+            )
     return pd.DataFrame(rows, columns=STEER_COLUMNS)
 
 

@@ -80,8 +80,15 @@ class TextBatch:
     texts: torch.Tensor
 
 
-def text_batches(tokenizer: Any, texts: list[str], indices: list[int], max_tokens: int, seq_len: int,
-                 skip_first: bool = True, batch_tokens: int = BATCH_TOKENS) -> Iterator[tuple[TextBatch, int]]:
+def text_batches(
+    tokenizer: Any,
+    texts: list[str],
+    indices: list[int],
+    max_tokens: int,
+    seq_len: int,
+    skip_first: bool = True,
+    batch_tokens: int = BATCH_TOKENS,
+) -> Iterator[tuple[TextBatch, int]]:
     """Padded batches of the texts ``indices`` (in order), until ``max_tokens`` kept tokens.
 
     Yields ``(batch, next)`` with ``next`` the position in ``indices`` after the batch's last
@@ -209,8 +216,9 @@ class ActivationStore:
         if missing:
             raise SaeError(f"{folder}: {len(missing)} chunk file(s) missing, e.g. {missing[0]}")
         if require_complete and not meta.get("complete"):
-            raise SaeError(f"{folder}: the activation store is incomplete (interrupted); run the same command "
-                           "again to resume it")
+            raise SaeError(
+                f"{folder}: the activation store is incomplete (interrupted); run the same command again to resume it"
+            )
         if store.n_tokens == 0:
             raise SaeError(f"{folder}: the activation store holds no tokens")
         return store
@@ -250,9 +258,15 @@ class ActivationStore:
 
     def sae_metadata(self) -> dict[str, Any]:
         """Facts about the training data, under SAELens's metadata names where it has them."""
-        return {"model_name": self.meta["model"], "hook_name": self.meta["site"], "context_size": self.meta["seq_len"],
-                "prepend_bos": False, "dataset_path": self.meta["corpora"],
-                "skip_first_position": self.meta["skip_first"], "activation_store_tokens": self.n_tokens}
+        return {
+            "model_name": self.meta["model"],
+            "hook_name": self.meta["site"],
+            "context_size": self.meta["seq_len"],
+            "prepend_bos": False,
+            "dataset_path": self.meta["corpora"],
+            "skip_first_position": self.meta["skip_first"],
+            "activation_store_tokens": self.n_tokens,
+        }
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -261,15 +275,36 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _settings(model_name: str, site: str, corpora: str, tokens: int, d: int, dtype: str, seq_len: int,
-              skip_first: bool) -> dict:
-    return {"format": FORMAT, "version": VERSION, "model": model_name, "site": site, "corpora": corpora,
-            "tokens_requested": tokens, "d": d, "dtype": dtype, "seq_len": seq_len, "skip_first": skip_first}
+def _settings(
+    model_name: str, site: str, corpora: str, tokens: int, d: int, dtype: str, seq_len: int, skip_first: bool
+) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model_name,
+        "site": site,
+        "corpora": corpora,
+        "tokens_requested": tokens,
+        "d": d,
+        "dtype": dtype,
+        "seq_len": seq_len,
+        "skip_first": skip_first,
+    }
 
 
-def build_store(model: Any, site: str, corpora: str, tokens: int, folder: str | Path, dtype: str = "float16",
-                seq_len: int = 128, skip_first: bool = True, device: str = "cpu", chunk_tokens: int = CHUNK_TOKENS,
-                show_progress: bool = False) -> ActivationStore:
+def build_store(
+    model: Any,
+    site: str,
+    corpora: str,
+    tokens: int,
+    folder: str | Path,
+    dtype: str = "float16",
+    seq_len: int = 128,
+    skip_first: bool = True,
+    device: str = "cpu",
+    chunk_tokens: int = CHUNK_TOKENS,
+    show_progress: bool = False,
+) -> ActivationStore:
     """Collect ``tokens`` activations of ``site`` over ``corpora`` into ``folder`` (or resume).
 
     Args:
@@ -311,8 +346,10 @@ def build_store(model: Any, site: str, corpora: str, tokens: int, folder: str | 
     buffers: list[dict[str, torch.Tensor]] = []
     buffered = 0
     cursors = {i: dict(state) for i, state in enumerate(meta["domains"])}
-    streams = {i: _domain_stream(loaded.tokenizer, corpus, meta["domains"][i], seq_len, skip_first)
-               for i, corpus in enumerate(domains)}
+    streams = {
+        i: _domain_stream(loaded.tokenizer, corpus, meta["domains"][i], seq_len, skip_first)
+        for i, corpus in enumerate(domains)
+    }
     done_tokens = sum(state["tokens"] for state in meta["domains"])
     try:
         with progress_bar(f"activation store {site}", total=tokens, enabled=show_progress) as advance:
@@ -329,9 +366,14 @@ def build_store(model: Any, site: str, corpora: str, tokens: int, folder: str | 
                     if not bool(torch.isfinite(stored).all()):
                         raise SaeError(f"activations at {site} overflow {dtype}; use dtype='bfloat16'")
                     positions = torch.nonzero(batch.keep)
-                    buffers.append({"activations": stored, "text": batch.texts[positions[:, 0]],
-                                    "position": positions[:, 1].to(torch.int32),
-                                    "domain": torch.full((rows.shape[0],), i, dtype=torch.int16)})
+                    buffers.append(
+                        {
+                            "activations": stored,
+                            "text": batch.texts[positions[:, 0]],
+                            "position": positions[:, 1].to(torch.int32),
+                            "domain": torch.full((rows.shape[0],), i, dtype=torch.int16),
+                        }
+                    )
                     buffered += rows.shape[0]
                     cursors[i]["next_text"] = cursor
                     cursors[i]["tokens"] += rows.shape[0]
@@ -361,8 +403,10 @@ def _as_loaded(model: Any, device: str) -> Any:
         return model
     from ..models.loaded import load_model
 
-    return load_model(model, device="cuda" if device == "auto" and torch.cuda.is_available() else
-                      ("cpu" if device == "auto" else device))
+    return load_model(
+        model,
+        device="cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device),
+    )
 
 
 def _start(folder: Path, settings: dict, domains: list, tokens: int) -> dict:
@@ -371,15 +415,21 @@ def _start(folder: Path, settings: dict, domains: list, tokens: int) -> dict:
         meta = json.loads((folder / "meta.json").read_text())
         differ = [k for k, v in settings.items() if meta.get(k) != v]
         if differ:
-            raise SaeError(f"{folder} holds an activation store with other settings ({', '.join(differ)}); "
-                           "choose another folder or delete it")
+            raise SaeError(
+                f"{folder} holds an activation store with other settings ({', '.join(differ)}); "
+                "choose another folder or delete it"
+            )
         return meta
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise SaeError(f"{folder} exists and is not an activation store; choose an empty or new folder")
     folder.mkdir(parents=True, exist_ok=True)
     shares = [tokens // len(domains) + (1 if i < tokens % len(domains) else 0) for i in range(len(domains))]
-    meta = {**settings, "complete": False, "chunks": [],
-            "domains": [{"name": c.name, "budget": s, "next_text": 0, "tokens": 0} for c, s in zip(domains, shares)]}
+    meta = {
+        **settings,
+        "complete": False,
+        "chunks": [],
+        "domains": [{"name": c.name, "budget": s, "next_text": 0, "tokens": 0} for c, s in zip(domains, shares)],
+    }
     _write_json(folder / "meta.json", meta)
     return meta
 
@@ -391,8 +441,10 @@ def _domain_stream(tokenizer: Any, corpus: Any, state: dict, seq_len: int, skip_
     if remaining <= 0:
         return iter(())
     start = state["next_text"]
-    return ((batch, start + cursor) for batch, cursor in
-            text_batches(tokenizer, corpus.texts, train[start:], remaining, seq_len, skip_first))
+    return (
+        (batch, start + cursor)
+        for batch, cursor in text_batches(tokenizer, corpus.texts, train[start:], remaining, seq_len, skip_first)
+    )
 
 
 def _flush(folder: Path, meta: dict, buffers: list[dict[str, torch.Tensor]], cursors: dict[int, dict]) -> None:
@@ -403,8 +455,9 @@ def _flush(folder: Path, meta: dict, buffers: list[dict[str, torch.Tensor]], cur
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / name)
     counts = np.bincount(tensors["domain"].numpy(), minlength=len(meta["domains"]))
-    meta["chunks"].append({"file": name, "tokens": int(tensors["activations"].shape[0]),
-                           "by_domain": [int(c) for c in counts]})
+    meta["chunks"].append(
+        {"file": name, "tokens": int(tensors["activations"].shape[0]), "by_domain": [int(c) for c in counts]}
+    )
     for i, state in cursors.items():
         meta["domains"][i].update(next_text=state["next_text"], tokens=state["tokens"])
     _write_json(folder / "meta.json", meta)

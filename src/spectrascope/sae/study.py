@@ -31,8 +31,17 @@ import numpy as np
 import pandas as pd
 
 STAGE = "features"
-PRODUCES = ("sae_quality", "feature_domains", "feature_ranking", "feature_examples", "feature_histograms",
-            "feature_logits", "sae_spectra", "sae_overlap", "sae_ablation")
+PRODUCES = (
+    "sae_quality",
+    "feature_domains",
+    "feature_ranking",
+    "feature_examples",
+    "feature_histograms",
+    "feature_logits",
+    "sae_spectra",
+    "sae_overlap",
+    "sae_ablation",
+)
 """The tables :func:`run` returns."""
 
 
@@ -88,9 +97,21 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
     layer = b.layer if b.layer is not None else int(loaded.arch.n_layers) // 2
     site = f"blocks.{layer}.hook_resid_post"
     d_model = int(loaded.arch.d_model)
-    sae = train_sae(loaded, arch=b.arch, d_sae=b.expansion * d_model, k=b.k, site=site, corpus=corpora,
-                    tokens=b.train_tokens, store_tokens=b.store_tokens, store_dir=out / "activations",
-                    batch_size=b.batch_size, seed=ctx.seed, out=out / "sae", show_progress=ctx.show_progress)
+    sae = train_sae(
+        loaded,
+        arch=b.arch,
+        d_sae=b.expansion * d_model,
+        k=b.k,
+        site=site,
+        corpus=corpora,
+        tokens=b.train_tokens,
+        store_tokens=b.store_tokens,
+        store_dir=out / "activations",
+        batch_size=b.batch_size,
+        seed=ctx.seed,
+        out=out / "sae",
+        show_progress=ctx.show_progress,
+    )
     seq_len = ctx.budget.seq_len
     tables = {"sae_quality": evaluate_sae(sae, loaded, site, corpora, b.eval_tokens, seq_len, seed=ctx.seed)}
     report = sae_features(sae, loaded, site, corpora, b.feature_tokens, seq_len, seed=ctx.seed)
@@ -128,8 +149,10 @@ def _bridge_components(out: Path, domains: list[str], n: int = 3) -> dict[str, l
     if not {"kind", "domain", "component", "damage"} <= set(table.columns):
         return {}
     table = table[table["kind"].isin(["head", "spectral"])]
-    return {d: table[table["domain"] == d].sort_values("damage", ascending=False)["component"].head(n).tolist()
-            for d in domains}
+    return {
+        d: table[table["domain"] == d].sort_values("damage", ascending=False)["component"].head(n).tolist()
+        for d in domains
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -148,8 +171,15 @@ def features_sections(out: str | Path, cards: int | None = None) -> list:
     quality = _read(folder, "sae_quality")
     if quality is None:
         return []
-    sections = [Section("features", "Features (sparse autoencoder)", paragraphs=_overview(folder, quality),
-                        figures=_overview_figures(folder), tables=_overview_tables(folder, quality))]
+    sections = [
+        Section(
+            "features",
+            "Features (sparse autoencoder)",
+            paragraphs=_overview(folder, quality),
+            figures=_overview_figures(folder),
+            tables=_overview_tables(folder, quality),
+        )
+    ]
     ranking = _read(folder, "feature_ranking")
     if ranking is None or ranking.empty:
         return sections
@@ -168,31 +198,40 @@ def _overview(folder: Path, quality: pd.DataFrame) -> list[str]:
         cfg = json.loads(cfg_path.read_text())
         meta = cfg.get("metadata", {})
         train = meta.get("spectrascope", {}).get("training", {})
-        lines.append(f"A {meta.get('spectrascope', {}).get('architecture', cfg.get('architecture'))} SAE with "
-                     f"{cfg['d_sae']} features reads {meta.get('hook_name')} (width {cfg['d_in']}); trained on "
-                     f"{train.get('tokens', 0):,} tokens in {train.get('seconds', float('nan')):.0f} s, first position "
-                     "of every text left out (the attention sink).")
+        lines.append(
+            f"A {meta.get('spectrascope', {}).get('architecture', cfg.get('architecture'))} SAE with "
+            f"{cfg['d_sae']} features reads {meta.get('hook_name')} (width {cfg['d_in']}); trained on "
+            f"{train.get('tokens', 0):,} tokens in {train.get('seconds', float('nan')):.0f} s, first position "
+            "of every text left out (the attention sink)."
+        )
     row = quality[quality["domain"] == "all"].iloc[0]
-    lines.append(f"On held-out text it explains {row['explained_variance']:.1%} of the variance "
-                 f"[{row['explained_variance_lo']:.1%}, {row['explained_variance_hi']:.1%}] with L0 {row['l0']:.1f}; "
-                 f"splicing it into the forward raises the loss by {row['ce_increase']:.3f} nats "
-                 f"[{row['ce_increase_lo']:.3f}, {row['ce_increase_hi']:.3f}], {row['loss_recovered']:.1%} of the loss "
-                 "recovered between zero ablation and the clean model (95 % bootstrap over texts).")
+    lines.append(
+        f"On held-out text it explains {row['explained_variance']:.1%} of the variance "
+        f"[{row['explained_variance_lo']:.1%}, {row['explained_variance_hi']:.1%}] with L0 {row['l0']:.1f}; "
+        f"splicing it into the forward raises the loss by {row['ce_increase']:.3f} nats "
+        f"[{row['ce_increase_lo']:.3f}, {row['ce_increase_hi']:.3f}], {row['loss_recovered']:.1%} of the loss "
+        "recovered between zero ablation and the clean model (95 % bootstrap over texts)."
+    )
     ranking = _read(folder, "feature_ranking")
     if ranking is not None and len(ranking):
         selective = ranking[ranking["selective"].astype(bool)]
-        lines.append(f"{len(selective)} of {len(ranking)} tested features are domain-selective (permutation test "
-                     "over texts, BH q < 0.05, specificity above chance); by domain: "
-                     + ", ".join(f"{d} {n}" for d, n in selective["top_domain"].value_counts().items()) + ".")
+        lines.append(
+            f"{len(selective)} of {len(ranking)} tested features are domain-selective (permutation test "
+            "over texts, BH q < 0.05, specificity above chance); by domain: "
+            + ", ".join(f"{d} {n}" for d, n in selective["top_domain"].value_counts().items())
+            + "."
+        )
     overlap = _read(folder, "sae_overlap")
     if overlap is not None and len(overlap):
         tail = overlap[overlap["part"] == "tail"]
         above, below = int((tail["enrichment_lo"] > 1).sum()), int((tail["enrichment_hi"] < 1).sum())
-        lines.append(f"Decoder directions of the top domain features sit in the power-law tails of the matrices that "
-                     f"read or write the site with median enrichment {tail['enrichment'].median():.2f}x random unit "
-                     f"directions (the control); per domain and matrix the 95 % interval (bootstrap over directions) "
-                     f"lies above 1 in {above} and below 1 in {below} of {len(tail)}. All live features of the SAE "
-                     f"give {(tail['all_features_share'] / tail['random_share']).median():.2f}x.")
+        lines.append(
+            f"Decoder directions of the top domain features sit in the power-law tails of the matrices that "
+            f"read or write the site with median enrichment {tail['enrichment'].median():.2f}x random unit "
+            f"directions (the control); per domain and matrix the 95 % interval (bootstrap over directions) "
+            f"lies above 1 in {above} and below 1 in {below} of {len(tail)}. All live features of the SAE "
+            f"give {(tail['all_features_share'] / tail['random_share']).median():.2f}x."
+        )
     ablation = _read(folder, "sae_ablation")
     if ablation is not None and len(ablation) and "excess" in ablation:
         lines.extend(_ablation_sentences(ablation))
@@ -204,17 +243,22 @@ def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
     lines = []
     features = ablation[ablation["kind"] == "features"]
     if len(features):
-        per_domain = "; ".join(f"{r.domain} {r.damage:+.3f} [{r.damage_lo:+.3f}, {r.damage_hi:+.3f}]"
-                               for r in features.itertuples())
+        per_domain = "; ".join(
+            f"{r.domain} {r.damage:+.3f} [{r.damage_lo:+.3f}, {r.damage_hi:+.3f}]" for r in features.itertuples()
+        )
         excess = features.dropna(subset=["excess_lo"])
-        lines.append(f"Removing each domain's selective features changes its loss by (nats per token, 95 % bootstrap "
-                     f"over texts): {per_domain}. Against as many random live features (the control) the excess is "
-                     f"above zero in {int((excess['excess_lo'] > 0).sum())} and below zero in "
-                     f"{int((excess['excess_hi'] < 0).sum())} of {len(excess)} domains.")
+        lines.append(
+            f"Removing each domain's selective features changes its loss by (nats per token, 95 % bootstrap "
+            f"over texts): {per_domain}. Against as many random live features (the control) the excess is "
+            f"above zero in {int((excess['excess_lo'] > 0).sum())} and below zero in "
+            f"{int((excess['excess_hi'] < 0).sum())} of {len(excess)} domains."
+        )
     others = ablation[~ablation["kind"].isin(["features", "random features"])]
     for kind, g in others.groupby("kind"):
-        lines.append(f"Mean-ablating the {kind} components on the same texts: median damage {g['damage'].median():+.3f} "
-                     f"nats, interval above zero in {int((g['damage_lo'] > 0).sum())} of {len(g)} (domain, component) pairs.")
+        lines.append(
+            f"Mean-ablating the {kind} components on the same texts: median damage {g['damage'].median():+.3f} "
+            f"nats, interval above zero in {int((g['damage_lo'] > 0).sum())} of {len(g)} (domain, component) pairs."
+        )
     return lines
 
 
@@ -227,31 +271,95 @@ def _overview_figures(folder: Path) -> list:
         fig = go.Figure()
         for weights, g in spectra.groupby("weights"):
             fig.add_trace(go.Bar(x=g["matrix"], y=g["alpha"], name=f"{weights}"))
-        fig.update_layout(template="plotly_white", title="Power-law alpha of the dictionary: trained vs random init",
-                          barmode="group", yaxis_title="alpha", height=360)
+        fig.update_layout(
+            template="plotly_white",
+            title="Power-law alpha of the dictionary: trained vs random init",
+            barmode="group",
+            yaxis_title="alpha",
+            height=360,
+        )
         figures.append(fig)
     return figures
 
 
 def _overview_tables(folder: Path, quality: pd.DataFrame) -> list[pd.DataFrame]:
-    tables = [quality[["domain", "n_tokens", "explained_variance", "l0", "dead_fraction", "loss_clean", "loss_sae",
-                       "loss_zero", "loss_recovered", "loss_recovered_lo", "loss_recovered_hi"]]]
+    tables = [
+        quality[
+            [
+                "domain",
+                "n_tokens",
+                "explained_variance",
+                "l0",
+                "dead_fraction",
+                "loss_clean",
+                "loss_sae",
+                "loss_zero",
+                "loss_recovered",
+                "loss_recovered_lo",
+                "loss_recovered_hi",
+            ]
+        ]
+    ]
     spectra = _read(folder, "sae_spectra")
     if spectra is not None:
         tables.append(spectra[["matrix", "weights", "alpha", "num_pl_spikes", "erg_num", "erg_delta", "stable_rank"]])
     overlap = _read(folder, "sae_overlap")
     if overlap is not None and len(overlap):
         tail = overlap[overlap["part"] == "tail"]  # the bulk rows stay in sae_overlap.parquet
-        tables.append(tail[["domain", "role", "block", "relation", "k", "share", "random_share",
-                            "all_features_share", "enrichment", "enrichment_lo", "enrichment_hi"]])
+        tables.append(
+            tail[
+                [
+                    "domain",
+                    "role",
+                    "block",
+                    "relation",
+                    "k",
+                    "share",
+                    "random_share",
+                    "all_features_share",
+                    "enrichment",
+                    "enrichment_lo",
+                    "enrichment_hi",
+                ]
+            ]
+        )
     ablation = _read(folder, "sae_ablation")
     if ablation is not None and len(ablation):
-        tables.append(ablation[[c for c in ("domain", "intervention", "kind", "damage", "damage_lo", "damage_hi",
-                                            "excess", "excess_lo", "excess_hi") if c in ablation]])
+        tables.append(
+            ablation[
+                [
+                    c
+                    for c in (
+                        "domain",
+                        "intervention",
+                        "kind",
+                        "damage",
+                        "damage_lo",
+                        "damage_hi",
+                        "excess",
+                        "excess_lo",
+                        "excess_hi",
+                    )
+                    if c in ablation
+                ]
+            ]
+        )
     ranking = _read(folder, "feature_ranking")
     if ranking is not None and len(ranking):
-        tables.append(ranking.head(20)[["rank", "feature", "top_domain", "specificity", "specificity_lo",
-                                        "specificity_hi", "sensitivity", "q_value"]])
+        tables.append(
+            ranking.head(20)[
+                [
+                    "rank",
+                    "feature",
+                    "top_domain",
+                    "specificity",
+                    "specificity_lo",
+                    "specificity_hi",
+                    "sensitivity",
+                    "q_value",
+                ]
+            ]
+        )
     return tables
 
 
@@ -290,16 +398,27 @@ def _card(folder: Path, ranking: pd.DataFrame, feature: int):
     if logits is not None:
         mine = logits[logits["feature"] == feature]
         if len(mine):
-            wide = pd.DataFrame({"promoted": mine[mine["direction"] == "promoted"]["token"].tolist(),
-                                 "suppressed": mine[mine["direction"] == "suppressed"]["token"].tolist()})
+            wide = pd.DataFrame(
+                {
+                    "promoted": mine[mine["direction"] == "promoted"]["token"].tolist(),
+                    "suppressed": mine[mine["direction"] == "suppressed"]["token"].tolist(),
+                }
+            )
             tables.append(wide)
-    paragraph = (f"Top domain {row['top_domain']}: specificity P(domain | active) {row['specificity']:.2f} "
-                 f"[{row['specificity_lo']:.2f}, {row['specificity_hi']:.2f}], sensitivity P(active | domain token) "
-                 f"{row['sensitivity']:.3f} [{row['sensitivity_lo']:.3f}, {row['sensitivity_hi']:.3f}], q = "
-                 f"{row['q_value']:.3g}; fires on {row['frequency']:.2%} of held-out tokens; max activation "
-                 f"{row['max_activation']:.2f}. Contexts mark the activating token «like this».")
-    return Section(f"feature-{feature}", f"Feature {feature} · {row['top_domain']}", paragraphs=[paragraph],
-                   figures=[fig], tables=tables)
+    paragraph = (
+        f"Top domain {row['top_domain']}: specificity P(domain | active) {row['specificity']:.2f} "
+        f"[{row['specificity_lo']:.2f}, {row['specificity_hi']:.2f}], sensitivity P(active | domain token) "
+        f"{row['sensitivity']:.3f} [{row['sensitivity_lo']:.3f}, {row['sensitivity_hi']:.3f}], q = "
+        f"{row['q_value']:.3g}; fires on {row['frequency']:.2%} of held-out tokens; max activation "
+        f"{row['max_activation']:.2f}. Contexts mark the activating token «like this»."
+    )
+    return Section(
+        f"feature-{feature}",
+        f"Feature {feature} · {row['top_domain']}",
+        paragraphs=[paragraph],
+        figures=[fig],
+        tables=tables,
+    )
 
 
 def budget_dict(budget: SaeBudget) -> dict:

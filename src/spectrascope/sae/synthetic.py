@@ -30,8 +30,9 @@ class PlantedDictionary:
     codes: np.ndarray
 
 
-def planted_dictionary(n: int = 40_000, d: int = 32, n_features: int = 64, p_active: float = 0.05,
-                       noise: float = 0.01, seed: int = 0) -> PlantedDictionary:
+def planted_dictionary(
+    n: int = 40_000, d: int = 32, n_features: int = 64, p_active: float = 0.05, noise: float = 0.01, seed: int = 0
+) -> PlantedDictionary:
     """Draw ``n`` samples of a planted dictionary (see the module docstring)."""
     rng = np.random.default_rng(seed)
     directions = rng.standard_normal((n_features, d))

@@ -27,8 +27,14 @@ def topk_codes(pre: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
 
 
-def auxk_loss(sae: SparseAutoencoder, x: torch.Tensor, reconstruction: torch.Tensor, pre: torch.Tensor,
-              dead: torch.Tensor | None, k_aux: int) -> torch.Tensor:
+def auxk_loss(
+    sae: SparseAutoencoder,
+    x: torch.Tensor,
+    reconstruction: torch.Tensor,
+    pre: torch.Tensor,
+    dead: torch.Tensor | None,
+    k_aux: int,
+) -> torch.Tensor:
     """||e - e^||^2 with e = x - x^ (detached) and e^ decoded from the top ``k_aux`` dead
     features' pre-activations (zero when no feature is dead). See the module docstring."""
     if dead is None or not bool(dead.any()):
@@ -52,8 +58,16 @@ class TopKSAE(SparseAutoencoder):
     architecture = "topk"
     saelens_architecture = "topk"
 
-    def __init__(self, d_in: int, d_sae: int, *, k: float | None = None, k_aux: int | None = None,
-                 aux_coefficient: float = AUX_COEFFICIENT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        *,
+        k: float | None = None,
+        k_aux: int | None = None,
+        aux_coefficient: float = AUX_COEFFICIENT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(d_in, d_sae, **kwargs)
         value = check_k(k, d_sae)
         if value != int(value):

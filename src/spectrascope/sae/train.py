@@ -42,8 +42,18 @@ from .base import SaeError, SparseAutoencoder, TrainingOutput
 from .massive import MASSIVE_FACTOR, massive_mask
 from .registry import build_sae, check_settings
 
-LOG_COLUMNS = ["step", "tokens", "seconds", "tokens_per_s", "loss", "mse", "explained_variance", "l0",
-               "dead_fraction", "sparsity_coefficient"]
+LOG_COLUMNS = [
+    "step",
+    "tokens",
+    "seconds",
+    "tokens_per_s",
+    "loss",
+    "mse",
+    "explained_variance",
+    "l0",
+    "dead_fraction",
+    "sparsity_coefficient",
+]
 """Columns of ``sae.training_log``: ``mse`` is the mean squared reconstruction error per token
 (summed over dimensions) and ``explained_variance`` 1 - mse / variance of the batch, both on
 the scaled inputs of the current batch; ``l0`` mean active features per token;
@@ -99,8 +109,10 @@ def as_source(activations: Any) -> ActivationSource:
         return ActivationStore.open(activations)
     if hasattr(activations, "batches") and hasattr(activations, "d"):
         return activations
-    raise SaeError(f"cannot train on a {type(activations).__name__}: pass an (n, d) array or tensor, an "
-                   "activation store, or a model with site= and corpus=")
+    raise SaeError(
+        f"cannot train on a {type(activations).__name__}: pass an (n, d) array or tensor, an "
+        "activation store, or a model with site= and corpus="
+    )
 
 
 def default_learning_rate(d_sae: int) -> float:
@@ -139,12 +151,19 @@ def _cycle(source: ActivationSource, batch_size: int, generator: torch.Generator
                 produced = True
                 yield batch
         if not produced:
-            raise SaeError(f"the activations hold fewer tokens ({source.n_tokens}) than one batch ({batch_size}); "
-                           "lower --batch-size or collect more tokens")
+            raise SaeError(
+                f"the activations hold fewer tokens ({source.n_tokens}) than one batch ({batch_size}); "
+                "lower --batch-size or collect more tokens"
+            )
 
 
-def input_scale(source: ActivationSource, batch_size: int, seed: int, max_rows: int = 16384,
-                massive_factor: float | None = MASSIVE_FACTOR) -> tuple[float, torch.Tensor]:
+def input_scale(
+    source: ActivationSource,
+    batch_size: int,
+    seed: int,
+    max_rows: int = 16384,
+    massive_factor: float | None = MASSIVE_FACTOR,
+) -> tuple[float, torch.Tensor]:
     """(s, mean of s*x): s = 1 / sqrt(mean ||x||^2) over up to ``max_rows`` shuffled rows
     (massive rows left out)."""
     generator = torch.Generator().manual_seed(seed + 7919)
@@ -185,8 +204,9 @@ class DeadTracker:
 
 
 @torch.no_grad()
-def resample_dead(sae: SparseAutoencoder, optimizer: torch.optim.Adam, x: torch.Tensor, dead: torch.Tensor,
-                  generator: torch.Generator) -> int:
+def resample_dead(
+    sae: SparseAutoencoder, optimizer: torch.optim.Adam, x: torch.Tensor, dead: torch.Tensor, generator: torch.Generator
+) -> int:
     """Reinitialize dead features toward inputs the SAE reconstructs worst (see module docstring).
 
     Returns the number of features resampled.
@@ -227,20 +247,36 @@ def _progress(total: int, enabled: bool):
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("[bold]train SAE"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"),
-               TextColumn("{task.fields[rate]:,.0f} tok/s"), TextColumn("loss {task.fields[loss]:.4f}"),
-               TextColumn("L0 {task.fields[l0]:.1f}"), TextColumn("dead {task.fields[dead]:.1%}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]train SAE"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} tokens"),
+        TextColumn("{task.fields[rate]:,.0f} tok/s"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("L0 {task.fields[l0]:.1f}"),
+        TextColumn("dead {task.fields[dead]:.1%}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     progress = Progress(*columns, console=Console(stderr=True), transient=False)
     progress.start()
     task = progress.add_task("train", total=total, rate=0.0, loss=float("nan"), l0=0.0, dead=0.0)
     return progress, task
 
 
-def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_size: int = 1024,
-        lr: float | None = None, seed: int = 0, dead_after_tokens: int | None = None, resample: bool | None = None,
-        log_every: int = 50, show_progress: bool = False,
-        massive_factor: float | None = MASSIVE_FACTOR) -> SparseAutoencoder:
+def fit(
+    sae: SparseAutoencoder,
+    source: ActivationSource,
+    tokens: int,
+    batch_size: int = 1024,
+    lr: float | None = None,
+    seed: int = 0,
+    dead_after_tokens: int | None = None,
+    resample: bool | None = None,
+    log_every: int = 50,
+    show_progress: bool = False,
+    massive_factor: float | None = MASSIVE_FACTOR,
+) -> SparseAutoencoder:
     """Train ``sae`` in place on ``source`` for ``tokens`` tokens (see the module docstring).
 
     Args:
@@ -309,8 +345,14 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
                 row = _log_row(step, batch_size, start, x, output, tracker, sae)
                 log.append(row)
                 if bar is not None:
-                    bar[0].update(bar[1], completed=(step + 1) * batch_size, rate=row["tokens_per_s"],
-                                  loss=row["loss"], l0=row["l0"], dead=row["dead_fraction"])
+                    bar[0].update(
+                        bar[1],
+                        completed=(step + 1) * batch_size,
+                        rate=row["tokens_per_s"],
+                        loss=row["loss"],
+                        l0=row["l0"],
+                        dead=row["dead_fraction"],
+                    )
     finally:
         if bar is not None:
             bar[0].stop()
@@ -321,40 +363,83 @@ def fit(sae: SparseAutoencoder, source: ActivationSource, tokens: int, batch_siz
     sae.training_log = pd.DataFrame(log, columns=LOG_COLUMNS)
     final = log[-1]
     sae.metadata["training"] = {
-        "tokens": steps * batch_size, "steps": steps, "batch_size": batch_size, "learning_rate": lr, "seed": seed,
-        "seconds": round(seconds, 3), "tokens_per_s": steps * batch_size / max(seconds, 1e-9),
-        "input_scale": scale, "dead_after_tokens": dead_after_tokens, "resampled_features": resampled,
-        "massive_factor": massive_factor, "massive_rows_skipped": skipped,
-        "device": str(device), "final_l0": final["l0"], "final_explained_variance": final["explained_variance"],
-        "final_dead_fraction": final["dead_fraction"], **sae.hyperparameters(),
+        "tokens": steps * batch_size,
+        "steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "seed": seed,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": steps * batch_size / max(seconds, 1e-9),
+        "input_scale": scale,
+        "dead_after_tokens": dead_after_tokens,
+        "resampled_features": resampled,
+        "massive_factor": massive_factor,
+        "massive_rows_skipped": skipped,
+        "device": str(device),
+        "final_l0": final["l0"],
+        "final_explained_variance": final["explained_variance"],
+        "final_dead_fraction": final["dead_fraction"],
+        **sae.hyperparameters(),
     }
     return sae
 
 
-def _log_row(step: int, batch_size: int, start: float, x: torch.Tensor, output: TrainingOutput,
-             tracker: DeadTracker, sae: SparseAutoencoder) -> dict:
+def _log_row(
+    step: int,
+    batch_size: int,
+    start: float,
+    x: torch.Tensor,
+    output: TrainingOutput,
+    tracker: DeadTracker,
+    sae: SparseAutoencoder,
+) -> dict:
     with torch.no_grad():
         mse = float(output.terms.get("mse", output.loss))
         variance = float((x - x.mean(dim=0)).pow(2).sum(dim=1).mean())
         seconds = time.perf_counter() - start
         tokens = (step + 1) * batch_size
         sparsity = getattr(sae, "sparsity", None)
-        return {"step": step, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9),
-                "loss": float(output.loss), "mse": mse,
-                "explained_variance": 1.0 - mse / variance if variance > 0 else float("nan"),
-                "l0": float((output.codes > 0).sum(dim=-1).float().mean()),
-                "dead_fraction": float(tracker.dead.float().mean()),
-                "sparsity_coefficient": sparsity.value if sparsity is not None else float("nan")}
+        return {
+            "step": step,
+            "tokens": tokens,
+            "seconds": seconds,
+            "tokens_per_s": tokens / max(seconds, 1e-9),
+            "loss": float(output.loss),
+            "mse": mse,
+            "explained_variance": 1.0 - mse / variance if variance > 0 else float("nan"),
+            "l0": float((output.codes > 0).sum(dim=-1).float().mean()),
+            "dead_fraction": float(tracker.dead.float().mean()),
+            "sparsity_coefficient": sparsity.value if sparsity is not None else float("nan"),
+        }
 
 
-def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None = None, k: float | None = None, *,
-              site: str | None = None, corpus: str | None = None, tokens: int = 200_000, store_tokens: int | None = None,
-              store_dir: str | Path | None = None, store_dtype: str = "float16", seq_len: int = 128,
-              skip_first: bool = True, batch_size: int = 1024, lr: float | None = None, seed: int = 0,
-              device: str = "cpu", expansion: int = 8, dead_after_tokens: int | None = None,
-              resample: bool | None = None, out: str | Path | None = None, log_every: int = 50,
-              massive_factor: float | None = MASSIVE_FACTOR, show_progress: bool = False,
-              **settings: Any) -> SparseAutoencoder:
+def train_sae(
+    activations_or_model: Any,
+    arch: str = "topk",
+    d_sae: int | None = None,
+    k: float | None = None,
+    *,
+    site: str | None = None,
+    corpus: str | None = None,
+    tokens: int = 200_000,
+    store_tokens: int | None = None,
+    store_dir: str | Path | None = None,
+    store_dtype: str = "float16",
+    seq_len: int = 128,
+    skip_first: bool = True,
+    batch_size: int = 1024,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    expansion: int = 8,
+    dead_after_tokens: int | None = None,
+    resample: bool | None = None,
+    out: str | Path | None = None,
+    log_every: int = 50,
+    massive_factor: float | None = MASSIVE_FACTOR,
+    show_progress: bool = False,
+    **settings: Any,
+) -> SparseAutoencoder:
     """Train a sparse autoencoder (the ``spectrascope sae train`` verb).
 
     Args:
@@ -391,8 +476,24 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
         if site is not None or corpus is not None:
             raise SaeError("site and corpus apply to a model; these activations are already collected")
         source = as_source(activations_or_model)
-        sae = _train(source, arch, d_sae, k, expansion, seed, dev, tokens, batch_size, lr, dead_after_tokens,
-                     resample, log_every, massive_factor, show_progress, settings)
+        sae = _train(
+            source,
+            arch,
+            d_sae,
+            k,
+            expansion,
+            seed,
+            dev,
+            tokens,
+            batch_size,
+            lr,
+            dead_after_tokens,
+            resample,
+            log_every,
+            massive_factor,
+            show_progress,
+            settings,
+        )
     else:
         from ..corpora import DEFAULT_CORPORA
         from .store import build_store
@@ -407,11 +508,36 @@ def train_sae(activations_or_model: Any, arch: str = "topk", d_sae: int | None =
                 temporary = tempfile.TemporaryDirectory(prefix="spectrascope-store-")
                 store_dir = temporary.name
         try:
-            store = build_store(activations_or_model, site, corpus or DEFAULT_CORPORA, store_tokens or tokens, store_dir,
-                                dtype=store_dtype, seq_len=seq_len, skip_first=skip_first, device=device,
-                                show_progress=show_progress)
-            sae = _train(store, arch, d_sae, k, expansion, seed, dev, tokens, batch_size, lr, dead_after_tokens,
-                         resample, log_every, massive_factor, show_progress, settings)
+            store = build_store(
+                activations_or_model,
+                site,
+                corpus or DEFAULT_CORPORA,
+                store_tokens or tokens,
+                store_dir,
+                dtype=store_dtype,
+                seq_len=seq_len,
+                skip_first=skip_first,
+                device=device,
+                show_progress=show_progress,
+            )
+            sae = _train(
+                store,
+                arch,
+                d_sae,
+                k,
+                expansion,
+                seed,
+                dev,
+                tokens,
+                batch_size,
+                lr,
+                dead_after_tokens,
+                resample,
+                log_every,
+                massive_factor,
+                show_progress,
+                settings,
+            )
             sae.metadata.update(store.sae_metadata())
         finally:
             if temporary is not None:
@@ -431,12 +557,28 @@ def _is_store(obj: Any) -> bool:
     return isinstance(obj, ActivationStore) or (isinstance(obj, (str, Path)) and ActivationStore.is_store(obj))
 
 
-def _train(source: Any, arch: str, d_sae: int | None, k: float | None, expansion: int, seed: int, device: torch.device,
-           tokens: int, batch_size: int, lr: float | None, dead_after_tokens: int | None, resample: bool | None,
-           log_every: int, massive_factor: float | None, show_progress: bool, settings: dict) -> SparseAutoencoder:
+def _train(
+    source: Any,
+    arch: str,
+    d_sae: int | None,
+    k: float | None,
+    expansion: int,
+    seed: int,
+    device: torch.device,
+    tokens: int,
+    batch_size: int,
+    lr: float | None,
+    dead_after_tokens: int | None,
+    resample: bool | None,
+    log_every: int,
+    massive_factor: float | None,
+    show_progress: bool,
+    settings: dict,
+) -> SparseAutoencoder:
     source = as_source(source)
     if d_sae is None:
         d_sae = int(expansion) * source.d
     sae = build_sae(arch, source.d, d_sae, k=k, seed=seed, **settings).to(device)
-    return fit(sae, source, tokens, batch_size, lr, seed, dead_after_tokens, resample, log_every, show_progress,
-               massive_factor)
+    return fit(
+        sae, source, tokens, batch_size, lr, seed, dead_after_tokens, resample, log_every, show_progress, massive_factor
+    )

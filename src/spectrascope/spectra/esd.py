@@ -87,8 +87,15 @@ def _two_stage_routine(dtype):
             if fn is not None:
                 ctype = ctypes.c_double if key == "d" else ctypes.c_float
                 fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, ctypes.c_int,
-                               ctypes.POINTER(ctype), ctypes.c_int, ctypes.POINTER(ctype)]
+                fn.argtypes = [
+                    ctypes.c_int,
+                    ctypes.c_char,
+                    ctypes.c_char,
+                    ctypes.c_int,
+                    ctypes.POINTER(ctype),
+                    ctypes.c_int,
+                    ctypes.POINTER(ctype),
+                ]
                 routine = (fn, ctype)
                 break
     except Exception:  # noqa: BLE001 - any loader problem: use scipy

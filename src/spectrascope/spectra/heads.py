@@ -42,8 +42,18 @@ def head_rows(proj: dict[str, np.ndarray], geom: HeadGeometry, block: int) -> li
     rows = []
 
     def add(head: int, kv_head: int, circuit: str, evals: np.ndarray, N: int, M: int) -> None:
-        rows.append({"block": block, "head": head, "kv_head": kv_head, "circuit": circuit,
-                     "N": N, "M": M, "Q": N / M, **spectrum_metrics(evals, N, M)})
+        rows.append(
+            {
+                "block": block,
+                "head": head,
+                "kv_head": kv_head,
+                "circuit": circuit,
+                "N": N,
+                "M": M,
+                "Q": N / M,
+                **spectrum_metrics(evals, N, M),
+            }
+        )
 
     for g in range(geom.n_kv_heads):
         rows_g = slice(g * hd, (g + 1) * hd)

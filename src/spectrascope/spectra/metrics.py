@@ -42,9 +42,26 @@ UNDER_TRAINED_ALPHA = 6.0
 _ENTROPY_EPS = 1e-10
 
 METRIC_COLUMNS = [
-    "alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted", "log_norm",
-    "log_spectral_norm", "log_alpha_norm", "stable_rank", "entropy", "matrix_rank",
-    "lambda_max", "erg_num", "erg_lambda_min", "pl_lambda_min", "erg_delta", "trace_log_energy", "warning",
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "log_alpha_norm",
+    "stable_rank",
+    "entropy",
+    "matrix_rank",
+    "lambda_max",
+    "erg_num",
+    "erg_lambda_min",
+    "pl_lambda_min",
+    "erg_delta",
+    "trace_log_energy",
+    "warning",
 ]
 
 

@@ -173,8 +173,12 @@ class GramOperator:
         self.dtype = np.float64 if precision == "exact" else np.float32
         self.N, self.M = A.shape
         self.kind = kind
-        self.trace = float(sum(np.einsum("ij,ij->", c, c, dtype=np.float64)
-                               for c in (A[s:e] for s, e in row_chunks(A.shape[0], A.shape[1], A.dtype.itemsize))))
+        self.trace = float(
+            sum(
+                np.einsum("ij,ij->", c, c, dtype=np.float64)
+                for c in (A[s:e] for s, e in row_chunks(A.shape[0], A.shape[1], A.dtype.itemsize))
+            )
+        )
         self.G = None
         self.A = None
         if kind == "gram":
@@ -202,8 +206,12 @@ class GramOperator:
         """||A^T A||_F^2 when the Gram matrix is formed (None otherwise)."""
         if self.G is None:
             return None
-        return float(sum(np.einsum("ij,ij->", self.G[s:e], self.G[s:e], dtype=np.float64)
-                         for s, e in row_chunks(self.M, self.M, self.G.dtype.itemsize)))
+        return float(
+            sum(
+                np.einsum("ij,ij->", self.G[s:e], self.G[s:e], dtype=np.float64)
+                for s, e in row_chunks(self.M, self.M, self.G.dtype.itemsize)
+            )
+        )
 
 
 # ----------------------------------------------------------------------------- block Lanczos
@@ -325,8 +333,9 @@ class BlockLanczos:
 # ----------------------------------------------------------------------------- adaptive k
 
 
-def _converged_count(theta: np.ndarray, previous: np.ndarray | None, tol: float, complete: bool,
-                     floor: float = 0.0) -> int:
+def _converged_count(
+    theta: np.ndarray, previous: np.ndarray | None, tol: float, complete: bool, floor: float = 0.0
+) -> int:
     """Leading Ritz values that moved by at most ``tol`` (relative to max(value, floor))
     since the last checkpoint."""
     if complete:
@@ -340,8 +349,9 @@ def _converged_count(theta: np.ndarray, previous: np.ndarray | None, tol: float,
     return int(bad[0]) if bad.size else n
 
 
-def window_accepts(top_desc: np.ndarray, margin: float, trend: float, tol_rank: float,
-                   threshold: float = EVALS_THRESHOLD) -> tuple[bool, object]:
+def window_accepts(
+    top_desc: np.ndarray, margin: float, trend: float, tol_rank: float, threshold: float = EVALS_THRESHOLD
+) -> tuple[bool, object]:
     """Is the fit on this top window trustworthy? Returns (ok, fit).
 
     ok when the fit succeeds, num_pl_spikes <= (1 - margin) * k, and every candidate
@@ -369,8 +379,9 @@ def window_accepts(top_desc: np.ndarray, margin: float, trend: float, tol_rank: 
     return True, fit
 
 
-def partial_spectrum(W: np.ndarray, precision: Precision = "fast", config: PartialConfig = PartialConfig(),
-                     force_k: int | None = None) -> PartialSpectrum:
+def partial_spectrum(
+    W: np.ndarray, precision: Precision = "fast", config: PartialConfig = PartialConfig(), force_k: int | None = None
+) -> PartialSpectrum:
     """Top eigenvalues of W^T W with adaptive k (see the module docstring).
 
     Args:
@@ -397,13 +408,17 @@ def partial_spectrum(W: np.ndarray, precision: Precision = "fast", config: Parti
         if L > L_max and lanczos.L < M:
             if op.G is not None:  # reuse the Gram matrix (same arithmetic as gram_eigenvalues)
                 G, op.G = op.G, None
-                raw = symmetric_eigenvalues(G) if M >= LARGE_M else scipy.linalg.eigvalsh(
-                    G, driver="evd", check_finite=False, overwrite_a=True)
+                raw = (
+                    symmetric_eigenvalues(G)
+                    if M >= LARGE_M
+                    else scipy.linalg.eigvalsh(G, driver="evd", check_finite=False, overwrite_a=True)
+                )
                 evals = np.clip(raw.astype(np.float64), 0.0, None)[::-1].copy()
             else:
                 evals = gram_eigenvalues(A, precision)[::-1].copy()
-            return PartialSpectrum(evals, N, M, op.trace, float(np.sum(evals**2)), True, "full",
-                                   lanczos.L, kind, checkpoints)
+            return PartialSpectrum(
+                evals, N, M, op.trace, float(np.sum(evals**2)), True, "full", lanczos.L, kind, checkpoints
+            )
         lanczos.extend(L)
         theta = lanczos.ritz_values()
         complete = lanczos.L >= M
@@ -433,8 +448,9 @@ def partial_spectrum(W: np.ndarray, precision: Precision = "fast", config: Parti
     else:
         sumsq = lanczos.gq_sumsq + lanczos.complement_sumsq_estimate(config.probes)
         sumsq_exact = False
-    return PartialSpectrum(top.astype(np.float64), N, M, op.trace, sumsq, sumsq_exact, "partial",
-                           lanczos.L, kind, checkpoints)
+    return PartialSpectrum(
+        top.astype(np.float64), N, M, op.trace, sumsq, sumsq_exact, "partial", lanczos.L, kind, checkpoints
+    )
 
 
 # ----------------------------------------------------------------------------- remainder model
@@ -480,13 +496,19 @@ def remainder_model(ps: PartialSpectrum) -> np.ndarray:
 # ----------------------------------------------------------------------------- metrics
 
 
-def partial_metrics(ps: PartialSpectrum, eps: float = np.finfo(np.float64).eps,
-                    threshold: float = EVALS_THRESHOLD) -> dict:
+def partial_metrics(
+    ps: PartialSpectrum, eps: float = np.finfo(np.float64).eps, threshold: float = EVALS_THRESHOLD
+) -> dict:
     """The metric columns of a partial spectrum (see the module docstring for which are
     exact, approximate or NaN), plus ``spectrum``, ``k``, ``approx``, ``status``, ``reason``."""
     N, M = ps.N, ps.M
     if ps.kind == "full":
-        return {**spectrum_metrics(ps.top, N, M, eps=eps, threshold=threshold), "spectrum": "full", "k": M, "approx": ""}
+        return {
+            **spectrum_metrics(ps.top, N, M, eps=eps, threshold=threshold),
+            "spectrum": "full",
+            "k": M,
+            "approx": "",
+        }
     top = np.asarray(ps.top, dtype=np.float64)
     row: dict = {c: np.nan for c in METRIC_COLUMNS}
     row.update(warning="", spectrum="partial", k=int(top.size), approx="")

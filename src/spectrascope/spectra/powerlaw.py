@@ -61,8 +61,9 @@ def _failed(reason: str) -> PowerLawFit:
     return PowerLawFit(nan, nan, nan, nan, nan, 0, False, reason)
 
 
-def _ks_rows(logs: np.ndarray, alphas: np.ndarray, tail_n: np.ndarray, rows: np.ndarray,
-             cols: np.ndarray | None = None) -> np.ndarray:
+def _ks_rows(
+    logs: np.ndarray, alphas: np.ndarray, tail_n: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None
+) -> np.ndarray:
     """KS distance of each candidate in ``rows`` over its tail points (all j >= i, or only
     those in ``cols``: then a lower bound). Vectorized in blocks of bounded size."""
     n = logs.size

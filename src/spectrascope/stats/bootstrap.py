@@ -59,8 +59,13 @@ def resample_counts(n_units: int, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -
     return counts
 
 
-def ratio_interval(numerators: np.ndarray, denominators: np.ndarray, n_boot: int = DEFAULT_N_BOOT,
-                   seed: int = 0, level: float = DEFAULT_LEVEL) -> Interval:
+def ratio_interval(
+    numerators: np.ndarray,
+    denominators: np.ndarray,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
     """``sum a / sum b`` over units and its bootstrap interval (units resampled with replacement).
 
     Args:
@@ -83,8 +88,13 @@ def ratio_interval(numerators: np.ndarray, denominators: np.ndarray, n_boot: int
     return Interval(estimate, float(lo), float(hi), n)
 
 
-def weighted_mean_interval(values: np.ndarray, weights: np.ndarray | None = None, n_boot: int = DEFAULT_N_BOOT,
-                           seed: int = 0, level: float = DEFAULT_LEVEL) -> Interval:
+def weighted_mean_interval(
+    values: np.ndarray,
+    weights: np.ndarray | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
     """``sum v w / sum w`` over units (plain mean without weights) and its bootstrap interval."""
     v = np.asarray(values, dtype=np.float64)
     w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64)

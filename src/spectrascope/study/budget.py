@@ -34,7 +34,6 @@ from ..mech.ablation import AblationMode
 from ..sae.study import SaeBudget
 
 
-
 class BudgetPreset(str, Enum):
     """The named budgets of ``spectrascope study --budget``."""
 
@@ -114,11 +113,14 @@ class StudyBudget:
             object.__setattr__(self, "ablation_mode", AblationMode(self.ablation_mode))
         except ValueError:
             modes = " or ".join(m.value for m in AblationMode if m is not AblationMode.RESAMPLE)
-            raise OptionError(f"unknown ablation mode {self.ablation_mode!r} ({{option}}): use {modes}",
-                              option="ablation_mode") from None
+            raise OptionError(
+                f"unknown ablation mode {self.ablation_mode!r} ({{option}}): use {modes}", option="ablation_mode"
+            ) from None
         if self.ablation_mode is AblationMode.RESAMPLE:
-            raise OptionError("{option}: the study ablates by mean or zero (resample needs inputs of one shape)",
-                              option="ablation_mode")
+            raise OptionError(
+                "{option}: the study ablates by mean or zero (resample needs inputs of one shape)",
+                option="ablation_mode",
+            )
         object.__setattr__(self, "ablation_layers", tuple(int(x) for x in self.ablation_layers))
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", SaeBudget(**self.features))
@@ -165,22 +167,47 @@ class StudyBudget:
     @classmethod
     def small(cls) -> StudyBudget:
         """Tiny budgets for tests and smoke runs (not enough for the statistics)."""
-        return cls(calibration_tokens=128, activation_tokens=256, cka_tokens=128, control_tokens=64, loss_tokens=96,
-                   min_loss_texts=2, layer_sweep_tokens=96, top_k=2, head_sequences=4, sweep_sequences=2,
-                   confirm_heads=2, attribution_texts=2, n_boot=200, seq_len=32, features=None,
-                   circuits=None)
+        return cls(
+            calibration_tokens=128,
+            activation_tokens=256,
+            cka_tokens=128,
+            control_tokens=64,
+            loss_tokens=96,
+            min_loss_texts=2,
+            layer_sweep_tokens=96,
+            top_k=2,
+            head_sequences=4,
+            sweep_sequences=2,
+            confirm_heads=2,
+            attribution_texts=2,
+            n_boot=200,
+            seq_len=32,
+            features=None,
+            circuits=None,
+        )
 
     @classmethod
     def large(cls) -> StudyBudget:
         """Twice the default's tokens, two comparison layers, more heads confirmed."""
         base = cls()
-        return replace(base, calibration_tokens=1536, activation_tokens=9216, cka_tokens=8192, control_tokens=4096,
-                       loss_tokens=8192, min_loss_texts=32, layer_sweep_tokens=4096, head_sequences=64,
-                       sweep_sequences=16, confirm_heads=24, attribution_texts=24,
-                       spectral_edits=("tail", "bulk", "drop_top"),
-                       features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512),
-                       circuits=CircuitBudget(tasks=("geography", "greater-than"), n_prompts=24),
-                       ablation_layers=(0,))
+        return replace(
+            base,
+            calibration_tokens=1536,
+            activation_tokens=9216,
+            cka_tokens=8192,
+            control_tokens=4096,
+            loss_tokens=8192,
+            min_loss_texts=32,
+            layer_sweep_tokens=4096,
+            head_sequences=64,
+            sweep_sequences=16,
+            confirm_heads=24,
+            attribution_texts=24,
+            spectral_edits=("tail", "bulk", "drop_top"),
+            features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512),
+            circuits=CircuitBudget(tasks=("geography", "greater-than"), n_prompts=24),
+            ablation_layers=(0,),
+        )
 
     def with_overrides(self, **overrides) -> StudyBudget:
         """A copy with some budgets replaced (None values ignored), checked again."""

@@ -20,8 +20,13 @@ __all__ = ["canonical", "differences", "stage_fingerprint"]
 
 def stage_fingerprint(stage: str, model: str | Path, seed: int, budget: StudyBudget) -> dict:
     """The fingerprint of one stage's results."""
-    return {"stage": stage, "version": __version__, "model": model_identity(model), "seed": int(seed),
-            "budget": budget.to_dict()}
+    return {
+        "stage": stage,
+        "version": __version__,
+        "model": model_identity(model),
+        "seed": int(seed),
+        "budget": budget.to_dict(),
+    }
 
 
 def canonical(fingerprint: dict) -> str:

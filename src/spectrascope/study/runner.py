@@ -46,8 +46,9 @@ def _marker(out: Path, stage: str) -> dict | None:
 def _plan(stages: Sequence[str], budget: StudyBudget) -> list[Stage]:
     unknown = [s for s in stages if s not in BY_NAME]
     if unknown:
-        raise OptionError(f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}",
-                          option="stages")
+        raise OptionError(
+            f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}", option="stages"
+        )
     return [s for s in STAGES if s.name in set(stages) and s.enabled(budget)]
 
 
@@ -65,7 +66,8 @@ def _check_inputs(plan: list[Stage], out: Path, fingerprints: dict[str, dict]) -
                 why = "is missing" if marker is None else "was computed with other inputs"
                 raise InputError(
                     f"stage {stage.name!r} reads {needed}, which {why} in {out}: run the {source!r} stage first "
-                    f"(--stages {source},{stage.name})")
+                    f"(--stages {source},{stage.name})"
+                )
         produced.update(f"{stage.name}/{t}" for t in stage.produces)
 
 
@@ -89,9 +91,17 @@ def release_memory() -> None:
         pass
 
 
-def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, seed: int = 0,
-              show_progress: bool = False, stages: Sequence[str] = STAGE_NAMES,
-              budget: StudyBudget | None = None, log: Callable[[str], None] | None = None) -> Path:
+def run_study(
+    model,
+    out: str | Path,
+    workers: int = 1,
+    resume: bool = False,
+    seed: int = 0,
+    show_progress: bool = False,
+    stages: Sequence[str] = STAGE_NAMES,
+    budget: StudyBudget | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """Run the study and return the path of ``report.html``.
 
     Args:
@@ -110,8 +120,17 @@ def run_study(model, out: str | Path, workers: int = 1, resume: bool = False, se
         return _run(model, out, plan, workers, resume, seed, show_progress, budget, log)
 
 
-def _run(model, out: Path, plan: list[Stage], workers: int, resume: bool, seed: int, show_progress: bool,
-         budget: StudyBudget, log: Callable[[str], None] | None) -> Path:
+def _run(
+    model,
+    out: Path,
+    plan: list[Stage],
+    workers: int,
+    resume: bool,
+    seed: int,
+    show_progress: bool,
+    budget: StudyBudget,
+    log: Callable[[str], None] | None,
+) -> Path:
     ctx = StudyContext(str(model), out, budget, workers, seed, show_progress)
     fingerprints = {s.name: stage_fingerprint(s.name, model, seed, budget) for s in STAGES}
     if resume:
@@ -122,7 +141,9 @@ def _run(model, out: Path, plan: list[Stage], workers: int, resume: bool, seed: 
                 if changed:
                     raise ResumeError(
                         f"{{option}}: stage {stage.name!r} in {out} was computed with a different {', '.join(changed)}",
-                        option="resume=True", hint="rerun without {option} to recompute it, or write to another folder")
+                        option="resume=True",
+                        hint="rerun without {option} to recompute it, or write to another folder",
+                    )
     _check_inputs(plan, out, fingerprints)
     timings, resumed = {}, []
     for stage in plan:
@@ -140,15 +161,33 @@ def _run(model, out: Path, plan: list[Stage], workers: int, resume: bool, seed: 
         del tables
         release_memory()
         timings[stage.name] = round(time.perf_counter() - start, 2)
-        (out / stage.name / MARKER).write_text(json.dumps(
-            {"stage": stage.name, "seconds": timings[stage.name], "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-             "fingerprint": fingerprints[stage.name]}, indent=2))
+        (out / stage.name / MARKER).write_text(
+            json.dumps(
+                {
+                    "stage": stage.name,
+                    "seconds": timings[stage.name],
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "fingerprint": fingerprints[stage.name],
+                },
+                indent=2,
+            )
+        )
         if log:
             log(f"{stage.name}: {timings[stage.name]:.1f} s")
     from ..report.study_report import build_report
 
     report = build_report(ctx)
-    (out / "study.json").write_text(json.dumps({"model": str(model), "seed": seed, "stages": [s.name for s in plan],
-                                                "seconds": timings, "resumed": resumed,
-                                                "budget": budget.to_dict()}, indent=2))
+    (out / "study.json").write_text(
+        json.dumps(
+            {
+                "model": str(model),
+                "seed": seed,
+                "stages": [s.name for s in plan],
+                "seconds": timings,
+                "resumed": resumed,
+                "budget": budget.to_dict(),
+            },
+            indent=2,
+        )
+    )
     return report

@@ -114,5 +114,6 @@ def bind(model: ModelLike) -> BoundModel:
             f"of the {spec.name} family: {missing}"
         ) from None
     n_heads = handle.geometry.n_heads if spec.supports(Capability.ATTENTION) else None
-    return BoundModel(model=hf, spec=spec, blocks=blocks, n_heads=n_heads, eager=uses_eager_attention(hf),
-                      handle=handle)
+    return BoundModel(
+        model=hf, spec=spec, blocks=blocks, n_heads=n_heads, eager=uses_eager_attention(hf), handle=handle
+    )

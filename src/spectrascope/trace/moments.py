@@ -128,9 +128,7 @@ class RunningMoments:
         """
         total, outer = self._require()
         if self.count - ddof <= 0:
-            raise NumericalError(
-                f"RunningMoments.covariance: {self.count} vectors are too few for ddof={ddof}"
-            )
+            raise NumericalError(f"RunningMoments.covariance: {self.count} vectors are too few for ddof={ddof}")
         centered = outer - torch.outer(total, total) / self.count
         centered = (centered + centered.T) / 2
         return centered / (self.count - ddof)

@@ -77,15 +77,20 @@ class PassState:
 class Collector(Protocol):
     """Something a pass feeds: tracer site functions and module pre-hooks (both may be empty)."""
 
-    def site_functions(self, state: PassState) -> Mapping[str, Callable]:
-        ...
+    def site_functions(self, state: PassState) -> Mapping[str, Callable]: ...
 
-    def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]:
-        ...
+    def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]: ...
 
 
-def run_pass(hf: nn.Module, batches: Iterable[TextBatch], collectors: list[Collector], state: PassState | None = None,
-             description: str = "", show_progress: bool = False, total: int | None = None) -> PassState:
+def run_pass(
+    hf: nn.Module,
+    batches: Iterable[TextBatch],
+    collectors: list[Collector],
+    state: PassState | None = None,
+    description: str = "",
+    show_progress: bool = False,
+    total: int | None = None,
+) -> PassState:
     """Run the model's base over ``batches`` once, feeding every collector; returns the state."""
     state = state or PassState()
     device = next(hf.parameters()).device
@@ -99,10 +104,15 @@ def run_pass(hf: nn.Module, batches: Iterable[TextBatch], collectors: list[Colle
         for collector in collectors:
             for module, hook in collector.module_hooks(state).items():
                 handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-        with hooks(hf, site_fns), torch.no_grad(), progress_bar(description, total or 0, show_progress and bool(total)) as advance:
+        with (
+            hooks(hf, site_fns),
+            torch.no_grad(),
+            progress_bar(description, total or 0, show_progress and bool(total)) as advance,
+        ):
             for batch in batches:
-                state.batch = TextBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask,
-                                                                  batch.stats_mask, batch.text_index)))
+                state.batch = TextBatch(
+                    *(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.stats_mask, batch.text_index))
+                )
                 base(**state.batch.model_inputs(device), use_cache=False)
                 advance(batch.n_stat_tokens)
     finally:
@@ -132,5 +142,3 @@ class SiteMoments:
 
     def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]:
         return {}
-
-

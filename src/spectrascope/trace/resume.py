@@ -55,7 +55,10 @@ def _read_only(config: Any, name: str) -> bool:
 
 
 def forward_from_layer(
-    model: ModelLike, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    model: ModelLike,
+    layer: int,
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
     logits_to_keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits of HF's own forward over layers ``layer..`` from ``hidden`` = ``blocks.{layer}.hook_resid_pre``.

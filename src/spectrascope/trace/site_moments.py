@@ -38,7 +38,9 @@ Batch = torch.Tensor | Mapping[str, torch.Tensor] | tuple[torch.Tensor, torch.Te
 ``attention_mask`` and ``stats_mask``; or a pair ``(input_ids, attention_mask)``."""
 
 
-def accumulate_site_moments(hf_model: nn.Module, batches: Iterable[Batch], sites: SiteRequest) -> dict[str, RunningMoments]:
+def accumulate_site_moments(
+    hf_model: nn.Module, batches: Iterable[Batch], sites: SiteRequest
+) -> dict[str, RunningMoments]:
     """Count, sum and X^T X (float64) of the token vectors at each site, over all batches.
 
     Args:
@@ -82,6 +84,8 @@ def _parts(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     elif isinstance(batch, tuple) and len(batch) == 2:
         ids, mask, stats = batch[0], batch[1], None
     else:
-        raise SiteError(f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {type(batch).__name__}")
+        raise SiteError(
+            f"a batch must be input_ids, a mapping or (input_ids, attention_mask); got {type(batch).__name__}"
+        )
     mask = torch.ones_like(ids) if mask is None else mask
     return ids, mask, mask if stats is None else stats

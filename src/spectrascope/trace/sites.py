@@ -74,9 +74,7 @@ def all_site_names(n_layers: int, kinds: Iterable[SiteKind]) -> list[str]:
     return [site_name(layer, kind) for layer in range(n_layers) for kind in ordered]
 
 
-def expand_sites(
-    requested: str | Iterable[str] | None, n_layers: int, kinds: Iterable[SiteKind]
-) -> list[str]:
+def expand_sites(requested: str | Iterable[str] | None, n_layers: int, kinds: Iterable[SiteKind]) -> list[str]:
     """Full site names for a request (full names, ``blocks.*.`` wildcards, short forms).
 
     ``None`` means every site of ``kinds``. The result keeps the request's order, has no
@@ -143,9 +141,13 @@ def vector_site_kind(kind: str | SiteKind) -> SiteKind:
         try:
             resolved = SiteKind(kind)
         except ValueError:
-            names = ", ".join(sorted({k for k, v in SHORT_FORMS.items() if v is not SiteKind.PATTERN and "hook" not in k}))
+            names = ", ".join(
+                sorted({k for k, v in SHORT_FORMS.items() if v is not SiteKind.PATTERN and "hook" not in k})
+            )
             raise SiteError(f"unknown site kind {kind!r}; use one of: {names}") from None
     if resolved is SiteKind.PATTERN:
-        raise SiteError("attention patterns (attn.hook_pattern) are not token vectors and are observe-only; "
-                        "use resid_post, attn_out, mlp_out, z ...")
+        raise SiteError(
+            "attention patterns (attn.hook_pattern) are not token vectors and are observe-only; "
+            "use resid_post, attn_out, mlp_out, z ..."
+        )
     return resolved

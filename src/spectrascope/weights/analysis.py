@@ -61,8 +61,9 @@ def _all_finite(W: np.ndarray) -> bool:
     return all(bool(np.isfinite(W[i : i + step]).all()) for i in range(0, W.shape[0], step))
 
 
-def analyze_matrix(name: str, W: np.ndarray, options: WeightsOptions, device: str = "cpu",
-                   evals: np.ndarray | None = None) -> dict:
+def analyze_matrix(
+    name: str, W: np.ndarray, options: WeightsOptions, device: str = "cpu", evals: np.ndarray | None = None
+) -> dict:
     """All weight metrics of one matrix.
 
     Args:
@@ -78,8 +79,14 @@ def analyze_matrix(name: str, W: np.ndarray, options: WeightsOptions, device: st
     N, M = max(W.shape), min(W.shape)
     row: dict = {"N": N, "M": M, "Q": N / M}
     if not _all_finite(W):
-        return {**row, **spectrum_metrics(np.array([np.nan]), N, M), "spectrum": "full", "k": 0, "approx": "",
-                "reason": "tensor has NaN or Inf entries"}
+        return {
+            **row,
+            **spectrum_metrics(np.array([np.nan]), N, M),
+            "spectrum": "full",
+            "k": 0,
+            "approx": "",
+            "reason": "tensor has NaN or Inf entries",
+        }
     if evals is None and uses_partial(W.shape, options):  # partial spectra run on the CPU
         ps = partial_spectrum(W, options.precision, PartialConfig(seed=options.seed))
         row.update(partial_metrics(ps, eps=options.eps))

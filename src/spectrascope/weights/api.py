@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     ModelLike: TypeAlias = str | Path | torch.nn.Module | Mapping
 
 
-
 def analyze_weights(
     model: ModelLike,
     *,
@@ -50,8 +49,16 @@ def analyze_weights(
         pl_lambda_min, erg_delta, warning, status, reason (+ MP and trap columns on request).
         Tensors that are not analyzed (integer, 1-D, 3-D ...) have status 'skipped' and the reason.
     """
-    options = WeightsOptions(precision=precision, device=device, mp_fit=mp_fit, randomize=randomize, seed=seed,
-                             min_evals=min_evals, max_evals=max_evals, max_N=max_N)
+    options = WeightsOptions(
+        precision=precision,
+        device=device,
+        mp_fit=mp_fit,
+        randomize=randomize,
+        seed=seed,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        max_N=max_N,
+    )
     matrices, _ = run_weights(model, options, out, workers, resume, allow_pickle=allow_pickle)
     return matrices
 

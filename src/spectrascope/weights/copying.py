@@ -43,8 +43,9 @@ def _gain(source, names: set[str], name: str, d_model: int) -> np.ndarray:
     return source.load(name).astype(np.float64) if name in names else np.ones(d_model)
 
 
-def _block_rows(source, names: set[str], prefix: str, block: int, geometry: HeadGeometry,
-                embed_unembed: np.ndarray) -> list[dict]:
+def _block_rows(
+    source, names: set[str], prefix: str, block: int, geometry: HeadGeometry, embed_unembed: np.ndarray
+) -> list[dict]:
     hd = geometry.head_dim
     gain = _gain(source, names, f"{prefix}.input_layernorm.weight", geometry.d_model)
     v = source.load(f"{prefix}.self_attn.v_proj.weight") * gain[None, :]
@@ -62,8 +63,7 @@ def add_copying_column(heads: pd.DataFrame, source) -> pd.DataFrame:
     if heads is None or heads.empty:
         return heads
     scores = copying_table(source)
-    ov = pd.DataFrame({"block": scores["block"], "head": scores["head"], "circuit": "ov",
-                       "copying": scores["copying"]})
+    ov = pd.DataFrame({"block": scores["block"], "head": scores["head"], "circuit": "ov", "copying": scores["copying"]})
     merged = heads.merge(ov, on=["block", "head", "circuit"], how="left")
     merged.index = heads.index
     return merged

@@ -104,8 +104,10 @@ class WeightsOptions:
             at_least(getattr(self, name), 1, name)
         at_least(self.seed, 0, "seed")
         if self.max_evals < self.min_evals:
-            raise OptionError(f"max_evals ({self.max_evals}) is below min_evals ({self.min_evals}): every matrix "
-                              "would be skipped", option="max_evals")
+            raise OptionError(
+                f"max_evals ({self.max_evals}) is below min_evals ({self.min_evals}): every matrix would be skipped",
+                option="max_evals",
+            )
 
     @property
     def eps(self) -> float:

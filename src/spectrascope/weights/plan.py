@@ -139,8 +139,9 @@ def plan_tasks(source: TensorSource, options: WeightsOptions) -> Plan:
 def _plan_matrices(plan: Plan, info: TensorInfo, role, options: WeightsOptions) -> None:
     reason = tensor_skip_reason(info, role.stacked)
     if reason:
-        plan.skipped_rows.append(skipped_row(matrix_lead(info.name, role.block, role.role, role.expert, info.shape),
-                                             reason))
+        plan.skipped_rows.append(
+            skipped_row(matrix_lead(info.name, role.block, role.role, role.expert, info.shape), reason)
+        )
         return
     for key, shape, stacked_expert in _matrices(info.name, tuple(info.shape), role.stacked):
         expert = role.expert if stacked_expert is None else stacked_expert
@@ -148,8 +149,9 @@ def _plan_matrices(plan: Plan, info: TensorInfo, role, options: WeightsOptions) 
         if reason:
             plan.skipped_rows.append(skipped_row(matrix_lead(key, role.block, role.role, expert, shape), reason))
         else:
-            plan.matrix_tasks.append(Task(key, TaskKind.MATRIX, (key,), role.block, shape=shape, role=role.role,
-                                          expert=expert))
+            plan.matrix_tasks.append(
+                Task(key, TaskKind.MATRIX, (key,), role.block, shape=shape, role=role.role, expert=expert)
+            )
 
 
 def _head_tasks(config: dict, by_block: dict[int, dict[str, str]]) -> list[Task]:

@@ -31,7 +31,9 @@ def _spec(family: str | ArchSpec) -> ArchSpec:
     return family if isinstance(family, ArchSpec) else spec_for_model_type(family)
 
 
-def split_projections(tensors: dict[str, np.ndarray], family: str | ArchSpec, geom: HeadGeometry) -> dict[str, np.ndarray]:
+def split_projections(
+    tensors: dict[str, np.ndarray], family: str | ArchSpec, geom: HeadGeometry
+) -> dict[str, np.ndarray]:
     """q, k, v, o of one block in HF Linear layout from the block's tensors by role.
 
     Args:
@@ -74,8 +76,9 @@ def _fold(W: np.ndarray, weight: np.ndarray, kind: NormKind, placement: QkNorm, 
     return (per_head * gain[:, :, None]).reshape(W.shape)
 
 
-def fold_qk_norms(proj: dict[str, np.ndarray], tensors: dict[str, np.ndarray], family: str | ArchSpec,
-                  geom: HeadGeometry) -> dict[str, np.ndarray]:
+def fold_qk_norms(
+    proj: dict[str, np.ndarray], tensors: dict[str, np.ndarray], family: str | ArchSpec, geom: HeadGeometry
+) -> dict[str, np.ndarray]:
     """``proj`` plus ``q_eff`` / ``k_eff``, the projections with the q/k norm folded in, when the
     family normalizes q and k (and ``tensors`` hold ``q_norm`` / ``k_norm``); else ``proj``."""
     spec = _spec(family)
@@ -83,6 +86,8 @@ def fold_qk_norms(proj: dict[str, np.ndarray], tensors: dict[str, np.ndarray], f
     if attention is None or attention.qk_norm is None or not {"q_norm", "k_norm"} <= tensors.keys():
         return proj
     kind, placement = attention.qk_norm_kind, attention.qk_norm
-    return {**proj,
-            "q_eff": _fold(proj["q"], tensors["q_norm"], kind, placement, geom.n_heads, geom.head_dim),
-            "k_eff": _fold(proj["k"], tensors["k_norm"], kind, placement, geom.n_kv_heads, geom.head_dim)}
+    return {
+        **proj,
+        "q_eff": _fold(proj["q"], tensors["q_norm"], kind, placement, geom.n_heads, geom.head_dim),
+        "k_eff": _fold(proj["k"], tensors["k_norm"], kind, placement, geom.n_kv_heads, geom.head_dim),
+    }

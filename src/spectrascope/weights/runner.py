@@ -48,8 +48,14 @@ HEADS_LOG = "weights_heads.rows.jsonl"
 RUN_FILE = "weights.run.json"
 SUMMARY_FILE = "summary.json"
 TABLES = ("weights", "weights_heads")
-OUTPUTS = (RUN_FILE, MATRIX_LOG, HEADS_LOG, SUMMARY_FILE, "weights.options.json",
-           *(f"{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")))
+OUTPUTS = (
+    RUN_FILE,
+    MATRIX_LOG,
+    HEADS_LOG,
+    SUMMARY_FILE,
+    "weights.options.json",
+    *(f"{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")),
+)
 """Every file a weights run writes (and the options file of earlier versions)."""
 
 
@@ -128,9 +134,11 @@ def _start(folder: OutputFolder, fingerprint: dict, resume: bool) -> dict[str, l
     if reuse:
         changed = differences(recorded, fingerprint)
         if changed:
-            raise ResumeError(f"{{option}}: {folder.path} holds rows of a weights run with a different "
-                              f"{', '.join(changed)}", option="resume=True",
-                              hint="run without {option} to replace them, or write to another folder")
+            raise ResumeError(
+                f"{{option}}: {folder.path} holds rows of a weights run with a different {', '.join(changed)}",
+                option="resume=True",
+                hint="run without {option} to replace them, or write to another folder",
+            )
     folder.remove(o for o in OUTPUTS if not (reuse and o in (MATRIX_LOG, HEADS_LOG)))
     folder.write_text(RUN_FILE, json.dumps(fingerprint, indent=2))
     if not reuse:
@@ -151,13 +159,21 @@ def _recorded(path: Path) -> dict | None:
 class _Run:
     """The part of a run that does not depend on an output folder."""
 
-    def __init__(self, options: WeightsOptions, backend: Backend, workers: int, address: str | None,
-                 memory_budget: int | None, show_progress: bool):
+    def __init__(
+        self,
+        options: WeightsOptions,
+        backend: Backend,
+        workers: int,
+        address: str | None,
+        memory_budget: int | None,
+        show_progress: bool,
+    ):
         self.options, self.backend, self.workers = options, backend, workers
         self.address, self.memory_budget, self.show_progress = address, memory_budget, show_progress
 
-    def tables(self, source: TensorSource, plan: Plan, done: dict[str, list[dict]],
-               logs: dict[TaskKind, RowLog] | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    def tables(
+        self, source: TensorSource, plan: Plan, done: dict[str, list[dict]], logs: dict[TaskKind, RowLog] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Run the tasks not in ``done``, logging their rows; the matrix and head tables."""
         results = dict(done)
         todo = [t for t in plan.tasks if t.key not in results]
@@ -170,8 +186,16 @@ class _Run:
                     logs[task.kind].append(task.key, rows)
                 advance(1)
 
-            execute(source, todo, self.options, on_result, backend=self.backend, workers=self.workers,
-                    address=self.address, memory_budget=self.memory_budget)
+            execute(
+                source,
+                todo,
+                self.options,
+                on_result,
+                backend=self.backend,
+                workers=self.workers,
+                address=self.address,
+                memory_budget=self.memory_budget,
+            )
         matrices = matrix_table([r for t in plan.matrix_tasks for r in results[t.key]] + plan.skipped_rows)
         heads = head_table([r for t in plan.head_tasks for r in results[t.key]]) if self.options.heads else None
         return matrices, heads

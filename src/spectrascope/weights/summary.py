@@ -13,13 +13,20 @@ def role_summary(df: pd.DataFrame) -> pd.DataFrame:
     mean ERG delta. Columns: role, n, mean_alpha, share_alpha_2_6, mean_alpha_weighted, mean_erg_delta."""
     ok = df[df["status"] == "success"]
     if ok.empty:
-        return pd.DataFrame(columns=["role", "n", "mean_alpha", "share_alpha_2_6", "mean_alpha_weighted", "mean_erg_delta"])
+        return pd.DataFrame(
+            columns=["role", "n", "mean_alpha", "share_alpha_2_6", "mean_alpha_weighted", "mean_erg_delta"]
+        )
     in_range = ok["alpha"].between(*GOOD_ALPHA)
     return (
         ok.assign(in_range=in_range)
         .groupby("role", sort=True)
-        .agg(n=("alpha", "size"), mean_alpha=("alpha", "mean"), share_alpha_2_6=("in_range", "mean"),
-             mean_alpha_weighted=("alpha_weighted", "mean"), mean_erg_delta=("erg_delta", "mean"))
+        .agg(
+            n=("alpha", "size"),
+            mean_alpha=("alpha", "mean"),
+            share_alpha_2_6=("in_range", "mean"),
+            mean_alpha_weighted=("alpha_weighted", "mean"),
+            mean_erg_delta=("erg_delta", "mean"),
+        )
         .reset_index()
     )
 

@@ -79,8 +79,14 @@ def task_bytes(task: Task, options: WeightsOptions) -> int:
     return size
 
 
-def run_task(ref: SourceRef, task: Task, options: WeightsOptions, device: Device = Device.CPU,
-             evals: np.ndarray | None = None, matrix: np.ndarray | None = None) -> list[dict]:
+def run_task(
+    ref: SourceRef,
+    task: Task,
+    options: WeightsOptions,
+    device: Device = Device.CPU,
+    evals: np.ndarray | None = None,
+    matrix: np.ndarray | None = None,
+) -> list[dict]:
     """Execute one task; a tensor that cannot be read becomes a 'failed' row, not a crash.
 
     Args:

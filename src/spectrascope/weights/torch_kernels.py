@@ -35,8 +35,9 @@ def gram_eigenvalues_torch(W, precision: Precision = "fast", device: str = "cuda
     return np.clip(evals.double().cpu().numpy(), 0.0, None)
 
 
-def batched_gram_eigenvalues(mats: list[np.ndarray], precision: Precision = "fast",
-                             device: str = "cuda") -> list[np.ndarray]:
+def batched_gram_eigenvalues(
+    mats: list[np.ndarray], precision: Precision = "fast", device: str = "cuda"
+) -> list[np.ndarray]:
     """Eigenvalues of A^T A (A = W long side first) for matrices of one oriented shape.
 
     Args:

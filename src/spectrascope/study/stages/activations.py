@@ -27,22 +27,38 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...activations.batching import text_batches
 from ...activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS, random_token_batches, randomized_weights
 from ...activations.domain_pass import SiteSample
 from ...activations.massive import keep_channels
 from ...activations.run import calibrate, calibration_batches, measure_domain
-from ...activations.batching import text_batches
 from ...bridge.alignment import cka_matrix
 from ...bridge.cka import cka
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
-from ...bridge.overlap_run import input_sources, model_roles, model_subspaces, modes_table, overlap_collector, overlap_table
+from ...bridge.overlap_run import (
+    input_sources,
+    model_roles,
+    model_subspaces,
+    modes_table,
+    overlap_collector,
+    overlap_table,
+)
 from ...corpora import Corpus, corpus_texts
 from ...mech.metrics import token_pool
 from ...trace.sites import SiteKind, site_name
 from ..context import StudyContext
 
-INPUT_LABELS = {"q": "q_in", "k": "q_in", "v": "q_in", "o": "o_in", "mlp_gate": "gate_in", "mlp_up": "gate_in",
-                "mlp_down": "down_in", "mlp_in": "mlp_in_in", "mlp_out": "mlp_out_in"}
+INPUT_LABELS = {
+    "q": "q_in",
+    "k": "q_in",
+    "v": "q_in",
+    "o": "o_in",
+    "mlp_gate": "gate_in",
+    "mlp_up": "gate_in",
+    "mlp_down": "down_in",
+    "mlp_in": "mlp_in_in",
+    "mlp_out": "mlp_out_in",
+}
 """Site label of a matrix input in the massive-activations table, by the role of its reader."""
 
 ATTRIBUTION_TOKENS = 32
@@ -62,15 +78,32 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
 
     spectra, energy, overlap_rows, mode_shares, samples = [], [], [], {}, []
     per_domain_cka = max(4, b.cka_tokens // len(domains))
-    runs = [(c.name, text_batches(loaded.tokenizer, c.texts, b.activation_tokens, b.seq_len), b.activation_tokens)
-            for c in domains]
-    runs.append((RANDOM_TOKENS, random_token_batches(token_pool(loaded), b.control_tokens, b.seq_len, ctx.seed),
-                 b.control_tokens))
+    runs = [
+        (c.name, text_batches(loaded.tokenizer, c.texts, b.activation_tokens, b.seq_len), b.activation_tokens)
+        for c in domains
+    ]
+    runs.append(
+        (
+            RANDOM_TOKENS,
+            random_token_batches(token_pool(loaded), b.control_tokens, b.seq_len, ctx.seed),
+            b.control_tokens,
+        )
+    )
     for domain, batches, total in runs:
         shares = overlap_collector(hf, roles, subspaces, calibration.input_excluded)
         sample = SiteSample(sites, per_domain_cka) if domain != RANDOM_TOKENS else None
-        s, e = measure_domain(loaded, domain, batches, sites, calibration, [shares] + ([sample] if sample else []),
-                              n_boot=b.n_boot, seed=ctx.seed, show_progress=ctx.show_progress, total=total)
+        s, e = measure_domain(
+            loaded,
+            domain,
+            batches,
+            sites,
+            calibration,
+            [shares] + ([sample] if sample else []),
+            n_boot=b.n_boot,
+            seed=ctx.seed,
+            show_progress=ctx.show_progress,
+            total=total,
+        )
         spectra, energy = spectra + s, energy + e
         rows, modes = shares.finish(domain, b.n_boot, ctx.seed)
         overlap_rows += rows
@@ -106,15 +139,17 @@ def _attribution_tokens(ctx: StudyContext, domains: list[Corpus], references, fi
     rows, text_id = [], 0
     for corpus in domains:
         for text in corpus.texts[:per_domain]:
-            for row in text_attribution_rows(loaded, text, text_id, references, first, last, steps=32,
-                                             seq_len=min(ATTRIBUTION_TOKENS, b.seq_len)):
+            for row in text_attribution_rows(
+                loaded, text, text_id, references, first, last, steps=32, seq_len=min(ATTRIBUTION_TOKENS, b.seq_len)
+            ):
                 rows.append({"domain": corpus.name, **row})
             text_id += 1
     return pd.DataFrame(rows)
 
 
-def _cka_tables(pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str],
-                seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _cka_tables(
+    pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str], seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Debiased CKA between every pair of layers (raw, robust) and a permuted-token null for
     adjacent layers (the same tokens' order shuffled in one layer: no shared structure)."""
     tables, nulls = [], []

@@ -31,8 +31,8 @@ from ...bridge.alignment import READERS, WRITERS, alignment_table
 from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
-from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
+from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.metrics import NextTokenLoss, text_loss, token_pool
 from ...mech.references import held_out_texts
 from ...stats.multiple_testing import bh_qvalues
@@ -53,8 +53,13 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     ablations = domain_ablations(ctx, domains, reference, roles, layers)
     layer_table = _layer_table(ctx, layer_damage)
     correlation = _correlations(ctx, layer_table)
-    return {"layer_damage": layer_damage, "ablation_domains": ablations, "layers": layer_table,
-            "correlation": correlation, "alignment": alignment_with_null(ctx, roles)}
+    return {
+        "layer_damage": layer_damage,
+        "ablation_domains": ablations,
+        "layers": layer_table,
+        "correlation": correlation,
+        "alignment": alignment_with_null(ctx, roles),
+    }
 
 
 def calibration_reference(ctx: StudyContext, domains) -> dict[str, torch.Tensor]:
@@ -84,7 +89,11 @@ def layer_sweep(ctx: StudyContext, domains, reference) -> pd.DataFrame:
 def _stack_losses(metrics: list[NextTokenLoss], loaded) -> NextTokenLoss:
     """One loss over the rows of several (right-padded) losses."""
     pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    rows = [ids[: int(mask.sum())].tolist() for m in metrics for ids, mask in zip(m.input_ids, m.attention_mask, strict=True)]
+    rows = [
+        ids[: int(mask.sum())].tolist()
+        for m in metrics
+        for ids, mask in zip(m.input_ids, m.attention_mask, strict=True)
+    ]
     ids, mask = pad_rows(rows, pad)
     device = metrics[0].input_ids.device
     return NextTokenLoss(ids.to(device), mask.to(device), name="loss[pooled]")
@@ -97,8 +106,9 @@ def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[
     for name, (block, role) in roles.items():
         if block in layers and role in EDITED_ROLES:
             edits += [SpectralComponent(name, keep, b.top_k) for keep in b.spectral_edits]
-    losses = [text_loss(loaded, c.texts, b.loss_tokens, b.seq_len, name=c.name, min_texts=b.min_loss_texts)
-              for c in domains]
+    losses = [
+        text_loss(loaded, c.texts, b.loss_tokens, b.seq_len, name=c.name, min_texts=b.min_loss_texts) for c in domains
+    ]
     losses.append(_random_token_loss(ctx))
     tables = []
     for metric in losses:
@@ -137,7 +147,9 @@ def _layer_table(ctx: StudyContext, layer_damage: pd.DataFrame) -> pd.DataFrame:
     acts = ctx.read("activations", "activations")
     acts = acts[(acts["variant"] == "robust") & ~acts["domain"].str.startswith("control:")]
     act = acts.groupby("layer")[["alpha", "effective_rank"]].mean().add_prefix("activation_")
-    pooled = layer_damage[layer_damage["domain"] == "pooled"].pivot_table(index="layer", columns="kind", values="damage")
+    pooled = layer_damage[layer_damage["domain"] == "pooled"].pivot_table(
+        index="layer", columns="kind", values="damage"
+    )
     pooled = pooled.add_suffix("_damage")
     table = per_layer.join(act, how="outer").join(pooled, how="outer")
     table.index.name = "layer"
@@ -146,12 +158,16 @@ def _layer_table(ctx: StudyContext, layer_damage: pd.DataFrame) -> pd.DataFrame:
 
 def _correlations(ctx: StudyContext, layer_table: pd.DataFrame) -> pd.DataFrame:
     """Both families (layers, heads) with q-values computed within each family."""
-    families = [correlation_table(layer_table, list(LAYER_METRICS), ["attn_damage", "mlp_damage"], seed=ctx.seed)
-                .assign(family="layers")]
+    families = [
+        correlation_table(layer_table, list(LAYER_METRICS), ["attn_damage", "mlp_damage"], seed=ctx.seed).assign(
+            family="layers"
+        )
+    ]
     heads = _head_table(ctx)
     if heads is not None:
-        families.append(correlation_table(heads, list(HEAD_METRICS), ["damage_screen"], seed=ctx.seed)
-                        .assign(family="heads"))
+        families.append(
+            correlation_table(heads, list(HEAD_METRICS), ["damage_screen"], seed=ctx.seed).assign(family="heads")
+        )
     out = []
     for table in families:
         table["q_value"] = bh_qvalues(table["p_value"].to_numpy())
@@ -182,5 +198,6 @@ def alignment_with_null(ctx: StudyContext, roles) -> pd.DataFrame:
     with randomized_weights(hf, ctx.seed):
         null = alignment_table(model_subspaces(hf, roles, wanted, fold_reader_norms=True, left_roles=WRITERS), roles)
     null = null[["writer", "reader", "enrichment", "k_writer", "k_reader"]].rename(
-        columns={"enrichment": "enrichment_shuffled", "k_writer": "k_writer_shuffled", "k_reader": "k_reader_shuffled"})
+        columns={"enrichment": "enrichment_shuffled", "k_writer": "k_writer_shuffled", "k_reader": "k_reader_shuffled"}
+    )
     return table.merge(null, on=["writer", "reader"], how="left")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ...mech.ablation import all_heads
-from ...mech.components import Head
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
+from ...mech.components import Head
 from ...mech.head_scores import head_scores
 from ...mech.logit_lens import logit_lens
 from ...mech.metrics import REPEAT_LENGTH, repeated_loss
@@ -41,16 +41,24 @@ def induction_sweep(ctx: StudyContext, scores: pd.DataFrame) -> pd.DataFrame:
     loaded, b = ctx.loaded(), ctx.budget
     reference = other_sequences(loaded, b.sweep_sequences, REPEAT_LENGTH, ctx.seed)
     screen_metric = repeated_loss(loaded, n_seq=b.sweep_sequences, seed=ctx.seed, copy="second")
-    screen = ablation_rows(loaded, all_heads(loaded), screen_metric, b.ablation_mode, reference,
-                           show_progress=ctx.show_progress)
-    screen_table = damage_intervals(screen, screen_metric, b.n_boot, ctx.seed).rename(columns={
-        "damage": "damage_screen", "damage_lo": "damage_screen_lo", "damage_hi": "damage_screen_hi", "n_rows": "n_screen"})
+    screen = ablation_rows(
+        loaded, all_heads(loaded), screen_metric, b.ablation_mode, reference, show_progress=ctx.show_progress
+    )
+    screen_table = damage_intervals(screen, screen_metric, b.n_boot, ctx.seed).rename(
+        columns={
+            "damage": "damage_screen",
+            "damage_lo": "damage_screen_lo",
+            "damage_hi": "damage_screen_hi",
+            "n_rows": "n_screen",
+        }
+    )
     candidates = _candidates(screen_table, scores, b.confirm_heads)
     confirm_metric = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 2, copy="second")
     confirmed = ablation_rows(loaded, candidates, confirm_metric, b.ablation_mode, reference)
     confirmed_table = damage_intervals(confirmed, confirm_metric, b.n_boot, ctx.seed)
     confirmed_table = confirmed_table[["component", "damage", "damage_lo", "damage_hi", "n_rows"]].rename(
-        columns={"n_rows": "n_confirm"})
+        columns={"n_rows": "n_confirm"}
+    )
     first = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 2, copy="first")
     table = screen_table.drop(columns="kind").merge(confirmed_table, on="component", how="left")
     table["confirmed"] = table["damage"].notna()

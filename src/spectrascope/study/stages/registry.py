@@ -9,12 +9,29 @@ from . import activations, bridge, mechanisms, weights
 
 STAGES: tuple[Stage, ...] = (
     Stage("weights", (), ("weights", "weights_heads"), weights.run),
-    Stage("activations", (), ("activations", "energy", "massive_activations", "overlap", "overlap_modes", "cka",
-                              "cka_null", "energy_tokens", "energy_agreement"), activations.run),
+    Stage(
+        "activations",
+        (),
+        (
+            "activations",
+            "energy",
+            "massive_activations",
+            "overlap",
+            "overlap_modes",
+            "cka",
+            "cka_null",
+            "energy_tokens",
+            "energy_agreement",
+        ),
+        activations.run,
+    ),
     Stage("mechanisms", (), ("head_scores", "lens", "ablation_heads"), mechanisms.run),
-    Stage("bridge", ("weights/weights", "weights/weights_heads", "activations/activations",
-                     "mechanisms/ablation_heads"),
-          ("layer_damage", "ablation_domains", "layers", "correlation", "alignment"), bridge.run),
+    Stage(
+        "bridge",
+        ("weights/weights", "weights/weights_heads", "activations/activations", "mechanisms/ablation_heads"),
+        ("layer_damage", "ablation_domains", "layers", "correlation", "alignment"),
+        bridge.run,
+    ),
     Stage("features", (), features.PRODUCES, features.run, enabled=lambda budget: budget.features is not None),
     Stage("circuits", (), circuits.PRODUCES, circuits.run, enabled=lambda budget: budget.circuits is not None),
 )

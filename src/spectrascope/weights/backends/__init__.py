@@ -35,9 +35,17 @@ def check_backend(backend: Backend | str, options: WeightsOptions) -> Backend:
     return chosen
 
 
-def execute(source: TensorSource, tasks: list[Task], options: WeightsOptions, on_result: OnResult, *,
-            backend: Backend = Backend.LOCAL, workers: int = 1, address: str | None = None,
-            memory_budget: int | None = None) -> None:
+def execute(
+    source: TensorSource,
+    tasks: list[Task],
+    options: WeightsOptions,
+    on_result: OnResult,
+    *,
+    backend: Backend = Backend.LOCAL,
+    workers: int = 1,
+    address: str | None = None,
+    memory_budget: int | None = None,
+) -> None:
     """Run ``tasks`` on ``backend``, calling ``on_result(task, rows)`` as each ends.
 
     Args:

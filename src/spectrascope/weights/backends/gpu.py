@@ -39,8 +39,14 @@ def _oriented_shape(task: Task) -> tuple[int, int]:
     return (max(task.shape), min(task.shape))
 
 
-def execute_batched(source: TensorSource, tasks: list[Task], options: WeightsOptions, on_result: OnResult,
-                    torch_device: str = "cuda", batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+def execute_batched(
+    source: TensorSource,
+    tasks: list[Task],
+    options: WeightsOptions,
+    on_result: OnResult,
+    torch_device: str = "cuda",
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> None:
     """Run tasks in process: full-spectrum matrix tasks batched by shape on ``torch_device``,
     everything else (heads, partial spectra) one task at a time."""
     from threadpoolctl import threadpool_limits
@@ -61,8 +67,14 @@ def execute_batched(source: TensorSource, tasks: list[Task], options: WeightsOpt
             on_result(task, run_task(source, task, options, device if task.kind is TaskKind.MATRIX else Device.CPU))
 
 
-def _run_batch(source: TensorSource, batch: list[Task], options: WeightsOptions, on_result: OnResult,
-               torch_device: str, device: Device) -> None:
+def _run_batch(
+    source: TensorSource,
+    batch: list[Task],
+    options: WeightsOptions,
+    on_result: OnResult,
+    torch_device: str,
+    device: Device,
+) -> None:
     loaded = []
     for task in batch:
         try:

@@ -48,8 +48,15 @@ def _worker_init(parent_pid: int) -> None:
     clear_worker_sources()
 
 
-def execute_local(source: TensorSource, tasks: list[Task], options: WeightsOptions, on_result: OnResult,
-                  workers: int = 1, memory_budget: int | None = None, device: Device = Device.CPU) -> None:
+def execute_local(
+    source: TensorSource,
+    tasks: list[Task],
+    options: WeightsOptions,
+    on_result: OnResult,
+    workers: int = 1,
+    memory_budget: int | None = None,
+    device: Device = Device.CPU,
+) -> None:
     """Run ``tasks``, calling ``on_result(task, rows)`` in the driver as each ends (in
     completion order): in process when there is one worker, one task, or no spec to reopen
     the source from; else in a pool of ``workers`` processes within ``memory_budget`` bytes."""
@@ -78,8 +85,9 @@ def execute_local(source: TensorSource, tasks: list[Task], options: WeightsOptio
             in_flight += need
 
     with signals_held():  # the first submit forks the workers: a signal waits until they exist
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+        )
         try:
             admit()
         except BaseException:

@@ -74,8 +74,15 @@ def run_remote_task(spec: SourceSpec, task: Task, options: WeightsOptions, devic
         return run_task(spec, task, options, device)
 
 
-def execute_ray(source: TensorSource, tasks: list[Task], options: WeightsOptions, on_result: OnResult,
-                workers: int = 1, address: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES) -> None:
+def execute_ray(
+    source: TensorSource,
+    tasks: list[Task],
+    options: WeightsOptions,
+    on_result: OnResult,
+    workers: int = 1,
+    address: str | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> None:
     """Run ``tasks`` as Ray tasks; call ``on_result(task, rows)`` in the driver as each ends.
 
     Args:
@@ -103,14 +110,17 @@ def execute_ray(source: TensorSource, tasks: list[Task], options: WeightsOptions
             ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False, **kwargs)
         started = True
     try:
-        remote = ray.remote(num_cpus=1, num_gpus=1 if device is Device.CUDA else 0, max_retries=max_retries,
-                            retry_exceptions=False)(run_remote_task)
+        remote = ray.remote(
+            num_cpus=1, num_gpus=1 if device is Device.CUDA else 0, max_retries=max_retries, retry_exceptions=False
+        )(run_remote_task)
         spec_ref = ray.put(spec)
         options_ref = ray.put(options)
         # each task declares its working set, so Ray does not pack more tasks on a node than
         # its memory holds (the local engine's memory budget, per node)
-        pending = {remote.options(memory=task_bytes(task, options)).remote(spec_ref, task, options_ref, device): task
-                   for task in tasks}
+        pending = {
+            remote.options(memory=task_bytes(task, options)).remote(spec_ref, task, options_ref, device): task
+            for task in tasks
+        }
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -133,4 +143,3 @@ def execute_ray(source: TensorSource, tasks: list[Task], options: WeightsOptions
 def _death_errors(ray) -> tuple[type, ...]:
     names = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "TaskUnschedulableError")
     return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
-
