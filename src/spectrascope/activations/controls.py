@@ -38,12 +38,17 @@ def random_token_batches(
     generator = torch.Generator().manual_seed(int(seed))
     pool = torch.as_tensor(pool, dtype=torch.long)
     n_texts = -(-max_tokens // (seq_len - 1))
+    remaining = max_tokens
     for start in range(0, n_texts, rows_per_batch):
         rows = min(rows_per_batch, n_texts - start)
         ids = pool[torch.randint(0, pool.numel(), (rows, seq_len), generator=generator)]
         mask = torch.ones_like(ids)
         stats = mask.clone()
         stats[:, 0] = 0
+        for row in range(rows):  # the last text counts only what is left of the budget
+            used = min(seq_len - 1, remaining)
+            stats[row, 1 + used :] = 0
+            remaining -= used
         yield TextBatch(ids, mask, stats, torch.arange(start, start + rows))
 
 
