@@ -39,3 +39,17 @@ def test_an_unknown_name_is_an_attribute_error():
         assert "no_such_verb" in str(err)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_the_type_checker_covers_every_exported_module():
+    """pyproject's [tool.mypy] files name the module of every export (or a package holding it)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    checked = [root / f for f in files]
+    for module in sorted(set(spectrascope._EXPORTS.values()) | {"spectrascope"}):
+        stem = root / "src" / Path(*module.split("."))
+        path = stem / "__init__.py" if stem.is_dir() else stem.with_suffix(".py")
+        assert path.is_file(), path
+        assert any(path == c or c in path.parents for c in checked), f"{module} is not type checked"

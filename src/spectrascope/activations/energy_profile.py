@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def reference_gaussians(
         return {n: ReferenceGaussian.from_arrays(data[f"{n}|mu"], data[f"{n}|cov"], ridge) for n in names}
     moments = SiteMoments(names)
     run_pass(loaded.hf, calibration_batches(loaded.tokenizer, corpus_texts(corpora), max_tokens, seq_len), [moments])
-    arrays = {}
+    arrays: dict[str, Any] = {}  # Any: np.savez takes them as keywords, which mypy also matches to allow_pickle
     for n, m in moments.moments.items():
         arrays[f"{n}|mu"] = m.mean.double().cpu().numpy()
         arrays[f"{n}|cov"] = m.covariance(ddof=1).double().cpu().numpy()

@@ -296,14 +296,16 @@ def discover_circuit(
         curve = faithfulness_curve(
             patcher, scores, ks, target=target, n_points=n_points, n_boot=n_boot, seed=seed, show_progress=show_progress
         )
-        size, lo, hi = curve.size_at(target)
-        if size is None:
+        reached, lo, hi = curve.size_at(target)
+        if reached is None:
             best = curve.table.loc[curve.table["faithfulness"].idxmax()]
             size = int(best["k"])
             notes.append(
                 f"no evaluated circuit reaches faithfulness {target}; chose the most faithful one "
                 f"(k = {size}, {best['faithfulness']:.3f})"
             )
+        else:
+            size = reached
         chosen_mask = top_k_mask(graph.valid, scores, size)
     row = _curve_row(curve, size)
     edges = graph.edges_table(scores)

@@ -290,16 +290,21 @@ def _input_gradients(layout: LlamaLayout, graph: Graph, task: Task, embeds: torc
     keys = list(leaves)
     if not loss.requires_grad:
         raise SpectrascopeError("the task metric does not depend on the model's activations (no gradient)")
-    grads = dict(zip(keys, torch.autograd.grad(loss, [leaves[k] for k in keys], allow_unused=True), strict=True))
+    # allow_unused: None for a leaf the metric does not depend on
+    grads: dict[tuple[int, str], torch.Tensor | None] = dict(
+        zip(keys, torch.autograd.grad(loss, [leaves[k] for k in keys], allow_unused=True), strict=True)
+    )
     leaves.clear()
+    block_inputs = [x for x in x_pre if x is not None]
+    assert len(block_inputs) == layout.n_layers  # the forward ran every block's pre-hook
     for layer in range(layout.n_layers):
         head_grads = {kind: grads.pop((layer, kind)) for kind in HEAD_INPUTS}
         yield (
             np.arange(graph.layer_inputs(layer).start, graph.layer_inputs(layer).stop),
-            head_input_gradients(layout, layer, x_pre[layer], head_grads),
+            head_input_gradients(layout, layer, block_inputs[layer], head_grads),
         )
-        yield np.array([graph.mlp_input(layer)]), _or_zeros(grads.pop((layer, "mlp")), x_pre[layer])[None]
-    yield np.array([graph.logits_input]), _or_zeros(grads.pop((layout.n_layers, "logits")), x_pre[0])[None]
+        yield np.array([graph.mlp_input(layer)]), _or_zeros(grads.pop((layer, "mlp")), block_inputs[layer])[None]
+    yield np.array([graph.logits_input]), _or_zeros(grads.pop((layout.n_layers, "logits")), block_inputs[0])[None]
 
 
 def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

@@ -225,6 +225,7 @@ def task_interactions(model: Any, task: Task, n_prompts: int = 3, **kwargs: Any)
     if task.metric.kind == "prob_diff":
         raise SpectrascopeError(f"task {task.name!r} scores a set of answers; interactions need one answer token")
     model = model_handle(model)
+    assert task.metric.answer is not None  # logit_diff and prob metrics have one answer per prompt
     results = []
     for i in range(min(n_prompts, task.n)):
         wrong = None if task.metric.wrong is None else int(task.metric.wrong[i, 0])

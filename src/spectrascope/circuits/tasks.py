@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,7 @@ class TaskMetric:
         picked = logits[row, column]  # (rows, k, vocab)
         scored = self.scored.to(device).repeat(copies, 1)
         if self.kind == "logit_diff":
+            assert self.answer is not None and self.wrong is not None  # a logit_diff metric has both
             answer, wrong = (t.to(device).repeat(copies, 1) for t in (self.answer, self.wrong))
             values = (
                 picked.gather(-1, answer[..., None])[..., 0].double()
@@ -131,9 +132,11 @@ class TaskMetric:
             )
         elif self.kind == "prob":
             picked = picked.double()
+            assert self.answer is not None  # a prob metric has answers
             answer = self.answer.to(device).repeat(copies, 1)
             values = torch.softmax(picked, dim=-1).gather(-1, answer[..., None])[..., 0]
         else:
+            assert self.candidates is not None and self.good is not None and self.bad is not None  # prob_diff
             probs = torch.softmax(picked.double(), dim=-1)[..., self.candidates.to(device)]  # (rows, k, C)
             good = self.good.to(device).repeat(copies, 1)[:, None, :].double()
             bad = self.bad.to(device).repeat(copies, 1)[:, None, :].double()
@@ -203,13 +206,20 @@ class Task:
 
     def to(self, device: torch.device | str) -> Task:
         """The task with its tensors on ``device``."""
-        move = lambda t: None if t is None else t.to(device)
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        m = self.metric
         metric = replace(
-            self.metric,
-            **{
-                k: move(getattr(self.metric, k))
-                for k in ("positions", "scored", "answer", "wrong", "candidates", "good", "bad")
-            },
+            m,
+            positions=m.positions.to(device),
+            scored=m.scored.to(device),
+            answer=move(m.answer),
+            wrong=move(m.wrong),
+            candidates=move(m.candidates),
+            good=move(m.good),
+            bad=move(m.bad),
         )
         return replace(
             self,
@@ -516,7 +526,7 @@ def induction_task(model: Any, n: int = 16, length: int = 20, seed: int = 0) -> 
     )
 
 
-BUILTIN_TASKS = {
+BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
     "geography": geography_task,
     "induction": induction_task,
     "greater-than": greater_than_task,

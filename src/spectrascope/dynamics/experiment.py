@@ -25,8 +25,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pandas as pd
 
@@ -50,7 +52,11 @@ from .timing import (
     timing_sentences,
     timing_table,
 )
-from .track import track
+from .track import TrackResult, track
+
+if TYPE_CHECKING:
+    from .grokking import GrokkingConfig
+    from .induction import InductionConfig
 
 EXPERIMENTS = ("grokking", "induction")
 REFERENCE_SEEDS = range(1, 6)
@@ -130,12 +136,24 @@ def _spectral_analysis(
     return changes, head_changes, sentences, tables
 
 
-def _train_and_track(out: str | Path, train, workers: int) -> tuple[Path, object, object, dict[str, float]]:
+class _TrainingRun(Protocol):
+    """What a trainer returns: at least the behaviour table ``metrics`` (one row per eval step)."""
+
+    @property
+    def metrics(self) -> pd.DataFrame: ...
+
+
+RunT = TypeVar("RunT", bound=_TrainingRun)
+
+
+def _train_and_track(
+    out: str | Path, train: Callable[[Path], RunT], workers: int
+) -> tuple[Path, RunT, TrackResult, dict[str, float]]:
     """Train (``train(checkpoint_root)`` returns a run with ``metrics``), write ``metrics``, track
     the saved series with per-head spectra; (out, run, tracked, seconds per phase)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     run = train(out / "checkpoints")
     timings["train"] = time.perf_counter() - t0
@@ -148,7 +166,7 @@ def _train_and_track(out: str | Path, train, workers: int) -> tuple[Path, object
 
 def run_grokking(
     out: str | Path,
-    config=None,
+    config: GrokkingConfig | None = None,
     n_perm: int = DEFAULT_PERMUTATIONS,
     controls: bool = True,
     workers: int = 1,
@@ -275,7 +293,7 @@ def run_grokking(
 
 def run_induction(
     out: str | Path,
-    config=None,
+    config: InductionConfig | None = None,
     n_perm: int = DEFAULT_PERMUTATIONS,
     controls: bool = True,
     workers: int = 1,
@@ -424,9 +442,9 @@ def run_experiment(
     if name == "grokking":
         from .grokking import GrokkingConfig
 
-        config = replace(GrokkingConfig.quick() if quick else GrokkingConfig(), seed=seed, **overrides)
-        return run_grokking(out, config, n_perm, controls, workers, show_progress)
+        grokking = replace(GrokkingConfig.quick() if quick else GrokkingConfig(), seed=seed, **overrides)
+        return run_grokking(out, grokking, n_perm, controls, workers, show_progress)
     from .induction import InductionConfig
 
-    config = replace(InductionConfig.quick() if quick else InductionConfig(), seed=seed, **overrides)
-    return run_induction(out, config, n_perm, controls, workers, show_progress)
+    induction = replace(InductionConfig.quick() if quick else InductionConfig(), seed=seed, **overrides)
+    return run_induction(out, induction, n_perm, controls, workers, show_progress)

@@ -221,7 +221,7 @@ class _Tracker:
         rows, todo, block_digest = [], [], {}
         for block, names in sorted(by_block.items()):
             parts = [digests[n] for n in sorted(names)]
-            key = "+".join(parts) if all(parts) else None
+            key = "+".join(p for p in parts if p) if all(parts) else None
             block_digest[block] = key
             hit = self.cache.heads.get((block, key)) if key else None
             if hit is not None:
@@ -458,7 +458,7 @@ def _track_one(
     reason = ""
     weights = tracker.load_done(cp, "weights")
     heads = tracker.load_done(cp, "heads") if tracker.heads else None
-    digests = None
+    digests: dict[str, str | None] | None = None
     if weights is None or (tracker.heads and heads is None):
         digester = TensorDigests(source)
         digests = {
@@ -467,11 +467,13 @@ def _track_one(
             if len(info.shape) == 2 and not info.dtype.lower().startswith(_INTEGER_DTYPES)
         }
     if weights is None:
+        assert digests is not None  # computed above for a missing table
         weights = tracker.matrices(cp, source, digests)
         tracker.save(cp, "weights", weights)
     tables["weights"] = weights
     if tracker.heads:
         if heads is None:
+            assert digests is not None  # computed above for a missing table
             heads = tracker.head_table(cp, source, digests)
             tracker.save(cp, "heads", heads)
         tables["heads"] = heads

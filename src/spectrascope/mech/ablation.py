@@ -76,7 +76,7 @@ def resolve_components(model: Any, components: Component | str | Iterable[Compon
     if isinstance(components, str):
         spec = components.strip()
         if spec in ("all", "all-heads", "heads"):
-            return all_heads(hf)
+            return list(all_heads(hf))
         if spec == "all-attn":
             return [AttnBlock(layer) for layer in range(n_layers)]
         if spec == "all-mlp":
@@ -214,6 +214,7 @@ def _as_batch(reference: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(reference, Mapping):
         return reference["input_ids"], reference.get("attention_mask")
     if isinstance(reference, Metric):
+        assert reference.input_ids is not None  # a reference metric has a batch (not a batch-free one)
         return reference.input_ids, reference.attention_mask
     raise OptionError(
         f"a reference batch must be token ids, a dict with input_ids, or a Metric (got {type(reference).__name__})"
@@ -227,7 +228,7 @@ REFERENCE_CHUNK_TOKENS = 2048
 @torch.no_grad()
 def reference_values(
     model: Any, components: Sequence[Component], mode: AblationMode, reference: Any
-) -> dict[Component, Replacement]:
+) -> dict[ActivationComponent, Replacement]:
     """The replacement of each activation component: None (zero), :class:`PositionMeans`
     (mean), or (batch, pos, d) reference activations (resample).
 
@@ -250,7 +251,7 @@ def reference_values(
     if mode is AblationMode.RESAMPLE:
         _, cache = run_with_cache(hf, input_ids, sites, attention_mask=attention_mask, use_cache=False)
         return {c: c.part(cache[c.site]).clone() for c in activation}
-    sums: dict[Component, list[torch.Tensor]] = {}
+    sums: dict[ActivationComponent, list[torch.Tensor]] = {}
     rows_per_chunk = max(1, REFERENCE_CHUNK_TOKENS // max(1, input_ids.shape[1]))
     for start in range(0, input_ids.shape[0], rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)

@@ -83,10 +83,16 @@ def component_layer(component: Component) -> int | None:
     return component.layer
 
 
+def _ids(metric: Metric) -> torch.Tensor:
+    """The metric's (batch, pos) token ids: a sweep scores a metric with a batch."""
+    assert metric.input_ids is not None  # not a batch-free metric
+    return metric.input_ids
+
+
 def rows_per_forward(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> int:
     """How many rows one forward may hold: at most ``max_batch_tokens`` tokens and
     :data:`MAX_LOGIT_BYTES` of logits (at least one row)."""
-    n_pos = metric.input_ids.shape[1]
+    n_pos = _ids(metric).shape[1]
     kept = n_pos if metric.logit_positions is None else int(metric.logit_positions.numel())
     vocab = int(getattr(hf.config, "vocab_size", 0) or 0)
     return max(1, min(max_batch_tokens // max(1, n_pos), MAX_LOGIT_BYTES // max(1, kept * vocab * 4)))
@@ -94,7 +100,7 @@ def rows_per_forward(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> in
 
 def row_chunks(metric: Metric, hf: nn.Module, max_batch_tokens: int) -> list[slice]:
     """Consecutive row ranges of the metric's batch of :func:`rows_per_forward` rows each."""
-    n_rows = metric.input_ids.shape[0]
+    n_rows = _ids(metric).shape[0]
     per_chunk = rows_per_forward(metric, hf, max_batch_tokens)
     return [slice(start, min(start + per_chunk, n_rows)) for start in range(0, n_rows, per_chunk)]
 
@@ -111,7 +117,7 @@ def _logits(
     keep = metric.logit_positions
     if cache is not None and layer is not None:
         return forward_from_layer(hf, layer, cache[layer][rows], _mask(metric, rows), keep)
-    kwargs = {"input_ids": metric.input_ids[rows], "attention_mask": _mask(metric, rows), "use_cache": False}
+    kwargs = {"input_ids": _ids(metric)[rows], "attention_mask": _mask(metric, rows), "use_cache": False}
     return model_output_tensor(hf(**kwargs, **keep_logits(hf, keep)))
 
 
@@ -123,11 +129,11 @@ def _clean_pass(
     sites = [site_name(layer, SiteKind.RESID_PRE) for layer in layers] if prefix else []
     parts: list[RowScores] = []
     cached: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-    first_logits = None
+    first_logits: torch.Tensor | None = None
     for rows in chunks:
         logits, acts = run_with_cache(
             hf,
-            metric.input_ids[rows],
+            _ids(metric)[rows],
             sites,
             attention_mask=_mask(metric, rows),
             use_cache=False,
@@ -138,6 +144,7 @@ def _clean_pass(
         for layer in layers if prefix else []:
             cached[layer].append(acts[site_name(layer, SiteKind.RESID_PRE)])
     cache = {layer: torch.cat(v) for layer, v in cached.items()} if prefix else None
+    assert first_logits is not None  # a metric has at least one row, so there is a chunk
     return RowScores.cat(parts), cache, first_logits
 
 
@@ -168,7 +175,7 @@ def _packed_activation_scores(
     metric: Metric,
     group: list[ActivationComponent],
     chunks: list[slice],
-    values: Mapping[Component, Replacement],
+    values: Mapping[ActivationComponent, Replacement],
     cache: Mapping[int, torch.Tensor] | None,
     max_batch_tokens: int,
     advance,
@@ -180,7 +187,8 @@ def _packed_activation_scores(
     layer = group[0].layer
     start = 0
     while start < len(items):
-        pack, used = [], 0
+        pack: list[tuple[ActivationComponent, slice]] = []
+        used = 0
         while start < len(items):
             size = items[start][1].stop - items[start][1].start
             if pack and used + size > budget_rows:
@@ -196,14 +204,14 @@ def _packed_activation_scores(
                 _Edit(component, slice(offset, offset + size), _value_rows(values[component], rows))
             )
             offset += size
-        masks = [_mask(metric, rows) for _, rows in pack]
-        mask = None if masks[0] is None else torch.cat(masks)
+        attention_mask = metric.attention_mask
+        mask = None if attention_mask is None else torch.cat([attention_mask[rows] for _, rows in pack])
         with hooks(hf, {site: _site_fn(edits) for site, edits in by_site.items()}):
             if cache is not None:
                 hidden = torch.cat([cache[layer][rows] for _, rows in pack])
                 logits = forward_from_layer(hf, layer, hidden, mask, metric.logit_positions)
             else:
-                ids = torch.cat([metric.input_ids[rows] for _, rows in pack])
+                ids = torch.cat([_ids(metric)[rows] for _, rows in pack])
                 kwargs = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
                 logits = model_output_tensor(hf(**kwargs, **keep_logits(hf, metric.logit_positions)))
         sizes = [rows.stop - rows.start for _, rows in pack]
@@ -273,13 +281,18 @@ def ablation_rows(
             if isinstance(component, WeightComponent):
                 ablated[component] = _weight_edit_scores(hf, metric, component, chunks, cache)
             else:
+                assert isinstance(component, ActivationComponent)  # resolve_components admits the two families only
                 ablated[component] = _one_at_a_time(hf, metric, component, values, chunks)
             advance(1)
     return SweepRows(baseline, {c: ablated[c] for c in resolved})
 
 
 def _one_at_a_time(
-    hf: nn.Module, metric: Metric, component: Component, values: Mapping[Component, Replacement], chunks: list[slice]
+    hf: nn.Module,
+    metric: Metric,
+    component: ActivationComponent,
+    values: Mapping[ActivationComponent, Replacement],
+    chunks: list[slice],
 ) -> RowScores:
     """The reference implementation: full forwards with one activation edit applied to every row."""
     parts = []
@@ -342,14 +355,13 @@ def sweep_table(sweep: SweepRows, metric: Metric, mode: AblationMode) -> pd.Data
     rows = []
     for component, scores in sweep.ablated.items():
         value = float(scores.reduce())
-        weight_edit = isinstance(component, WeightComponent)
         rows.append(
             {
                 "component": component.name,
                 "kind": component.kind,
                 "layer": component.layer,
                 "head": component.head,
-                "mode": component.edit if weight_edit else mode.value,
+                "mode": component.edit if isinstance(component, WeightComponent) else mode.value,
                 "metric": metric.name,
                 "baseline": baseline,
                 "value": value,

@@ -38,6 +38,7 @@ from ..models.handle import ModelLike, as_model
 from ..trace import hooks
 from ..trace.architectures import bind
 from ..trace.sites import site_name, vector_site_kind
+from ..trace.tracer import SiteFn
 
 Position = str | int
 """One position spec: ``"last"``, ``"mean"``, a token index, or a word (see the module doc)."""
@@ -137,7 +138,7 @@ def collect_activations(
         def stop(_activation: torch.Tensor, _name: str) -> None:
             raise _StopForward
 
-        plan = {name: [record] for name in names}
+        plan: dict[str, list[SiteFn]] = {name: [record] for name in names}
         plan[last_site] = [record, stop]
         try:
             with hooks(model, plan), torch.no_grad():

@@ -31,8 +31,8 @@ Tables have the same columns as the exact sweeps (``site``, ``layer``, ``positio
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -47,6 +47,7 @@ from spectrascope.mech.patching import (
     check_layer,
     check_metrics_differ,
     check_position,
+    head_count,
     logits_kwargs,
     metric_per_row,
     patch_sweep_heads,
@@ -132,7 +133,7 @@ def attribution_sweep_layers_positions(
     clean_metric, corrupted_metric, difference, gradient = attribution_gradients(
         pair, kind, sorted(set(layer_list)), metric
     )
-    rows = []
+    rows: list[tuple[str, int, int | None, float]] = []
     for layer in layer_list:
         product = difference[layer] * gradient[layer]  # (pos, ...)
         per_position = product.reshape(product.shape[0], -1).sum(-1).double().cpu()
@@ -164,12 +165,12 @@ def attribution_sweep_heads(
     """
     pair = prepare_pair(model, clean, corrupted)
     layer_list = _layers(pair, layers)
-    head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(pair.bound.n_heads))]
+    head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(head_count(pair.bound)))]
     position = check_position(pair.n_pos, position)
     clean_metric, corrupted_metric, difference, gradient = attribution_gradients(
         pair, SiteKind.Z, sorted(set(layer_list)), metric
     )
-    rows = []
+    rows: list[tuple[str, int, int | None, float]] = []
     for layer in layer_list:
         product = difference[layer] * gradient[layer]  # (pos, head, d_head)
         if position is not None:
@@ -217,6 +218,9 @@ def patching_comparison(
         ``attrs``: ``spearman`` (of the effects), ``seconds_exact``, ``seconds_attribution``,
         ``clean_metric``, ``corrupted_metric``.
     """
+    exact_fn: Callable[..., pd.DataFrame]
+    attr_fn: Callable[..., pd.DataFrame]
+    extra: dict[str, Any]
     if sweep == "heads":
         exact_fn, attr_fn, extra = patch_sweep_heads, attribution_sweep_heads, {}
     elif sweep == "layers_positions":

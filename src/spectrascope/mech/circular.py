@@ -161,7 +161,7 @@ def order_score(angles: np.ndarray) -> float:
         raise SpectrascopeError("an order score needs at least 3 classes")
     known = np.flatnonzero(np.isfinite(angles))
     ring = known[np.argsort(angles[known], kind="stable")]
-    neighbors = {int(k): set() for k in ring}
+    neighbors: dict[int, set[int]] = {int(k): set() for k in ring}
     for i, k in enumerate(ring):
         neighbors[int(k)].update({int(ring[i - 1]), int(ring[(i + 1) % len(ring)])})
     hits = sum(1 for k in range(n_classes) if (k + 1) % n_classes in neighbors.get(k, ()))

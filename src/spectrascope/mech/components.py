@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -49,8 +49,13 @@ class Component(ABC):
     """The protocol every component kind follows (see the module docstring)."""
 
     kind: ClassVar[str]
-    layer: int | None
     head: int | None = None
+
+    if TYPE_CHECKING:  # read-only here: a field of the activation kinds, a property of the weight kinds
+
+        @property
+        def layer(self) -> int | None:
+            """The block the component sits in (None when it has none)."""
 
     @property
     @abstractmethod
@@ -67,6 +72,7 @@ class ActivationComponent(Component):
     """A component replaced at a site: it owns :meth:`part` of the activation at :attr:`site`."""
 
     site_kind: ClassVar[SiteKind]
+    layer: int
 
     @property
     def site(self) -> str:

@@ -92,6 +92,7 @@ def head_scores(
     model = as_model(model)
     bound = bind(model)
     bound.spec.require(Capability.ATTENTION, "head scores")
+    assert bound.n_heads is not None  # a model with attention has heads
     hf, n_layers, n_heads = model.hf, bound.n_layers, int(bound.n_heads)
     batch = repeated_batch(model, n_seq, seq_len, seed, prepend_bos)
     pairs = {kind: _query_key_pairs(kind, batch.n_positions, batch.length, batch.offset) for kind in kinds}

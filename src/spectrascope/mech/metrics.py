@@ -232,7 +232,8 @@ class Metric:
 
     Attributes:
         name: the metric's name in tables.
-        input_ids: (batch, pos) token ids.
+        input_ids: (batch, pos) token ids; None for the batch-free metrics (:meth:`LogitDifference.at`,
+            a function of the logits), which score whatever logits they are given.
         attention_mask: (batch, pos) 1 for real tokens, 0 for padding; None = all real.
         higher_is_worse: True for a loss; False for a logit difference. Ablation "damage"
             is the change in the bad direction.
@@ -240,7 +241,7 @@ class Metric:
 
     name: str = "metric"
     higher_is_worse: bool = True
-    input_ids: torch.Tensor
+    input_ids: torch.Tensor | None
     attention_mask: torch.Tensor | None = None
 
     @property
@@ -257,6 +258,7 @@ class Metric:
     @property
     def n_rows(self) -> int:
         """Rows of the batch (texts, sequences or prompts)."""
+        assert self.input_ids is not None  # a batch-free metric has no rows
         return int(self.input_ids.shape[0])
 
     def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
@@ -316,6 +318,7 @@ class NextTokenLoss(Metric):
     """
 
     higher_is_worse = True
+    input_ids: torch.Tensor
 
     def __init__(
         self,
@@ -453,6 +456,7 @@ class LogitDifference(Metric):
             picked = logits[:, -1 if logits.shape[1] == 1 else self.position].double()
             diff = picked[:, int(self.correct[0])] - picked[:, int(self.wrong[0])]
             return RowScores(diff, torch.ones_like(diff))
+        assert self._positions is not None  # set by __init__, the form with a batch (position None)
         positions = self._positions.to(logits.device)
         last = self.last[rows].to(logits.device)
         # logits at the kept positions only (column = index among them), or at every position
@@ -475,7 +479,8 @@ class LogitsFunction(Metric):
         self, fn: Callable[[torch.Tensor], torch.Tensor], name: str | None = None, higher_is_worse: bool = False
     ) -> None:
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "metric")
+        fn_name: str = getattr(fn, "__name__", "metric")
+        self.name = name or fn_name
         self.higher_is_worse = higher_is_worse
         self.input_ids = None
         self.attention_mask = None

@@ -179,9 +179,16 @@ def check_head(bound: BoundModel, head: int | None) -> int | None:
     if head is None:
         return None
     head = _as_int(head, "head")
-    if not 0 <= head < bound.n_heads:
-        raise SpectrascopeError(f"head {head} out of range: the model has heads 0..{bound.n_heads - 1}")
+    n_heads = head_count(bound)
+    if not 0 <= head < n_heads:
+        raise SpectrascopeError(f"head {head} out of range: the model has heads 0..{n_heads - 1}")
     return head
+
+
+def head_count(bound: BoundModel) -> int:
+    """The number of query heads (None only on a model without attention, where no head is patched)."""
+    assert bound.n_heads is not None  # heads are patched at attn.hook_z, which attention models have
+    return bound.n_heads
 
 
 def _as_int(value: Any, what: str) -> int:
@@ -234,7 +241,7 @@ def baseline_runs(
     clean_metric = float(metric_per_row(metric, clean_logits)[0])
     corrupted_metric = float(metric_per_row(metric, corrupted_logits)[0])
     check_metrics_differ(clean_metric, corrupted_metric)
-    by_layer = {site_name(layer, kind): layer for layer in layers} if names else {}
+    by_layer = {site_name(layer, kind): layer for layer in layers} if kind is not None else {}
     clean_acts = {layer: clean_cache[name] for name, layer in by_layer.items()}
     corrupted_acts = {layer: corrupted_cache[name] for name, layer in by_layer.items()}
     return clean_metric, corrupted_metric, clean_acts, corrupted_acts
@@ -293,7 +300,7 @@ def run_patched(
 
 def is_noop(spec: PatchSpec, clean_acts: dict[int, torch.Tensor], corrupted_acts: dict[int, torch.Tensor]) -> bool:
     """Whether the patch writes exactly the value the corrupted run already has there."""
-    index = (0, slice(None) if spec.position is None else spec.position)
+    index: tuple[int | slice, ...] = (0, slice(None) if spec.position is None else spec.position)
     if spec.head is not None:
         index = (*index, spec.head)
     return torch.equal(clean_acts[spec.layer][index], corrupted_acts[spec.layer][index])
@@ -441,7 +448,7 @@ def patch_sweep_heads(
         check_layer(pair.bound, layer) for layer in (layers if layers is not None else range(pair.bound.n_layers))
     ]
     position = check_position(pair.n_pos, position)
-    head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(pair.bound.n_heads))]
+    head_list = [check_head(pair.bound, h) for h in (heads if heads is not None else range(head_count(pair.bound)))]
     specs = [PatchSpec(layer, position, head) for layer in layer_list for head in head_list]
     patched, clean_metric, corrupted_metric = sweep(pair, SiteKind.Z, specs, metric, batch_size)
     df = pd.DataFrame(

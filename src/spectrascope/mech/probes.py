@@ -34,7 +34,7 @@ The held-out split is seeded and stratified by class for classification.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -171,7 +171,7 @@ def _fit_ridge(x: np.ndarray, y: np.ndarray, alphas: Sequence[float] | float) ->
     yc = y2 - y_mean
     u, s, vt = np.linalg.svd(xs, full_matrices=False)
     uty = u.T @ yc
-    candidates = [float(alphas)] if np.isscalar(alphas) else [float(a) for a in alphas]
+    candidates = [float(a) for a in alphas] if isinstance(alphas, Iterable) else [float(alphas)]
     best_alpha, best_err = candidates[0], np.inf
     for alpha in candidates:
         if len(candidates) == 1:
@@ -265,7 +265,8 @@ def split_indices(
         order = rng.permutation(n)
         n_test = min(max(1, round(n * test_size)), n - 1)
         return np.sort(order[n_test:]), np.sort(order[:n_test])
-    train, test = [], []
+    train: list[int] = []
+    test: list[int] = []
     for cls in np.unique(stratify):
         members = rng.permutation(np.flatnonzero(stratify == cls))
         n_test = round(len(members) * test_size) if len(members) > 1 else 0
@@ -287,10 +288,12 @@ def control_labels(labels: np.ndarray, seed: int = 0, types: Sequence[Any] | Non
     rng = np.random.default_rng(seed)
     if types is None:
         return labels[rng.permutation(len(labels))]
-    types = np.asarray(list(types), dtype=object)
-    if len(types) != len(labels):
-        raise SpectrascopeError(f"got {len(types)} control types for {len(labels)} labels: give one type per example")
-    _, type_index = np.unique(types.astype(str), return_inverse=True)
+    type_array = np.asarray(list(types), dtype=object)
+    if len(type_array) != len(labels):
+        raise SpectrascopeError(
+            f"got {len(type_array)} control types for {len(labels)} labels: give one type per example"
+        )
+    _, type_index = np.unique(type_array.astype(str), return_inverse=True)
     drawn = labels[rng.integers(0, len(labels), size=type_index.max() + 1)]
     return drawn[type_index]
 
@@ -315,16 +318,17 @@ def probe_layer(
 
     def score(y: np.ndarray) -> tuple[float, float]:
         if kind == "logistic":
-            probe = fit_logistic(x[train], y[train], n_classes=len(classes), l2=l2)
-            return _accuracy(probe.predict(x[train]), y[train]), _accuracy(probe.predict(x[test]), y[test])
+            assert classes is not None  # _targets gives class values for every logistic probe
+            logistic = fit_logistic(x[train], y[train], n_classes=len(classes), l2=l2)
+            return _accuracy(logistic.predict(x[train]), y[train]), _accuracy(logistic.predict(x[test]), y[test])
         fit_y = _onehot(y, len(classes)) if classes is not None else y
-        probe = fit_ridge(x[train], fit_y[train], alphas)
+        ridge = fit_ridge(x[train], fit_y[train], alphas)
         if classes is not None:
             return (
-                _accuracy(probe.predict(x[train]).argmax(1), y[train]),
-                _accuracy(probe.predict(x[test]).argmax(1), y[test]),
+                _accuracy(ridge.predict(x[train]).argmax(1), y[train]),
+                _accuracy(ridge.predict(x[test]).argmax(1), y[test]),
             )
-        return r2_score(fit_y[train], probe.predict(x[train])), r2_score(fit_y[test], probe.predict(x[test]))
+        return r2_score(fit_y[train], ridge.predict(x[train])), r2_score(fit_y[test], ridge.predict(x[test]))
 
     train_score, test_score = score(target)
     controls = []

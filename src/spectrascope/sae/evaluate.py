@@ -114,7 +114,7 @@ def reconstruction_quality(
         fired += (codes > 0).double().sum(dim=0).cpu()
     n = x_all.shape[0]
     sst = sq - float(vec.pow(2).sum()) / n
-    row = {c: np.nan for c in QUALITY_COLUMNS}
+    row: dict[str, Any] = {c: np.nan for c in QUALITY_COLUMNS}
     row.update(
         domain="all",
         n_texts=np.nan,
@@ -292,8 +292,9 @@ def evaluate_sae(
         point = _ratios(part, np.ones(int(select.sum())))
         intervals = _bootstrap(part, domain_of[select], n_boot, rng, interval_columns) if n_boot else {}
         fired = sum(fired_by_domain.values()) if name == "all" else fired_by_domain[name]
+        assert isinstance(fired, torch.Tensor)  # a sum over the domains, of which there is at least one
         n_tokens = int(part["tokens"].sum())
-        row = {c: np.nan for c in QUALITY_COLUMNS}
+        row: dict[str, Any] = {c: np.nan for c in QUALITY_COLUMNS}
         row.update(point)
         for column, (lo, hi) in intervals.items():
             row[f"{column}_lo"], row[f"{column}_hi"] = lo, hi

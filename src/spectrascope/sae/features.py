@@ -145,7 +145,9 @@ def promoted_tokens(binding: SiteBinding, features: list[int], top: int = 10) ->
 
     parts = unembed_parts(binding.loaded)
     gamma = getattr(parts.norm, "weight", None)
-    W_U = parts.lm_head.weight.detach().float()
+    lm_weight = parts.lm_head.weight
+    assert isinstance(lm_weight, torch.Tensor)  # the unembedding's weight parameter
+    W_U = lm_weight.detach().float()
     rows = []
     with torch.no_grad():
         directions = binding.sae.W_dec.detach()[features].float()

@@ -34,7 +34,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .base import SaeError, SparseAutoencoder
+from .batch_topk import BatchTopKSAE
 from .registry import ARCHITECTURES, architecture_class
+from .topk import TopKSAE
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -115,6 +117,7 @@ def saelens_config(sae: SparseAutoencoder) -> dict[str, Any]:
         "architecture": sae.saelens_architecture,
     }
     if sae.saelens_architecture == "topk":
+        assert isinstance(sae, TopKSAE)  # the one architecture SAELens calls topk
         cfg.update(k=int(sae.k), rescale_acts_by_decoder_norm=False)
     return cfg
 
@@ -204,11 +207,14 @@ def load_sae(folder: str | Path, device: str = "cpu") -> SparseAutoencoder:
     ours = (cfg.get("metadata") or {}).get("spectrascope", {}) if isinstance(cfg.get("metadata"), dict) else {}
     settings = dict(ours.get("hyperparameters", {})) if isinstance(ours, dict) else {}
     k = cfg.get("k", settings.get("k"))
+    sae: SparseAutoencoder
     if arch == "topk":
+        assert issubclass(cls, TopKSAE)  # the registry's class of "topk"
         if cfg.get("rescale_acts_by_decoder_norm"):
             _fold_decoder_norms(tensors)
         sae = cls(d_in, d_sae, k=k, k_aux=settings.get("k_aux"))
     elif arch == "batch_topk":
+        assert issubclass(cls, BatchTopKSAE)  # the registry's class of "batch_topk"
         sae = cls(d_in, d_sae, k=k if k is not None else 1, k_aux=settings.get("k_aux"))
     else:
         sae = cls(d_in, d_sae)

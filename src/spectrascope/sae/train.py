@@ -66,8 +66,15 @@ RESAMPLE_AT = (0.25, 0.5)
 class ActivationSource(Protocol):
     """Anything the trainer can read activations from: an in-memory array or a store."""
 
-    d: int
-    n_tokens: int
+    @property
+    def d(self) -> int:
+        """Width of the activations."""
+        ...
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of activation rows."""
+        ...
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """One shuffled pass, (batch, d) float tensors (the last batch may be smaller)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -96,6 +97,24 @@ class WeightsOptions:
     seed: int = 0
     spectrum: Spectrum = Spectrum.AUTO
     partial_min_m: int = DEFAULT_PARTIAL_MIN_M
+
+    if TYPE_CHECKING:  # the constructor also takes the choices as strings (__post_init__ converts them)
+
+        def __init__(
+            self,
+            precision: Precision | str = ...,
+            device: Device | str = ...,
+            min_evals: int = ...,
+            max_evals: int = ...,
+            max_N: int = ...,
+            mp_fit: bool = ...,
+            randomize: bool = ...,
+            heads: bool = ...,
+            matrices: bool = ...,
+            seed: int = ...,
+            spectrum: Spectrum | str = ...,
+            partial_min_m: int = ...,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         for name, enum in (("precision", Precision), ("device", Device), ("spectrum", Spectrum)):
