@@ -28,7 +28,11 @@ from ..models.handle import device_of
 from ..stats.bootstrap import weighted_mean_interval
 from ..stats.multiple_testing import bh_qvalues
 from ..trace import run_with_cache
+from ..trace.frozen import frozen_parameters
 from .correlation import spearman
+
+PATH_ROWS = 8
+"""Points of the integration path per forward and backward (bounds the saved activations)."""
 
 
 def log_likelihood_from_embeddings(hf_model, embeds: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -46,17 +50,21 @@ def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np
     if input_ids.shape[1] < 2:
         raise OptionError("attribution needs a text of at least two tokens")
     embed = hf_model.get_input_embeddings()(input_ids).detach()
-    e = embed.clone().requires_grad_(True)
-    f = log_likelihood_from_embeddings(hf_model, e, input_ids)
-    (grad,) = torch.autograd.grad(f.sum(), e)
-    gxi = (grad * embed).sum(-1)[0]
-    # alpha = t^3 with midpoint t: dense near the baseline, where pre-norm models change fast
-    t = (torch.arange(steps, dtype=embed.dtype) + 0.5) / steps
-    alphas, weights = t**3, 3 * t**2 / steps
-    path = (alphas.view(-1, 1, 1) * embed).requires_grad_(True)
-    f_path = log_likelihood_from_embeddings(hf_model, path, input_ids)
-    (g_path,) = torch.autograd.grad(f_path.sum(), path)
-    ig = ((g_path * weights.view(-1, 1, 1)).sum(0, keepdim=True) * embed).sum(-1)[0]
+    with frozen_parameters(hf_model):
+        e = embed.clone().requires_grad_(True)
+        f = log_likelihood_from_embeddings(hf_model, e, input_ids)
+        (grad,) = torch.autograd.grad(f.sum(), e)
+        gxi = (grad * embed).sum(-1)[0]
+        # alpha = t^3 with midpoint t: dense near the baseline, where pre-norm models change fast
+        t = (torch.arange(steps, dtype=embed.dtype) + 0.5) / steps
+        alphas, weights = t**3, 3 * t**2 / steps
+        total = torch.zeros_like(embed)
+        for start in range(0, steps, PATH_ROWS):  # a few path points per backward: memory of PATH_ROWS forwards
+            path = (alphas[start : start + PATH_ROWS].view(-1, 1, 1) * embed).requires_grad_(True)
+            f_path = log_likelihood_from_embeddings(hf_model, path, input_ids)
+            (g_path,) = torch.autograd.grad(f_path.sum(), path)
+            total += (g_path * weights[start : start + PATH_ROWS].view(-1, 1, 1)).sum(0, keepdim=True)
+        ig = (total * embed).sum(-1)[0]
     with torch.no_grad():
         f0 = log_likelihood_from_embeddings(hf_model, torch.zeros_like(embed), input_ids)
     return gxi.detach().numpy(), ig.detach().numpy(), float(f.item() - f0.item())

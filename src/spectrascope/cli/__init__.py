@@ -106,6 +106,9 @@ def _interrupted() -> None:
 
 def main() -> None:
     """Console-script entry point with one-line user errors and interrupts."""
+    from ..heap import return_large_frees
+
+    return_large_frees()  # large freed tensors leave the resident size (see spectrascope.heap)
     _register_commands()
     try:
         with raise_on_signals():

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..study.budget import BudgetPreset
-from ..study.stages.registry import STAGE_NAMES
+from ..study.stages.registry import DEFAULT_STAGE_NAMES, STAGE_NAMES
 from . import DEFAULT_WORKERS, app, console, option_aliases, writes_out
 from .options import DEFAULT_MODEL, CorpusOpt, ModelArg, OutOpt, SeedOpt
 
@@ -32,7 +32,13 @@ def study(
         BudgetPreset, typer.Option("--budget", help="small (a smoke run), default or large")
     ] = BudgetPreset.DEFAULT,
     corpus: CorpusOpt | None = None,
-    stages: Annotated[str, typer.Option("--stages", help="stages to run, in order")] = ",".join(STAGE_NAMES),
+    stages: Annotated[
+        str,
+        typer.Option(
+            "--stages",
+            help=f"stages to run, comma-separated, from {','.join(STAGE_NAMES)}; or all",
+        ),
+    ] = ",".join(DEFAULT_STAGE_NAMES),
     activation_tokens: Annotated[
         int | None, typer.Option("--activation-tokens", min=1, help="statistic tokens per domain (activation pass)")
     ] = None,
@@ -57,7 +63,7 @@ def study(
     ] = False,
     seed: SeedOpt = 0,
 ) -> None:
-    """The main job: weights, activations, mechanisms, the bridge and features on one model; tables plus OUT/report.html."""
+    """The main job: weights, activations, mechanisms and the bridge (--stages all: also SAE features and circuits) on one model; tables plus OUT/report.html."""
     from ..errors import OptionError
     from ..study import StudyBudget, run_study
 

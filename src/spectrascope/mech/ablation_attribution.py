@@ -23,8 +23,7 @@ top edits exactly; the study reports both, and their rank agreement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +46,7 @@ from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
 from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.trace import hooks
+from spectrascope.trace.frozen import frozen_parameters
 from spectrascope.trace.tracer import model_output_tensor
 
 
@@ -72,19 +72,6 @@ def replacement_tensor(value: Replacement, activation: torch.Tensor) -> torch.Te
         value.fill(out)
         return out
     return value.to(activation.dtype)
-
-
-@contextmanager
-def _frozen_parameters(hf: nn.Module) -> Iterator[None]:
-    """Parameters out of the autograd graph for the block (only the taps need gradients)."""
-    flags = [(p, p.requires_grad) for p in hf.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _linear_module(hf: nn.Module, weight: str) -> nn.Linear:
@@ -142,7 +129,7 @@ def ablation_attribution(
     chunks = row_chunks(metric, hf, max_batch_tokens)
     baseline: list[RowScores] = []
     estimated: dict[Component, list[torch.Tensor]] = {c: [] for c in resolved}
-    with progress_bar("attribution screen", len(chunks), show_progress) as advance, _frozen_parameters(hf):
+    with progress_bar("attribution screen", len(chunks), show_progress) as advance, frozen_parameters(hf):
         for rows in chunks:
             scores, per_component = _chunk_estimates(hf, metric, rows, activation, values, sites, deltas, modules)
             baseline.append(scores)

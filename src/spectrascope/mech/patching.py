@@ -51,7 +51,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from spectrascope.errors import SpectrascopeError
+from spectrascope.errors import ArchitectureError, SpectrascopeError
 from spectrascope.mech.logit_lens import encode_prompt
 from spectrascope.mech.metrics import LogitDifference, Metric, as_metric, keep_logits
 from spectrascope.models.handle import ModelLike, as_model
@@ -186,8 +186,9 @@ def check_head(bound: BoundModel, head: int | None) -> int | None:
 
 
 def head_count(bound: BoundModel) -> int:
-    """The number of query heads (None only on a model without attention, where no head is patched)."""
-    assert bound.n_heads is not None  # heads are patched at attn.hook_z, which attention models have
+    """The number of query heads; a model without attention has none to patch (one-line error)."""
+    if bound.n_heads is None:
+        raise ArchitectureError("this model has no attention heads: a head sweep needs attention")
     return bound.n_heads
 
 

@@ -1,4 +1,4 @@
-"""``spectrascope study``: the main job. Runs every stage on one model and writes every table
+"""``spectrascope study``: the main job. Runs the stages on one model and writes every table
 plus a self-contained ``report.html``; see :mod:`spectrascope.study.stages` for the stages and
 :class:`~spectrascope.study.budget.StudyBudget` for the budgets."""
 

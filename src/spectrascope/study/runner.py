@@ -11,8 +11,6 @@ exist from a finished stage with the same fingerprint.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import shutil
 import time
@@ -22,13 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError, OptionError, ResumeError
+from ..heap import release_memory
 from ..outdir import OutputFolder
 from ..tables import write_table
 from .budget import StudyBudget
 from .context import StudyContext
 from .fingerprint import differences, stage_fingerprint
 from .stage import Stage
-from .stages.registry import BY_NAME, STAGE_NAMES, STAGES
+from .stages.registry import BY_NAME, DEFAULT_STAGE_NAMES, STAGE_NAMES, STAGES
 
 MARKER = "done.json"
 
@@ -43,11 +42,14 @@ def _marker(out: Path, stage: str) -> dict | None:
         return None
 
 
-def _plan(stages: Sequence[str], budget: StudyBudget) -> list[Stage]:
+def _plan(stages: Sequence[str] | None, budget: StudyBudget) -> list[Stage]:
+    """The stages to run, in the study's order: ``None`` = the default ones, ``["all"]`` = every one."""
+    stages = DEFAULT_STAGE_NAMES if stages is None else (STAGE_NAMES if list(stages) == ["all"] else stages)
     unknown = [s for s in stages if s not in BY_NAME]
     if unknown:
         raise OptionError(
-            f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}", option="stages"
+            f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)} or all",
+            option="stages",
         )
     return [s for s in STAGES if s.name in set(stages) and s.enabled(budget)]
 
@@ -80,17 +82,6 @@ def _write(out: Path, stage: Stage, tables: dict[str, pd.DataFrame]) -> None:
         write_table(table, out / stage.name, name)
 
 
-def release_memory() -> None:
-    """Return freed heap to the operating system between stages (a stage's large temporaries
-    would otherwise stay in the process's resident size): garbage collection, then glibc's
-    ``malloc_trim`` where it exists (a no-op elsewhere)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def run_study(
     model,
     out: str | Path,
@@ -98,7 +89,7 @@ def run_study(
     resume: bool = False,
     seed: int = 0,
     show_progress: bool = False,
-    stages: Sequence[str] = STAGE_NAMES,
+    stages: Sequence[str] | None = None,
     budget: StudyBudget | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -106,7 +97,9 @@ def run_study(
 
     Args:
         model: bundled model name or path (the runnable stages need a model ``load_model`` reads).
-        stages: which stages to run (in the study's order).
+        stages: which stages to run (in the study's order); None: weights, activations,
+            mechanisms and bridge (:data:`~spectrascope.study.stages.registry.DEFAULT_STAGE_NAMES`);
+            ``["all"]``: also the SAE features and circuits.
         resume: skip stages finished earlier with the same fingerprint (see the module docstring).
         log: optional callable(str) for progress lines.
 

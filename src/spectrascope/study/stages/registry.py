@@ -32,8 +32,24 @@ STAGES: tuple[Stage, ...] = (
         ("layer_damage", "ablation_domains", "layers", "correlation", "alignment"),
         bridge.run,
     ),
-    Stage("features", (), features.PRODUCES, features.run, enabled=lambda budget: budget.features is not None),
-    Stage("circuits", (), circuits.PRODUCES, circuits.run, enabled=lambda budget: budget.circuits is not None),
+    Stage(
+        "features",
+        (),
+        features.PRODUCES,
+        features.run,
+        enabled=lambda budget: budget.features is not None,
+        default=False,
+    ),
+    Stage(
+        "circuits",
+        (),
+        circuits.PRODUCES,
+        circuits.run,
+        enabled=lambda budget: budget.circuits is not None,
+        default=False,
+    ),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+DEFAULT_STAGE_NAMES = tuple(s.name for s in STAGES if s.default)
+"""What ``spectrascope study`` runs without ``--stages``; ``--stages all`` runs every stage."""
 BY_NAME = {s.name: s for s in STAGES}
