@@ -175,5 +175,5 @@ def test_weight_findings_count_analyzed_matrices_not_skipped_tensors(tmp_path):
         {"name": "norm2", "role": "norm", "status": "skipped", "reason": "a vector"},
     ]
     line = weights_findings(_tables(tmp_path, weights__weights=pd.DataFrame(rows)), "toy")[0]
-    assert line.startswith("Weight spectra: 3 of 4 analyzed matrices of toy have a power-law fit (2 tensors skipped")
+    assert line.startswith("Weight spectra: 3 of 4 analyzed matrices of toy have a power-law fit (2 other tensors")
     assert "67% have alpha in [2, 6]" in line and "median alpha 4.00" in line

@@ -120,3 +120,22 @@ def test_progress_bar_shows_rate_loss_l0_dead(planted, capsys):
     err = capsys.readouterr().err
     for piece in ("tok/s", "loss", "L0", "dead"):
         assert piece in err
+
+
+def test_an_unwritable_output_is_refused_before_training(tmp_path):
+    import numpy as np
+
+    from spectrascope.errors import OutputError
+    from spectrascope.sae.base import SaeError
+    from spectrascope.sae.train import train_sae
+
+    acts = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError):
+        train_sae(acts, arch="topk", d_sae=16, k=2, tokens=64, out=blocker / "sae")
+    other = tmp_path / "not-an-sae"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(SaeError, match="not an SAE folder"):
+        train_sae(acts, arch="topk", d_sae=16, k=2, tokens=10**9, out=other)  # refused at once, not after 1e9 tokens

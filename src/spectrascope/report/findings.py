@@ -40,7 +40,9 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
     ok = df[df["status"] == "success"]
     analyzed = df[df["status"] != "skipped"]
     n_skipped = len(df) - len(analyzed)
-    skipped = f" ({n_skipped} tensors skipped by the size and role filters, listed in the table)" if n_skipped else ""
+    skipped = (
+        f" ({n_skipped} other tensors, such as norm vectors, not analyzed: reasons in the table)" if n_skipped else ""
+    )
     lines = [
         (
             f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
@@ -213,7 +215,7 @@ def correlation_findings(t: StudyTables) -> list[str]:
         if survivors.empty:
             lines.append(
                 f"Spectra vs causal importance ({family}): none of {len(g)} rank correlations survives "
-                f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} have p < 0.05 uncorrected, "
+                f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} {'has' if nominal == 1 else 'have'} p < 0.05 uncorrected, "
                 f"{0.05 * len(g):.1f} expected by chance)."
             )
         else:

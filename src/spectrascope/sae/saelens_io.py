@@ -47,16 +47,29 @@ FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 INFERENCE_NORMALIZATIONS = ("none", "expected_average_only_in")
 
 
+def check_sae_target(folder: str | Path) -> Path:
+    """Check, before any work, that an SAE can be saved at ``folder``: new, empty, or an SAE
+    folder (replaced), with a writable parent. Returns the path.
+
+    Raises:
+        SaeError: another existing path. OutputError: the parent cannot be written.
+    """
+    from ..outdir import check_writable
+
+    folder = Path(folder)
+    if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or (folder / CFG_FILENAME).exists())):
+        raise SaeError(f"{folder} exists and is not an SAE folder; choose a new or empty folder")
+    check_writable(folder.parent)
+    return folder
+
+
 def save_sae(sae: SparseAutoencoder, folder: str | Path) -> Path:
     """Write ``sae`` as a SAELens folder (float32 weights); returns the folder.
 
     An existing SAE folder at ``folder`` is replaced; any other existing, non-empty path is
     refused (SaeError).
     """
-    folder = Path(folder)
-    if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or (folder / CFG_FILENAME).exists())):
-        raise SaeError(f"{folder} exists and is not an SAE folder; choose a new or empty folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder = check_sae_target(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_file({k: v.float() for k, v in _saelens_tensors(sae).items()}, str(tmp / WEIGHTS_FILENAME))

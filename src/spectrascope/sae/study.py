@@ -54,6 +54,8 @@ class SaeBudget:
         arch, expansion, k: the SAE (d_sae = expansion x d_model).
         store_tokens, train_tokens: activations collected, training tokens (epochs repeat).
         eval_tokens, feature_tokens: held-out tokens per domain for quality and features.
+        loss_tokens: tokens per domain of the feature-removal losses (1,024: eight texts of 128,
+            so the intervals over texts have texts to resample).
         top_features: domain-selective features per domain used by overlap and ablation.
         cards: feature cards in the report.
     """
@@ -67,7 +69,7 @@ class SaeBudget:
     batch_size: int = 512
     eval_tokens: int = 256
     feature_tokens: int = 1024
-    loss_tokens: int = 128
+    loss_tokens: int = 1024
     top_features: int = 5
     cards: int = 6
 
@@ -244,7 +246,9 @@ def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
     features = ablation[ablation["kind"] == "features"]
     if len(features):
         per_domain = "; ".join(
-            f"{r.domain} {r.damage:+.3f} [{r.damage_lo:+.3f}, {r.damage_hi:+.3f}]" for r in features.itertuples()
+            f"{r.domain} {r.damage:+.3f} "
+            + (f"[{r.damage_lo:+.3f}, {r.damage_hi:+.3f}]" if np.isfinite(r.damage_lo) else "(one text: no interval)")
+            for r in features.itertuples()
         )
         excess = features.dropna(subset=["excess_lo"])
         lines.append(

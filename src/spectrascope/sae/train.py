@@ -478,6 +478,10 @@ def train_sae(
     import tempfile
 
     check_settings(arch, d_sae, k)  # bad settings fail before any data is collected
+    if out is not None:
+        from .saelens_io import check_sae_target
+
+        check_sae_target(out)  # and an output that cannot be written, before any training
     dev = _device(device)
     if isinstance(activations_or_model, (np.ndarray, torch.Tensor)) or _is_store(activations_or_model):
         if site is not None or corpus is not None:

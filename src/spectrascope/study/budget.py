@@ -204,7 +204,7 @@ class StudyBudget:
             confirm_heads=24,
             attribution_texts=24,
             spectral_edits=("tail", "bulk", "drop_top"),
-            features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=512),
+            features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=2048),
             circuits=CircuitBudget(tasks=("geography", "greater-than"), n_prompts=24),
             ablation_layers=(0,),
         )
