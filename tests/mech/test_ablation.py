@@ -262,6 +262,22 @@ def test_row_chunks_give_the_same_rows_as_one_forward(tiny_llama):
         np.testing.assert_allclose(chunked.ablated[component].values, whole.ablated[component].values, atol=1e-12)
 
 
+def test_replacements_computed_once_give_the_same_rows(tiny_llama):
+    """``replacements`` from one reference_values call equal the sweep's own reference pass; a
+    reference that is not used then cannot change the result."""
+    from spectrascope.mech.ablation import reference_values
+
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 50, (4, 9), generator=gen)
+    metric = NextTokenLoss(torch.randint(0, 50, (3, 9), generator=gen))
+    components = [MlpBlock(2), AttnBlock(1), Head(0, 1)]
+    own = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids)
+    once = reference_values(tiny_llama, [MlpBlock(0), *components], AblationMode.MEAN, ids)  # a superset
+    shared = ablation_rows(tiny_llama, components, metric, mode="mean", reference=None, replacements=once)
+    for component in components:
+        np.testing.assert_array_equal(shared.ablated[component].values, own.ablated[component].values)
+
+
 def test_batched_sweep_on_the_toy_in_float32():
     toy = load_toy_induction()
     metric = NextTokenLoss(toy.repeated_tokens(8, 20, seed=3))

@@ -246,10 +246,13 @@ def ablation_rows(
     reuse_prefix: bool = True,
     max_batch_tokens: int = 4096,
     show_progress: bool = False,
+    replacements: Mapping[Component, Replacement] | None = None,
 ) -> SweepRows:
     """Per-row metric values with each component ablated on its own, and without ablation.
 
-    Args: as :func:`ablation_sweep`.
+    Args: as :func:`ablation_sweep`, and ``replacements``: the activation components'
+        replacements computed once by :func:`~spectrascope.mech.ablation.reference_values`
+        (several sweeps with one reference need it once; None: computed from ``reference``).
     Returns:
         :class:`SweepRows` (rows in the order of the metric's batch; components in the order given).
     """
@@ -260,7 +263,10 @@ def ablation_rows(
     if hf.training:
         raise SpectrascopeError("the model is in training mode (dropout); call .eval() before an ablation sweep")
     activation = [c for c in resolved if isinstance(c, ActivationComponent)]
-    values = reference_values(hf, activation, mode, reference)
+    if replacements is not None and all(c in replacements for c in activation):
+        values = {c: replacements[c] for c in activation}
+    else:
+        values = reference_values(hf, activation, mode, reference)
     chunks = row_chunks(metric, hf, max_batch_tokens)
     prefix = batched and reuse_prefix and resumable(hf)
     layers = sorted({layer for c in resolved if (layer := component_layer(c)) is not None}) if prefix else []

@@ -25,15 +25,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...activations.batching import pad_rows
 from ...activations.controls import RANDOM_TOKENS, randomized_weights
 from ...bridge.alignment import READERS, WRITERS, alignment_table
 from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
-from ...mech.ablation_sweep import ablation_rows, damage_intervals
+from ...mech.ablation import reference_values
+from ...mech.ablation_sweep import SweepRows, ablation_rows, damage_intervals
 from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
-from ...mech.metrics import NextTokenLoss, text_loss, token_pool
+from ...mech.metrics import NextTokenLoss, RowScores, text_loss, token_pool
 from ...mech.references import held_out_texts
 from ...stats.multiple_testing import bh_qvalues
 from ..context import StudyContext
@@ -48,9 +48,11 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     domains = corpus_texts(b.corpora, seed=ctx.seed)
     roles = model_roles(loaded.hf)
     reference = calibration_reference(ctx, domains)
-    layer_damage = layer_sweep(ctx, domains, reference)
+    blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
+    replacements = reference_values(loaded.hf, blocks, b.ablation_mode, reference)  # once for every sweep
+    layer_damage = layer_sweep(ctx, domains, reference, replacements)
     layers = list(b.ablation_layers) or [loaded.arch.n_layers // 2]
-    ablations = domain_ablations(ctx, domains, reference, roles, layers)
+    ablations = domain_ablations(ctx, domains, reference, roles, layers, replacements)
     layer_table = _layer_table(ctx, layer_damage)
     correlation = _correlations(ctx, layer_table)
     return {
@@ -68,38 +70,41 @@ def calibration_reference(ctx: StudyContext, domains) -> dict[str, torch.Tensor]
     return held_out_texts(ctx.loaded(), b.corpora, b.calibration_tokens, b.seq_len, ctx.seed)
 
 
-def layer_sweep(ctx: StudyContext, domains, reference) -> pd.DataFrame:
-    """Exact mean ablation of every block on the pooled sample: damages pooled and per domain."""
+def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.DataFrame:
+    """Exact mean ablation of every block on the pooled sample: damages pooled and per domain.
+
+    Each domain's texts are swept as their own batch (padded to that domain's longest text, not
+    the longest of all: short arithmetic texts padded to 128 positions cost 7x the compute) and
+    their rows are pooled for the intervals."""
     loaded, b = ctx.loaded(), ctx.budget
     per_domain = max(2, b.layer_sweep_tokens // len(domains))
     metrics = [text_loss(loaded, c.texts, per_domain, b.seq_len, name=c.name) for c in domains]
-    pooled = _stack_losses(metrics, loaded)
-    labels = np.concatenate([[m.name] * m.n_rows for m in metrics])
     blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
-    sweep = ablation_rows(loaded, blocks, pooled, b.ablation_mode, reference, show_progress=ctx.show_progress)
-    tables = [damage_intervals(sweep, pooled, b.n_boot, ctx.seed).assign(domain="pooled")]
+    sweeps = [
+        ablation_rows(
+            loaded, blocks, m, b.ablation_mode, reference, show_progress=ctx.show_progress, replacements=replacements
+        )
+        for m in metrics
+    ]
+    sweep = SweepRows(
+        RowScores.cat([s.baseline for s in sweeps]),
+        {c: RowScores.cat([s.ablated[c] for s in sweeps]) for c in blocks},
+    )
+    labels = np.concatenate([[m.name] * m.n_rows for m in metrics])
+    tables = [damage_intervals(sweep, metrics[0], b.n_boot, ctx.seed).assign(domain="pooled")]
     for m in metrics:
-        tables.append(damage_intervals(sweep, pooled, b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name))
+        tables.append(
+            damage_intervals(sweep, metrics[0], b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name)
+        )
     table = pd.concat(tables, ignore_index=True)
     table["baseline"] = float(sweep.baseline.reduce())
     table["mode"] = b.ablation_mode.value
     return table
 
 
-def _stack_losses(metrics: list[NextTokenLoss], loaded) -> NextTokenLoss:
-    """One loss over the rows of several (right-padded) losses."""
-    pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    rows = [
-        ids[: int(mask.sum())].tolist()
-        for m in metrics
-        for ids, mask in zip(m.input_ids, m.attention_mask, strict=True)
-    ]
-    ids, mask = pad_rows(rows, pad)
-    device = metrics[0].input_ids.device
-    return NextTokenLoss(ids.to(device), mask.to(device), name="loss[pooled]")
-
-
-def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[int]) -> pd.DataFrame:
+def domain_ablations(
+    ctx: StudyContext, domains, reference, roles, layers: list[int], replacements=None
+) -> pd.DataFrame:
     """Blocks and spectral edits at ``layers`` on every domain's own loss and the random-token control."""
     loaded, b = ctx.loaded(), ctx.budget
     edits: list = [c for layer in layers for c in (AttnBlock(layer), MlpBlock(layer))]
@@ -112,7 +117,15 @@ def domain_ablations(ctx: StudyContext, domains, reference, roles, layers: list[
     losses.append(_random_token_loss(ctx))
     tables = []
     for metric in losses:
-        sweep = ablation_rows(loaded, edits, metric, b.ablation_mode, reference, show_progress=ctx.show_progress)
+        sweep = ablation_rows(
+            loaded,
+            edits,
+            metric,
+            b.ablation_mode,
+            reference,
+            show_progress=ctx.show_progress,
+            replacements=replacements,
+        )
         table = damage_intervals(sweep, metric, b.n_boot, ctx.seed)
         table.insert(0, "domain", metric.name)
         table["baseline"] = float(sweep.baseline.reduce())
