@@ -122,14 +122,17 @@ def test_ablation_tables_record_the_mode(study):
         assert len(df) and (df["mode"] == "mean").all(), name
 
 
-def test_the_default_plan_leaves_the_sae_and_circuit_stages_to_be_asked_for():
+def test_the_default_plan_leaves_the_circuit_stage_to_be_asked_for():
     from spectrascope.errors import OptionError
     from spectrascope.study.runner import _plan
 
     budget = StudyBudget()
-    assert [s.name for s in _plan(None, budget)] == ["weights", "activations", "mechanisms", "bridge"]
+    assert [s.name for s in _plan(None, budget)] == ["weights", "activations", "mechanisms", "bridge", "features"]
+    assert [s.name for s in _plan(None, StudyBudget.small())][-1] == "bridge"  # the small budget skips features
     assert [s.name for s in _plan(["all"], budget)][-2:] == ["features", "circuits"]
     assert [s.name for s in _plan(["circuits", "weights"], budget)] == ["weights", "circuits"]  # the study's order
     assert [s.name for s in _plan(["all"], StudyBudget.small())][-1] == "bridge"  # the small budget has neither
     with pytest.raises(OptionError, match="or all"):
         _plan(["weights", "nope"], budget)
+    with pytest.raises(OptionError, match="off in this budget"):
+        _plan(["features"], StudyBudget.small())

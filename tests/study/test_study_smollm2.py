@@ -43,7 +43,10 @@ def test_every_stage_finishes_and_every_matrix_fits(study):
     assert set(info["seconds"]) == {"weights", "activations", "mechanisms", "bridge"}  # small: no SAE stage
     assert info["budget"]["activation_tokens"] == StudyBudget.small().activation_tokens
     weights = _table(out, "weights", "weights")
-    assert len(weights) == 211 and (weights["status"] == "success").all()
+    analyzed = weights[weights["status"] != "skipped"]
+    assert len(analyzed) == 211 and (analyzed["status"] == "success").all()
+    skipped = weights[weights["status"] == "skipped"]  # norm vectors: accounted for, with a reason
+    assert len(skipped) == 61 and skipped["reason"].str.contains("not a matrix").all()
     html = report.read_text()
     for section in [
         "overview",

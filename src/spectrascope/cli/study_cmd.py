@@ -63,7 +63,7 @@ def study(
     ] = False,
     seed: SeedOpt = 0,
 ) -> None:
-    """The main job: weights, activations, mechanisms and the bridge (--stages all: also SAE features and circuits) on one model; tables plus OUT/report.html."""
+    """The main job: weights, activations, mechanisms, the bridge and SAE features (--stages all: also circuits) on one model; tables plus OUT/report.html."""
     from ..errors import OptionError
     from ..study import StudyBudget, run_study
 

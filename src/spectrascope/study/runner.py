@@ -51,6 +51,11 @@ def _plan(stages: Sequence[str] | None, budget: StudyBudget) -> list[Stage]:
             f"unknown study stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)} or all",
             option="stages",
         )
+    off = [s for s in stages if s != "all" and not BY_NAME[s].enabled(budget)]
+    if off and tuple(stages) not in (DEFAULT_STAGE_NAMES, STAGE_NAMES):  # asked for by name
+        raise OptionError(
+            f"stage(s) {', '.join(off)} are off in this budget (--budget default or large)", option="stages"
+        )
     return [s for s in STAGES if s.name in set(stages) and s.enabled(budget)]
 
 
@@ -98,8 +103,9 @@ def run_study(
     Args:
         model: bundled model name or path (the runnable stages need a model ``load_model`` reads).
         stages: which stages to run (in the study's order); None: weights, activations,
-            mechanisms and bridge (:data:`~spectrascope.study.stages.registry.DEFAULT_STAGE_NAMES`);
-            ``["all"]``: also the SAE features and circuits.
+            mechanisms, bridge and features
+            (:data:`~spectrascope.study.stages.registry.DEFAULT_STAGE_NAMES`; the budget may
+            switch features off); ``["all"]``: also the circuits.
         resume: skip stages finished earlier with the same fingerprint (see the module docstring).
         log: optional callable(str) for progress lines.
 

@@ -22,8 +22,8 @@ class Stage:
         run: computes the tables from the context (a stage may also leave artifacts, such as a
             trained SAE, in ``ctx.out / name``).
         enabled: whether a budget asks for the stage (the SAE stage is off in the small budget).
-        default: part of a study run without ``stages`` (the SAE and circuit stages are asked
-            for by name: they double the run's time on two cores).
+        default: part of a study run without ``stages`` (the circuit stage is asked for by name,
+            ``--stages all`` or ``--stages circuits``: its spectral tests cost minutes).
     """
 
     name: str

@@ -38,7 +38,6 @@ STAGES: tuple[Stage, ...] = (
         features.PRODUCES,
         features.run,
         enabled=lambda budget: budget.features is not None,
-        default=False,
     ),
     Stage(
         "circuits",
