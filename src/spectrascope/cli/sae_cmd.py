@@ -91,27 +91,13 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Reconstruction, sparsity and the downstream loss with the SAE spliced in, per domain."""
-    from ..sae.evaluate import evaluate_sae
+    from ..sae.evaluate import SUMMARY_COLUMNS, evaluate_sae
     from ..sae.saelens_io import load_sae
     from ..tables import write_table
 
     sae = load_sae(sae_dir)
     df = evaluate_sae(sae, model, site=site, corpus=corpus, tokens=tokens, seq_len=seq_len, show_progress=not quiet)
-    _print_row(
-        f"SAE quality ({sae_dir})",
-        df,
-        [
-            "domain",
-            "n_tokens",
-            "explained_variance",
-            "l0",
-            "dead_fraction",
-            "loss_clean",
-            "loss_sae",
-            "loss_zero",
-            "loss_recovered",
-        ],
-    )
+    _print_row(f"SAE quality ({sae_dir})", df, SUMMARY_COLUMNS)
     if out:
         write_table(df, out, "sae_quality")
         console.print(f"wrote {out / 'sae_quality.parquet'} (+ .csv)")

@@ -66,6 +66,19 @@ QUALITY_COLUMNS = [
 ]
 """Columns of :func:`evaluate_sae` (the loss columns are NaN without a model)."""
 
+SUMMARY_COLUMNS = [
+    "domain",
+    "n_tokens",
+    "explained_variance",
+    "l0",
+    "dead_fraction",
+    "loss_clean",
+    "loss_sae",
+    "loss_zero",
+    "loss_recovered",
+]
+"""The columns a reader sees first (the CLI's printout, the report's quality table)."""
+
 
 @dataclass
 class _PerText:

@@ -287,23 +287,9 @@ def _overview_figures(folder: Path) -> list:
 
 
 def _overview_tables(folder: Path, quality: pd.DataFrame) -> list[pd.DataFrame]:
-    tables = [
-        quality[
-            [
-                "domain",
-                "n_tokens",
-                "explained_variance",
-                "l0",
-                "dead_fraction",
-                "loss_clean",
-                "loss_sae",
-                "loss_zero",
-                "loss_recovered",
-                "loss_recovered_lo",
-                "loss_recovered_hi",
-            ]
-        ]
-    ]
+    from .evaluate import SUMMARY_COLUMNS
+
+    tables = [quality[[*SUMMARY_COLUMNS, "loss_recovered_lo", "loss_recovered_hi"]]]
     spectra = _read(folder, "sae_spectra")
     if spectra is not None:
         tables.append(spectra[["matrix", "weights", "alpha", "num_pl_spikes", "erg_num", "erg_delta", "stable_rank"]])
