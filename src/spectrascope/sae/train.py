@@ -483,11 +483,9 @@ def train_sae(
 
         check_sae_target(out)  # and an output that cannot be written, before any training
     dev = _device(device)
-    if isinstance(activations_or_model, (np.ndarray, torch.Tensor)) or _is_store(activations_or_model):
-        if site is not None or corpus is not None:
-            raise SaeError("site and corpus apply to a model; these activations are already collected")
-        source = as_source(activations_or_model)
-        sae = _train(
+
+    def train_on(source: Any) -> SparseAutoencoder:
+        return _train(
             source,
             arch,
             d_sae,
@@ -505,6 +503,12 @@ def train_sae(
             show_progress,
             settings,
         )
+
+    if isinstance(activations_or_model, (np.ndarray, torch.Tensor)) or _is_store(activations_or_model):
+        if site is not None or corpus is not None:
+            raise SaeError("site and corpus apply to a model; these activations are already collected")
+        source = as_source(activations_or_model)
+        sae = train_on(source)
     else:
         from ..corpora import DEFAULT_CORPORA
         from .store import build_store
@@ -531,24 +535,7 @@ def train_sae(
                 device=device,
                 show_progress=show_progress,
             )
-            sae = _train(
-                store,
-                arch,
-                d_sae,
-                k,
-                expansion,
-                seed,
-                dev,
-                tokens,
-                batch_size,
-                lr,
-                dead_after_tokens,
-                resample,
-                log_every,
-                massive_factor,
-                show_progress,
-                settings,
-            )
+            sae = train_on(store)
             sae.metadata.update(store.sae_metadata())
         finally:
             if temporary is not None:
