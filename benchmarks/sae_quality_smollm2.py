@@ -35,9 +35,10 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the table (and each SAE, in OUT/<arch>) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from spectrascope.corpora import DEFAULT_CORPORA
     from spectrascope.models.loaded import load_model
     from spectrascope.sae.evaluate import evaluate_sae
-    from spectrascope.sae.store import DEFAULT_CORPORA, build_store
+    from spectrascope.sae.store import build_store
     from spectrascope.sae.train import train_sae
 
     loaded = load_model(args.model)

@@ -154,3 +154,32 @@ def test_eval_bad_sae_folders(tiny_dir, tmp_path, run_cli):
     _one_error_line(code, err)
     assert "d_in = 48" in err and "width 32" in err
     assert not (tmp_path / "f").exists()
+
+
+def test_train_reports_the_matched_target_l0(tiny_dir, tmp_path, run_cli):
+    code, stdout, err = run_cli(
+        "sae",
+        "train",
+        tiny_dir,
+        "--site",
+        SITE,
+        "--corpus",
+        "calendar",
+        "--arch",
+        "jumprelu",
+        "--d-sae",
+        "64",
+        "--k",
+        "4",
+        "--tokens",
+        "2048",
+        "--batch-size",
+        "256",
+        "--out",
+        tmp_path / "sae",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert "firing cutoffs matched to the target L0" in stdout and "-> 4.0" in stdout
+    match = load_sae(tmp_path / "sae").metadata["spectrascope"]["training"]["l0_match"]
+    assert match["l0_after"] == pytest.approx(4.0, rel=0.02)

@@ -75,6 +75,12 @@ def train(
         f"{info['seconds']:.1f} s ({info['tokens_per_s']:,.0f} tokens/s): L0 {info['final_l0']:.1f}, "
         f"explained variance {info['final_explained_variance']:.3f}, dead {info['final_dead_fraction']:.1%}"
     )
+    if info.get("l0_match"):
+        match = info["l0_match"]
+        console.print(
+            f"firing cutoffs matched to the target L0: {match['l0_before']:.1f} -> {match['l0_after']:.1f} "
+            f"on {match['rows']:,} training rows"
+        )
     console.print(f"wrote {out} (cfg.json, sae_weights.safetensors, training_log.parquet)")
 
 

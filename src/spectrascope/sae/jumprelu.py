@@ -123,5 +123,15 @@ class JumpReluSAE(SparseAutoencoder):
         self.threshold.clamp_(min=0.0)
         self.sparsity.update(float((output.codes > 0).sum(dim=-1).float().mean()))
 
+    def firing_cutoffs(self, offset: float = 0.0) -> torch.Tensor:
+        """(d_sae,) pre-activation above which each feature fires once shifted by ``offset``:
+        max(theta + offset, 0)."""
+        return (self.threshold + offset).clamp(min=0.0)
+
+    @torch.no_grad()
+    def shift_cutoffs(self, offset: float) -> None:
+        """Raise every threshold by ``offset`` (clamped at 0)."""
+        self.threshold.copy_(self.firing_cutoffs(offset))
+
     def hyperparameters(self) -> dict[str, Any]:
         return {"l0_coefficient": self.sparsity.value, "target_l0": self.sparsity.target, "bandwidth": self.bandwidth}

@@ -54,5 +54,14 @@ class ReluSAE(SparseAutoencoder):
     def after_step(self, output: TrainingOutput) -> None:
         self.sparsity.update(float((output.codes > 0).sum(dim=-1).float().mean()))
 
+    def firing_cutoffs(self, offset: float = 0.0) -> torch.Tensor:
+        """(d_sae,) pre-activation above which each feature fires once shifted by ``offset``."""
+        return torch.full((self.d_sae,), float(offset), dtype=self.b_enc.dtype, device=self.b_enc.device)
+
+    @torch.no_grad()
+    def shift_cutoffs(self, offset: float) -> None:
+        """Raise every feature's firing cutoff by ``offset`` (``b_enc -= offset``)."""
+        self.b_enc.sub_(offset)
+
     def hyperparameters(self) -> dict[str, Any]:
         return {"l1_coefficient": self.sparsity.value, "target_l0": self.sparsity.target}

@@ -19,7 +19,10 @@
    column the same direction at 0.2 x the mean live encoder norm, its Adam state reset) at
    25 % and 50 % of training;
 5. the learning rate warms up over the first 1 % of steps and decays linearly to 0 over the
-   last 20 %.
+   last 20 %;
+6. an SAE whose sparsity coefficient follows a target L0 (ReLU, JumpReLU with ``k``) ends at
+   that L0 on the rows of step 1: :func:`~spectrascope.sae.sparsity.match_l0` moves its firing
+   cutoffs by one common offset (``metadata["training"]["l0_match"]``: L0 before and after).
 
 One seed fixes initialization, data order and resampling. A progress bar shows tokens/s,
 loss, L0 and the dead fraction; ``sae.training_log`` keeps the same numbers every
@@ -41,6 +44,7 @@ import torch
 from .base import SaeError, SparseAutoencoder, TrainingOutput
 from .massive import MASSIVE_FACTOR, massive_mask
 from .registry import build_sae, check_settings
+from .sparsity import match_l0
 
 LOG_COLUMNS = [
     "step",
@@ -164,15 +168,14 @@ def _cycle(source: ActivationSource, batch_size: int, generator: torch.Generator
             )
 
 
-def input_scale(
+def sample_rows(
     source: ActivationSource,
     batch_size: int,
     seed: int,
     max_rows: int = 16384,
     massive_factor: float | None = MASSIVE_FACTOR,
-) -> tuple[float, torch.Tensor]:
-    """(s, mean of s*x): s = 1 / sqrt(mean ||x||^2) over up to ``max_rows`` shuffled rows
-    (massive rows left out)."""
+) -> torch.Tensor:
+    """Up to ``max_rows`` shuffled rows of ``source`` (massive rows left out), (n, d) float64."""
     generator = torch.Generator().manual_seed(seed + 7919)
     rows, seen = [], 0
     for batch in source.batches(min(batch_size, max_rows), generator):
@@ -182,7 +185,11 @@ def input_scale(
             break
     if not rows:
         raise SaeError("no activations to train on")
-    sample = torch.cat(rows)
+    return torch.cat(rows)
+
+
+def input_scale(sample: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """(s, mean of s*x) of (n, d) rows: s = 1 / sqrt(mean ||x||^2)."""
     mean_square = float(sample.pow(2).sum(dim=1).mean())
     if not mean_square > 0:
         raise SaeError("the activations are all zero: nothing to train on")
@@ -313,7 +320,8 @@ def fit(
     dead_after_tokens = max(10 * batch_size, tokens // 20) if dead_after_tokens is None else int(dead_after_tokens)
     resample = sae.architecture in ("relu", "jumprelu") if resample is None else bool(resample)
     device = sae.device
-    scale, mean = input_scale(source, batch_size, seed, massive_factor=massive_factor)
+    sample = sample_rows(source, batch_size, seed, massive_factor=massive_factor)
+    scale, mean = input_scale(sample)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         sae.b_dec.copy_(mean.to(device))
@@ -365,6 +373,10 @@ def fit(
             bar[0].stop()
     seconds = time.perf_counter() - start
     sae.eval()
+    target = getattr(getattr(sae, "sparsity", None), "target", None)
+    matched = None
+    if target is not None:
+        matched = {**match_l0(sae, (sample * scale).to(device), target), "rows": int(sample.shape[0])}
     with torch.no_grad():
         sae.fold_input_scale(scale)
     sae.training_log = pd.DataFrame(log, columns=LOG_COLUMNS)
@@ -386,6 +398,7 @@ def fit(
         "final_l0": final["l0"],
         "final_explained_variance": final["explained_variance"],
         "final_dead_fraction": final["dead_fraction"],
+        "l0_match": matched,
         **sae.hyperparameters(),
     }
     return sae
