@@ -40,3 +40,25 @@ def test_rows_remember_their_texts(bert_tokenizer):
         for row, i in enumerate(b.text_index):
             n = int(b.attention_mask[row].sum())
             assert b.input_ids[row, :n].tolist() == bert_tokenizer(texts[int(i)])["input_ids"]
+
+
+def test_length_chunks_sort_rows_and_trim_right_padding():
+    import torch
+
+    from spectrascope.activations.batching import length_chunks
+
+    lengths = [5, 2, 8, 3, 2]
+    valid = torch.tensor([[1] * n + [0] * (8 - n) for n in lengths])
+    chunks = length_chunks(valid, max_tokens=8)
+    # sorted by length: rows 1, 4 (2), 3 (3), 0 (5), 2 (8); a chunk grows while rows x its
+    # longest row <= 8: [1, 4] (2 x 2), then row 3 alone (3 x 3 = 9 > 8 with the next), ...
+    assert [(rows.tolist(), width) for rows, width in chunks] == [([1, 4], 2), ([3], 3), ([0], 5), ([2], 8)]
+
+
+def test_length_chunks_keep_the_full_width_of_left_padding():
+    import torch
+
+    from spectrascope.activations.batching import length_chunks
+
+    valid = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert [width for _, width in length_chunks(valid, max_tokens=100)] == [4]

@@ -84,3 +84,56 @@ def test_attribution_rows_leave_out_the_sink_and_the_last_token(tiny):
     table = agreement_table(tokens, n_boot=100, n_perm=99)
     assert set(table.columns) >= {"rho", "rho_lo", "rho_hi", "p_value", "q_value", "n_texts"}
     assert (table["n_texts"] == 3).all() and np.isfinite(table["q_value"]).all()
+
+
+def test_gradient_x_input_alone_equals_the_one_beside_integrated_gradients(tiny):
+    from spectrascope.bridge.energy_attribution import gradient_x_input
+
+    ids = torch.tensor([[3, 17, 9, 22, 5]])
+    gxi, _, _ = attributions(tiny, ids, steps=4)
+    assert gradient_x_input(tiny, ids) == pytest.approx(gxi, rel=1e-10, abs=1e-12)
+
+
+def test_rows_without_integrated_gradients_compare_gradient_x_input_only(tiny):
+    """steps=0: IG columns are NaN and the agreement table keeps the pairs it can compute;
+    with steps, each text carries the completeness gap of its path integral."""
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    from spectrascope.activations.token_energy import ReferenceGaussian
+    from spectrascope.bridge.energy_attribution import agreement_table, text_attribution_rows
+    from spectrascope.trace.moments import RunningMoments
+
+    class Tokenizer:
+        def __call__(self, text, return_tensors=None, truncation=True, max_length=64):
+            return {"input_ids": torch.tensor([[int(w) for w in text.split()][:max_length]])}
+
+        def convert_ids_to_tokens(self, ids):
+            return [str(int(i)) for i in ids]
+
+    loaded = types.SimpleNamespace(hf=tiny, tokenizer=Tokenizer())
+    gen = torch.Generator().manual_seed(0)
+    reference = ReferenceGaussian.from_moments(RunningMoments().update(torch.randn(500, 32, generator=gen).double()))
+    refs = {"blocks.0.hook_resid_post": reference, "blocks.1.hook_resid_post": reference}
+    texts = ["3 17 9 22 5 41 8", "4 4 9 12 30 2", "7 1 2 3 4 5 6 7"]
+
+    def rows(steps):
+        out = []
+        for i, text in enumerate(texts):
+            out += text_attribution_rows(
+                loaded, text, i, refs, "blocks.0.hook_resid_post", "blocks.1.hook_resid_post", steps, 64
+            )
+        return pd.DataFrame(out)
+
+    plain, with_ig = rows(0), rows(64)
+    assert plain["integrated_gradients"].isna().all() and plain["ig_completeness_gap"].isna().all()
+    np.testing.assert_allclose(plain["grad_x_input"], with_ig["grad_x_input"], rtol=1e-9)
+    assert (with_ig["ig_completeness_gap"] < 0.05).all()  # the tiny double-precision model converges
+    table = agreement_table(plain, n_boot=50, n_perm=19)
+    assert list(zip(table["a"], table["b"], strict=True)) == [
+        ("energy_change", "|grad_x_input|"),
+        ("energy_last", "|grad_x_input|"),
+    ]
+    assert len(agreement_table(with_ig, n_boot=50, n_perm=19)) == 4

@@ -455,3 +455,28 @@ def test_tied_weights_resolve_and_restore():
         assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)  # one tensor, edited once
         assert not torch.equal(embed, before)
     assert torch.equal(embed, before)
+
+
+def test_mean_reference_of_a_padded_batch_equals_its_texts_one_by_one(tiny_llama):
+    """Rows of very different lengths, right-padded: the means (first position apart) equal
+    those of each text run alone, unpadded, whatever chunks the rows are grouped into."""
+    from spectrascope.mech.ablation import reference_values
+
+    gen = torch.Generator().manual_seed(5)
+    lengths = [9, 2, 6, 3, 9, 4]
+    ids = torch.randint(0, 50, (len(lengths), 9), generator=gen)
+    mask = torch.tensor([[1] * n + [0] * (9 - n) for n in lengths])
+    components = [MlpBlock(1), AttnBlock(0)]
+    padded = reference_values(tiny_llama, components, AblationMode.MEAN, {"input_ids": ids, "attention_mask": mask})
+    first: dict = {c: [] for c in components}
+    rest: dict = {c: [] for c in components}
+    for row, n in enumerate(lengths):
+        alone = reference_values(tiny_llama, components, AblationMode.MEAN, ids[row : row + 1, :n])
+        for c in components:
+            first[c].append(alone[c].first.double())
+            if n > 1:
+                rest[c].append(alone[c].rest.double() * (n - 1))
+    for c in components:
+        torch.testing.assert_close(padded[c].first.double(), torch.stack(first[c]).mean(0), rtol=1e-5, atol=1e-6)
+        expected = torch.stack(rest[c]).sum(0) / (sum(lengths) - len(lengths))
+        torch.testing.assert_close(padded[c].rest.double(), expected, rtol=1e-5, atol=1e-6)

@@ -102,7 +102,7 @@ def test_attribution_verdict_follows_the_q_value(tmp_path):
         [
             {
                 "a": "energy_change",
-                "b": "|integrated_gradients|",
+                "b": "|grad_x_input|",
                 "rho": 0.30,
                 "rho_lo": 0.1,
                 "rho_hi": 0.5,

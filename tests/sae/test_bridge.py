@@ -105,3 +105,34 @@ def test_feature_removal_damage_has_paired_intervals_over_texts(tiny, detector):
     assert (features["excess_lo"], features["excess_hi"]) == pytest.approx(
         (features["damage_lo"], features["damage_hi"])
     )
+
+
+@pytest.mark.parametrize(
+    ("site", "resumed_at"),
+    [("blocks.0.hook_resid_pre", 0), ("blocks.0.hook_resid_post", 1), ("blocks.0.hook_attn_out", None)],
+)
+def test_feature_removal_resumed_after_the_site_equals_the_hooked_full_forward(tiny, site, resumed_at):
+    """Removal scores resumed from the cached clean residual equal a full forward with the edit
+    hooked at the site; a site off the residual stream runs full forwards."""
+    from spectrascope.mech.metrics import corpus_loss
+    from spectrascope.sae.bridge import FeatureRemovalScores, _keep_mask
+    from spectrascope.trace import hooks
+
+    torch.manual_seed(1)
+    sae = build_sae("relu", 32, 16)
+    binding = bind_site(tiny, sae, site)
+    metric = corpus_loss(tiny, "arithmetic", max_tokens=200, seq_len=32)
+    scorer = FeatureRemovalScores(binding, metric)
+    assert scorer._layer == resumed_at
+    features = [0, 3, 5, 9]
+
+    def remove(x):
+        codes = sae.encode(x)[:, features]
+        return x - codes @ sae.W_dec[features]
+
+    with hooks(tiny.hf, {binding.site: binding.edit(remove, [_keep_mask(metric)])}), torch.no_grad():
+        logits = tiny.hf(**metric.forward_kwargs(tiny.hf), use_cache=False).logits
+    expected = metric.row_scores(logits).detached().values.numpy()
+    removed = scorer.removed(features)
+    np.testing.assert_allclose(removed, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(removed - scorer.clean[0]).max() > 1e-4  # the removal changes the loss

@@ -30,6 +30,38 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def length_chunks(valid: torch.Tensor, max_tokens: int) -> list[tuple[torch.Tensor, int]]:
+    """Rows of a padded batch grouped by length, so no forward pays for another text's padding.
+
+    Args:
+        valid: (batch, pos) attention mask (nonzero = a real token).
+        max_tokens: most rows x width per chunk (a chunk holds at least one row).
+    Returns:
+        (row indices, width) per chunk, rows sorted by length: ``ids[rows, :width]`` is the
+        chunk. Widths are trimmed to the chunk's longest row only when every row is
+        right-padded (its real tokens a prefix); otherwise each chunk keeps the full width.
+    """
+    valid = valid.bool()
+    lengths = valid.sum(dim=1)
+    positions = torch.arange(valid.shape[1], device=valid.device)
+    right_padded = bool((valid == (positions[None, :] < lengths[:, None])).all())
+    order = torch.argsort(lengths.cpu(), stable=True)
+    chunks: list[tuple[torch.Tensor, int]] = []
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order):
+            width = int(lengths[order[stop]]) if right_padded else valid.shape[1]
+            if width * (stop + 1 - start) > max_tokens:
+                break
+            stop += 1
+        rows = order[start:stop]
+        width = max(1, int(lengths[rows].max())) if right_padded else valid.shape[1]
+        chunks.append((rows, width))
+        start = stop
+    return chunks
+
+
 def text_batches(
     tokenizer,
     texts: Sequence[str],

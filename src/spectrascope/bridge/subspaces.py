@@ -67,11 +67,36 @@ class MatrixSubspaces:
         raise ValueError(f"unknown part {part!r} (tail, erg, bulk)")
 
 
+GRAM_CONDITION = 1e-4
+"""Smallest sigma_min / sigma_max for which singular vectors come from the Gram matrix (their
+float64 error ~ eps (sigma_max / sigma_i)^2 <= 2e-8); below it, a full SVD."""
+
+
+def thin_svd(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U (out, r), s (r,) descending, Vt (r, in)) of float64 W (out, in), r = min(out, in).
+
+    The eigendecomposition of the smaller Gram matrix (W W^T or W^T W) gives the singular
+    values and one side's vectors, the other side is W's product with them divided by sigma:
+    3-4x faster than LAPACK's SVD on the 576 x 1536 matrices of SmolLM2, equal to ~1e-10.
+    Badly conditioned matrices (sigma_min / sigma_max < :data:`GRAM_CONDITION`, rank-deficient
+    ones among them) take the full SVD.
+    """
+    wide = W.shape[0] <= W.shape[1]
+    gram = W @ W.T if wide else W.T @ W
+    evals, vecs = torch.linalg.eigh(gram)
+    evals, vecs = evals.flip(0), vecs.flip(1)
+    s = evals.clamp_min(0).sqrt()
+    if not s.numel() or not float(s[-1]) > GRAM_CONDITION * float(s[0]):
+        return torch.linalg.svd(W, full_matrices=False)
+    if wide:
+        return vecs, s, (vecs.T @ W) / s[:, None]
+    return (W @ vecs) / s[None, :], s, vecs.T
+
+
 def matrix_subspaces(W: np.ndarray, left: bool = True) -> MatrixSubspaces:
-    """SVD (float64) and the tail sizes of W (out, in). If the fit fails, the tail is empty.
-    ``left=False`` keeps only the input directions (U is None), half the memory."""
-    # torch's LAPACK path: ~15x faster than numpy's here (measured 0.24 s vs 3.6 s CPU for 576 x 1536)
-    U_t, s_t, Vt_t = torch.linalg.svd(torch.as_tensor(np.asarray(W, dtype=np.float64)), full_matrices=False)
+    """SVD (float64, :func:`thin_svd`) and the tail sizes of W (out, in). If the fit fails, the
+    tail is empty. ``left=False`` keeps only the input directions (U is None), half the memory."""
+    U_t, s_t, Vt_t = thin_svd(torch.as_tensor(np.asarray(W, dtype=np.float64)))
     U = U_t.numpy().astype(np.float32) if left else None
     s, Vt = s_t.numpy(), Vt_t.numpy().astype(np.float32)
     del U_t, Vt_t

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spectrascope.activations.batching import length_chunks
 from spectrascope.errors import InputError, OptionError
 from spectrascope.mech.components import (
     COMPONENT_KINDS,
@@ -222,7 +223,7 @@ def _as_batch(reference: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 REFERENCE_CHUNK_TOKENS = 2048
-"""Rows x positions of one forward when mean-ablation references are accumulated."""
+"""Rows x width of one forward when mean-ablation references are accumulated."""
 
 
 @torch.no_grad()
@@ -233,7 +234,9 @@ def reference_values(
     (mean), or (batch, pos, d) reference activations (resample).
 
     Means are accumulated over chunks of the reference's rows (float64 sums), so a large
-    reference batch never holds every site's activations at once.
+    reference batch never holds every site's activations at once; rows are grouped by length
+    and each chunk trimmed to its longest row (a batch padded to its longest text costs
+    6.6x the compute on the study's six domains: 31,232 positions for 4,736 tokens).
     """
     activation = [c for c in components if isinstance(c, ActivationComponent)]
     if mode is AblationMode.ZERO or not activation:
@@ -252,15 +255,14 @@ def reference_values(
         _, cache = run_with_cache(hf, input_ids, sites, attention_mask=attention_mask, use_cache=False)
         return {c: c.part(cache[c.site]).clone() for c in activation}
     sums: dict[ActivationComponent, list[torch.Tensor]] = {}
-    rows_per_chunk = max(1, REFERENCE_CHUNK_TOKENS // max(1, input_ids.shape[1]))
-    for start in range(0, input_ids.shape[0], rows_per_chunk):
-        rows = slice(start, start + rows_per_chunk)
-        mask = None if attention_mask is None else attention_mask[rows]
-        _, cache = run_with_cache(hf, input_ids[rows], sites, attention_mask=mask, use_cache=False)
+    for rows, width in length_chunks(valid, REFERENCE_CHUNK_TOKENS):
+        rows = rows.to(input_ids.device)
+        mask = None if attention_mask is None else attention_mask[rows, :width]
+        _, cache = run_with_cache(hf, input_ids[rows, :width], sites, attention_mask=mask, use_cache=False)
         for component in activation:
             part = component.part(cache[component.site])
             first = part[:, 0].double().sum(dim=0)
-            other = part[rest[rows].to(part.device)].double().sum(dim=0)
+            other = part[rest[rows.to(rest.device), :width].to(part.device)].double().sum(dim=0)
             if component in sums:
                 sums[component][0] += first
                 sums[component][1] += other

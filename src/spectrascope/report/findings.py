@@ -268,14 +268,14 @@ def attribution_findings(t: StudyTables) -> list[str]:
     agree = t.get("activations", "energy_agreement")
     if agree is None or agree.empty:
         return []
-    row = agree[(agree["a"] == "energy_change") & (agree["b"] == "|integrated_gradients|")]
+    row = agree[(agree["a"] == "energy_change") & (agree["b"] == "|grad_x_input|")]
     if row.empty:
         return []
     r = row.iloc[0]
     verdict = "survives" if r["q_value"] < Q_LEVEL else "does not survive"
     return [
         (
-            f"Energy vs attribution: per-text rank correlation of the energy change with |integrated gradients| averages "
+            f"Energy vs attribution: per-text rank correlation of the energy change with |gradient x input| averages "
             f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."
         )
     ]

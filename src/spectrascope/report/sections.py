@@ -448,7 +448,7 @@ def attribution_section(t: StudyTables, model: str) -> Section | None:
     if tokens is None or agree is None or tokens.empty:
         return None
     first = tokens[tokens["text"] == tokens["text"].min()]
-    long = first.melt(id_vars=["position", "token"], value_vars=["energy_change", "integrated_gradients"])
+    long = first.melt(id_vars=["position", "token"], value_vars=["energy_change", "grad_x_input"])
     long["label"] = long["position"].astype(str) + ":" + long["token"]
     return Section(
         "attribution",
@@ -456,8 +456,10 @@ def attribution_section(t: StudyTables, model: str) -> Section | None:
         [
             (
                 "Per token (the first text shown): change of token energy from the first to the last layer, and "
-                "integrated-gradients attribution of the text's log-likelihood. The table averages per-text rank "
-                "correlations over texts (interval over texts, within-text permutation null, q-values)."
+                "gradient x input attribution of the text's log-likelihood (exact; integrated gradients from a zero "
+                "baseline did not converge on SmolLM2, see spectrascope.bridge.energy_attribution). The table "
+                "averages per-text rank correlations over texts (interval over texts, within-text permutation "
+                "null, q-values)."
             )
         ],
         [

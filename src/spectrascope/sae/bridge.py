@@ -286,27 +286,93 @@ def _keep_mask(metric: Any) -> torch.Tensor:
     return keep
 
 
-def _row_scores(
-    binding: SiteBinding, metric: Any, features: Sequence[int] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(values, weights): per text, its mean next-token loss and scored tokens, with
-    ``features``' contributions subtracted at the site (all positions but the first; None: clean)."""
-    from ..trace.tracer import model_output_tensor
+class FeatureRemovalScores:
+    """Per-text next-token loss of one metric's batch with SAE features removed at the site.
 
-    edits = {}
-    if features is not None:
-        sae = binding.sae
+    The clean forward runs once. When the site is a residual stream (``resid_post`` of L, or
+    ``resid_pre`` of L + 1) and the model's forward can be resumed, every removal starts from
+    the cached clean residual at block L + 1 (:func:`~spectrascope.trace.resume.forward_from_layer`):
+    at the middle layer, half the cost of a full forward; the first resumed forward is checked
+    against the full one (else full forwards with the edit hooked are used).
+
+    Args:
+        binding: the model, site and SAE.
+        metric: a next-token loss over a batch (:func:`~spectrascope.mech.metrics.corpus_loss`).
+    """
+
+    def __init__(self, binding: SiteBinding, metric: Any) -> None:
+        from ..mech.metrics import keep_logits
+        from ..trace.sites import site_name
+        from ..trace.tracer import model_output_tensor, run_with_cache
+
+        self.binding, self.metric = binding, metric
+        self._keep = [_keep_mask(metric)]
+        self._kwargs = metric.forward_kwargs(binding.hf)
+        self._layer = self._resume_layer()
+        self._hidden: torch.Tensor | None = None
+        with torch.no_grad():
+            if self._layer is None:
+                logits = model_output_tensor(binding.hf(**self._kwargs, use_cache=False))
+            else:
+                resid = site_name(self._layer, SiteKind.RESID_PRE)
+                logits, cache = run_with_cache(
+                    binding.hf,
+                    metric.input_ids,
+                    [resid],
+                    attention_mask=metric.attention_mask,
+                    use_cache=False,
+                    **keep_logits(binding.hf, metric.logit_positions),
+                )
+                self._hidden = cache[resid]
+                resumed = self._resumed_logits(self._hidden)
+                if resumed.shape != logits.shape or float((resumed - logits).abs().max()) > 1e-4 * (
+                    float(logits.abs().max()) + 1.0
+                ):
+                    self._layer = self._hidden = None
+        self.clean = self._scores(logits)
+
+    def _resume_layer(self) -> int | None:
+        from ..models.handle import as_model
+        from ..trace.resume import resumable
+
+        b = self.binding
+        layer = b.layer + 1 if b.kind is SiteKind.RESID_POST else b.layer if b.kind is SiteKind.RESID_PRE else None
+        if layer is None or not resumable(b.loaded) or layer >= as_model(b.loaded).n_layers:
+            return None
+        return layer
+
+    def _resumed_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        from ..trace.resume import forward_from_layer
+
+        assert self._layer is not None
+        return forward_from_layer(
+            self.binding.loaded, self._layer, hidden, self.metric.attention_mask, self.metric.logit_positions
+        )
+
+    def _scores(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.metric.row_scores(logits).detached()
+        return scores.values.numpy().astype(np.float64), scores.weights.numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def removed(self, features: Sequence[int]) -> np.ndarray:
+        """(texts,) mean loss per text with ``features``' contributions subtracted at the site
+        (every position but the first)."""
+        from ..trace.tracer import model_output_tensor
+
+        sae = self.binding.sae
         index = torch.as_tensor(list(features), dtype=torch.long, device=sae.device)
 
         def remove(x: torch.Tensor) -> torch.Tensor:
             codes = sae.encode(x)[:, index]
             return x - codes @ sae.W_dec[index]
 
-        edits = {binding.site: binding.edit(remove, [_keep_mask(metric)])}
-    with hooks(binding.hf, edits), torch.no_grad():
-        logits = model_output_tensor(binding.hf(**metric.forward_kwargs(binding.hf), use_cache=False))
-    scores = metric.row_scores(logits).detached()
-    return scores.values.numpy().astype(np.float64), scores.weights.numpy().astype(np.float64)
+        edit = self.binding.edit(remove, self._keep)
+        if self._hidden is not None:
+            logits = self._resumed_logits(edit(self._hidden, self.binding.site))
+        else:
+            with hooks(self.binding.hf, {self.binding.site: edit}):
+                logits = model_output_tensor(self.binding.hf(**self._kwargs, use_cache=False))
+        return self._scores(logits)[0]
 
 
 def feature_ablation(
@@ -343,7 +409,8 @@ def feature_ablation(
     for domain, features in features_by_domain.items():
         features = list(features)
         metric = corpus_loss(binding.loaded, domain, max_tokens=loss_tokens, seq_len=seq_len, seed=seed)
-        base, weights = _row_scores(binding, metric)
+        scorer = FeatureRemovalScores(binding, metric)
+        base, weights = scorer.clean
         baseline = float((base * weights).sum() / weights.sum())
 
         def row(
@@ -372,13 +439,12 @@ def feature_ablation(
             return out
 
         if features:
-            removed = _row_scores(binding, metric, features)[0] - base
+            removed = scorer.removed(features) - base
             candidates = np.setdiff1d(pool, features)
             random = None
             if candidates.size >= len(features) and n_random:
                 draws = [
-                    _row_scores(binding, metric, rng.choice(candidates, len(features), replace=False))[0] - base
-                    for _ in range(n_random)
+                    scorer.removed(rng.choice(candidates, len(features), replace=False)) - base for _ in range(n_random)
                 ]
                 random = np.mean(draws, axis=0)
             rows.append(

@@ -45,6 +45,10 @@ class BudgetPreset(str, Enum):
     """Twice the tokens, more edits and layers: tens of minutes."""
 
 
+OPTIONAL_COUNTS = ("ig_steps",)
+"""Budget counts where 0 means "skip" (every other count must be at least 1)."""
+
+
 @dataclass(frozen=True)
 class StudyBudget:
     """Token, sequence and edit budgets of ``spectrascope study`` (see the module docstring).
@@ -75,6 +79,9 @@ class StudyBudget:
         confirm_heads: heads re-measured on ``head_sequences``: the most damaging of the sweep
             and the top induction and previous-token heads.
         attribution_texts: texts of the energy-vs-attribution comparison.
+        ig_steps: path points of integrated gradients in that comparison (0: gradient x input
+            only; from a zero baseline IG did not converge on SmolLM2-135M, see
+            :mod:`spectrascope.bridge.energy_attribution`).
         n_boot: bootstrap resamples of every interval.
         ablation_mode: how heads and blocks are removed (mean: their mean over the
             calibration texts, the attention sink kept apart; or zero).
@@ -100,7 +107,8 @@ class StudyBudget:
     head_sequences: int = 32
     sweep_sequences: int = 4
     confirm_heads: int = 12
-    attribution_texts: int = 12
+    attribution_texts: int = 24
+    ig_steps: int = 0
     n_boot: int = 1000
     ablation_mode: AblationMode = AblationMode.MEAN
     lens_prompt: str = "The capital of France is"
@@ -132,8 +140,9 @@ class StudyBudget:
             raise OptionError(f"unknown spectral edit(s) {', '.join(unknown)}: use tail, bulk or drop_top")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                raise OptionError(f"budget {{option}} must be at least 1 (got {value})", option=f.name)
+            least = 0 if f.name in OPTIONAL_COUNTS else 1
+            if isinstance(value, int) and not isinstance(value, bool) and value < least:
+                raise OptionError(f"budget {{option}} must be at least {least} (got {value})", option=f.name)
         if self.seq_len < 8:
             raise OptionError(f"budget seq_len must be at least 8 tokens (got {self.seq_len})")
         if not self.corpora.strip():
@@ -202,7 +211,7 @@ class StudyBudget:
             head_sequences=64,
             sweep_sequences=16,
             confirm_heads=24,
-            attribution_texts=24,
+            attribution_texts=48,
             spectral_edits=("tail", "bulk", "drop_top"),
             features=SaeBudget(store_tokens=120_000, train_tokens=240_000, feature_tokens=2048, loss_tokens=2048),
             circuits=CircuitBudget(tasks=("geography", "greater-than"), n_prompts=24),

@@ -62,7 +62,7 @@ INPUT_LABELS = {
 """Site label of a matrix input in the massive-activations table, by the role of its reader."""
 
 ATTRIBUTION_TOKENS = 32
-"""Tokens per text of the energy-vs-attribution comparison (integrated gradients cost 32 steps)."""
+"""Tokens per text of the energy-vs-attribution comparison."""
 
 
 def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
@@ -140,7 +140,14 @@ def _attribution_tokens(ctx: StudyContext, domains: list[Corpus], references, fi
     for corpus in domains:
         for text in corpus.texts[:per_domain]:
             for row in text_attribution_rows(
-                loaded, text, text_id, references, first, last, steps=32, seq_len=min(ATTRIBUTION_TOKENS, b.seq_len)
+                loaded,
+                text,
+                text_id,
+                references,
+                first,
+                last,
+                steps=b.ig_steps,
+                seq_len=min(ATTRIBUTION_TOKENS, b.seq_len),
             ):
                 rows.append({"domain": corpus.name, **row})
             text_id += 1
