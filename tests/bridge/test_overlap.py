@@ -77,6 +77,7 @@ def test_shares_from_per_text_sums_equal_the_covariance_formula():
             assert got[(part, "robust")]["share"] == pytest.approx(variance_share(Cr, B), rel=1e-6)
             assert got[(part, "raw")]["share_lo"] <= got[(part, "raw")]["share"] <= got[(part, "raw")]["share_hi"]
             assert got[(part, "raw")]["n_texts"] == 12 and got[(part, "raw")]["n_tokens"] == len(X)
+            assert 2 <= got[(part, "raw")]["n_units"] < 12  # texts of 5-19 tokens share units of ~64
         assert got[("tail", "raw")]["k"] + got[("bulk", "raw")]["k"] == min(shape)
         np.testing.assert_allclose(
             modes["W"], [variance_share(C, sub.Vt[i : i + 1].T) for i in range(min(10, sub.rank))], rtol=1e-6
@@ -105,3 +106,14 @@ def test_domain_planted_in_the_tail_and_the_isotropic_control():
     assert iso["enrichment_lo"] <= 1.0 <= iso["enrichment_hi"]  # a random domain: the interval covers 1
     modes = mode_table("W", {"planted": shares["planted"][1], "isotropic": shares["isotropic"][1]})
     assert (modes["top_domain"].iloc[: min(5, sub.n_tail)] == "planted").all()
+
+
+def test_bootstrap_units_group_short_texts_and_keep_long_ones_apart():
+    from spectrascope.bridge.input_shares import bootstrap_units
+
+    # tokens before each row: 0, 127, 254 -> units 0, 1, 3 -> renumbered 0, 1, 2 (one per text)
+    units, n = bootstrap_units(torch.tensor([127, 127, 127]), 64)
+    assert units.tolist() == [0, 1, 2] and n == 3
+    # 14-token texts: before = 0, 14, 28, 42, 56 -> unit 0; 70, 84, 98, 112, 126 -> unit 1; 140 -> unit 2
+    units, n = bootstrap_units(torch.full((11,), 14), 64)
+    assert units.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2] and n == 3

@@ -72,3 +72,15 @@ def test_report_renders_in_headless_chromium(report):
         if s.startswith('"overview"'):
             continue
         assert "main-svg" in s, s[:200]  # plotly drew at least one figure in this section
+
+
+def test_wide_tables_scroll_inside_the_page(tmp_path):
+    """A table wider than the page sits in its own horizontally scrolling box."""
+    import pandas as pd
+
+    from spectrascope.report.html import Section, render
+
+    wide = pd.DataFrame([{f"column_{i}": 0.5 for i in range(30)}])
+    text = render("t", [Section("s", "S", tables=[wide])], tmp_path / "r.html").read_text()
+    assert re.search(r"<div class='table-wrap'><table[^>]*>.*column_29.*</table>\s*</div>", text, re.DOTALL)
+    assert ".table-wrap { overflow-x: auto" in text

@@ -40,6 +40,11 @@ def test_stage_returns_its_tables_and_the_report_reads_them(tiny, tmp_path):
     sections = features_sections(tmp_path, cards=2)
     assert sections[0].id == "features" and len(sections) == 3
     assert any("explains" in p for p in sections[0].paragraphs)
+    quality = tables["sae_quality"]
+    few = quality[(quality["domain"] != "all") & (quality["n_texts"] < 8)]
+    flagged = [p for p in sections[0].paragraphs if "rough intervals" in p]
+    assert len(flagged) == (1 if len(few) else 0)
+    assert all(f"{d} ({n})" in flagged[0] for d, n in zip(few["domain"], few["n_texts"], strict=True))
     page = render("t", sections, tmp_path / "report.html")
     assert "Feature" in Path(page).read_text()
     assert SaeBudget.from_study(budget).k == 4

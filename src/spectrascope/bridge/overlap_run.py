@@ -32,6 +32,7 @@ OVERLAP_COLUMNS = [
     "d_in",
     "n_tokens",
     "n_texts",
+    "n_units",
     "share",
     "share_lo",
     "share_hi",

@@ -15,6 +15,7 @@ body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1
 h1 { font-size: 1.7em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .9em; } td, th { padding: .25em .6em; border-bottom: 1px solid #eee; text-align: right; }
 th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
+.table-wrap { overflow-x: auto; max-width: 100%; margin: .5em 0; }
 .overview { background: #f7f9fc; border-left: 4px solid #4a78c2; padding: .6em 1em; }
 """
 
@@ -44,7 +45,8 @@ def render(title: str, sections: list[Section], path: str | Path) -> Path:
         for fig in s.figures:
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
         for t in s.tables:
-            parts.append(t.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
+            table = t.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+            parts.append(f"<div class='table-wrap'>{table}</div>")  # wide tables scroll, the page does not
         parts.append("</section>")
     parts.append("</body></html>")
     path = Path(path)

@@ -67,7 +67,7 @@ class SaeBudget:
     store_tokens: int = 60_000
     train_tokens: int = 120_000
     batch_size: int = 512
-    eval_tokens: int = 256
+    eval_tokens: int = 512
     feature_tokens: int = 1024
     loss_tokens: int = 1024
     top_features: int = 5
@@ -165,6 +165,10 @@ def _read(folder: Path, name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
+FEW_TEXTS = 8
+"""Per-domain quality rows on fewer held-out texts than this are flagged in the report."""
+
+
 def features_sections(out: str | Path, cards: int | None = None) -> list:
     """The "Features" section and one card section per top feature, from ``OUT/sae`` tables."""
     from ..report.html import Section
@@ -214,6 +218,14 @@ def _overview(folder: Path, quality: pd.DataFrame) -> list[str]:
         f"[{row['ce_increase_lo']:.3f}, {row['ce_increase_hi']:.3f}], {row['loss_recovered']:.1%} of the loss "
         "recovered between zero ablation and the clean model (95 % bootstrap over texts)."
     )
+    few = quality[(quality["domain"] != "all") & (quality["n_texts"] < FEW_TEXTS)]
+    if len(few):
+        lines.append(
+            "Per-domain rows resting on fewer than "
+            f"{FEW_TEXTS} held-out texts have rough intervals: "
+            + ", ".join(f"{r.domain} ({int(r.n_texts)})" for r in few.itertuples())
+            + "."
+        )
     ranking = _read(folder, "feature_ranking")
     if ranking is not None and len(ranking):
         selective = ranking[ranking["selective"].astype(bool)]
