@@ -19,6 +19,28 @@ def tiny():
     return transformers.LlamaForCausalLM(cfg).eval().double()
 
 
+@pytest.fixture(scope="module")
+def word_model(tiny):
+    """(loaded, references): the tiny model behind a tokenizer reading space-separated ids, and
+    one standard-Gaussian energy reference for both layers."""
+    import types
+
+    from spectrascope.activations.token_energy import ReferenceGaussian
+    from spectrascope.trace.moments import RunningMoments
+
+    class Tokenizer:
+        def __call__(self, text, return_tensors=None, truncation=True, max_length=64):
+            return {"input_ids": torch.tensor([[int(w) for w in text.split()][:max_length]])}
+
+        def convert_ids_to_tokens(self, ids):
+            return [str(int(i)) for i in ids]
+
+    gen = torch.Generator().manual_seed(0)
+    reference = ReferenceGaussian.from_moments(RunningMoments().update(torch.randn(500, 32, generator=gen).double()))
+    refs = {"blocks.0.hook_resid_post": reference, "blocks.1.hook_resid_post": reference}
+    return types.SimpleNamespace(hf=tiny, tokenizer=Tokenizer()), refs
+
+
 def test_integrated_gradients_completeness(tiny):
     ids = torch.tensor([[3, 17, 9, 22, 5, 41, 8]])
     gxi, ig, delta = attributions(tiny, ids, steps=128)
@@ -49,29 +71,14 @@ def test_too_short_text(tiny):
         attributions(tiny, torch.tensor([[3]]))
 
 
-def test_attribution_rows_leave_out_the_sink_and_the_last_token(tiny):
+def test_attribution_rows_leave_out_the_sink_and_the_last_token(word_model):
     """Scored tokens are 1 .. T-2: the sink's energy is not comparable, and the last token's
     attribution is 0 by construction (its prediction is not scored)."""
-    import types
-
     import numpy as np
 
-    from spectrascope.activations.token_energy import ReferenceGaussian
     from spectrascope.bridge.energy_attribution import agreement_table, text_attribution_rows
-    from spectrascope.trace.moments import RunningMoments
 
-    class Tokenizer:
-        def __call__(self, text, return_tensors=None, truncation=True, max_length=64):
-            ids = [int(w) for w in text.split()][:max_length]
-            return {"input_ids": torch.tensor([ids])}
-
-        def convert_ids_to_tokens(self, ids):
-            return [str(int(i)) for i in ids]
-
-    loaded = types.SimpleNamespace(hf=tiny, tokenizer=Tokenizer())
-    gen = torch.Generator().manual_seed(0)
-    reference = ReferenceGaussian.from_moments(RunningMoments().update(torch.randn(500, 32, generator=gen).double()))
-    refs = {"blocks.0.hook_resid_post": reference, "blocks.1.hook_resid_post": reference}
+    loaded, refs = word_model
     rows = []
     for text_id, text in enumerate(["3 17 9 22 5 41 8", "4 4 9 12 30 2", "7 1 2 3 4 5 6 7"]):
         rows += text_attribution_rows(
@@ -94,29 +101,15 @@ def test_gradient_x_input_alone_equals_the_one_beside_integrated_gradients(tiny)
     assert gradient_x_input(tiny, ids) == pytest.approx(gxi, rel=1e-10, abs=1e-12)
 
 
-def test_rows_without_integrated_gradients_compare_gradient_x_input_only(tiny):
+def test_rows_without_integrated_gradients_compare_gradient_x_input_only(word_model):
     """steps=0: IG columns are NaN and the agreement table keeps the pairs it can compute;
     with steps, each text carries the completeness gap of its path integral."""
-    import types
-
     import numpy as np
     import pandas as pd
 
-    from spectrascope.activations.token_energy import ReferenceGaussian
     from spectrascope.bridge.energy_attribution import agreement_table, text_attribution_rows
-    from spectrascope.trace.moments import RunningMoments
 
-    class Tokenizer:
-        def __call__(self, text, return_tensors=None, truncation=True, max_length=64):
-            return {"input_ids": torch.tensor([[int(w) for w in text.split()][:max_length]])}
-
-        def convert_ids_to_tokens(self, ids):
-            return [str(int(i)) for i in ids]
-
-    loaded = types.SimpleNamespace(hf=tiny, tokenizer=Tokenizer())
-    gen = torch.Generator().manual_seed(0)
-    reference = ReferenceGaussian.from_moments(RunningMoments().update(torch.randn(500, 32, generator=gen).double()))
-    refs = {"blocks.0.hook_resid_post": reference, "blocks.1.hook_resid_post": reference}
+    loaded, refs = word_model
     texts = ["3 17 9 22 5 41 8", "4 4 9 12 30 2", "7 1 2 3 4 5 6 7"]
 
     def rows(steps):
