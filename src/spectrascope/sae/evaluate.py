@@ -176,18 +176,23 @@ def _domain_pass(
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         keep[0] = batch.keep
         captured.clear()
-        with torch.no_grad():
+        losses: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        with torch.no_grad():  # each forward's logits are reduced to per-row sums at once: one alive at a time
             with hooks(hf, {binding.site: observe}):
-                clean = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                logits = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            if with_loss:
+                losses["nll_clean"] = _nll_per_row(logits, ids, mask)
+            del logits
             x_rows = captured[0]
             massive = batch.keep.clone()
             massive[batch.keep] = massive_mask(x_rows[batch.keep.to(x_rows.device)], binding.massive_factor).cpu()
             ordinary = batch.keep & ~massive
             if with_loss:
-                with hooks(hf, {binding.site: splice}):
-                    spliced = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                with hooks(hf, {binding.site: zero}):
-                    zeroed = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                for name, edit in (("nll_sae", splice), ("nll_zero", zero)):
+                    with hooks(hf, {binding.site: edit}):
+                        logits = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                    losses[name] = _nll_per_row(logits, ids, mask)
+                    del logits
         for row in range(ids.shape[0]):
             x = x_rows[row][ordinary[row].to(x_rows.device)].float()
             codes, error, n_active = reconstruction_sums(sae, x)
@@ -200,8 +205,7 @@ def _domain_pass(
             sums.vec_sum.append(x.double().sum(dim=0).cpu().numpy())
             sums.active.append(float(n_active.double().sum()))
         if with_loss:
-            for name, logits in (("nll_clean", clean), ("nll_sae", spliced), ("nll_zero", zeroed)):
-                total, count = _nll_per_row(logits, ids, mask)
+            for name, (total, count) in losses.items():
                 getattr(sums, name).extend(total.cpu().tolist())
             sums.targets.extend(count.cpu().tolist())
 
