@@ -75,7 +75,7 @@ def match_l0(sae: SparseAutoencoder, x: torch.Tensor, target: float, iterations:
     """
     pre = sae.pre_activations(x)
     before = active_count(pre, sae.firing_cutoffs(0.0))
-    # L0 does not increase with the offset: at lo every pre-activation above 0 counts, at hi none.
+    # L0 does not increase with the offset: at lo every feature that can fire does, at hi none.
     lo, hi = -float(pre.abs().max()) - 1.0, float(pre.max()) + 1.0
     best, best_error = 0.0, abs(before - target)
     for _ in range(iterations):

@@ -21,7 +21,7 @@
 5. the learning rate warms up over the first 1 % of steps and decays linearly to 0 over the
    last 20 %;
 6. an SAE whose sparsity coefficient follows a target L0 (ReLU, JumpReLU with ``k``) ends at
-   that L0 on the rows of step 1: :func:`~spectrascope.sae.sparsity.match_l0` moves its firing
+   that L0 on up to :data:`MATCH_ROWS` of the rows of step 1: :func:`~spectrascope.sae.sparsity.match_l0` moves its firing
    cutoffs by one common offset (``metadata["training"]["l0_match"]``: L0 before and after).
 
 One seed fixes initialization, data order and resampling. A progress bar shows tokens/s,
@@ -62,6 +62,9 @@ LOG_COLUMNS = [
 (summed over dimensions) and ``explained_variance`` 1 - mse / variance of the batch, both on
 the scaled inputs of the current batch; ``l0`` mean active features per token;
 ``dead_fraction`` the share of features dead at that step."""
+
+MATCH_ROWS = 4096
+"""Training rows on which a target L0 is met after training (their pre-activations are held at once)."""
 
 RESAMPLE_AT = (0.25, 0.5)
 """Fractions of training at which ReLU and JumpReLU SAEs resample their dead features."""
@@ -375,8 +378,9 @@ def fit(
     sae.eval()
     target = getattr(getattr(sae, "sparsity", None), "target", None)
     matched = None
-    if target is not None:
-        matched = {**match_l0(sae, (sample * scale).to(device), target), "rows": int(sample.shape[0])}
+    if target is not None:  # (rows, d_sae) pre-activations: at most MATCH_ROWS rows of them
+        rows = sample[:MATCH_ROWS]
+        matched = {**match_l0(sae, (rows * scale).to(device), target), "rows": int(rows.shape[0])}
     with torch.no_grad():
         sae.fold_input_scale(scale)
     sae.training_log = pd.DataFrame(log, columns=LOG_COLUMNS)
