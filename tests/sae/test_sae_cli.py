@@ -21,30 +21,18 @@ def tiny_dir(tiny, tmp_path_factory):
     return folder
 
 
+def _train_args(model, out, corpus, arch, d_sae, k, tokens, batch_size, *extra):
+    """argv of ``spectrascope sae train`` on ``SITE`` (quiet)."""
+    return [
+        "sae", "train", model, "--site", SITE, "--corpus", corpus, "--arch", arch,
+        "--d-sae", str(d_sae), "--k", str(k), "--tokens", str(tokens), "--batch-size", str(batch_size),
+        "--out", out, "--quiet", *extra,
+    ]  # fmt: skip
+
+
 def test_train_eval_features(tiny_dir, tmp_path, run_cli):
     out = tmp_path / "sae"
-    code, stdout, err = run_cli(
-        "sae",
-        "train",
-        tiny_dir,
-        "--site",
-        SITE,
-        "--corpus",
-        "calendar,arithmetic",
-        "--arch",
-        "batch_topk",
-        "--d-sae",
-        "64",
-        "--k",
-        "4",
-        "--tokens",
-        "4096",
-        "--batch-size",
-        "256",
-        "--out",
-        out,
-        "--quiet",
-    )
+    code, stdout, err = run_cli(*_train_args(tiny_dir, out, "calendar,arithmetic", "batch_topk", 64, 4, 4096, 256))
     assert code == 0, err
     assert "trained batch_topk SAE" in stdout
     sae = load_sae(out)
@@ -107,27 +95,7 @@ def _one_error_line(code: int, err: str) -> None:
 def test_train_bad_input(tiny_dir, tmp_path, run_cli, extra, message):
     (tmp_path / "empty.txt").write_text("\n  \n")
     extra = [str(tmp_path / "empty.txt") if e == "EMPTY" else e for e in extra]
-    args = [
-        "sae",
-        "train",
-        tiny_dir,
-        "--site",
-        SITE,
-        "--corpus",
-        "calendar",
-        "--tokens",
-        "512",
-        "--batch-size",
-        "128",
-        "--d-sae",
-        "16",
-        "--k",
-        "2",
-        "--out",
-        tmp_path / "sae",
-        "--quiet",
-        *extra,
-    ]
+    args = _train_args(tiny_dir, tmp_path / "sae", "calendar", "topk", 16, 2, 512, 128, *extra)
     code, _, err = run_cli(*args)
     _one_error_line(code, err)
     assert message in err
@@ -157,28 +125,7 @@ def test_eval_bad_sae_folders(tiny_dir, tmp_path, run_cli):
 
 
 def test_train_reports_the_matched_target_l0(tiny_dir, tmp_path, run_cli):
-    code, stdout, err = run_cli(
-        "sae",
-        "train",
-        tiny_dir,
-        "--site",
-        SITE,
-        "--corpus",
-        "calendar",
-        "--arch",
-        "jumprelu",
-        "--d-sae",
-        "64",
-        "--k",
-        "4",
-        "--tokens",
-        "2048",
-        "--batch-size",
-        "256",
-        "--out",
-        tmp_path / "sae",
-        "--quiet",
-    )
+    code, stdout, err = run_cli(*_train_args(tiny_dir, tmp_path / "sae", "calendar", "jumprelu", 64, 4, 2048, 256))
     assert code == 0, err
     assert "firing cutoffs matched to the target L0" in stdout and "-> 4.0" in stdout
     match = load_sae(tmp_path / "sae").metadata["spectrascope"]["training"]["l0_match"]
