@@ -51,7 +51,7 @@ from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
-from spectrascope.trace.resume import forward_from_layer, resumable
+from spectrascope.trace.resume import forward_from_layer, resumable, resumed_agrees
 from spectrascope.trace.sites import SiteKind, site_name
 from spectrascope.trace.tracer import model_output_tensor
 
@@ -152,9 +152,7 @@ def _resume_agrees(
     hf: nn.Module, metric: Metric, chunk: slice, layer: int, cache: Mapping[int, torch.Tensor], logits: torch.Tensor
 ) -> bool:
     """Whether the forward from ``layer`` reproduces the full forward's logits (else warn)."""
-    resumed = _logits(hf, metric, chunk, layer, cache)
-    scale = float(logits.abs().max()) + 1.0
-    if resumed.shape == logits.shape and float((resumed - logits).abs().max()) <= 1e-4 * scale:
+    if resumed_agrees(_logits(hf, metric, chunk, layer, cache), logits):
         return True
     warnings.warn(
         "ablation sweep: resuming the forward at a layer does not reproduce the full forward on this "

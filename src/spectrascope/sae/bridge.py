@@ -302,6 +302,7 @@ class FeatureRemovalScores:
 
     def __init__(self, binding: SiteBinding, metric: Any) -> None:
         from ..mech.metrics import keep_logits
+        from ..trace.resume import resumed_agrees
         from ..trace.sites import site_name
         from ..trace.tracer import model_output_tensor, run_with_cache
 
@@ -324,10 +325,7 @@ class FeatureRemovalScores:
                     **keep_logits(binding.hf, metric.logit_positions),
                 )
                 self._hidden = cache[resid]
-                resumed = self._resumed_logits(self._hidden)
-                if resumed.shape != logits.shape or float((resumed - logits).abs().max()) > 1e-4 * (
-                    float(logits.abs().max()) + 1.0
-                ):
+                if not resumed_agrees(self._resumed_logits(self._hidden), logits):
                     self._layer = self._hidden = None
         self.clean = self._scores(logits)
 

@@ -95,3 +95,10 @@ def forward_from_layer(
         setattr(parent, attribute, layers)
         if cut_types:
             config.layer_types = layer_types
+
+
+def resumed_agrees(resumed: torch.Tensor, full: torch.Tensor, rtol: float = 1e-4) -> bool:
+    """Whether logits of a resumed forward reproduce the full forward's: same shape, and no
+    entry off by more than ``rtol`` x (largest |logit| + 1)."""
+    scale = float(full.abs().max()) + 1.0
+    return resumed.shape == full.shape and float((resumed - full).abs().max()) <= rtol * scale
