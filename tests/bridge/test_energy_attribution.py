@@ -90,7 +90,9 @@ def test_attribution_rows_leave_out_the_sink_and_the_last_token(word_model):
     assert tokens.groupby("text")["position"].agg(["min", "max"]).values.tolist() == [[1, 5], [1, 4], [1, 6]]
     table = agreement_table(tokens, n_boot=100, n_perm=99)
     assert set(table.columns) >= {"rho", "rho_lo", "rho_hi", "p_value", "q_value", "n_texts"}
-    assert (table["n_texts"] == 3).all() and np.isfinite(table["q_value"]).all()
+    plain = table[table["given"] == ""]
+    assert (plain["n_texts"] == 3).all() and np.isfinite(table["q_value"]).all()
+    assert (table["n_texts"] >= 2).all()  # given position, a text of 4 scored tokens may leave nothing to rank
 
 
 def test_gradient_x_input_alone_equals_the_one_beside_integrated_gradients(tiny):
@@ -125,8 +127,37 @@ def test_rows_without_integrated_gradients_compare_gradient_x_input_only(word_mo
     np.testing.assert_allclose(plain["grad_x_input"], with_ig["grad_x_input"], rtol=1e-9)
     assert (with_ig["ig_completeness_gap"] < 0.05).all()  # the tiny double-precision model converges
     table = agreement_table(plain, n_boot=50, n_perm=19)
-    assert list(zip(table["a"], table["b"], strict=True)) == [
-        ("energy_change", "|grad_x_input|"),
-        ("energy_last", "|grad_x_input|"),
+    assert list(zip(table["a"], table["b"], table["given"], strict=True)) == [
+        ("energy_change", "|grad_x_input|", ""),
+        ("energy_last", "|grad_x_input|", ""),
+        ("energy_change", "|grad_x_input|", "position"),
     ]
-    assert len(agreement_table(with_ig, n_boot=50, n_perm=19)) == 4
+    assert len(agreement_table(with_ig, n_boot=50, n_perm=19)) == 5
+
+
+def test_agreement_given_position_removes_a_shared_position_trend():
+    """Energy rises and |attribution| falls with position, and nothing else links them: the plain
+    per-text correlation is strongly negative and significant; given position it is ~0 and not."""
+    import numpy as np
+    import pandas as pd
+
+    from spectrascope.bridge.energy_attribution import agreement_table
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for text in range(24):
+        for t in range(1, 31):
+            rows.append(
+                {
+                    "text": text,
+                    "position": t,
+                    "energy_change": 0.05 * t + rng.normal(0, 0.3),
+                    "energy_last": rng.normal(),
+                    "grad_x_input": (3.0 - 0.08 * t + rng.normal(0, 0.3)) * rng.choice([-1, 1]),
+                    "integrated_gradients": np.nan,
+                }
+            )
+    table = agreement_table(pd.DataFrame(rows), n_boot=200, n_perm=199).set_index(["a", "given"])
+    plain, partial = table.loc[("energy_change", "")], table.loc[("energy_change", "position")]
+    assert plain["rho"] < -0.5 and plain["p_value"] < 0.01
+    assert partial["rho_lo"] < 0 < partial["rho_hi"] and partial["p_value"] > 0.05

@@ -115,7 +115,21 @@ def test_attribution_verdict_follows_the_q_value(tmp_path):
     assert "0.30 [0.10, 0.50] over 12 texts" in line and "it survives (q = 0.010)" in line
     agree["q_value"] = 0.2
     (line,) = attribution_findings(_tables(tmp_path / "b", activations__energy_agreement=agree))
-    assert "does not survive (q = 0.200)" in line
+    assert "does not survive (q = 0.200)" in line and "given position" not in line
+
+
+def test_attribution_states_the_position_controlled_correlation(tmp_path):
+    row = {"a": "energy_change", "b": "|grad_x_input|", "rho": -0.25, "rho_lo": -0.35, "rho_hi": -0.13, "n_texts": 24}
+    agree = pd.DataFrame(
+        [
+            {**row, "given": "", "q_value": 0.002},
+            {**row, "given": "position", "rho": -0.20, "rho_lo": -0.33, "rho_hi": -0.06, "q_value": 0.03},
+        ]
+    )
+    (line,) = attribution_findings(_tables(tmp_path, activations__energy_agreement=agree))
+    assert "-0.25 [-0.35, -0.13] over 24 texts" in line and "survives (q = 0.002)" in line
+    assert "given position (partial rank correlation, residuals shuffled) it is -0.20 [-0.33, -0.06]" in line
+    assert "survives (q = 0.030)" in line
 
 
 def test_alignment_states_the_sign_test(tmp_path):

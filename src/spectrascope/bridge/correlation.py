@@ -21,6 +21,21 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float((rx * ry).sum() / denom) if denom > 0 else np.nan
 
 
+def rank_residuals(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Centered ranks of ``x`` minus their least-squares fit on the centered ranks of ``z`` (n,)."""
+    rx, rz = rankdata(x) - (len(x) + 1) / 2, rankdata(z) - (len(z) + 1) / 2
+    zz = float((rz**2).sum())
+    return rx - (float((rx * rz).sum()) / zz) * rz if zz > 0 else rx
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Spearman correlation of x and y given z: the correlation of their ranks' residuals on z's ranks,
+    (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)) in terms of the three rank correlations."""
+    ex, ey = rank_residuals(x, z), rank_residuals(y, z)
+    denom = np.sqrt((ex**2).sum() * (ey**2).sum())
+    return float((ex * ey).sum() / denom) if denom > 1e-12 else np.nan
+
+
 def permutation_test(x: np.ndarray, y: np.ndarray, n_perm: int = 2000, seed: int = 0) -> tuple[float, float]:
     """(rho, two-sided permutation p-value)."""
     x, y = np.asarray(x, float), np.asarray(y, float)

@@ -268,17 +268,27 @@ def attribution_findings(t: StudyTables) -> list[str]:
     agree = t.get("activations", "energy_agreement")
     if agree is None or agree.empty:
         return []
-    row = agree[(agree["a"] == "energy_change") & (agree["b"] == "|grad_x_input|")]
-    if row.empty:
+    given = agree["given"] if "given" in agree else pd.Series("", index=agree.index)
+    pair = agree[(agree["a"] == "energy_change") & (agree["b"] == "|grad_x_input|")]
+    plain, partial = pair[given[pair.index] == ""], pair[given[pair.index] == "position"]
+    if plain.empty:
         return []
-    r = row.iloc[0]
-    verdict = "survives" if r["q_value"] < Q_LEVEL else "does not survive"
-    return [
-        (
-            f"Energy vs attribution: per-text rank correlation of the energy change with |gradient x input| averages "
-            f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {verdict} (q = {r['q_value']:.3f})."
+    r = plain.iloc[0]
+    line = (
+        f"Energy vs attribution: per-text rank correlation of the energy change with |gradient x input| averages "
+        f"{ci(r, 'rho')} over {int(r['n_texts'])} texts; against shuffled tokens it {_verdict(r)} (q = {r['q_value']:.3f})."
+    )
+    if len(partial):
+        p = partial.iloc[0]
+        line += (
+            f" Both follow position within a text; given position (partial rank correlation, residuals shuffled) "
+            f"it is {ci(p, 'rho')} over {int(p['n_texts'])} texts and {_verdict(p)} (q = {p['q_value']:.3f})."
         )
-    ]
+    return [line]
+
+
+def _verdict(row) -> str:
+    return "survives" if row["q_value"] < Q_LEVEL else "does not survive"
 
 
 def circuit_findings(t: StudyTables) -> list[str]:

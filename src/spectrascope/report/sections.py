@@ -459,7 +459,8 @@ def attribution_section(t: StudyTables, model: str) -> Section | None:
                 "gradient x input attribution of the text's log-likelihood (exact; integrated gradients from a zero "
                 "baseline did not converge on SmolLM2, see spectrascope.bridge.energy_attribution). The table "
                 "averages per-text rank correlations over texts (interval over texts, within-text permutation "
-                "null, q-values)."
+                "null, q-values); the row given position correlates the ranks' residuals on position, since "
+                "attribution and energy both follow position within a text."
             )
         ],
         [
