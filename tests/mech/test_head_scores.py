@@ -51,10 +51,13 @@ def test_scores_are_the_definitions_on_uniform_attention(bos):
         "induction": np.mean(1.0 / (second + 1)),
         "duplicate_token": np.mean(1.0 / (second + 1)),
     }
-    assert list(scores.columns) == ["layer", "head", *HEAD_SCORE_KINDS]
+    assert list(scores.columns) == ["layer", "head", *(f"{k}{s}" for k in HEAD_SCORE_KINDS for s in ("", "_lo", "_hi"))]
     assert len(scores) == 4
     for kind, value in expected.items():
         np.testing.assert_allclose(scores[kind], value, rtol=1e-6)
+        # every sequence scores the same under uniform attention: the interval is the point
+        np.testing.assert_allclose(scores[f"{kind}_lo"], value, rtol=1e-6)
+        np.testing.assert_allclose(scores[f"{kind}_hi"], value, rtol=1e-6)
 
 
 def test_toy_scores_and_batch_invariance():
@@ -66,7 +69,22 @@ def test_toy_scores_and_batch_invariance():
     assert (best["layer"] == 1).all() and best["induction"].iloc[0] > 0.9
     assert top_heads(a, "previous_token", 1)["layer"].iloc[0] == 0
     only = head_scores(toy, kinds=["induction"], n_seq=4, seq_len=10)
-    assert list(only.columns) == ["layer", "head", "induction"]
+    assert list(only.columns) == ["layer", "head", "induction", "induction_lo", "induction_hi"]
+    assert (a["induction_lo"] <= a["induction"]).all() and (a["induction"] <= a["induction_hi"]).all()
+    np.testing.assert_allclose(a[["induction_lo", "induction_hi"]], b[["induction_lo", "induction_hi"]], atol=1e-6)
+
+
+def test_score_intervals_resample_sequences():
+    """Two sequences scoring 0 and 1: resampled means are 0, 0.5 or 1 (1/4, 1/2, 1/4), so the
+    95 % interval is [0, 1]; a head scoring the same on every sequence has the point as interval;
+    one sequence has no interval."""
+    from spectrascope.mech.head_scores import _intervals
+
+    lo, hi = _intervals(np.array([[0.0, 0.3], [1.0, 0.3]]), n_boot=2000, seed=0)
+    np.testing.assert_allclose(lo, [0.0, 0.3])
+    np.testing.assert_allclose(hi, [1.0, 0.3])
+    single = head_scores(load_toy_induction(), kinds=["previous_token"], n_seq=1, seq_len=10)
+    assert single["previous_token_lo"].isna().all() and single["previous_token_hi"].isna().all()
 
 
 def test_attention_implementation_is_restored():

@@ -12,6 +12,7 @@ from spectrascope.report.findings import (
     attribution_findings,
     circuit_findings,
     correlation_findings,
+    mechanism_findings,
     overlap_findings,
     weights_findings,
 )
@@ -191,3 +192,45 @@ def test_weight_findings_count_analyzed_matrices_not_skipped_tensors(tmp_path):
     line = weights_findings(_tables(tmp_path, weights__weights=pd.DataFrame(rows)), "toy")[0]
     assert line.startswith("Weight spectra: 3 of 4 analyzed matrices of toy have a power-law fit (2 other tensors")
     assert "67% have alpha in [2, 6]" in line and "median alpha 4.00" in line
+
+
+def test_heaviest_and_lightest_roles_carry_intervals_over_their_matrices(tmp_path):
+    """q: alphas 2, 3, 4 (mean 3; a bootstrap mean stays within [2, 4]); o: all 6 (interval [6, 6])."""
+    rows = [
+        {"name": f"{role}{i}", "role": role, "status": "success", "alpha": a, "erg_delta": 0.0, "alpha_weighted": 1.0}
+        for role, alphas in (("q", [2.0, 3.0, 4.0]), ("o", [6.0, 6.0, 6.0]))
+        for i, a in enumerate(alphas)
+    ]
+    line = weights_findings(_tables(tmp_path, weights__weights=pd.DataFrame(rows)), "toy")[1]
+    assert line.startswith("Heaviest tails: q (mean alpha 3.00 [")
+    assert "over 3 matrices); lightest: o (6.00 [6.00, 6.00] over 3)" in line and "do not overlap" in line
+    lo, hi = (float(x) for x in line.split("3.00 [")[1].split("]")[0].split(", "))
+    assert 2.0 <= lo < 3.0 < hi <= 4.0
+
+
+def test_top_induction_head_is_stated_with_its_interval(tmp_path):
+    scores = pd.DataFrame(
+        {
+            "layer": [1, 2],
+            "head": [0, 3],
+            "induction": [0.2, 0.61],
+            "induction_lo": [0.1, 0.55],
+            "induction_hi": [0.3, 0.66],
+        }
+    )
+    heads = pd.DataFrame(
+        {
+            "layer": [2],
+            "head": [3],
+            "baseline": [1.5],
+            "first_copy_loss": [9.0],
+            "confirmed": [True],
+            "damage": [0.4],
+            "damage_lo": [0.2],
+            "damage_hi": [0.6],
+            "n_confirm": [32],
+        }
+    )
+    lines = mechanism_findings(_tables(tmp_path, mechanisms__head_scores=scores, mechanisms__ablation_heads=heads))
+    assert "the top induction head by attention is 2.3 (score 0.61 [0.55, 0.66]; interval over sequences)" in lines[0]
+    assert "2.3 +0.400 [0.200, 0.600]" in lines[1]

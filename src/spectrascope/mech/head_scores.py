@@ -13,7 +13,8 @@ sequences and over the query positions named:
 - ``duplicate_token``: ``A[q, q - L]`` for ``q`` in the second copy: attention to the earlier
   occurrence of the same token.
 
-Each score is a mean attention probability, in [0, 1]. The patterns need eager attention:
+Each score is a mean attention probability, in [0, 1], with a 95 % bootstrap interval over the
+sequences (columns ``<kind>_lo``, ``<kind>_hi``). The patterns need eager attention:
 the model is switched to eager for the computation and back afterwards; the patterns are
 reduced to scores inside the hook, so memory stays O(batch x heads x pos^2) for one layer.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -29,6 +31,7 @@ from spectrascope.arch import Capability
 from spectrascope.errors import SpectrascopeError
 from spectrascope.mech.metrics import repeated_batch
 from spectrascope.models.handle import ModelLike, as_model
+from spectrascope.stats.bootstrap import DEFAULT_LEVEL, DEFAULT_N_BOOT, resample_counts
 from spectrascope.trace import eager_attention, hooks
 from spectrascope.trace.architectures import bind
 
@@ -66,6 +69,7 @@ def head_scores(
     seed: int = 0,
     batch_size: int = 8,
     prepend_bos: bool | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> pd.DataFrame:
     """Induction, previous-token and duplicate-token scores of every attention head.
 
@@ -79,10 +83,12 @@ def head_scores(
         batch_size: sequences per forward pass.
         prepend_bos: put the model's BOS token in front (None: as the model sees text, see
             :func:`spectrascope.mech.metrics.default_prepend_bos`).
+        n_boot: bootstrap resamples of the sequences for the intervals.
 
     Returns:
-        DataFrame, one row per (layer, head) in order, columns ``layer``, ``head`` and one
-        float column per requested kind (mean attention probability, 0..1).
+        DataFrame, one row per (layer, head) in order, columns ``layer``, ``head``, one float
+        column per requested kind (mean attention probability, 0..1) and its interval
+        ``<kind>_lo``, ``<kind>_hi`` (NaN with one sequence).
 
     The model's attention implementation is restored afterwards (eager only inside).
     """
@@ -96,27 +102,41 @@ def head_scores(
     hf, n_layers, n_heads = model.hf, bound.n_layers, int(bound.n_heads)
     batch = repeated_batch(model, n_seq, seq_len, seed, prepend_bos)
     pairs = {kind: _query_key_pairs(kind, batch.n_positions, batch.length, batch.offset) for kind in kinds}
-    sums = {kind: torch.zeros(n_layers, n_heads, dtype=torch.float64) for kind in kinds}
+    per_seq = {kind: torch.zeros(n_seq, n_layers, n_heads, dtype=torch.float64) for kind in kinds}
+    rows = slice(0, 0)
 
     def reduce(pattern: torch.Tensor, name: str) -> None:
         layer = int(name.split(".")[1])
         for kind, (queries, keys) in pairs.items():
             picked = pattern[:, :, queries.to(pattern.device), keys.to(pattern.device)]  # (batch, head, n_pairs)
-            sums[kind][layer] += picked.double().mean(dim=2).sum(dim=0).cpu()
+            per_seq[kind][rows, layer] = picked.double().mean(dim=2).cpu()
 
     was_training = hf.training
     hf.eval()
     try:
         with eager_attention(hf), hooks(model, {"attn.hook_pattern": reduce}):
             for start in range(0, n_seq, batch_size):
-                hf(input_ids=batch.input_ids[start : start + batch_size], use_cache=False)
+                rows = slice(start, min(start + batch_size, n_seq))
+                hf(input_ids=batch.input_ids[rows], use_cache=False)
     finally:
         hf.train(was_training)
     layers, heads = torch.meshgrid(torch.arange(n_layers), torch.arange(n_heads), indexing="ij")
     table = pd.DataFrame({"layer": layers.flatten().numpy(), "head": heads.flatten().numpy()})
     for kind in kinds:
-        table[kind] = (sums[kind] / n_seq).flatten().numpy()
+        values = per_seq[kind].reshape(n_seq, -1).numpy()  # (sequences, layers x heads)
+        table[kind] = values.mean(axis=0)
+        table[f"{kind}_lo"], table[f"{kind}_hi"] = _intervals(values, n_boot, seed)
     return table
+
+
+def _intervals(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) of each column's mean over the rows (sequences), 95 % bootstrap over rows."""
+    if values.shape[0] < 2:
+        nan = np.full(values.shape[1], np.nan)
+        return nan, nan
+    means = resample_counts(values.shape[0], n_boot, seed) @ values / values.shape[0]  # (n_boot, columns)
+    lo, hi = np.quantile(means, [(1 - DEFAULT_LEVEL) / 2, (1 + DEFAULT_LEVEL) / 2], axis=0)
+    return lo, hi
 
 
 def top_heads(scores: pd.DataFrame, kind: str, k: int = 5) -> pd.DataFrame:

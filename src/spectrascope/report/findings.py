@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
+from ..stats.bootstrap import Interval, weighted_mean_interval
 from ..weights.summary import GOOD_ALPHA, role_summary
 from .labels import edit_label
 from .tables import StudyTables
@@ -52,9 +53,12 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
     ]
     roles = role_summary(df).sort_values("mean_alpha")
     if len(roles) >= 2:
-        lo, hi = roles.iloc[0], roles.iloc[-1]
+        heavy, light = (_role_alpha(ok, role) for role in (roles.iloc[0].role, roles.iloc[-1].role))
+        apart = "do not overlap" if heavy.hi < light.lo else "overlap"
         lines.append(
-            f"Heaviest tails: {lo.role} (mean alpha {lo.mean_alpha:.2f}); lightest: {hi.role} ({hi.mean_alpha:.2f})."
+            f"Heaviest tails: {roles.iloc[0].role} (mean alpha {_fmt(heavy)} over {heavy.n_units} matrices); "
+            f"lightest: {roles.iloc[-1].role} ({_fmt(light)} over {light.n_units}); intervals bootstrap the "
+            f"role's matrices (layers) and {apart}."
         )
     if "num_structure_spikes" in ok:
         lines.append(
@@ -63,6 +67,15 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
             f"{int((ok['num_traps'] > 0).sum())} have correlation traps (large entries that spike even when shuffled)."
         )
     return lines
+
+
+def _role_alpha(ok: pd.DataFrame, role: str) -> Interval:
+    """Mean alpha of a role's matrices with a bootstrap interval over them."""
+    return weighted_mean_interval(ok.loc[ok["role"] == role, "alpha"].to_numpy(float), seed=0)
+
+
+def _fmt(interval: Interval, digits: int = 2) -> str:
+    return f"{interval.estimate:.{digits}f} [{interval.lo:.{digits}f}, {interval.hi:.{digits}f}]"
 
 
 def activation_findings(t: StudyTables) -> list[str]:
@@ -136,7 +149,7 @@ def mechanism_findings(t: StudyTables) -> list[str]:
         (
             f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
             f"{heads['first_copy_loss'].iloc[0]:.2f} for the first copy; the top induction head by attention is "
-            f"{int(top['layer'])}.{int(top['head'])} (score {top['induction']:.2f})."
+            f"{int(top['layer'])}.{int(top['head'])} (score {_score(top, 'induction')}; interval over sequences)."
         )
     ]
     hurt = confirmed[confirmed["damage_lo"] > 0]
@@ -149,6 +162,10 @@ def mechanism_findings(t: StudyTables) -> list[str]:
     else:
         lines.append("No single head's mean ablation raises the induction loss with an interval that excludes 0.")
     return lines
+
+
+def _score(row, kind: str) -> str:
+    return ci(row, kind) if f"{kind}_lo" in row else f"{row[kind]:.2f}"
 
 
 def overlap_findings(t: StudyTables) -> list[str]:
