@@ -117,7 +117,8 @@ def test_cli_heads_and_ablate_on_the_toy(run_cli, tmp_path):
     code, out, _ = run_cli("heads", "toy-induction", "--n-seq", "8", "--out", str(tmp_path))
     assert code == 0 and "induction" in out
     scores = pd.read_parquet(tmp_path / "head_scores.parquet")
-    assert list(scores.columns) == ["layer", "head", "induction", "previous_token", "duplicate_token"]
+    kinds = ["induction", "previous_token", "duplicate_token"]
+    assert list(scores.columns) == ["layer", "head", *(f"{k}{s}" for k in kinds for s in ("", "_lo", "_hi"))]
     code, out, _ = run_cli("ablate", "toy-induction", "--heads", "all", "--quiet", "--out", str(tmp_path))
     assert code == 0
     table = pd.read_parquet(tmp_path / "ablation.parquet")

@@ -42,13 +42,13 @@ def heads(
     scores = head_scores(loaded, requested, n_seq=n_seq, seq_len=seq_len, seed=seed)
     for kind in requested:
         table = Table(title=f"top {top} {kind} heads: {model}")
-        for col in ["layer.head", kind, *[k for k in requested if k != kind]]:
+        for col in ["layer.head", f"{kind} [95% over sequences]", *[k for k in requested if k != kind]]:
             table.add_column(col, justify="right")
-        for r in top_heads(scores, kind, top).itertuples(index=False):
+        for r in top_heads(scores, kind, top).to_dict("records"):
             table.add_row(
-                f"{r.layer}.{r.head}",
-                f"{getattr(r, kind):.3f}",
-                *[f"{getattr(r, k):.3f}" for k in requested if k != kind],
+                f"{r['layer']}.{r['head']}",
+                f"{r[kind]:.3f} [{r[kind + '_lo']:.3f}, {r[kind + '_hi']:.3f}]",
+                *[f"{r[k]:.3f}" for k in requested if k != kind],
             )
         console.print(table)
     pq, csv = write_table(scores, out, "head_scores")
