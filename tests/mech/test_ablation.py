@@ -3,6 +3,7 @@ restoration, spectral edits, metrics, bad input."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -480,3 +481,17 @@ def test_mean_reference_of_a_padded_batch_equals_its_texts_one_by_one(tiny_llama
         torch.testing.assert_close(padded[c].first.double(), torch.stack(first[c]).mean(0), rtol=1e-5, atol=1e-6)
         expected = torch.stack(rest[c]).sum(0) / (sum(lengths) - len(lengths))
         torch.testing.assert_close(padded[c].rest.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_is_checked_once_per_model_and_layer(tiny_llama, monkeypatch):
+    """A second sweep resumed at the same layer of the same model reuses the first one's check."""
+    import spectrascope.mech.ablation_sweep as sweep_module
+
+    calls = []
+    original = sweep_module.resumed_agrees
+    monkeypatch.setattr(sweep_module, "resumed_agrees", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = copy.deepcopy(tiny_llama)  # a model no other test has resumed
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(3))
+    for _ in range(2):
+        ablation_sweep(model, [AttnBlock(1)], NextTokenLoss(ids), "zero")
+    assert len(calls) == 1

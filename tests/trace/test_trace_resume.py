@@ -12,3 +12,16 @@ def test_agreement_is_relative_to_the_largest_logit():
     assert resumed_agrees(full + 0.0009, full)
     assert not resumed_agrees(full + torch.tensor([[0.0, 0.0011, 0.0]]), full)
     assert not resumed_agrees(full[:, :2], full)  # another shape never agrees
+
+
+def test_agreement_is_remembered_per_model_layer_and_masking():
+    from torch import nn
+
+    from spectrascope.trace.resume import remember_agreement, resume_known_to_agree
+
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    assert not resume_known_to_agree(a, 3, masked=True)
+    remember_agreement(a, 3, masked=True)
+    assert resume_known_to_agree(a, 3, masked=True)
+    assert not resume_known_to_agree(a, 3, masked=False) and not resume_known_to_agree(a, 2, masked=True)
+    assert not resume_known_to_agree(b, 3, masked=True)

@@ -302,7 +302,7 @@ class FeatureRemovalScores:
 
     def __init__(self, binding: SiteBinding, metric: Any) -> None:
         from ..mech.metrics import keep_logits
-        from ..trace.resume import resumed_agrees
+        from ..trace.resume import remember_agreement, resume_known_to_agree, resumed_agrees
         from ..trace.sites import site_name
         from ..trace.tracer import model_output_tensor, run_with_cache
 
@@ -325,7 +325,12 @@ class FeatureRemovalScores:
                     **keep_logits(binding.hf, metric.logit_positions),
                 )
                 self._hidden = cache[resid]
-                if not resumed_agrees(self._resumed_logits(self._hidden), logits):
+                masked = metric.attention_mask is not None
+                if resume_known_to_agree(binding.hf, self._layer, masked):
+                    pass
+                elif resumed_agrees(self._resumed_logits(self._hidden), logits):
+                    remember_agreement(binding.hf, self._layer, masked)
+                else:
                     self._layer = self._hidden = None
         self.clean = self._scores(logits)
 

@@ -11,6 +11,7 @@ RoPE per layer) are cut the same way when they vary, and both are restored after
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -102,3 +103,20 @@ def resumed_agrees(resumed: torch.Tensor, full: torch.Tensor, rtol: float = 1e-4
     entry off by more than ``rtol`` x (largest |logit| + 1)."""
     scale = float(full.abs().max()) + 1.0
     return resumed.shape == full.shape and float((resumed - full).abs().max()) <= rtol * scale
+
+
+_AGREED: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, bool]]] = weakref.WeakKeyDictionary()
+
+
+def resume_known_to_agree(hf: nn.Module, layer: int, masked: bool) -> bool:
+    """Whether a resumed forward of ``hf`` at ``layer`` (with or without an attention mask) has
+    already reproduced the full forward in this process (:func:`remember_agreement`).
+
+    Agreement is a property of the model's code path, not of the tokens, so a study that resumes
+    the same model at the same layer for many metrics checks it once."""
+    return (layer, masked) in _AGREED.get(hf, set())
+
+
+def remember_agreement(hf: nn.Module, layer: int, masked: bool) -> None:
+    """Record that the forward of ``hf`` resumed at ``layer`` reproduced the full forward."""
+    _AGREED.setdefault(hf, set()).add((layer, masked))
