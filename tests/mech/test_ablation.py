@@ -495,3 +495,52 @@ def test_resume_is_checked_once_per_model_and_layer(tiny_llama, monkeypatch):
     for _ in range(2):
         ablation_sweep(model, [AttnBlock(1)], NextTokenLoss(ids), "zero")
     assert len(calls) == 1
+
+
+def test_length_groups_hand_case():
+    """Lengths 20, 5, 16, 6, 12 with slack 0.25: sorted 20, 16 | 12 | 6, 5 (12 < 0.75 x 20, 6 < 0.75 x 12)."""
+    from spectrascope.mech.ablation_sweep import length_groups
+
+    lengths = [20, 5, 16, 6, 12]
+    ids = torch.ones(5, 20, dtype=torch.long)
+    mask = (torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]).long()
+    groups = length_groups(NextTokenLoss(ids, mask), slack=0.25)
+    assert [g.tolist() for g in groups] == [[0, 2], [4], [3, 1]]
+    assert [g.tolist() for g in length_groups(NextTokenLoss(ids))] == [[0, 1, 2, 3, 4]]  # no padding: one group
+
+
+def test_subset_of_a_loss_drops_the_padding_columns_and_keeps_each_rows_score(tiny_llama):
+    gen = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, 50, (3, 12), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    mask[2, 6:] = 0
+    metric = NextTokenLoss(ids, mask)
+    part = metric.subset(torch.tensor([2, 1]))
+    assert part.input_ids.shape == (2, 6) and part.row_lengths().tolist() == [6, 4]
+    with torch.no_grad():
+        whole = metric.row_scores(tiny_llama(input_ids=ids, attention_mask=mask).logits)
+        short = part.row_scores(tiny_llama(input_ids=part.input_ids, attention_mask=part.attention_mask).logits)
+    np.testing.assert_allclose(short.values, whole.values[[2, 1]], atol=1e-12)
+    np.testing.assert_array_equal(short.weights, whole.weights[[2, 1]])
+
+
+def test_length_grouped_sweep_equals_the_reference_in_the_batchs_row_order(tiny_llama):
+    """Texts of 3 to 14 tokens padded to 14: run in length groups (each at its own width) and
+    resumed, every row and component equals the unbatched full-width reference, rows in order."""
+    from spectrascope.mech.ablation_sweep import length_groups
+
+    gen = torch.Generator().manual_seed(5)
+    lengths = [14, 3, 9, 4, 13, 6, 3]
+    ids = torch.randint(0, 50, (len(lengths), 14), generator=gen)
+    mask = (torch.arange(14)[None, :] < torch.tensor(lengths)[:, None]).long()
+    metric = NextTokenLoss(ids, mask)
+    assert len(length_groups(metric)) > 2
+    weight = "model.layers.1.self_attn.o_proj.weight"
+    components = [Head(0, 1), MlpBlock(2), AttnBlock(1), SpectralComponent(weight, "tail")]
+    grouped = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids, max_batch_tokens=20)
+    whole = ablation_rows(tiny_llama, components, metric, mode="mean", reference=ids, batched=False)
+    np.testing.assert_allclose(grouped.baseline.values, whole.baseline.values, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(grouped.baseline.weights, [n - 1 for n in lengths])
+    for component in components:
+        np.testing.assert_allclose(grouped.ablated[component].values, whole.ablated[component].values, atol=1e-12)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from spectrascope.mech.ablation import (
     resolve_components,
 )
 from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
-from spectrascope.mech.metrics import Metric, RowScores, as_hf, keep_logits
+from spectrascope.mech.metrics import Metric, NextTokenLoss, RowScores, as_hf, keep_logits
 from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
@@ -231,16 +231,73 @@ def _packed_activation_scores(
     return {c: RowScores.cat(p) for c, p in parts.items()}
 
 
-def _weight_edit_scores(
-    hf: nn.Module, metric: Metric, component: Component, chunks: list[slice], cache: Mapping[int, torch.Tensor] | None
-) -> RowScores:
-    """Row scores with one (spectral) weight edit in place, resumed at its layer when possible."""
+def _weight_edit_scores(hf: nn.Module, component: Component, groups: list[_Group]) -> list[RowScores]:
+    """Each group's row scores with one (spectral) weight edit in place (made once), resumed at
+    its layer when possible."""
     layer = component_layer(component)
-    use_cache = cache if cache is not None and layer in cache else None
+    out = []
     with ablate(hf, [component]):
-        return RowScores.cat(
-            [metric.row_scores(_logits(hf, metric, rows, layer, use_cache), rows).detached() for rows in chunks]
-        )
+        for g in groups:
+            cache = g.cache if g.cache is not None and layer in g.cache else None
+            out.append(
+                RowScores.cat(
+                    [
+                        g.metric.row_scores(_logits(hf, g.metric, rows, layer, cache), rows).detached()
+                        for rows in g.chunks
+                    ]
+                )
+            )
+    return out
+
+
+LENGTH_SLACK = 0.25
+"""A length group of a padded loss ends at the first row shorter than (1 - slack) x its longest."""
+
+
+def length_groups(metric: Metric, slack: float = LENGTH_SLACK) -> list[torch.Tensor]:
+    """Row indices of ``metric``'s batch in groups of similar length, longest first.
+
+    A right-padded next-token loss over texts of 5 to 20 tokens costs a 20-position forward per
+    row; rows sorted by length and cut where a row is shorter than ``(1 - slack)`` x its group's
+    longest, each group run at its own width (:meth:`NextTokenLoss.subset`), cost at most
+    ``1 / (1 - slack)`` x their tokens. One group (all rows, in order) for other metrics, for
+    batches without padding, or when a row has no scored token.
+    """
+    everything = [torch.arange(_ids(metric).shape[0])]
+    if not isinstance(metric, NextTokenLoss) or metric.attention_mask is None:
+        return everything
+    lengths = metric.row_lengths().cpu()
+    if not bool(metric.targets.any(dim=1).all()) or int(lengths.sum()) >= (1 - slack) * lengths.numel() * int(
+        lengths.max()
+    ):
+        return everything
+    order = torch.argsort(lengths, descending=True, stable=True)
+    groups: list[list[int]] = []
+    for row in order.tolist():
+        if not groups or lengths[row] < (1 - slack) * lengths[groups[-1][0]]:
+            groups.append([])
+        groups[-1].append(row)
+    return [torch.tensor(g) for g in groups]
+
+
+@dataclass
+class _Group:
+    """Rows of a sweep's metric run together: their own metric (trimmed), row chunks, clean
+    scores and the clean resid_pre of the edited layers (None: full forwards)."""
+
+    rows: torch.Tensor
+    metric: Metric
+    chunks: list[slice]
+    baseline: RowScores
+    cache: dict[int, torch.Tensor] | None
+    first_logits: torch.Tensor
+
+
+def _in_row_order(parts: list[RowScores], groups: list[_Group]) -> RowScores:
+    """Per-group row scores back in the order of the metric's batch."""
+    joined = RowScores.cat(parts)
+    order = torch.argsort(torch.cat([g.rows for g in groups]))
+    return RowScores(joined.values[order], joined.weights[order])
 
 
 @torch.no_grad()
@@ -276,29 +333,44 @@ def ablation_rows(
         values = {c: replacements[c] for c in activation}
     else:
         values = reference_values(hf, activation, mode, reference)
-    chunks = row_chunks(metric, hf, max_batch_tokens)
     prefix = batched and reuse_prefix and resumable(hf)
     layers = sorted({layer for c in resolved if (layer := component_layer(c)) is not None}) if prefix else []
-    baseline, cache, first_logits = _clean_pass(hf, metric, chunks, layers, prefix and bool(layers))
-    if cache is not None and not _resume_agrees(hf, metric, chunks[0], layers[-1], cache, first_logits):
-        cache = None
-    ablated: dict[Component, RowScores] = {}
-    with progress_bar("ablation sweep", len(resolved), show_progress) as advance:
+    per_row = any(isinstance(v, torch.Tensor) for v in values.values())  # resampled: tied to the batch's rows
+    row_groups = length_groups(metric) if batched and not per_row else [torch.arange(_ids(metric).shape[0])]
+    groups = []
+    for rows in row_groups:
+        part = metric if len(row_groups) == 1 else cast(NextTokenLoss, metric).subset(rows)
+        chunks = row_chunks(part, hf, max_batch_tokens)
+        baseline, cache, first_logits = _clean_pass(hf, part, chunks, layers, prefix and bool(layers))
+        groups.append(_Group(rows, part, chunks, baseline, cache, first_logits))
+    first = groups[0]
+    if first.cache is not None and not _resume_agrees(
+        hf, first.metric, first.chunks[0], layers[-1], first.cache, first.first_logits
+    ):
+        for g in groups:
+            g.cache = None
+    scores: dict[Component, list[RowScores]] = {}
+    with progress_bar("ablation sweep", len(resolved) * len(groups), show_progress) as advance:
         if batched:
             for layer in sorted({c.layer for c in activation}):
                 group = [c for c in activation if c.layer == layer]
-                ablated.update(
-                    _packed_activation_scores(hf, metric, group, chunks, values, cache, max_batch_tokens, advance)
-                )
+                for g in groups:
+                    found = _packed_activation_scores(
+                        hf, g.metric, group, g.chunks, values, g.cache, max_batch_tokens, advance
+                    )
+                    for c, rows in found.items():
+                        scores.setdefault(c, []).append(rows)
         for component in resolved:
-            if component in ablated:
+            if component in scores:
                 continue
             if isinstance(component, WeightComponent):
-                ablated[component] = _weight_edit_scores(hf, metric, component, chunks, cache)
+                scores[component] = _weight_edit_scores(hf, component, groups)
             else:
                 assert isinstance(component, ActivationComponent)  # resolve_components admits the two families only
-                ablated[component] = _one_at_a_time(hf, metric, component, values, chunks)
-            advance(1)
+                scores[component] = [_one_at_a_time(hf, g.metric, component, values, g.chunks) for g in groups]
+            advance(len(groups))
+    baseline = _in_row_order([g.baseline for g in groups], groups)
+    ablated = {c: _in_row_order(parts, groups) for c, parts in scores.items()}
     return SweepRows(baseline, {c: ablated[c] for c in resolved})
 
 

@@ -351,6 +351,22 @@ class NextTokenLoss(Metric):
     def n_targets(self) -> int:
         return int(self.targets.sum())
 
+    def row_lengths(self) -> torch.Tensor:
+        """(batch,) one past each row's last real token (0 for a row of padding only)."""
+        valid = _valid_mask(self.input_ids, self.attention_mask)
+        positions = torch.arange(1, valid.shape[1] + 1, device=valid.device)
+        return (valid * positions).amax(dim=1)
+
+    def subset(self, rows: torch.Tensor) -> NextTokenLoss:
+        """The loss on rows ``rows`` (in that order) with the trailing columns that are padding in
+        all of them dropped: the same per-row scores at a fraction of the cost when short texts
+        were padded to a long one's length (a causal model's real tokens never see later columns)."""
+        width = max(2, int(self.row_lengths()[rows].max()))
+        mask = None if self.attention_mask is None else self.attention_mask[rows, :width]
+        return NextTokenLoss(
+            self.input_ids[rows, :width], mask, target_positions=self.targets[rows, :width], name=self.name
+        )
+
     def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
         """Per row: the mean loss over its counted targets (0 when it has none), weighted by
         their number; the weighted mean is the token-weighted loss of those rows."""
