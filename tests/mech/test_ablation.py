@@ -544,3 +544,22 @@ def test_length_grouped_sweep_equals_the_reference_in_the_batchs_row_order(tiny_
     np.testing.assert_array_equal(grouped.baseline.weights, [n - 1 for n in lengths])
     for component in components:
         np.testing.assert_allclose(grouped.ablated[component].values, whole.ablated[component].values, atol=1e-12)
+
+
+def test_losses_joined_keep_every_rows_targets_and_score(tiny_llama):
+    """Two losses of widths 5 and 8 (one with a target selection) as one batch: each row's
+    score equals its own loss's, rows in order; padding added to the narrower one is not scored."""
+    gen = torch.Generator().manual_seed(6)
+    a = NextTokenLoss(torch.randint(0, 50, (2, 5), generator=gen), target_positions=[3, 4])
+    mask = torch.ones(3, 8, dtype=torch.long)
+    mask[0, 6:] = 0
+    b = NextTokenLoss(torch.randint(0, 50, (3, 8), generator=gen), mask)
+    joined = NextTokenLoss.cat([a, b], name="both")
+    assert joined.input_ids.shape == (5, 8) and joined.name == "both"
+    assert joined.targets.sum(dim=1).tolist() == [2, 2, 5, 7, 7]
+    with torch.no_grad():
+
+        def rows(m):
+            return m.row_scores(tiny_llama(input_ids=m.input_ids, attention_mask=m.attention_mask).logits)
+
+        np.testing.assert_allclose(rows(joined).values, torch.cat([rows(a).values, rows(b).values]), atol=1e-12)

@@ -351,6 +351,20 @@ class NextTokenLoss(Metric):
     def n_targets(self) -> int:
         return int(self.targets.sum())
 
+    @staticmethod
+    def cat(parts: Sequence[NextTokenLoss], name: str = "loss") -> NextTokenLoss:
+        """The rows of several losses as one batch (right-padded to the widest; their scored
+        targets kept), rows in order: one sweep over several domains' texts."""
+        width = max(p.input_ids.shape[1] for p in parts)
+
+        def padded(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(t.long(), (0, width - t.shape[1]))
+
+        ids = torch.cat([padded(p.input_ids) for p in parts])
+        mask = torch.cat([padded(_valid_mask(p.input_ids, p.attention_mask)) for p in parts])
+        targets = torch.cat([padded(p.targets) for p in parts]).bool()
+        return NextTokenLoss(ids, mask, target_positions=targets, name=name)
+
     def row_lengths(self) -> torch.Tensor:
         """(batch,) one past each row's last real token (0 for a row of padding only)."""
         valid = _valid_mask(self.input_ids, self.attention_mask)

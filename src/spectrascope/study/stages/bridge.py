@@ -31,9 +31,9 @@ from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
 from ...mech.ablation import reference_values
-from ...mech.ablation_sweep import SweepRows, ablation_rows, damage_intervals
+from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
-from ...mech.metrics import NextTokenLoss, RowScores, text_loss, token_pool
+from ...mech.metrics import NextTokenLoss, text_loss, token_pool
 from ...mech.references import held_out_texts
 from ...stats.multiple_testing import bh_qvalues
 from ..context import StudyContext
@@ -73,29 +73,20 @@ def calibration_reference(ctx: StudyContext, domains) -> dict[str, torch.Tensor]
 def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.DataFrame:
     """Exact mean ablation of every block on the pooled sample: damages pooled and per domain.
 
-    Each domain's texts are swept as their own batch (padded to that domain's longest text, not
-    the longest of all: short arithmetic texts padded to 128 positions cost 7x the compute) and
-    their rows are pooled for the intervals."""
+    Every domain's texts are one sweep (run in length groups, so short arithmetic texts do not
+    pay for a 128-token text's padding); rows are labeled by domain for the per-domain intervals."""
     loaded, b = ctx.loaded(), ctx.budget
     per_domain = max(2, b.layer_sweep_tokens // len(domains))
     metrics = [text_loss(loaded, c.texts, per_domain, b.seq_len, name=c.name) for c in domains]
     blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
-    sweeps = [
-        ablation_rows(
-            loaded, blocks, m, b.ablation_mode, reference, show_progress=ctx.show_progress, replacements=replacements
-        )
-        for m in metrics
-    ]
-    sweep = SweepRows(
-        RowScores.cat([s.baseline for s in sweeps]),
-        {c: RowScores.cat([s.ablated[c] for s in sweeps]) for c in blocks},
+    pooled = NextTokenLoss.cat(metrics, name="pooled")
+    sweep = ablation_rows(
+        loaded, blocks, pooled, b.ablation_mode, reference, show_progress=ctx.show_progress, replacements=replacements
     )
     labels = np.concatenate([[m.name] * m.n_rows for m in metrics])
-    tables = [damage_intervals(sweep, metrics[0], b.n_boot, ctx.seed).assign(domain="pooled")]
+    tables = [damage_intervals(sweep, pooled, b.n_boot, ctx.seed).assign(domain="pooled")]
     for m in metrics:
-        tables.append(
-            damage_intervals(sweep, metrics[0], b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name)
-        )
+        tables.append(damage_intervals(sweep, pooled, b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name))
     table = pd.concat(tables, ignore_index=True)
     table["baseline"] = float(sweep.baseline.reduce())
     table["mode"] = b.ablation_mode.value
