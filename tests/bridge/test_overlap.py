@@ -117,3 +117,22 @@ def test_bootstrap_units_group_short_texts_and_keep_long_ones_apart():
     # 14-token texts: before = 0, 14, 28, 42, 56 -> unit 0; 70, 84, 98, 112, 126 -> unit 1; 140 -> unit 2
     units, n = bootstrap_units(torch.full((11,), 14), 64)
     assert units.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2] and n == 3
+
+
+def test_shares_stay_exact_with_a_massive_channel():
+    """A channel whose mean (3,000) is far above its spread (1): the shifted float32 sums still
+    give the float64 covariance formula's shares (an unshifted float32 sum of squares would not)."""
+    rng = np.random.default_rng(4)
+    sub = matrix_subspaces(rng.standard_t(3, size=(60, 40)))
+    texts = []
+    for _ in range(10):
+        t = rng.standard_normal((int(rng.integers(20, 60)), 40))
+        t[:, 5] += 3000.0
+        texts.append(t)
+    collector = _collector(sub)
+    _feed(collector, texts)
+    rows, _ = collector.finish("d", n_boot=50)
+    C = np.cov(np.concatenate(texts).T)
+    got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
+    for part in ("tail", "erg", "bulk"):
+        assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)

@@ -16,6 +16,13 @@ and, with the domain mean mu = sum_j s_j / N (N = sum_j n_j), text j's centered 
 so a part's share, sum_j sum_{i in part} A_ij / sum_j B_j, has a bootstrap interval over
 texts (resampling j; mu is kept at the full sample's mean, an O(1/N) approximation).
 
+**Shifted inputs.** A and B are unchanged when every x_t is replaced by x_t - m for any fixed m,
+so the sums are taken of inputs shifted by the mean of the first batch an input sees (per
+domain): then no sum is dominated by a large mean (massive channels have means far above their
+spread), the per-unit sums of at most a few hundred tokens are accurate in float32, and only
+those small sums are kept in float64. Each per-unit sum is one matrix product with a one-hot
+(units, tokens) matrix.
+
 The projections cost one (tokens, d_in) x (d_in, rank) product per matrix per batch, about
 what accumulating X^T X would cost, but keep what a bootstrap over texts needs (a few numbers
 per text and mode instead of a d_in x d_in matrix per text).
@@ -87,6 +94,7 @@ class InputShares:
         subspaces: weight name -> its :class:`~spectrascope.bridge.subspaces.MatrixSubspaces`.
         excluded: hooked input key -> channels the robust variant sets to 0.
         unit_tokens: statistic tokens per bootstrap unit (:func:`bootstrap_units`).
+        shifts: hooked input key -> the shift m of its inputs (set by the first batch).
     """
 
     modules: Mapping[str, nn.Module]
@@ -95,6 +103,7 @@ class InputShares:
     excluded: Mapping[str, np.ndarray]
     unit_tokens: int = UNIT_TOKENS
     sums: dict[tuple[str, str], _TextSums] = field(default_factory=dict)
+    shifts: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def site_functions(self, state: PassState) -> Mapping[str, Callable]:
         return {}
@@ -115,8 +124,10 @@ class InputShares:
             row_unit[used] = unit_of_row.to(stat.device)
             token_unit = row_unit[:, None].expand_as(stat)[stat]
             X = x.detach()[stat].float()  # (n_stat, d_in)
+            shift = self.shifts.setdefault(key, X.mean(dim=0))
+            Xc = X - shift  # every sum is of shifted inputs (see the class docstring)
+            units = _unit_matrix(token_unit, n_units, Xc.dtype)  # (units, n_stat) one-hot
             M = excluded.to(X.device)
-            X_robust = X.index_fill(1, M, 0.0) if M.numel() else X
             unit_n = _row_sum(per_row[used].double(), unit_of_row, n_units).cpu()
             unit_texts = _row_sum(torch.ones_like(unit_of_row, dtype=torch.double), unit_of_row, n_units).cpu()
 
@@ -124,23 +135,20 @@ class InputShares:
                 sums = self.sums.setdefault((key, variant), _TextSums())
                 sums.n.append(unit_n)
                 sums.texts.append(unit_texts)
-                sums.s.append(_row_sum(Xv.double(), token_unit, n_units).cpu())
-                sums.q.append(_row_sum(Xv.double().square().sum(1), token_unit, n_units).cpu())
+                sums.s.append((units @ Xv).double().cpu())
+                sums.q.append((units @ Xv.square().sum(1, keepdim=True)).double().squeeze(1).cpu())
                 for name, P in projections.items():
-                    P64 = P.double()
-                    sums.S1.setdefault(name, []).append(_row_sum(P64, token_unit, n_units).cpu())
-                    sums.S2.setdefault(name, []).append(_row_sum(P64.square_(), token_unit, n_units).cpu())
-                    del P64
+                    sums.S1.setdefault(name, []).append((units @ P).double().cpu())
+                    sums.S2.setdefault(name, []).append((units @ P.square()).double().cpu())
 
-            raw = {name: X @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
-            add("raw", X, raw)
+            raw = {name: Xc @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
+            add("raw", Xc, raw)
             if M.numel():  # P' = P - X[:, M] V[:, M]^T: the excluded channels' share removed
-                robust = {
-                    name: P - X[:, M] @ self.subspaces[name].Vt_torch(X.device)[:, M].T for name, P in raw.items()
-                }
+                XM = Xc[:, M]
+                robust = {name: P - XM @ self.subspaces[name].Vt_torch(X.device)[:, M].T for name, P in raw.items()}
+                add("robust", Xc.index_fill(1, M, 0.0), robust)
             else:
-                robust = raw
-            add("robust", X_robust, robust)
+                add("robust", Xc, raw)
 
         return hook
 
@@ -194,11 +202,21 @@ class InputShares:
                 if variant == "raw":
                     modes[name] = A[:, :top_modes].sum(axis=0) / total.sum()
         self.sums.clear()
+        self.shifts.clear()
         return rows, modes
 
 
 def _scaled(interval: Interval, factor: float) -> Interval:
     return Interval(interval.estimate * factor, interval.lo * factor, interval.hi * factor, interval.n_units)
+
+
+def _unit_matrix(token_unit: torch.Tensor, n_units: int, dtype: torch.dtype) -> torch.Tensor:
+    """(n_units, n) one-hot: entry (u, t) = 1 when token t belongs to unit u; ``units @ values``
+    sums values (n, ...) per unit as one matrix product."""
+    out = torch.zeros((n_units, token_unit.numel()), dtype=dtype, device=token_unit.device)
+    return out.index_put_(
+        (token_unit, torch.arange(token_unit.numel(), device=token_unit.device)), torch.ones((), dtype=dtype)
+    )
 
 
 def _row_sum(values: torch.Tensor, token_row: torch.Tensor, n_rows: int) -> torch.Tensor:
