@@ -63,3 +63,36 @@ def test_cka_matrix_from_float32_terms_equals_cka():
         got = m.query("layer_a == 0 and layer_b == 1")["cka"].item()
         assert got == pytest.approx(cka(X, Y, debiased=debiased), rel=1e-5)
         assert m.query("layer_a == 1 and layer_b == 1")["cka"].item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_leave_one_group_out_hsic_equals_recomputing_without_the_group():
+    from spectrascope.bridge.cka import _hsic_terms, leave_one_group_out_hsic
+
+    rng = np.random.default_rng(7)
+    X, Y = rng.standard_normal((40, 5)) + 2.0, rng.standard_normal((40, 3))
+    Y[:, 0] += X[:, 1]
+    groups = np.repeat([0, 1, 2, 3], 10)
+    got = leave_one_group_out_hsic(X, Y, groups)
+    want = [_hsic_terms(X[groups != g], Y[groups != g]) for g in range(4)]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_adjacent_replicates_and_the_jackknife_interval():
+    """Replicates equal debiased CKA recomputed without each group; the jackknife SE of
+    replicates r_g is sqrt((G-1)/G sum (r_g - mean)^2): for (1, 2, 3) it is sqrt(4/3) x 1.96."""
+    from spectrascope.bridge.cka import adjacent_cka_replicates, cka, jackknife_interval
+
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((60, 6))
+    B = A @ rng.standard_normal((6, 6)) + 0.5 * rng.standard_normal((60, 6))
+    C = rng.standard_normal((60, 4))
+    groups = np.arange(60) * 5 // 60
+    reps = adjacent_cka_replicates([A, B, C], groups)
+    assert reps.shape == (2, 5)
+    for g in range(5):
+        keep = groups != g
+        assert reps[0, g] == pytest.approx(cka(A[keep], B[keep]), rel=1e-9)
+        assert reps[1, g] == pytest.approx(cka(B[keep], C[keep]), rel=1e-9, abs=1e-12)
+    lo, hi = jackknife_interval(2.0, np.array([1.0, 2.0, 3.0]))
+    half = 1.959964 * np.sqrt(2 / 3 * 2.0)
+    assert (lo, hi) == pytest.approx((2.0 - half, 2.0 + half))

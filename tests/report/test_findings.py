@@ -11,6 +11,7 @@ from spectrascope.report.findings import (
     alignment_findings,
     attribution_findings,
     circuit_findings,
+    cka_findings,
     correlation_findings,
     mechanism_findings,
     overlap_findings,
@@ -234,3 +235,17 @@ def test_top_induction_head_is_stated_with_its_interval(tmp_path):
     lines = mechanism_findings(_tables(tmp_path, mechanisms__head_scores=scores, mechanisms__ablation_heads=heads))
     assert "the top induction head by attention is 2.3 (score 0.61 [0.55, 0.66]; interval over sequences)" in lines[0]
     assert "2.3 +0.400 [0.200, 0.600]" in lines[1]
+
+
+def test_adjacent_cka_median_is_stated_with_its_jackknife_interval(tmp_path):
+    cka = pd.DataFrame(
+        {"layer_a": [0, 1, 0], "layer_b": [1, 2, 2], "cka": [0.9, 0.8, 0.5], "variant": "robust", "n_tokens": 4096}
+    )
+    null = pd.DataFrame({"variant": ["robust"], "layer_a": [0], "layer_b": [1], "cka": [-0.004]})
+    medians = pd.DataFrame(
+        {"variant": ["robust"], "cka": [0.85], "cka_lo": [0.81], "cka_hi": [0.89], "n_groups": [16], "n_pairs": [2]}
+    )
+    tables = _tables(tmp_path, activations__cka=cka, activations__cka_null=null, activations__cka_adjacent=medians)
+    (line,) = cka_findings(tables)
+    assert "on 4096 tokens, median: robust 0.85 [0.81, 0.89] (permuted-token null: |CKA| <= 0.004)" in line
+    assert "jackknife over 16 groups of consecutive texts" in line

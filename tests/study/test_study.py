@@ -21,6 +21,7 @@ TABLES = {
         "overlap_modes",
         "cka",
         "cka_null",
+        "cka_adjacent",
         "energy_tokens",
         "energy_agreement",
     ],

@@ -118,3 +118,59 @@ def cka_from_terms(a: LayerTerms, b: LayerTerms) -> float:
     if a.self_hsic <= 0 or b.self_hsic <= 0:
         return float("nan")
     return float(_pair_hsic(a, b) / np.sqrt(a.self_hsic * b.self_hsic))
+
+
+def leave_one_group_out_hsic(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(G,) unbiased HSIC of X (n, d1) and Y (n, d2) with each group of tokens left out in turn.
+
+    ``groups`` (n,) labels the tokens (G distinct labels, in sorted order). Every term of the
+    module docstring is a sum over tokens, so each group's part is subtracted from the full sums:
+    the cross products X_g^T Y_g of the groups (in the inputs' dtype, as :func:`cka_matrix`)
+    add up to one (d1, n) x (n, d2) product, and (K~ 1)_i without group g is
+    x_i . (s_x - s_x^g) - |x_i|^2, one (n, d1) x (d1, G) product for all groups.
+    """
+    labels, index = np.unique(groups, return_inverse=True)
+    X, Y = np.asarray(X), np.asarray(Y)
+    members = [np.flatnonzero(index == g) for g in range(labels.size)]
+    crosses = [(X[m].T @ Y[m]).astype(np.float64) for m in members]
+    cross = np.sum(crosses, axis=0)
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    x_sq, y_sq = np.einsum("ij,ij->i", X64, X64), np.einsum("ij,ij->i", Y64, Y64)
+    sx = np.array([X64[m].sum(axis=0) for m in members])  # (G, d1)
+    sy = np.array([Y64[m].sum(axis=0) for m in members])
+    kx_all = X64 @ (sx.sum(axis=0)[None, :] - sx).T - x_sq[:, None]  # (n, G): (K~ 1)_i without group g
+    ly_all = Y64 @ (sy.sum(axis=0)[None, :] - sy).T - y_sq[:, None]
+    out = np.empty(labels.size)
+    for g, m in enumerate(members):
+        inside = index != g
+        n = int(inside.sum())
+        trace = float(np.sum((cross - crosses[g]) ** 2) - np.dot(x_sq[inside], y_sq[inside]))
+        kx, ly = kx_all[inside, g], ly_all[inside, g]
+        sums = float(kx.sum() * ly.sum()) / ((n - 1) * (n - 2))
+        out[g] = (trace + sums - 2.0 / (n - 2) * float(np.dot(kx, ly))) / (n * (n - 3))
+    return out
+
+
+def adjacent_cka_replicates(layers: list[np.ndarray], groups: np.ndarray) -> np.ndarray:
+    """(len(layers) - 1, G) debiased CKA of each layer with the next, each group of tokens left
+    out in turn (the delete-a-group jackknife replicates of :func:`cka`); each layer's own HSIC
+    replicates are computed once."""
+    own = [leave_one_group_out_hsic(X, X, groups) for X in layers]
+    out = []
+    for i in range(len(layers) - 1):
+        xy = leave_one_group_out_hsic(layers[i], layers[i + 1], groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = (own[i] > 0) & (own[i + 1] > 0)
+            out.append(np.where(ok, xy / np.sqrt(np.where(ok, own[i] * own[i + 1], 1.0)), np.nan))
+    return np.array(out).reshape(len(layers) - 1, -1)
+
+
+def jackknife_interval(estimate: float, replicates: np.ndarray, z: float = 1.959964) -> tuple[float, float]:
+    """(lo, hi) = estimate -/+ z x the delete-a-group jackknife standard error of ``replicates``
+    (G leave-one-group-out values): SE^2 = (G - 1) / G x sum (r_g - mean r)^2."""
+    r = np.asarray(replicates, dtype=np.float64)
+    g = r.size
+    if g < 2 or not np.isfinite(r).all():
+        return float("nan"), float("nan")
+    se = float(np.sqrt((g - 1) / g * np.sum((r - r.mean()) ** 2)))
+    return estimate - z * se, estimate + z * se

@@ -271,13 +271,24 @@ def cka_findings(t: StudyTables) -> list[str]:
     cka, null = t.get("activations", "cka"), t.get("activations", "cka_null")
     if cka is None or cka.empty:
         return []
+    medians = t.get("activations", "cka_adjacent")
     adjacent = cka[cka["layer_b"] == cka["layer_a"] + 1]
     parts = []
     for variant, g in adjacent.groupby("variant"):
         noise = null[null["variant"] == variant]["cka"].abs().max() if null is not None else np.nan
-        parts.append(f"{variant} {g['cka'].median():.2f} (permuted-token null: |CKA| <= {noise:.3f})")
+        row = None if medians is None else medians[medians["variant"] == variant]
+        value = ci(row.iloc[0], "cka") if row is not None and len(row) else f"{g['cka'].median():.2f}"
+        parts.append(f"{variant} {value} (permuted-token null: |CKA| <= {noise:.3f})")
+    jackknife = (
+        f"; intervals: delete-a-group jackknife over {int(medians['n_groups'].iloc[0])} groups of consecutive texts"
+        if medians is not None and len(medians)
+        else ""
+    )
     return [
-        f"Debiased CKA between adjacent layers on {int(cka['n_tokens'].iloc[0])} tokens, median: {'; '.join(parts)}."
+        (
+            f"Debiased CKA between adjacent layers on {int(cka['n_tokens'].iloc[0])} tokens, median: "
+            f"{'; '.join(parts)}{jackknife}."
+        )
     ]
 
 

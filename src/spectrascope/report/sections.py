@@ -369,6 +369,7 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
     align, cka = t.get("bridge", "alignment"), t.get("activations", "cka")
     if align is None or cka is None or align.empty:
         return None
+    medians = t.get("activations", "cka_adjacent")
     grid = align.groupby(["writer_layer", "reader_layer"])["enrichment"].mean().unstack()
     figs = [
         heatmap(
@@ -418,10 +419,12 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
             (
                 "Overlap of the directions each layer writes (o / down tails) with those later layers read (q, k, v, gate, "
                 "up tails, norm gains folded in), relative to random subspaces, with the same pairs after shuffling the "
-                "weights as the null; and debiased CKA of the residual stream (robust view first)."
+                "weights as the null; and debiased CKA of the residual stream (robust view first), its median over "
+                "adjacent layers with a delete-a-group jackknife interval (groups of consecutive texts)."
             )
         ],
         figs,
+        [] if medians is None or medians.empty else [medians],
     )
 
 

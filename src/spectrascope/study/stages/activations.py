@@ -18,7 +18,7 @@ weight entries shuffled), feeding:
 
 and the energy-vs-attribution comparison over texts.
 
-Tables: activations, energy, massive_activations, overlap, overlap_modes, cka, cka_null,
+Tables: activations, energy, massive_activations, overlap, overlap_modes, cka, cka_null, cka_adjacent,
 energy_tokens, energy_agreement.
 """
 
@@ -33,7 +33,7 @@ from ...activations.domain_pass import SiteSample
 from ...activations.massive import keep_channels
 from ...activations.run import calibrate, calibration_batches, measure_domain
 from ...bridge.alignment import cka_matrix
-from ...bridge.cka import cka
+from ...bridge.cka import adjacent_cka_replicates, cka, jackknife_interval
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
 from ...bridge.overlap_run import (
     input_sources,
@@ -116,7 +116,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     spectra += s
 
     pooled = {site: np.concatenate([sample[site] for sample in samples]) for site in sites}
-    cka_table, cka_null = _cka_tables(pooled, calibration.excluded, sites, ctx.seed)
+    cka_table, cka_null, cka_adjacent = _cka_tables(pooled, calibration.excluded, sites, ctx.seed)
     tokens = _attribution_tokens(ctx, domains, calibration.references, sites[0], sites[-1])
     return {
         "activations": pd.DataFrame(spectra),
@@ -126,6 +126,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
         "overlap_modes": modes_table(mode_shares),
         "cka": cka_table,
         "cka_null": cka_null,
+        "cka_adjacent": cka_adjacent,
         "energy_tokens": tokens,
         "energy_agreement": agreement_table(tokens, b.n_boot, seed=ctx.seed),
     }
@@ -154,20 +155,46 @@ def _attribution_tokens(ctx: StudyContext, domains: list[Corpus], references, fi
     return pd.DataFrame(rows)
 
 
+CKA_GROUPS = 16
+"""Groups of consecutive pooled tokens (about consecutive texts) of the CKA jackknife."""
+
+
 def _cka_tables(
     pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str], seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Debiased CKA between every pair of layers (raw, robust) and a permuted-token null for
-    adjacent layers (the same tokens' order shuffled in one layer: no shared structure)."""
-    tables, nulls = [], []
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Debiased CKA between every pair of layers (raw, robust), a permuted-token null for
+    adjacent layers (the same tokens' order shuffled in one layer: no shared structure), and the
+    median over adjacent pairs with a delete-a-group jackknife interval (:data:`CKA_GROUPS`
+    groups of consecutive tokens, each a few texts of one domain)."""
+    tables, nulls, medians = [], [], []
     rng = np.random.default_rng(seed)
+    n = len(pooled[sites[0]])
+    groups = np.arange(n) * CKA_GROUPS // n
     for variant in ("raw", "robust"):
         layers = {}
         for layer, site in enumerate(sites):
             X = pooled[site]
             layers[layer] = X if variant == "raw" else X[:, keep_channels(X.shape[1], excluded[site])]
-        tables.append(cka_matrix(layers).assign(variant=variant, n_tokens=len(pooled[sites[0]])))
+        table = cka_matrix(layers).assign(variant=variant, n_tokens=n)
+        tables.append(table)
         for layer in range(len(sites) - 1):
             Y = layers[layer + 1][rng.permutation(len(layers[layer + 1]))]
             nulls.append({"variant": variant, "layer_a": layer, "layer_b": layer + 1, "cka": cka(layers[layer], Y)})
-    return pd.concat(tables, ignore_index=True), pd.DataFrame(nulls)
+        if len(sites) > 1:
+            adjacent = table[table["layer_b"] == table["layer_a"] + 1].sort_values("layer_a")["cka"].to_numpy()
+            replicates = adjacent_cka_replicates([layers[k] for k in sorted(layers)], groups)
+            median = float(np.median(adjacent))
+            lo, hi = jackknife_interval(median, np.median(replicates, axis=0))
+            medians.append(
+                {
+                    "variant": variant,
+                    "statistic": "median over adjacent layers",
+                    "cka": median,
+                    "cka_lo": lo,
+                    "cka_hi": hi,
+                    "n_pairs": adjacent.size,
+                    "n_groups": CKA_GROUPS,
+                    "n_tokens": n,
+                }
+            )
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(nulls), pd.DataFrame(medians)

@@ -20,6 +20,7 @@ STAGES: tuple[Stage, ...] = (
             "overlap_modes",
             "cka",
             "cka_null",
+            "cka_adjacent",
             "energy_tokens",
             "energy_agreement",
         ),
