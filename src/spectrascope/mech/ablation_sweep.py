@@ -358,8 +358,8 @@ def ablation_rows(
                     found = _packed_activation_scores(
                         hf, g.metric, group, g.chunks, values, g.cache, max_batch_tokens, advance
                     )
-                    for c, rows in found.items():
-                        scores.setdefault(c, []).append(rows)
+                    for c, part_scores in found.items():
+                        scores.setdefault(c, []).append(part_scores)
         for component in resolved:
             if component in scores:
                 continue
