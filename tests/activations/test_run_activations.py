@@ -71,3 +71,37 @@ def test_bad_input(tiny_lm, tmp_path):
     empty.write_text("  \n\n ")
     with pytest.raises(CorpusError):
         run_activations(tiny_lm, corpora=str(empty), max_tokens=10)
+
+
+def test_group_moments_give_the_effective_rank_jackknife_over_texts(tiny_lm):
+    """GroupMoments splits a site's tokens by text (index mod G): the groups add up to the site's
+    moments, and each jackknife replicate is the effective rank without one group's texts."""
+    from spectrascope.activations.covariance_spectra import (
+        covariance_eigenvalues,
+        effective_rank_jackknife,
+        shape_metrics,
+    )
+    from spectrascope.activations.domain_pass import GroupMoments
+    from spectrascope.corpora import load_corpus
+
+    site = "blocks.1.hook_resid_post"
+    texts = load_corpus("calendar").texts
+    moments, groups = SiteMoments([site]), GroupMoments(site, 4)
+    run_pass(tiny_lm.hf, text_batches(tiny_lm.tokenizer, texts, 400), [moments, groups])
+    assert sorted(groups.groups) == [0, 1, 2, 3]
+    assert sum(g.count for g in groups.groups.values()) == moments.moments[site].count
+    parts = list(groups.groups.values())
+    estimate, lo, hi = effective_rank_jackknife(parts)
+    whole = shape_metrics(covariance_eigenvalues(moments.moments[site]))["effective_rank"]
+    assert estimate == pytest.approx(whole, rel=1e-9) and lo < estimate < hi
+    # group 0 = texts 0, 4, 8, ...: leaving it out equals the covariance of the other texts' tokens
+    stacked = []
+    for batch in text_batches(tiny_lm.tokenizer, texts, 400):
+        _, cache = run_with_cache(tiny_lm.hf, batch.input_ids, sites=[site], attention_mask=batch.attention_mask)
+        keep = batch.stats_mask.bool() & (batch.text_index % 4 != 0)[:, None]
+        stacked.append(cache[site][keep].double())
+    X = torch.cat(stacked).numpy()
+    total = moments.moments[site]
+    replicate = shape_metrics(covariance_eigenvalues(total.without(groups.groups[0])))["effective_rank"]
+    expected = shape_metrics(np.clip(np.linalg.eigvalsh(np.cov(X.T)), 0, None))["effective_rank"]
+    assert replicate == pytest.approx(expected, rel=1e-8)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from spectrascope.activations.controls import RANDOM_TOKENS
 from spectrascope.report.findings import (
+    activation_findings,
     alignment_findings,
     attribution_findings,
     circuit_findings,
@@ -249,3 +250,27 @@ def test_adjacent_cka_median_is_stated_with_its_jackknife_interval(tmp_path):
     (line,) = cka_findings(tables)
     assert "on 4096 tokens, median: robust 0.85 [0.81, 0.89] (permuted-token null: |CKA| <= 0.004)" in line
     assert "jackknife over 16 groups of consecutive texts" in line
+
+
+def test_effective_rank_at_the_interval_layer_is_stated_with_its_jackknife_interval(tmp_path):
+    def row(domain, layer, er, lo=None, hi=None):
+        return {
+            "site": "resid_post",
+            "layer": layer,
+            "domain": domain,
+            "variant": "robust",
+            "effective_rank": er,
+            "effective_rank_lo": lo,
+            "effective_rank_hi": hi,
+            "effective_rank_null": 400.0,
+            "n_over_d": 8.0,
+        }
+
+    rows = [row("code", 0, 50.0), row("legal", 0, 90.0), row(RANDOM_TOKENS, 0, 300.0)]
+    rows += [row("code", 1, 60.0, 55.0, 65.0), row("legal", 1, 100.0, 92.0, 108.0)]
+    rows += [row(RANDOM_TOKENS, 1, 310.0, 300.0, 320.0)]
+    acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
+    lines = activation_findings(_tables(tmp_path, activations__activations=acts))
+    assert "At layer 1 (intervals: delete-a-group jackknife over groups of texts)" in lines[-1]
+    assert "lowest for code 60 [55, 65] and highest for legal 100 [92, 108]; the intervals do not overlap" in lines[-1]
+    assert "random tokens 310 [300, 320]" in lines[-1]

@@ -147,3 +147,16 @@ def test_site_moments_refuse_patterns_and_bad_batches(make_model, make_ids, no_h
     assert no_hooks(model)
     everything = accumulate_site_moments(model, [make_ids()], None)
     assert len(everything) == 7 * model.config.num_hidden_layers
+
+
+def test_without_a_part_equals_the_moments_of_the_rest() -> None:
+    """Moments of rows 0..9 without rows 6..9 (merged in earlier) are the moments of rows 0..5."""
+    x = torch.randn(10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    part = RunningMoments().update(x[6:])
+    total = RunningMoments().update(x[:6]).merge(part)
+    rest = total.without(part)
+    assert rest.count == 6
+    torch.testing.assert_close(rest.covariance(), torch.cov(x[:6].T), rtol=1e-10, atol=1e-12)
+    assert total.count == 10  # the total is unchanged
+    with pytest.raises(SpectrascopeError):
+        total.without(total)

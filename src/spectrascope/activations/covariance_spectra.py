@@ -22,6 +22,7 @@ import numpy as np
 
 from ..spectra.metrics import spectrum_metrics
 from ..spectra.powerlaw import EVALS_THRESHOLD
+from ..stats.jackknife import jackknife_interval
 from ..trace.moments import RunningMoments
 
 
@@ -60,3 +61,22 @@ def activation_spectrum_row(moments: RunningMoments, keep: np.ndarray | None = N
     row.update(metrics)
     row.update(shape_metrics(evals))
     return row
+
+
+def effective_rank_jackknife(
+    groups: list[RunningMoments], keep: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """(effective rank, lo, hi) of the covariance of all groups' vectors, with a delete-a-group
+    jackknife interval (:func:`~spectrascope.stats.jackknife.jackknife_interval`; groups of
+    texts, so the interval is over texts)."""
+    total = RunningMoments()
+    for g in groups:
+        total.merge(g)
+    estimate = float(shape_metrics(covariance_eigenvalues(total, keep))["effective_rank"])
+    if len(groups) < 2:
+        return estimate, float("nan"), float("nan")
+    replicates = np.array(
+        [shape_metrics(covariance_eigenvalues(total.without(g), keep))["effective_rank"] for g in groups]
+    )
+    lo, hi = jackknife_interval(estimate, replicates)
+    return estimate, lo, hi

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..trace.moments import RunningMoments
 from ..trace.passes import PassState, PreHook, token_vectors
 from .massive import ChannelStats
 from .token_energy import ReferenceGaussian
@@ -32,6 +33,28 @@ class SiteChannels:
             self.stats.setdefault(name, ChannelStats()).update(activation, b.attention_mask, b.stats_mask, b.input_ids)
 
         return {site: record for site in self.sites}
+
+    def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]:
+        return {}
+
+
+@dataclass
+class GroupMoments:
+    """Float64 moments of the statistic tokens at one site, kept per group of texts (text index
+    modulo ``n_groups``): with their sum, the leave-one-group-out moments of a jackknife over texts."""
+
+    site: str
+    n_groups: int
+    groups: dict[int, RunningMoments] = field(default_factory=dict)
+
+    def site_functions(self, state: PassState) -> Mapping[str, Callable]:
+        def record(activation: torch.Tensor, name: str) -> None:
+            vectors = token_vectors(activation)[state.stat]
+            group = state.token_text % self.n_groups
+            for g in torch.unique(group).tolist():
+                self.groups.setdefault(int(g), RunningMoments()).update(vectors[group == g])
+
+        return {self.site: record}
 
     def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]:
         return {}

@@ -41,8 +41,8 @@ from ..trace.sites import SiteKind
 from ..trace.tracer import resolve_sites
 from .batching import text_batches
 from .controls import isotropic_null
-from .covariance_spectra import activation_spectrum_row
-from .domain_pass import InputChannels, SiteChannels, SiteEnergies
+from .covariance_spectra import activation_spectrum_row, effective_rank_jackknife
+from .domain_pass import GroupMoments, InputChannels, SiteChannels, SiteEnergies
 from .massive import keep_channels, massive_table
 from .token_energy import ReferenceGaussian, energy_summary
 
@@ -160,18 +160,44 @@ def measure_domain(
     seed: int = 0,
     show_progress: bool = False,
     total: int | None = None,
+    interval_site: str | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """One pass over a domain's batches: (spectrum rows, energy rows); ``extra`` collectors ride along."""
+    """One pass over a domain's batches: (spectrum rows, energy rows); ``extra`` collectors ride along.
+
+    ``interval_site``: the site whose spectrum rows also get ``effective_rank_lo`` / ``_hi``, a
+    delete-a-group jackknife over :data:`RANK_GROUPS` groups of texts (one eigendecomposition
+    per group and variant, so one site, not every one)."""
     moments = SiteMoments(sites)
     collectors: list[Collector] = [moments, *extra]
     energy = SiteEnergies(calibration.references) if energies else None
     if energy is not None:
         collectors.append(energy)
+    groups = GroupMoments(interval_site, RANK_GROUPS) if interval_site is not None else None
+    if groups is not None:
+        collectors.append(groups)
     run_pass(
         loaded.hf, batches, collectors, description=f"activations: {domain}", show_progress=show_progress, total=total
     )
     spectra = spectrum_rows(domain, moments, calibration.excluded)
+    if groups is not None:
+        _add_rank_intervals(spectra, groups, calibration.excluded)
     return spectra, (energy_rows(domain, energy, n_boot, seed) if energy is not None else [])
+
+
+RANK_GROUPS = 10
+"""Groups of texts (text index modulo 10) of the effective-rank jackknife."""
+
+
+def _add_rank_intervals(rows: list[dict], groups: GroupMoments, excluded: Mapping[str, np.ndarray]) -> None:
+    """Effective-rank intervals on the rows of ``groups.site`` (raw and robust)."""
+    label, layer = site_label(groups.site)
+    parts = list(groups.groups.values())
+    for row in rows:
+        if row["site"] != label or row["layer"] != layer:
+            continue
+        d = parts[0].dim if parts else 0
+        keep = None if row["variant"] == "raw" else keep_channels(int(d), excluded.get(groups.site, np.zeros(0, int)))
+        _, row["effective_rank_lo"], row["effective_rank_hi"] = effective_rank_jackknife(parts, keep)
 
 
 def spectrum_rows(domain: str, moments: SiteMoments, excluded: Mapping[str, np.ndarray]) -> list[dict]:

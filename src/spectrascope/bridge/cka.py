@@ -163,14 +163,3 @@ def adjacent_cka_replicates(layers: list[np.ndarray], groups: np.ndarray) -> np.
             ok = (own[i] > 0) & (own[i + 1] > 0)
             out.append(np.where(ok, xy / np.sqrt(np.where(ok, own[i] * own[i + 1], 1.0)), np.nan))
     return np.array(out).reshape(len(layers) - 1, -1)
-
-
-def jackknife_interval(estimate: float, replicates: np.ndarray, z: float = 1.959964) -> tuple[float, float]:
-    """(lo, hi) = estimate -/+ z x the delete-a-group jackknife standard error of ``replicates``
-    (G leave-one-group-out values): SE^2 = (G - 1) / G x sum (r_g - mean r)^2."""
-    r = np.asarray(replicates, dtype=np.float64)
-    g = r.size
-    if g < 2 or not np.isfinite(r).all():
-        return float("nan"), float("nan")
-    se = float(np.sqrt((g - 1) / g * np.sum((r - r.mean()) ** 2)))
-    return estimate - z * se, estimate + z * se

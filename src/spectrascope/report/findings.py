@@ -115,7 +115,28 @@ def activation_findings(t: StudyTables) -> list[str]:
             f"{null:.0f}, random tokens {controls.get(RANDOM_TOKENS, np.nan):.0f}, randomized weights "
             f"{controls.get(RANDOMIZED_WEIGHTS, np.nan):.0f} (n/d = {robust['n_over_d'].median():.1f})."
         )
+        if "effective_rank_lo" in robust:
+            lines.extend(_rank_interval_line(robust))
     return lines
+
+
+def _rank_interval_line(robust: pd.DataFrame) -> list[str]:
+    """The domains' robust effective ranks at the layer with jackknife intervals, lowest and highest."""
+    at = robust[robust["effective_rank_lo"].notna()]
+    doms = _domains(at).sort_values("effective_rank")
+    if len(doms) < 2:
+        return []
+    lo, hi = doms.iloc[0], doms.iloc[-1]
+    apart = "do not overlap" if lo["effective_rank_hi"] < hi["effective_rank_lo"] else "overlap"
+    control = at[at["domain"] == RANDOM_TOKENS]
+    ctrl = f"; random tokens {ci(control.iloc[0], 'effective_rank', 0)}" if len(control) else ""
+    return [
+        (
+            f"At layer {int(lo['layer'])} (intervals: delete-a-group jackknife over groups of texts), the robust "
+            f"effective rank is lowest for {lo['domain']} {ci(lo, 'effective_rank', 0)} and highest for "
+            f"{hi['domain']} {ci(hi, 'effective_rank', 0)}; the intervals {apart}{ctrl}."
+        )
+    ]
 
 
 def energy_findings(t: StudyTables) -> list[str]:

@@ -105,6 +105,22 @@ class RunningMoments:
         self.count += other.count
         return self
 
+    def without(self, part: RunningMoments) -> RunningMoments:
+        """A new accumulator of this one's vectors minus ``part``'s (a subset of them, merged in
+        earlier): the leave-one-group-out moments of a jackknife."""
+        total, outer = self._require()
+        if part.count >= self.count:
+            raise NumericalError(f"RunningMoments.without: the part has {part.count} of {self.count} vectors")
+        out = RunningMoments()
+        if part._sum is None or part._sum_outer is None:
+            out._allocate(total.shape[0], total.device)
+            out._sum.copy_(total)  # type: ignore[union-attr]
+            out._sum_outer.copy_(outer)  # type: ignore[union-attr]
+        else:
+            out._sum, out._sum_outer, out._device = total - part._sum, outer - part._sum_outer, self._device
+        out.count = self.count - part.count
+        return out
+
     @property
     def mean(self) -> torch.Tensor:
         """Mean vector mu, float64, shape (d,)."""

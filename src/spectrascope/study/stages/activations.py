@@ -8,7 +8,8 @@ plus two controls (a random-token corpus, and the calibration texts through the 
 weight entries shuffled), feeding:
 
 - activation spectra of ``resid_post`` at every layer, raw and robust, with the
-  isotropic-noise null at the same n / d;
+  isotropic-noise null at the same n / d (and, at the middle layer, a jackknife interval over
+  texts of the effective rank);
 - token energies with bootstrap intervals over texts;
 - the eigenmode overlap of every matrix's inputs with its tail / ERG tail / bulk, raw and
   robust, with intervals over texts (the random-subspace baseline and the random-token
@@ -33,7 +34,7 @@ from ...activations.domain_pass import SiteSample
 from ...activations.massive import keep_channels
 from ...activations.run import calibrate, calibration_batches, measure_domain
 from ...bridge.alignment import cka_matrix
-from ...bridge.cka import adjacent_cka_replicates, cka, jackknife_interval
+from ...bridge.cka import adjacent_cka_replicates, cka
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
 from ...bridge.overlap_run import (
     input_sources,
@@ -45,6 +46,7 @@ from ...bridge.overlap_run import (
 )
 from ...corpora import Corpus, corpus_texts
 from ...mech.metrics import token_pool
+from ...stats.jackknife import jackknife_interval
 from ...trace.sites import SiteKind, site_name
 from ..context import StudyContext
 
@@ -103,6 +105,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
             seed=ctx.seed,
             show_progress=ctx.show_progress,
             total=total,
+            interval_site=sites[len(sites) // 2],
         )
         spectra, energy = spectra + s, energy + e
         rows, modes = shares.finish(domain, b.n_boot, ctx.seed)
