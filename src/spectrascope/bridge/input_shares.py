@@ -20,8 +20,7 @@ texts (resampling j; mu is kept at the full sample's mean, an O(1/N) approximati
 so the sums are taken of inputs shifted by the mean of the first batch an input sees (per
 domain): then no sum is dominated by a large mean (massive channels have means far above their
 spread), the per-unit sums of at most a few hundred tokens are accurate in float32, and only
-those small sums are kept in float64. Each per-unit sum is one matrix product with a one-hot
-(units, tokens) matrix.
+those small sums are kept in float64.
 
 The projections cost one (tokens, d_in) x (d_in, rank) product per matrix per batch, about
 what accumulating X^T X would cost, but keep what a bootstrap over texts needs (a few numbers
@@ -126,7 +125,6 @@ class InputShares:
             X = x.detach()[stat].float()  # (n_stat, d_in)
             shift = self.shifts.setdefault(key, X.mean(dim=0))
             Xc = X - shift  # every sum is of shifted inputs (see the class docstring)
-            units = _unit_matrix(token_unit, n_units, Xc.dtype)  # (units, n_stat) one-hot
             M = excluded.to(X.device)
             unit_n = _row_sum(per_row[used].double(), unit_of_row, n_units).cpu()
             unit_texts = _row_sum(torch.ones_like(unit_of_row, dtype=torch.double), unit_of_row, n_units).cpu()
@@ -135,11 +133,11 @@ class InputShares:
                 sums = self.sums.setdefault((key, variant), _TextSums())
                 sums.n.append(unit_n)
                 sums.texts.append(unit_texts)
-                sums.s.append((units @ Xv).double().cpu())
-                sums.q.append((units @ Xv.square().sum(1, keepdim=True)).double().squeeze(1).cpu())
+                sums.s.append(_row_sum(Xv, token_unit, n_units).double().cpu())
+                sums.q.append(_row_sum(Xv.square().sum(1), token_unit, n_units).double().cpu())
                 for name, P in projections.items():
-                    sums.S1.setdefault(name, []).append((units @ P).double().cpu())
-                    sums.S2.setdefault(name, []).append((units @ P.square()).double().cpu())
+                    sums.S1.setdefault(name, []).append(_row_sum(P, token_unit, n_units).double().cpu())
+                    sums.S2.setdefault(name, []).append(_row_sum(P.square(), token_unit, n_units).double().cpu())
 
             raw = {name: Xc @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
             add("raw", Xc, raw)
@@ -208,15 +206,6 @@ class InputShares:
 
 def _scaled(interval: Interval, factor: float) -> Interval:
     return Interval(interval.estimate * factor, interval.lo * factor, interval.hi * factor, interval.n_units)
-
-
-def _unit_matrix(token_unit: torch.Tensor, n_units: int, dtype: torch.dtype) -> torch.Tensor:
-    """(n_units, n) one-hot: entry (u, t) = 1 when token t belongs to unit u; ``units @ values``
-    sums values (n, ...) per unit as one matrix product."""
-    out = torch.zeros((n_units, token_unit.numel()), dtype=dtype, device=token_unit.device)
-    return out.index_put_(
-        (token_unit, torch.arange(token_unit.numel(), device=token_unit.device)), torch.ones((), dtype=dtype)
-    )
 
 
 def _row_sum(values: torch.Tensor, token_row: torch.Tensor, n_rows: int) -> torch.Tensor:
