@@ -164,9 +164,9 @@ def measure_domain(
 ) -> tuple[list[dict], list[dict]]:
     """One pass over a domain's batches: (spectrum rows, energy rows); ``extra`` collectors ride along.
 
-    ``interval_site``: the site whose spectrum rows also get ``effective_rank_lo`` / ``_hi``, a
-    delete-a-group jackknife over :data:`RANK_GROUPS` groups of texts (one eigendecomposition
-    per group and variant, so one site, not every one)."""
+    ``interval_site``: the site whose robust spectrum row also gets ``effective_rank_lo`` /
+    ``_hi``, a delete-a-group jackknife over :data:`RANK_GROUPS` groups of texts (one
+    eigendecomposition per group, so one site, not every one)."""
     moments = SiteMoments(sites)
     collectors: list[Collector] = [moments, *extra]
     energy = SiteEnergies(calibration.references) if energies else None
@@ -189,14 +189,14 @@ RANK_GROUPS = 10
 
 
 def _add_rank_intervals(rows: list[dict], groups: GroupMoments, excluded: Mapping[str, np.ndarray]) -> None:
-    """Effective-rank intervals on the rows of ``groups.site`` (raw and robust)."""
+    """Effective-rank intervals on the robust row of ``groups.site`` (the view the report leads
+    with; the raw row's are NaN: each interval costs one eigendecomposition per group)."""
     label, layer = site_label(groups.site)
     parts = list(groups.groups.values())
     for row in rows:
-        if row["site"] != label or row["layer"] != layer:
+        if row["site"] != label or row["layer"] != layer or row["variant"] != "robust" or not parts:
             continue
-        d = parts[0].dim if parts else 0
-        keep = None if row["variant"] == "raw" else keep_channels(int(d), excluded.get(groups.site, np.zeros(0, int)))
+        keep = keep_channels(int(parts[0].dim or 0), excluded.get(groups.site, np.zeros(0, int)))
         _, row["effective_rank_lo"], row["effective_rank_hi"] = effective_rank_jackknife(parts, keep)
 
 
