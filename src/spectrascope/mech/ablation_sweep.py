@@ -290,7 +290,6 @@ class _Group:
     chunks: list[slice]
     baseline: RowScores
     cache: dict[int, torch.Tensor] | None
-    first_logits: torch.Tensor
 
 
 def _in_row_order(parts: list[RowScores], groups: list[_Group]) -> RowScores:
@@ -337,18 +336,16 @@ def ablation_rows(
     layers = sorted({layer for c in resolved if (layer := component_layer(c)) is not None}) if prefix else []
     per_row = any(isinstance(v, torch.Tensor) for v in values.values())  # resampled: tied to the batch's rows
     row_groups = length_groups(metric) if batched and not per_row else [torch.arange(_ids(metric).shape[0])]
-    groups = []
+    groups: list[_Group] = []
+    resume = prefix and bool(layers)
     for rows in row_groups:
         part = metric if len(row_groups) == 1 else cast(NextTokenLoss, metric).subset(rows)
         chunks = row_chunks(part, hf, max_batch_tokens)
-        baseline, cache, first_logits = _clean_pass(hf, part, chunks, layers, prefix and bool(layers))
-        groups.append(_Group(rows, part, chunks, baseline, cache, first_logits))
-    first = groups[0]
-    if first.cache is not None and not _resume_agrees(
-        hf, first.metric, first.chunks[0], layers[-1], first.cache, first.first_logits
-    ):
-        for g in groups:
-            g.cache = None
+        baseline, cache, first_logits = _clean_pass(hf, part, chunks, layers, resume)
+        if cache is not None and not groups:  # checked on the first group's first chunk
+            resume = _resume_agrees(hf, part, chunks[0], layers[-1], cache, first_logits)
+        del first_logits  # up to MAX_LOGIT_BYTES: never held for more than one group
+        groups.append(_Group(rows, part, chunks, baseline, cache if resume else None))
     scores: dict[Component, list[RowScores]] = {}
     with progress_bar("ablation sweep", len(resolved) * len(groups), show_progress) as advance:
         if batched:
