@@ -1,17 +1,22 @@
 """Benchmark: the study's stages, and what one exact ablation costs before and after packing.
 
     python benchmarks/study_stages.py [--budget default] [--out /tmp/study-bench] [--edits 8] [--tokens 1024]
+                                      [--corpus code] [--parts stages,edits,atp]
 
 Part 1 runs ``spectrascope study`` (the given budget, every stage) as a whole process and
 prints each stage's seconds (from ``study.json``), the total and the process tree's peak RSS.
 
-Part 2 measures the bridge's cost **per edit per 1,000 tokens** on the same edits and tokens,
-in one run, three ways (all give the same numbers; checked):
+Part 2 measures the bridge's cost **per edit per 1,000 tokens** on the same edits and tokens
+(``--corpus``: code, 128-token texts; geography, texts of 5 to 20 tokens padded to the
+longest), in one run, four ways (all give the same numbers; checked):
 
 - ``before``: one full forward per edit over the domain loss batch (the reference
   implementation, ``ablation_rows(..., batched=False)``);
-- ``packed``: row chunks of many edits stacked into forwards (``reuse_prefix=False``);
-- ``after``: packed and resumed at the edited layer from the cached clean residual (the default).
+- ``packed``: row chunks of many edits stacked into forwards (``reuse_prefix=False``,
+  ``group_lengths=False``);
+- ``resumed``: packed and resumed at the edited layer from the cached clean residual
+  (``group_lengths=False``);
+- ``after``: resumed, and a padded batch run in length groups at their own widths (the default).
 
 Part 3 (``--atp``) measures the attribution screen (one forward + backward) against exact mean
 ablation of every block on one domain: the Spearman rank correlation of their damages. (On
@@ -63,12 +68,21 @@ def part_edit_cost(args) -> None:
     layers = np.linspace(0, n_layers - 1, max(1, args.edits // 3)).round().astype(int)
     edits = [c for layer in layers for c in (AttnBlock(int(layer)), MlpBlock(int(layer)))]
     edits += [SpectralComponent(f"model.layers.{int(layers[len(layers) // 2])}.mlp.down_proj.weight", "tail")]
-    metric = text_loss(model, load_corpus("code").texts, args.tokens, 128, name="code")
+    metric = text_loss(model, load_corpus(args.corpus).texts, args.tokens, 128, name=args.corpus)
     reference = text_loss(model, load_corpus("legal").texts, 512, 128, name="legal")
     reference = {"input_ids": reference.input_ids, "attention_mask": reference.attention_mask}
     n_tokens = int(metric.attention_mask.sum())
+    print(
+        f"{args.corpus}: {n_tokens} tokens in {metric.input_ids.shape[0]} texts padded to {metric.input_ids.shape[1]}"
+    )
     results = {}
-    for name, kwargs in (("before", {"batched": False}), ("packed", {"reuse_prefix": False}), ("after", {})):
+    ways = (
+        ("before", {"batched": False}),
+        ("packed", {"reuse_prefix": False, "group_lengths": False}),
+        ("resumed", {"group_lengths": False}),
+        ("after", {}),
+    )
+    for name, kwargs in ways:
         start, cpu = time.perf_counter(), time.process_time()
         results[name] = ablation_rows(model, edits, metric, "mean", reference, **kwargs)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -78,7 +92,7 @@ def part_edit_cost(args) -> None:
             f"{len(edits)} edits x {n_tokens} tokens"
         )
     ref = results["before"]
-    for name in ("packed", "after"):
+    for name in ("packed", "resumed", "after"):
         diff = max(float((results[name].ablated[c].values - ref.ablated[c].values).abs().max()) for c in edits)
         print(f"  {name}: largest per-text difference from 'before' {diff:.2e} nats")
 
@@ -116,6 +130,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/study-bench")
     parser.add_argument("--edits", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=1024)
+    parser.add_argument("--corpus", default="code", help="the domain loss of part 2 (code, geography, ...)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default="stages,edits", help="comma-separated: stages, edits, atp")
     args = parser.parse_args()

@@ -312,12 +312,15 @@ def ablation_rows(
     max_batch_tokens: int = 4096,
     show_progress: bool = False,
     replacements: Mapping[Component, Replacement] | None = None,
+    group_lengths: bool = True,
 ) -> SweepRows:
     """Per-row metric values with each component ablated on its own, and without ablation.
 
     Args: as :func:`ablation_sweep`, and ``replacements``: the activation components'
         replacements computed once by :func:`~spectrascope.mech.ablation.reference_values`
-        (several sweeps with one reference need it once; None: computed from ``reference``).
+        (several sweeps with one reference need it once; None: computed from ``reference``),
+        and ``group_lengths``: (batched) run a padded loss in :func:`length_groups`, each at its
+        own width (False: one group padded to the longest text; the same numbers, slower).
     Returns:
         :class:`SweepRows` (rows in the order of the metric's batch; components in the order given).
     """
@@ -335,7 +338,8 @@ def ablation_rows(
     prefix = batched and reuse_prefix and resumable(hf)
     layers = sorted({layer for c in resolved if (layer := component_layer(c)) is not None}) if prefix else []
     per_row = any(isinstance(v, torch.Tensor) for v in values.values())  # resampled: tied to the batch's rows
-    row_groups = length_groups(metric) if batched and not per_row else [torch.arange(_ids(metric).shape[0])]
+    grouped = batched and group_lengths and not per_row
+    row_groups = length_groups(metric) if grouped else [torch.arange(_ids(metric).shape[0])]
     groups: list[_Group] = []
     resume = prefix and bool(layers)
     for rows in row_groups:
