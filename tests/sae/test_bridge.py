@@ -136,3 +136,21 @@ def test_feature_removal_resumed_after_the_site_equals_the_hooked_full_forward(t
     removed = scorer.removed(features)
     np.testing.assert_allclose(removed, expected, rtol=1e-5, atol=1e-5)
     assert np.abs(removed - scorer.clean[0]).max() > 1e-4  # the removal changes the loss
+
+
+def test_grouped_removal_scores_equal_one_padded_batch(tiny):
+    """Geography texts of different lengths: run in length groups, the clean and removed
+    per-text losses equal the one padded batch's, in the batch's text order."""
+    from spectrascope.mech.ablation_sweep import length_groups
+    from spectrascope.mech.metrics import corpus_loss
+    from spectrascope.sae.bridge import FeatureRemovalScores, GroupedRemovalScores
+
+    torch.manual_seed(2)
+    sae = build_sae("relu", 32, 16)
+    binding = bind_site(tiny, sae, "blocks.0.hook_resid_post")
+    metric = corpus_loss(tiny, "geography", max_tokens=300, seq_len=32)
+    assert len(length_groups(metric)) > 1
+    grouped, padded = GroupedRemovalScores(binding, metric), FeatureRemovalScores(binding, metric)
+    for got, want in zip(grouped.clean, padded.clean, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grouped.removed([1, 4, 7]), padded.removed([1, 4, 7]), rtol=1e-5, atol=1e-6)
