@@ -565,3 +565,11 @@ def test_losses_joined_keep_every_rows_targets_and_score(tiny_llama):
             return m.row_scores(tiny_llama(input_ids=m.input_ids, attention_mask=m.attention_mask).logits)
 
         np.testing.assert_allclose(rows(joined).values, torch.cat([rows(a).values, rows(b).values]), atol=1e-12)
+
+
+def test_metric_rows_reduce_to_the_metric(tiny_llama):
+    ids = torch.randint(0, 50, (4, 9), generator=torch.Generator().manual_seed(7))
+    metric = NextTokenLoss(ids, target_positions=[5, 6, 7, 8])
+    rows = metric.rows(tiny_llama)
+    assert rows.values.shape == (4,) and rows.weights.tolist() == [4.0] * 4
+    assert float(rows.reduce()) == pytest.approx(metric(tiny_llama), abs=1e-12)

@@ -225,7 +225,11 @@ def test_top_induction_head_is_stated_with_its_interval(tmp_path):
             "layer": [2],
             "head": [3],
             "baseline": [1.5],
+            "baseline_lo": [1.4],
+            "baseline_hi": [1.6],
             "first_copy_loss": [9.0],
+            "first_copy_loss_lo": [8.5],
+            "first_copy_loss_hi": [9.5],
             "confirmed": [True],
             "damage": [0.4],
             "damage_lo": [0.2],
@@ -234,6 +238,10 @@ def test_top_induction_head_is_stated_with_its_interval(tmp_path):
         }
     )
     lines = mechanism_findings(_tables(tmp_path, mechanisms__head_scores=scores, mechanisms__ablation_heads=heads))
+    assert (
+        "has loss 1.50 [1.40, 1.60] nats against 9.00 [8.50, 9.50] for the first copy (intervals over sequences)"
+        in lines[0]
+    )
     assert "the top induction head by attention is 2.3 (score 0.61 [0.55, 0.66]; interval over sequences)" in lines[0]
     assert "2.3 +0.400 [0.200, 0.600]" in lines[1]
 

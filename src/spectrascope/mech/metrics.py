@@ -282,6 +282,12 @@ class Metric:
         output = as_hf(model)(**self.forward_kwargs(model), use_cache=False)
         return float(self.score(output.logits))
 
+    @torch.no_grad()
+    def rows(self, model: ModelLike) -> RowScores:
+        """Run the model on the batch and return the per-row scores (what intervals resample)."""
+        output = as_hf(model)(**self.forward_kwargs(model), use_cache=False)
+        return self.row_scores(output.logits).detached()
+
 
 def keep_logits(model: ModelLike, positions: torch.Tensor | int | None) -> dict[str, Any]:
     """``{"logits_to_keep": positions}`` when the model's forward takes it and positions are

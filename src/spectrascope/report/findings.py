@@ -168,8 +168,9 @@ def mechanism_findings(t: StudyTables) -> list[str]:
     confirmed = heads[heads["confirmed"]].sort_values("damage", ascending=False)
     lines = [
         (
-            f"Induction: the second copy of repeated random text has loss {heads['baseline'].iloc[0]:.2f} nats against "
-            f"{heads['first_copy_loss'].iloc[0]:.2f} for the first copy; the top induction head by attention is "
+            f"Induction: the second copy of repeated random text has loss {_score(heads.iloc[0], 'baseline')} nats "
+            f"against {_score(heads.iloc[0], 'first_copy_loss')} for the first copy (intervals over sequences); "
+            f"the top induction head by attention is "
             f"{int(top['layer'])}.{int(top['head'])} (score {_score(top, 'induction')}; interval over sequences)."
         )
     ]

@@ -23,6 +23,7 @@ from ...mech.head_scores import head_scores
 from ...mech.logit_lens import logit_lens
 from ...mech.metrics import REPEAT_LENGTH, repeated_loss
 from ...mech.references import other_sequences
+from ...stats.bootstrap import weighted_mean_interval
 from ..context import StudyContext
 
 PATTERN_CANDIDATES = 3
@@ -63,8 +64,11 @@ def induction_sweep(ctx: StudyContext, scores: pd.DataFrame) -> pd.DataFrame:
     table = screen_table.drop(columns="kind").merge(confirmed_table, on="component", how="left")
     table["confirmed"] = table["damage"].notna()
     table["mode"] = b.ablation_mode.value
-    table["baseline"] = float(confirmed.baseline.reduce())
-    table["first_copy_loss"] = float(first(loaded))
+    # the two copies' losses on the same fresh sequences, each with its interval over them
+    for name, rows in (("baseline", confirmed.baseline), ("first_copy_loss", first.rows(loaded))):
+        interval = weighted_mean_interval(rows.values.numpy(), rows.weights.numpy(), b.n_boot, ctx.seed)
+        for column, value in interval.columns(name).items():
+            table[column] = value
     return table.merge(scores, on=["layer", "head"], how="left")
 
 
