@@ -112,13 +112,14 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
         if sample is not None:
             mode_shares[domain] = modes
             samples.append(sample.arrays())
+    # CKA first, its sample freed (~280 MB), before the shuffle's permutation indices are held
+    pooled = {site: np.concatenate([sample.pop(site) for sample in samples]) for site in sites}
+    cka_table, cka_null, cka_adjacent = _cka_tables(pooled, calibration.excluded, sites, ctx.seed)
+    del pooled, samples
     with randomized_weights(hf, ctx.seed):
         batches = calibration_batches(loaded.tokenizer, domains, max(1, b.control_tokens // len(domains)), b.seq_len)
         s, _ = measure_domain(loaded, RANDOMIZED_WEIGHTS, batches, sites, calibration, energies=False)
     spectra += s
-
-    pooled = {site: np.concatenate([sample[site] for sample in samples]) for site in sites}
-    cka_table, cka_null, cka_adjacent = _cka_tables(pooled, calibration.excluded, sites, ctx.seed)
     tokens = _attribution_tokens(ctx, domains, calibration.references, sites[0], sites[-1])
     return {
         "activations": pd.DataFrame(spectra),
