@@ -29,17 +29,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _unbiased_hsic(trace: float, kx: np.ndarray, ly: np.ndarray) -> float:
+    """The unbiased HSIC from tr(K~ L~) and the vectors K~ 1 (n,) and L~ 1 (n,) (module docstring)."""
+    n = kx.size
+    sums = float(kx.sum() * ly.sum()) / ((n - 1) * (n - 2))
+    return (trace + sums - 2.0 / (n - 2) * float(np.dot(kx, ly))) / (n * (n - 3))
+
+
 def _hsic_terms(X: np.ndarray, Y: np.ndarray) -> float:
     """The unbiased HSIC of the linear kernels X X^T and Y Y^T (see the module docstring)."""
-    n = X.shape[0]
     x_sq = np.einsum("ij,ij->i", X, X)
     y_sq = np.einsum("ij,ij->i", Y, Y)
     trace = float(np.sum((X.T @ Y) ** 2) - np.dot(x_sq, y_sq))
-    kx = X @ X.sum(axis=0) - x_sq  # (K~ 1)_i
-    ly = Y @ Y.sum(axis=0) - y_sq  # (L~ 1)_i
-    sums = float(kx.sum() * ly.sum()) / ((n - 1) * (n - 2))
-    cross = 2.0 / (n - 2) * float(np.dot(kx, ly))
-    return (trace + sums - cross) / (n * (n - 3))
+    return _unbiased_hsic(trace, X @ X.sum(axis=0) - x_sq, Y @ Y.sum(axis=0) - y_sq)
 
 
 def _biased_cka(X: np.ndarray, Y: np.ndarray) -> float:
@@ -107,10 +109,7 @@ def _pair_hsic(a: LayerTerms, b: LayerTerms) -> float:
     cross = (a.X.T @ b.X).astype(np.float64)
     if not a.debiased:
         return float(np.sum(cross**2))
-    n = a.X.shape[0]
-    trace = float(np.sum(cross**2) - np.dot(a.sq, b.sq))
-    sums = float(a.k.sum() * b.k.sum()) / ((n - 1) * (n - 2))
-    return (trace + sums - 2.0 / (n - 2) * float(np.dot(a.k, b.k))) / (n * (n - 3))
+    return _unbiased_hsic(float(np.sum(cross**2) - np.dot(a.sq, b.sq)), a.k, b.k)
 
 
 def cka_from_terms(a: LayerTerms, b: LayerTerms) -> float:
@@ -141,13 +140,10 @@ def leave_one_group_out_hsic(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -
     kx_all = X64 @ (sx.sum(axis=0)[None, :] - sx).T - x_sq[:, None]  # (n, G): (K~ 1)_i without group g
     ly_all = Y64 @ (sy.sum(axis=0)[None, :] - sy).T - y_sq[:, None]
     out = np.empty(labels.size)
-    for g, m in enumerate(members):
+    for g in range(labels.size):
         inside = index != g
-        n = int(inside.sum())
         trace = float(np.sum((cross - crosses[g]) ** 2) - np.dot(x_sq[inside], y_sq[inside]))
-        kx, ly = kx_all[inside, g], ly_all[inside, g]
-        sums = float(kx.sum() * ly.sum()) / ((n - 1) * (n - 2))
-        out[g] = (trace + sums - 2.0 / (n - 2) * float(np.dot(kx, ly))) / (n * (n - 3))
+        out[g] = _unbiased_hsic(trace, kx_all[inside, g], ly_all[inside, g])
     return out
 
 
