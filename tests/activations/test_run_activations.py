@@ -7,6 +7,7 @@ from spectrascope.activations.batching import text_batches
 from spectrascope.activations.run import run_activations
 from spectrascope.errors import CorpusError, SiteError, SpectrascopeError
 from spectrascope.trace import run_with_cache
+from spectrascope.trace.moments import RunningMoments
 from spectrascope.trace.passes import SiteMoments, run_pass
 
 
@@ -78,11 +79,12 @@ def test_group_moments_give_the_effective_rank_jackknife_over_texts(tiny_lm):
     moments, and each jackknife replicate is the effective rank without one group's texts."""
     from spectrascope.activations.covariance_spectra import (
         covariance_eigenvalues,
-        effective_rank_jackknife,
+        effective_rank_replicates,
         shape_metrics,
     )
     from spectrascope.activations.domain_pass import GroupMoments
     from spectrascope.corpora import load_corpus
+    from spectrascope.stats.jackknife import jackknife_interval
 
     site = "blocks.1.hook_resid_post"
     texts = load_corpus("calendar").texts
@@ -91,8 +93,13 @@ def test_group_moments_give_the_effective_rank_jackknife_over_texts(tiny_lm):
     assert sorted(groups.groups) == [0, 1, 2, 3]
     assert sum(g.count for g in groups.groups.values()) == moments.moments[site].count
     parts = list(groups.groups.values())
-    estimate, lo, hi = effective_rank_jackknife(parts)
+    summed = RunningMoments()
+    for g in parts:
+        summed.merge(g)
     whole = shape_metrics(covariance_eigenvalues(moments.moments[site]))["effective_rank"]
+    estimate = shape_metrics(covariance_eigenvalues(summed))["effective_rank"]
+    replicates = effective_rank_replicates(moments.moments[site], parts)
+    lo, hi = jackknife_interval(estimate, replicates)
     assert estimate == pytest.approx(whole, rel=1e-9) and lo < estimate < hi
     # group 0 = texts 0, 4, 8, ...: leaving it out equals the covariance of the other texts' tokens
     stacked = []
@@ -101,7 +108,6 @@ def test_group_moments_give_the_effective_rank_jackknife_over_texts(tiny_lm):
         keep = batch.stats_mask.bool() & (batch.text_index % 4 != 0)[:, None]
         stacked.append(cache[site][keep].double())
     X = torch.cat(stacked).numpy()
-    total = moments.moments[site]
-    replicate = shape_metrics(covariance_eigenvalues(total.without(groups.groups[0])))["effective_rank"]
+    replicate = replicates[list(groups.groups).index(0)]
     expected = shape_metrics(np.clip(np.linalg.eigvalsh(np.cov(X.T)), 0, None))["effective_rank"]
     assert replicate == pytest.approx(expected, rel=1e-8)

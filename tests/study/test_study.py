@@ -137,3 +137,12 @@ def test_the_default_plan_leaves_the_circuit_stage_to_be_asked_for():
         _plan(["weights", "nope"], budget)
     with pytest.raises(OptionError, match="off in this budget"):
         _plan(["features"], StudyBudget.small())
+
+
+def test_the_middle_layers_robust_effective_rank_has_its_jackknife_interval(study):
+    out, _, _ = study
+    acts = pd.read_parquet(out / "activations" / "activations.parquet")
+    with_interval = acts[acts["effective_rank_lo"].notna()]
+    assert set(with_interval["variant"]) == {"robust"} and with_interval["layer"].nunique() == 1
+    assert (with_interval["effective_rank_lo"] <= with_interval["effective_rank"]).all()
+    assert (with_interval["effective_rank"] <= with_interval["effective_rank_hi"]).all()

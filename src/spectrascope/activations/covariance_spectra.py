@@ -22,7 +22,6 @@ import numpy as np
 
 from ..spectra.metrics import spectrum_metrics
 from ..spectra.powerlaw import EVALS_THRESHOLD
-from ..stats.jackknife import jackknife_interval
 from ..trace.moments import RunningMoments
 
 
@@ -63,20 +62,9 @@ def activation_spectrum_row(moments: RunningMoments, keep: np.ndarray | None = N
     return row
 
 
-def effective_rank_jackknife(
-    groups: list[RunningMoments], keep: np.ndarray | None = None
-) -> tuple[float, float, float]:
-    """(effective rank, lo, hi) of the covariance of all groups' vectors, with a delete-a-group
-    jackknife interval (:func:`~spectrascope.stats.jackknife.jackknife_interval`; groups of
-    texts, so the interval is over texts)."""
-    total = RunningMoments()
-    for g in groups:
-        total.merge(g)
-    estimate = float(shape_metrics(covariance_eigenvalues(total, keep))["effective_rank"])
-    if len(groups) < 2:
-        return estimate, float("nan"), float("nan")
-    replicates = np.array(
-        [shape_metrics(covariance_eigenvalues(total.without(g), keep))["effective_rank"] for g in groups]
-    )
-    lo, hi = jackknife_interval(estimate, replicates)
-    return estimate, lo, hi
+def effective_rank_replicates(
+    total: RunningMoments, groups: list[RunningMoments], keep: np.ndarray | None = None
+) -> np.ndarray:
+    """(G,) effective rank of ``total``'s covariance without each group's vectors in turn (the
+    replicates of a delete-a-group jackknife over groups of texts; ``total`` is their sum)."""
+    return np.array([shape_metrics(covariance_eigenvalues(total.without(g), keep))["effective_rank"] for g in groups])

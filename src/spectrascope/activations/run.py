@@ -33,6 +33,7 @@ from ..corpora import DEFAULT_CORPORA, Corpus, corpus_texts
 from ..errors import SiteError, at_least
 from ..models.handle import as_model
 from ..stats.bootstrap import DEFAULT_N_BOOT, ratio_interval
+from ..stats.jackknife import jackknife_interval
 from ..tables import write_table
 from ..trace import parse_site
 from ..trace.architectures import bind
@@ -41,7 +42,7 @@ from ..trace.sites import SiteKind
 from ..trace.tracer import resolve_sites
 from .batching import text_batches
 from .controls import isotropic_null
-from .covariance_spectra import activation_spectrum_row, effective_rank_jackknife
+from .covariance_spectra import activation_spectrum_row, effective_rank_replicates
 from .domain_pass import GroupMoments, InputChannels, SiteChannels, SiteEnergies
 from .massive import keep_channels, massive_table
 from .token_energy import ReferenceGaussian, energy_summary
@@ -180,7 +181,7 @@ def measure_domain(
     )
     spectra = spectrum_rows(domain, moments, calibration.excluded)
     if groups is not None:
-        _add_rank_intervals(spectra, groups, calibration.excluded)
+        _add_rank_intervals(spectra, moments, groups, calibration.excluded)
     return spectra, (energy_rows(domain, energy, n_boot, seed) if energy is not None else [])
 
 
@@ -188,16 +189,20 @@ RANK_GROUPS = 10
 """Groups of texts (text index modulo 10) of the effective-rank jackknife."""
 
 
-def _add_rank_intervals(rows: list[dict], groups: GroupMoments, excluded: Mapping[str, np.ndarray]) -> None:
+def _add_rank_intervals(
+    rows: list[dict], moments: SiteMoments, groups: GroupMoments, excluded: Mapping[str, np.ndarray]
+) -> None:
     """Effective-rank intervals on the robust row of ``groups.site`` (the view the report leads
     with; the raw row's are NaN: each interval costs one eigendecomposition per group)."""
     label, layer = site_label(groups.site)
     parts = list(groups.groups.values())
+    total = moments.moments.get(groups.site)
     for row in rows:
-        if row["site"] != label or row["layer"] != layer or row["variant"] != "robust" or not parts:
+        if row["site"] != label or row["layer"] != layer or row["variant"] != "robust" or total is None:
             continue
-        keep = keep_channels(int(parts[0].dim or 0), excluded.get(groups.site, np.zeros(0, int)))
-        _, row["effective_rank_lo"], row["effective_rank_hi"] = effective_rank_jackknife(parts, keep)
+        keep = keep_channels(int(total.dim or 0), excluded.get(groups.site, np.zeros(0, int)))
+        replicates = effective_rank_replicates(total, parts, keep)
+        row["effective_rank_lo"], row["effective_rank_hi"] = jackknife_interval(row["effective_rank"], replicates)
 
 
 def spectrum_rows(domain: str, moments: SiteMoments, excluded: Mapping[str, np.ndarray]) -> list[dict]:
