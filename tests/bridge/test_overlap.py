@@ -62,6 +62,8 @@ def test_shares_from_per_text_sums_equal_the_covariance_formula():
             for _ in range(12)
         ]
         collector = _collector(sub, excluded=[2, 7])
+        tall = shape[0] >= shape[1]  # the modes span the inputs: only the leading ones are projected
+        assert (collector.projected_modes("W") < sub.rank) if tall else (collector.projected_modes("W") == sub.rank)
         _feed(collector, texts)
         rows, modes = collector.finish("d", n_boot=200)
         X = np.concatenate(texts)
@@ -82,6 +84,25 @@ def test_shares_from_per_text_sums_equal_the_covariance_formula():
         np.testing.assert_allclose(
             modes["W"], [variance_share(C, sub.Vt[i : i + 1].T) for i in range(min(10, sub.rank))], rtol=1e-6
         )
+
+
+def test_projecting_the_leading_modes_equals_projecting_all_of_them():
+    """A square matrix's bulk from the total minus the tail (few modes projected) equals the sum
+    over every bulk mode (all modes projected), raw and robust, estimate and interval."""
+    rng = np.random.default_rng(5)
+    sub = matrix_subspaces(rng.standard_t(3, size=(48, 48)))
+    texts = [rng.standard_normal((int(rng.integers(5, 30)), 48)) * rng.uniform(0.2, 3, size=48) for _ in range(15)]
+    found = []
+    for top_modes in (10, 48):
+        collector = _collector(sub, excluded=[3])
+        collector.top_modes = top_modes
+        _feed(collector, texts)
+        found.append(collector.finish("d", n_boot=100)[0])
+    assert _collector(sub).projected_modes("W") < 48
+    for few, every in zip(*found, strict=True):
+        assert (few["part"], few["variant"]) == (every["part"], every["variant"])
+        for column in ("share", "share_lo", "share_hi", "enrichment"):
+            assert few[column] == pytest.approx(every[column], rel=1e-5, abs=1e-7)
 
 
 def test_domain_planted_in_the_tail_and_the_isotropic_control():

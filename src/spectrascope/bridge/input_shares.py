@@ -22,9 +22,12 @@ domain): then no sum is dominated by a large mean (massive channels have means f
 spread), the per-unit sums of at most a few hundred tokens are accurate in float32, and only
 those small sums are kept in float64.
 
-The projections cost one (tokens, d_in) x (d_in, rank) product per matrix per batch, about
-what accumulating X^T X would cost, but keep what a bootstrap over texts needs (a few numbers
-per text and mode instead of a d_in x d_in matrix per text).
+The projections cost one (tokens, d_in) x (d_in, m) product per matrix per batch. When the
+modes span the whole input space (rank = d_in: square and tall matrices), the modes' variances
+add up to the total, sum_i A_ij = B_j, so the bulk is B_j minus the tail and only the first
+m = max(tail, ERG tail, top modes) modes are projected (:meth:`InputShares.projected_modes`);
+a wide matrix (rank < d_in) projects all its modes. Either way the sums keep what a bootstrap
+over texts needs (a few numbers per text and mode instead of a d_in x d_in matrix per text).
 
 **Units of the bootstrap.** j runs over *units* of consecutive texts of a batch holding about
 :data:`UNIT_TOKENS` statistic tokens: a 128-token text is a unit of its own, while ~5 calendar
@@ -94,6 +97,7 @@ class InputShares:
         excluded: hooked input key -> channels the robust variant sets to 0.
         unit_tokens: statistic tokens per bootstrap unit (:func:`bootstrap_units`).
         shifts: hooked input key -> the shift m of its inputs (set by the first batch).
+        top_modes: leading modes whose shares :meth:`finish` returns one by one.
     """
 
     modules: Mapping[str, nn.Module]
@@ -103,6 +107,16 @@ class InputShares:
     unit_tokens: int = UNIT_TOKENS
     sums: dict[tuple[str, str], _TextSums] = field(default_factory=dict)
     shifts: dict[str, torch.Tensor] = field(default_factory=dict)
+    top_modes: int = 10
+
+    def projected_modes(self, name: str) -> int:
+        """How many leading modes of matrix ``name`` the inputs are projected on: all of them
+        when they do not span the input space (rank < d_in), else the most any part or the
+        top modes need (the bulk is then the total minus the tail)."""
+        sub = self.subspaces[name]
+        if sub.rank < sub.Vt.shape[1]:
+            return sub.rank
+        return min(sub.rank, max(sub.n_tail, sub.n_erg, self.top_modes))
 
     def site_functions(self, state: PassState) -> Mapping[str, Callable]:
         return {}
@@ -139,22 +153,24 @@ class InputShares:
                     sums.S1.setdefault(name, []).append(_row_sum(P, token_unit, n_units).double().cpu())
                     sums.S2.setdefault(name, []).append(_row_sum(P.square(), token_unit, n_units).double().cpu())
 
-            raw = {name: Xc @ self.subspaces[name].Vt_torch(X.device).T for name in self.readers[key]}
+            Vt = {
+                name: self.subspaces[name].Vt_torch(X.device)[: self.projected_modes(name)]
+                for name in self.readers[key]
+            }
+            raw = {name: Xc @ V.T for name, V in Vt.items()}
             add("raw", Xc, raw)
             if M.numel():  # P' = P - X[:, M] V[:, M]^T: the excluded channels' share removed
                 XM = Xc[:, M]
-                robust = {name: P - XM @ self.subspaces[name].Vt_torch(X.device)[:, M].T for name, P in raw.items()}
+                robust = {name: P - XM @ Vt[name][:, M].T for name, P in raw.items()}
                 add("robust", Xc.index_fill(1, M, 0.0), robust)
             else:
                 add("robust", Xc, raw)
 
         return hook
 
-    def finish(
-        self, domain: str, n_boot: int = 1000, seed: int = 0, top_modes: int = 10
-    ) -> tuple[list[dict], dict[str, np.ndarray]]:
+    def finish(self, domain: str, n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Overlap rows of this domain (per matrix, part, variant, with intervals over texts) and
-        each matrix's top-mode shares (raw); the per-text sums are freed."""
+        each matrix's :attr:`top_modes` shares (raw); the per-text sums are freed."""
         rows, modes = [], {}
         for (key, variant), sums in self.sums.items():
             n = torch.cat(sums.n).numpy()
@@ -169,12 +185,16 @@ class InputShares:
                 S1 = torch.cat(sums.S1[name]).numpy()
                 S2 = torch.cat(sums.S2[name]).numpy()
                 vmu = S1.sum(axis=0) / N  # (rank,) v_i . mu
-                A = S2 - 2 * S1 * vmu[None, :] + n[:, None] * vmu[None, :] ** 2  # (texts, rank)
+                A = S2 - 2 * S1 * vmu[None, :] + n[:, None] * vmu[None, :] ** 2  # (texts, projected modes)
                 d_in = sub.Vt.shape[1]
                 for part in PARTS:
                     part_modes = sub.part_slice(part)
                     k = len(range(sub.rank)[part_modes])
-                    share = ratio_interval(A[:, part_modes].sum(axis=1), total, n_boot, seed)
+                    if part == "bulk" and A.shape[1] < sub.rank:  # the modes span the inputs: the rest of the total
+                        variance = total - A[:, : sub.n_tail].sum(axis=1)
+                    else:
+                        variance = A[:, part_modes].sum(axis=1)
+                    share = ratio_interval(variance, total, n_boot, seed)
                     random = k / d_in
                     enrich = _scaled(share, 1.0 / random) if random > 0 else None
                     rows.append(
@@ -198,7 +218,7 @@ class InputShares:
                         }
                     )
                 if variant == "raw":
-                    modes[name] = A[:, :top_modes].sum(axis=0) / total.sum()
+                    modes[name] = A[:, : self.top_modes].sum(axis=0) / total.sum()
         self.sums.clear()
         self.shifts.clear()
         return rows, modes
