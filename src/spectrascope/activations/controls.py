@@ -53,8 +53,12 @@ def random_token_batches(
 
 
 def _permutation(name: str, numel: int, seed: int) -> torch.Tensor:
+    """The seeded permutation of a parameter's ``numel`` entries, as int32 when it fits: the
+    same permutation as int64 (tested) in half the memory (the 49,152 x 576 embedding's index
+    is 113 MB instead of 226 MB, held beside a copy of the matrix while it is shuffled)."""
     generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + zlib.crc32(name.encode()))
-    return torch.randperm(numel, generator=generator)
+    dtype = torch.int32 if numel < 2**31 else torch.int64
+    return torch.randperm(numel, generator=generator, dtype=dtype)
 
 
 @contextmanager
