@@ -75,6 +75,17 @@ def test_massive_channels_are_found_and_the_robust_view_is_less_dominated(study)
     assert by_variant["robust"] > 2 * by_variant["raw"]  # measured 69.6 vs 28.2 (small budget)
 
 
+def test_the_activation_controls_are_measured_at_the_domains_n(study):
+    """A covariance spectrum's noise depends on n / d: the random-token and randomized-weights
+    spectra are taken from as many tokens as a domain's (they were 2,048 against 4,608)."""
+    out, _ = study
+    acts = _table(out, "activations", "activations")
+    n = acts.groupby("domain")["n_tokens"].max()
+    wanted = StudyBudget.small().activation_tokens
+    assert (n[list(DOMAINS)] == wanted).all() and n["control:random-tokens"] == wanted
+    assert 0.9 * wanted <= n["control:randomized-weights"] <= wanted  # calibration texts: a few short of it
+
+
 def test_induction_head_is_found_and_its_ablation_hurts(study):
     out, _ = study
     scores = _table(out, "mechanisms", "head_scores").sort_values("induction", ascending=False)

@@ -15,8 +15,9 @@ ablations packed and resumed at the edited layer):
   most damaging heads of the induction sweep; ``sweep_sequences`` (4) for the exact sweep of
   every head that picks them.
 - ``cka_tokens`` = 4,096 pooled tokens for CKA (debiased; ~0 for unrelated representations).
-- ``layer_sweep_tokens`` = 2,048 pooled tokens (16 texts) for the exact mean ablation of every
-  attention and MLP block (the causal importance the spectra are correlated with).
+- ``layer_sweep_tokens`` = 1,536 pooled tokens (256 per domain: two 128-token texts, or ~18
+  short ones) for the exact mean ablation of every attention and MLP block (the causal
+  importance the spectra are correlated with; the correlation reads the pooled damage).
 
 Presets: :meth:`StudyBudget.small` (tests, smoke runs; statistics not meant to be read),
 the default, and :meth:`StudyBudget.large` (more texts and edits; tens of minutes).
@@ -62,8 +63,9 @@ class StudyBudget:
         activation_tokens: statistic tokens per domain of the activation pass (spectra,
             energies, eigenmode overlap).
         cka_tokens: pooled tokens (equal shares of the domains) for CKA between layers.
-        control_tokens: tokens of each control: the random-token corpus and the
-            randomized-weights model.
+        control_tokens: tokens of the random-token loss of the per-domain ablations (the
+            activation controls, random tokens and randomized weights, take
+            ``activation_tokens``: their spectra are compared at the domains' n / d).
         loss_tokens: tokens per domain of each domain loss in the per-domain ablations.
         min_loss_texts: the fewest texts a domain loss may come from.
         layer_sweep_tokens: pooled tokens of the exact ablation of every attention and MLP block.

@@ -5,7 +5,9 @@ that the measurements never see: the pooled reference Gaussian of the token ener
 massive and outlier channels of every residual site and matrix input (left out of the robust
 view). Then one forward pass per domain (:func:`~spectrascope.activations.run.measure_domain`),
 plus two controls (a random-token corpus, and the calibration texts through the model with its
-weight entries shuffled), feeding:
+weight entries shuffled), each of ``activation_tokens`` like a domain (a covariance spectrum's
+noise, hence its effective rank and tail, depends on n / d: controls at another n would not
+compare), feeding:
 
 - activation spectra of ``resid_post`` at every layer, raw and robust, with the
   isotropic-noise null at the same n / d (and, at the middle layer, a jackknife interval over
@@ -86,8 +88,8 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     runs.append(
         (
             RANDOM_TOKENS,
-            random_token_batches(token_pool(loaded), b.control_tokens, b.seq_len, ctx.seed),
-            b.control_tokens,
+            random_token_batches(token_pool(loaded), b.activation_tokens, b.seq_len, ctx.seed),
+            b.activation_tokens,
         )
     )
     for domain, batches, total in runs:
@@ -112,12 +114,15 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
         if sample is not None:
             mode_shares[domain] = modes
             samples.append(sample.arrays())
-    # CKA first, its sample freed (~280 MB), before the shuffle's permutation indices are held
+    # the singular vectors (~290 MB on SmolLM2) and the CKA sample (~280 MB) are freed before
+    # the weights are shuffled (a permutation index and a copy of the embedding are then held)
+    del subspaces, shares
     pooled = {site: np.concatenate([sample.pop(site) for sample in samples]) for site in sites}
     cka_table, cka_null, cka_adjacent = _cka_tables(pooled, calibration.excluded, sites, ctx.seed)
     del pooled, samples
     with randomized_weights(hf, ctx.seed):
-        batches = calibration_batches(loaded.tokenizer, domains, max(1, b.control_tokens // len(domains)), b.seq_len)
+        per_domain = max(1, b.activation_tokens // len(domains))  # the domains' n / d: comparable spectra
+        batches = calibration_batches(loaded.tokenizer, domains, per_domain, b.seq_len)
         s, _ = measure_domain(loaded, RANDOMIZED_WEIGHTS, batches, sites, calibration, energies=False)
     spectra += s
     tokens = _attribution_tokens(ctx, domains, calibration.references, sites[0], sites[-1])
