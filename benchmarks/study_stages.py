@@ -1,7 +1,7 @@
 """Benchmark: the study's stages, and what one exact ablation costs before and after packing.
 
     python benchmarks/study_stages.py [--budget default] [--out /tmp/study-bench] [--edits 8] [--tokens 1024]
-                                      [--corpus code] [--parts stages,edits,atp]
+                                      [--corpus code] [--parts stages,edits,floor,atp]
 
 Part 1 runs ``spectrascope study`` (the given budget, every stage) as a whole process and
 prints each stage's seconds (from ``study.json``), the total and the process tree's peak RSS.
@@ -17,6 +17,12 @@ longest), in one run, four ways (all give the same numbers; checked):
 - ``resumed``: packed and resumed at the edited layer from the cached clean residual
   (``group_lengths=False``);
 - ``after``: resumed, and a padded batch run in length groups at their own widths (the default).
+
+Part 4 (``--parts floor``) runs the study once more under ``count_linear.py``, which counts
+the multiply-adds of every linear map (the model's projections, MLPs and unembedding; the SAE's),
+and sets each stage's count against this machine's float32 matrix-multiply rate (a
+4,096 x 576 x 1,536 product, the MLP's shape, timed in the same script): the seconds the
+stage's matrix multiplies alone need, whatever the rest of the code does.
 
 Part 3 (``--atp``) measures the attribution screen (one forward + backward) against exact mean
 ablation of every block on one domain: the Spearman rank correlation of their damages. (On
@@ -53,6 +59,43 @@ def part_stages(args) -> None:
     for stage, seconds in info["seconds"].items():
         print(f"  {stage:12s} {seconds:8.1f} s")
     print(f"  {'stages':12s} {sum(info['seconds'].values()):8.1f} s (the rest: start-up, loading, the report)")
+
+
+def gemm_rate(threads: int) -> float:
+    """Multiply-adds per second of a float32 (4096, 576) x (576, 1536) product (best of 5)."""
+    torch.set_num_threads(threads)
+    x, w = torch.randn(4096, 576), torch.randn(1536, 576)
+    torch.nn.functional.linear(x, w)
+    best = min(_timed(lambda: torch.nn.functional.linear(x, w)) for _ in range(5))
+    return 4096 * 576 * 1536 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def part_floor(args) -> None:
+    out = Path(args.out + "-floor")
+    counter = Path(__file__).parent / "count_linear.py"
+    cmd = [sys.executable, str(counter), "study", args.model, "--out", str(out), "--budget", args.budget]
+    m = run_measured(cmd)
+    if m.returncode != 0:
+        print(m.stdout[-3000:])
+        raise SystemExit(f"study failed with exit code {m.returncode}")
+    rows = [json.loads(line[len("LINEAR ") :]) for line in m.stdout.splitlines() if line.startswith("LINEAR ")]
+    rate = gemm_rate(args.threads)
+    print(f"float32 matrix multiply on {args.threads} threads: {rate / 1e9:.1f} G multiply-adds/s")
+    print(f"  {'stage':12s} {'wall s':>8s} {'TMAC':>7s} {'in linear s':>12s} {'floor s':>8s}")
+    for r in rows:
+        floor = r["macs"] / rate
+        print(f"  {r['stage']:12s} {r['wall_s']:8.1f} {r['macs'] / 1e12:7.2f} {r['linear_s']:12.1f} {floor:8.1f}")
+    total = {k: sum(r[k] for r in rows) for k in ("wall_s", "macs", "linear_s")}
+    print(
+        f"  {'stages':12s} {total['wall_s']:8.1f} {total['macs'] / 1e12:7.2f} {total['linear_s']:12.1f}"
+        f" {total['macs'] / rate:8.1f}"
+    )
 
 
 def part_edit_cost(args) -> None:
@@ -132,13 +175,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--corpus", default="code", help="the domain loss of part 2 (code, geography, ...)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="stages,edits", help="comma-separated: stages, edits, atp")
+    parser.add_argument("--parts", default="stages,edits", help="comma-separated: stages, edits, floor, atp")
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",")}
     if "stages" in parts:
         part_stages(args)
     if "edits" in parts:
         part_edit_cost(args)
+    if "floor" in parts:
+        part_floor(args)
     if "atp" in parts:
         part_atp(args)
 
