@@ -77,7 +77,7 @@ def test_massive_channels_are_found_and_the_robust_view_is_less_dominated(study)
 
 def test_the_activation_controls_are_measured_at_the_domains_n(study):
     """A covariance spectrum's noise depends on n / d: the random-token and randomized-weights
-    spectra are taken from as many tokens as a domain's (they were 2,048 against 4,608)."""
+    spectra are taken from as many tokens as a domain's (the default budget's were 2,048 against 4,608)."""
     out, _ = study
     acts = _table(out, "activations", "activations")
     n = acts.groupby("domain")["n_tokens"].max()
