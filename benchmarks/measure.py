@@ -1,4 +1,5 @@
-"""Run a command as a subprocess; report wall time and the peak RSS of its whole process tree."""
+"""Run a command as a subprocess; report wall time and the peak RSS of its whole process tree.
+Also the best wall time of an in-process call."""
 
 from __future__ import annotations
 
@@ -32,3 +33,14 @@ def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.02
         time.sleep(interval)
     out = proc.stdout.read()
     return Measurement(time.perf_counter() - start, peak / 2**20, proc.returncode, out)
+
+
+def best_seconds(fn, repeats: int = 5) -> float:
+    """The shortest wall time of ``repeats`` calls of ``fn()`` (after one untimed warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

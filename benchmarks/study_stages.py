@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import run_measured
+from measure import best_seconds, run_measured
 
 
 def part_stages(args) -> None:
@@ -65,15 +65,7 @@ def gemm_rate(threads: int) -> float:
     """Multiply-adds per second of a float32 (4096, 576) x (576, 1536) product (best of 5)."""
     torch.set_num_threads(threads)
     x, w = torch.randn(4096, 576), torch.randn(1536, 576)
-    torch.nn.functional.linear(x, w)
-    best = min(_timed(lambda: torch.nn.functional.linear(x, w)) for _ in range(5))
-    return 4096 * 576 * 1536 / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return 4096 * 576 * 1536 / best_seconds(lambda: torch.nn.functional.linear(x, w))
 
 
 def part_floor(args) -> None:
