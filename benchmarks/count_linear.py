@@ -4,8 +4,9 @@
 
 After each stage it prints one JSON line ``{"stage", "macs", "linear_s", "wall_s"}``: the
 multiply-adds of the model's (and the SAE's) linear maps, the seconds spent in them and the
-wall seconds since the previous stage's tables were written (the first stage's: since start-up). ``study_stages.py --parts floor`` runs it and sets the count against the
-machine's matrix-multiply rate. The wrapper adds one clock read per linear call.
+wall seconds since the previous stage's tables were written (the first stage's: since
+start-up). ``study_stages.py --parts floor`` runs it and sets the count against the machine's
+matrix-multiply rate. The wrapper adds one clock read per linear call.
 """
 
 from __future__ import annotations

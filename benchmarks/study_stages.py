@@ -18,16 +18,16 @@ longest), in one run, four ways (all give the same numbers; checked):
   (``group_lengths=False``);
 - ``after``: resumed, and a padded batch run in length groups at their own widths (the default).
 
+Part 3 (``--atp``) measures the attribution screen (one forward + backward) against exact mean
+ablation of every block on one domain: the Spearman rank correlation of their damages. (On
+SmolLM2 it was ~0.1: first-order effects vanish near a trained optimum, so the study does not
+screen domain ablations with it.)
+
 Part 4 (``--parts floor``) runs the study once more under ``count_linear.py``, which counts
 the multiply-adds of every linear map (the model's projections, MLPs and unembedding; the SAE's),
 and sets each stage's count against this machine's float32 matrix-multiply rate (a
 4,096 x 576 x 1,536 product, the MLP's shape, timed in the same script): the seconds the
 stage's matrix multiplies alone need, whatever the rest of the code does.
-
-Part 3 (``--atp``) measures the attribution screen (one forward + backward) against exact mean
-ablation of every block on one domain: the Spearman rank correlation of their damages. (On
-SmolLM2 it was ~0.1: first-order effects vanish near a trained optimum, so the study does not
-screen domain ablations with it.)
 """
 
 from __future__ import annotations
