@@ -86,3 +86,58 @@ def test_ablation_sentences_state_intervals_and_the_random_feature_control():
     assert "code +0.050 [+0.020, +0.080]; legal +0.000 [-0.010, +0.010]" in features_line
     assert "above zero in 1 and below zero in 0 of 2 domains" in features_line
     assert "median damage +0.200" in head_line and "above zero in 1 of 2" in head_line
+
+
+def test_bridge_rows_are_read_from_the_bridge_table_not_measured_again(tmp_path):
+    import pandas as pd
+
+    from spectrascope.sae.study import _bridge_rows
+
+    assert _bridge_rows(tmp_path, {"code": "code"}).empty  # no bridge stage: no rows
+    rows = []
+    for domain, base in (("legal", 3.0), ("code", 2.0)):
+        for i, damage in enumerate((0.1, 0.4, 0.2, 0.3)):
+            rows.append(
+                {
+                    "domain": domain,
+                    "component": f"spectral:w{i}:tail",
+                    "kind": "spectral",
+                    "damage": damage,
+                    "damage_lo": damage - 0.05,
+                    "damage_hi": damage + 0.05,
+                    "baseline": base,
+                    "n_rows": 32,
+                }
+            )
+        rows.append({**rows[-1], "component": "mlp:15", "kind": "mlp", "damage": 9.0})  # a block: not an edit
+    (tmp_path / "bridge").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp_path / "bridge" / "ablation_domains.parquet")
+    got = _bridge_rows(tmp_path, {"code": "code-item", "legal": "legal"})
+    assert got["domain"].tolist() == ["code-item"] * 3 + ["legal"] * 3  # the corpora's order, items' names
+    assert got["intervention"].tolist()[:3] == ["spectral:w1:tail", "spectral:w3:tail", "spectral:w2:tail"]
+    assert got["damage"].tolist()[:3] == [0.4, 0.3, 0.2]
+    assert (got["loss"] - got["baseline"] - got["damage"]).abs().max() < 1e-12
+    assert got["baseline"].tolist() == [2.0] * 3 + [3.0] * 3
+    assert set(got["n_texts"]) == {32} and set(got["source"]) == {"bridge"} and got["excess"].isna().all()
+    features = pd.DataFrame(
+        [
+            {
+                "domain": d,
+                "kind": "features",
+                "damage": 0.01,
+                "damage_lo": 0.0,
+                "damage_hi": 0.02,
+                "excess": 0.01,
+                "excess_lo": 0.0,
+                "excess_hi": 0.02,
+                "n_texts": 8,
+                "source": "features",
+            }
+            for d in ("code-item", "legal")
+        ]
+    )
+    from spectrascope.sae.study import _ablation_sentences
+
+    _, bridge_line = _ablation_sentences(pd.concat([features, got], ignore_index=True))
+    assert "up to 3 per domain" in bridge_line and "median 32 texts, against 8 here" in bridge_line
+    assert "median damage +0.300" in bridge_line and "above zero in 6 of 6" in bridge_line

@@ -125,10 +125,12 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
     top = _top_features(report.ranking, names, b.top_features)
     live = report.ranking["feature"].tolist()
     tables["sae_overlap"] = feature_tail_overlap(binding, top, live, seed=ctx.seed)
-    components = _bridge_components(ctx.out, names)
     by_item = {item: top.get(name, []) for item, name in zip(items, names, strict=True)}
-    comps = {item: components.get(name, []) for item, name in zip(items, names, strict=True)}
-    tables["sae_ablation"] = feature_ablation(binding, by_item, live, b.loss_tokens, seq_len, comps, seed=ctx.seed)
+    features = feature_ablation(binding, by_item, live, b.loss_tokens, seq_len, seed=ctx.seed).assign(source="features")
+    components = _bridge_rows(ctx.out, dict(zip(names, items, strict=True)))
+    both = pd.concat([features, components], ignore_index=True) if len(components) else features
+    order = both["domain"].map(items.index).to_numpy()
+    tables["sae_ablation"] = both.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     return tables
 
 
@@ -142,19 +144,45 @@ def _top_features(ranking: pd.DataFrame, domains: list[str], n: int) -> dict[str
     return out
 
 
-def _bridge_components(out: Path, domains: list[str], n: int = 3) -> dict[str, list[str]]:
-    """Domain -> the heads / spectral edits the study's bridge found most damaging (if it ran)."""
+def _bridge_rows(out: Path, item_of: dict[str, str], n: int = 3) -> pd.DataFrame:
+    """The bridge's ``n`` most damaging head or spectral edits per domain, as rows of
+    :data:`~spectrascope.sae.bridge.ABLATION_COLUMNS` (``source`` = "bridge"), when the bridge ran.
+
+    They are read, not measured again: the bridge ablated them on each domain's own loss
+    (``loss_tokens`` from >= 16 texts, mean over the calibration texts; 4,096 tokens at the
+    default budget against the feature removals' 1,024), so the comparison is between two
+    samples of the same domain, each with its interval over texts. ``item_of`` maps a corpus name to its item in the
+    corpora spec (the ``domain`` the feature rows carry)."""
+    from .bridge import ABLATION_COLUMNS
+
     path = Path(out) / "bridge" / "ablation_domains.parquet"
     if not path.exists():
-        return {}
+        return pd.DataFrame(columns=[*ABLATION_COLUMNS, "source"])
     table = pd.read_parquet(path)
-    if not {"kind", "domain", "component", "damage"} <= set(table.columns):
-        return {}
-    table = table[table["kind"].isin(["head", "spectral"])]
-    return {
-        d: table[table["domain"] == d].sort_values("damage", ascending=False)["component"].head(n).tolist()
-        for d in domains
-    }
+    wanted = {"kind", "domain", "component", "damage", "damage_lo", "damage_hi", "baseline", "n_rows"}
+    if not wanted <= set(table.columns):
+        return pd.DataFrame(columns=[*ABLATION_COLUMNS, "source"])
+    table = table[table["kind"].isin(["head", "spectral"]) & table["domain"].isin(list(item_of))]
+    top = table.sort_values("damage", ascending=False).groupby("domain", sort=False).head(n)
+    top = top.iloc[np.argsort(top["domain"].map(list(item_of).index).to_numpy(), kind="stable")]
+    return pd.DataFrame(
+        {
+            "domain": top["domain"].map(item_of),
+            "intervention": top["component"],
+            "kind": top["kind"],
+            "n_removed": 1,
+            "baseline": top["baseline"],
+            "loss": top["baseline"] + top["damage"],
+            "damage": top["damage"],
+            "damage_lo": top["damage_lo"],
+            "damage_hi": top["damage_hi"],
+            "excess": np.nan,
+            "excess_lo": np.nan,
+            "excess_hi": np.nan,
+            "n_texts": top["n_rows"],
+            "source": "bridge",
+        }
+    )
 
 
 # ----------------------------------------------------------------------------- report
@@ -270,10 +298,18 @@ def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
             f"{int((excess['excess_hi'] < 0).sum())} of {len(excess)} domains."
         )
     others = ablation[~ablation["kind"].isin(["features", "random features"])]
+    bridge = others["source"].eq("bridge") if "source" in others else pd.Series(False, index=others.index)
     for kind, g in others.groupby("kind"):
+        where = "on the same texts"
+        if bridge[g.index].all() and "n_texts" in g and len(features):
+            where = (
+                f"as the bridge measured them on its own sample of each domain's texts (median "
+                f"{g['n_texts'].median():.0f} texts, against {features['n_texts'].median():.0f} here)"
+            )
         lines.append(
-            f"Mean-ablating the {kind} components on the same texts: median damage {g['damage'].median():+.3f} "
-            f"nats, interval above zero in {int((g['damage_lo'] > 0).sum())} of {len(g)} (domain, component) pairs."
+            f"For scale, mean-ablating the bridge's most damaging {kind} edits (up to "
+            f"{g.groupby('domain').size().max()} per domain) {where}: median damage {g['damage'].median():+.3f} "
+            f"nats, interval above zero in {int((g['damage_lo'] > 0).sum())} of {len(g)} (domain, edit) pairs."
         )
     return lines
 
@@ -341,6 +377,8 @@ def _overview_tables(folder: Path, quality: pd.DataFrame) -> list[pd.DataFrame]:
                         "excess",
                         "excess_lo",
                         "excess_hi",
+                        "n_texts",
+                        "source",
                     )
                     if c in ablation
                 ]
