@@ -85,3 +85,21 @@ def test_edits_leave_first_position_padding_and_massive_tokens_alone(tiny):
     edited = binding.edit(torch.zeros_like, [keep])(activation, SITE)
     assert torch.equal(edited[0, [0, 3, 5]], activation[0, [0, 3, 5]])
     assert torch.equal(edited[0, [1, 2, 4]], torch.zeros(3, 32))
+
+
+def test_edited_forwards_resumed_after_the_site_equal_full_forwards(tiny, monkeypatch):
+    """At blocks.0 of the 2-layer model the SAE-spliced and zero-ablated forwards start at block
+    1 from the clean residual; they must give the losses of full forwards with the site hooked."""
+    from spectrascope.sae import evaluate
+
+    torch.manual_seed(0)
+    sae = build_sae("relu", 32, 64)  # random weights: a lossy reconstruction
+    site = "blocks.0.hook_resid_post"
+    resumed = evaluate_sae(sae, tiny, site=site, corpus="calendar,arithmetic", tokens=120, n_boot=20)
+    calls = []
+    monkeypatch.setattr(evaluate, "resume_layer", lambda binding: calls.append(binding) or None)
+    full = evaluate_sae(sae, tiny, site=site, corpus="calendar,arithmetic", tokens=120, n_boot=20)
+    assert calls  # the second run took the full forwards
+    assert (resumed["loss_sae"] - resumed["loss_clean"]).abs().min() > 1e-3  # the edit matters
+    for column in ("loss_clean", "loss_sae", "loss_zero"):
+        np.testing.assert_allclose(resumed[column], full[column], rtol=1e-5, atol=1e-6)

@@ -46,7 +46,7 @@ from ..trace import hooks
 from ..trace.sites import SiteKind
 from .base import SaeError, SparseAutoencoder
 from .registry import build_sae
-from .sites import SiteBinding
+from .sites import SiteBinding, resume_checked, resume_layer
 
 SPECTRA_COLUMNS = [
     "matrix",
@@ -302,7 +302,6 @@ class FeatureRemovalScores:
 
     def __init__(self, binding: SiteBinding, metric: Any) -> None:
         from ..mech.metrics import keep_logits
-        from ..trace.resume import remember_agreement, resume_known_to_agree, resumed_agrees
         from ..trace.sites import site_name
         from ..trace.tracer import model_output_tensor, run_with_cache
 
@@ -325,24 +324,14 @@ class FeatureRemovalScores:
                     **keep_logits(binding.hf, metric.logit_positions),
                 )
                 self._hidden = cache[resid]
-                masked = metric.attention_mask is not None
-                if resume_known_to_agree(binding.hf, self._layer, masked):
-                    pass
-                elif resumed_agrees(self._resumed_logits(self._hidden), logits):
-                    remember_agreement(binding.hf, self._layer, masked)
-                else:
+                if not resume_checked(
+                    binding, self._layer, self._hidden, logits, metric.attention_mask, self.metric.logit_positions
+                ):
                     self._layer = self._hidden = None
         self.clean = self._scores(logits)
 
     def _resume_layer(self) -> int | None:
-        from ..models.handle import as_model
-        from ..trace.resume import resumable
-
-        b = self.binding
-        layer = b.layer + 1 if b.kind is SiteKind.RESID_POST else b.layer if b.kind is SiteKind.RESID_PRE else None
-        if layer is None or not resumable(b.loaded) or layer >= as_model(b.loaded).n_layers:
-            return None
-        return layer
+        return resume_layer(self.binding)
 
     def _resumed_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         from ..trace.resume import forward_from_layer

@@ -35,9 +35,10 @@ import torch.nn.functional as F
 
 from ..progress import progress_bar
 from ..trace import hooks
+from ..trace.resume import forward_from_layer
 from .base import SaeError, SparseAutoencoder
 from .massive import massive_mask
-from .sites import SiteBinding, bind_site
+from .sites import SiteBinding, bind_site, resume_checked, resume_layer
 
 DENSE_THRESHOLD = 0.1
 """A feature firing on more than this share of tokens is *dense*."""
@@ -172,6 +173,7 @@ def _domain_pass(
 
     splice = binding.edit(lambda x: sae(x), keep)
     zero = binding.edit(torch.zeros_like, keep)
+    layer = resume_layer(binding) if with_loss else None  # the edited forwards start after the site
     for batch in binding.held_out_batches(texts, tokens, seq_len):
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         keep[0] = batch.keep
@@ -180,17 +182,22 @@ def _domain_pass(
         with torch.no_grad():  # each forward's logits are reduced to per-row sums at once: one alive at a time
             with hooks(hf, {binding.site: observe}):
                 logits = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            x_rows = captured[0]
+            if layer is not None and x_rows.dim() == 3 and not resume_checked(binding, layer, x_rows, logits, mask):
+                layer = None
             if with_loss:
                 losses["nll_clean"] = _nll_per_row(logits, ids, mask)
             del logits
-            x_rows = captured[0]
             massive = batch.keep.clone()
             massive[batch.keep] = massive_mask(x_rows[batch.keep.to(x_rows.device)], binding.massive_factor).cpu()
             ordinary = batch.keep & ~massive
             if with_loss:
                 for name, edit in (("nll_sae", splice), ("nll_zero", zero)):
-                    with hooks(hf, {binding.site: edit}):
-                        logits = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                    if layer is not None:  # the clean forward up to the site is the same: resume after it
+                        logits = forward_from_layer(binding.loaded, layer, edit(x_rows, binding.site), mask)
+                    else:
+                        with hooks(hf, {binding.site: edit}):
+                            logits = hf(input_ids=ids, attention_mask=mask, use_cache=False).logits
                     losses[name] = _nll_per_row(logits, ids, mask)
                     del logits
         for row in range(ids.shape[0]):

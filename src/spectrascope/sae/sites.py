@@ -114,3 +114,38 @@ def bind_site(
     layer, kind = parse_site(name)
     sae = sae.to(next(loaded.hf.parameters()).device).eval()
     return SiteBinding(loaded, name, layer, kind, sae, massive_factor)
+
+
+def resume_layer(binding: SiteBinding) -> int | None:
+    """The block whose ``hook_resid_pre`` is the binding's site (``resid_post`` of L: L + 1;
+    ``resid_pre`` of L: L) when the model's forward can be resumed there, else None."""
+    from ..models.handle import as_model
+    from ..trace.resume import resumable
+
+    b = binding
+    layer = b.layer + 1 if b.kind is SiteKind.RESID_POST else b.layer if b.kind is SiteKind.RESID_PRE else None
+    if layer is None or not resumable(b.loaded) or layer >= as_model(b.loaded).n_layers:
+        return None
+    return layer
+
+
+def resume_checked(
+    binding: SiteBinding,
+    layer: int,
+    hidden: torch.Tensor,
+    full_logits: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    logits_to_keep: torch.Tensor | None = None,
+) -> bool:
+    """Whether the forward resumed at ``layer`` from the clean ``hidden`` (batch, pos, d)
+    reproduces ``full_logits`` (checked once per model, layer and masking in a process)."""
+    from ..trace.resume import forward_from_layer, remember_agreement, resume_known_to_agree, resumed_agrees
+
+    masked = attention_mask is not None
+    if resume_known_to_agree(binding.hf, layer, masked):
+        return True
+    resumed = forward_from_layer(binding.loaded, layer, hidden, attention_mask, logits_to_keep)
+    if not resumed_agrees(resumed, full_logits):
+        return False
+    remember_agreement(binding.hf, layer, masked)
+    return True
