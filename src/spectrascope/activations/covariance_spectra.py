@@ -19,6 +19,7 @@ covariance, so activation rows do not have the column.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..spectra.metrics import spectrum_metrics
 from ..spectra.powerlaw import EVALS_THRESHOLD
@@ -28,10 +29,14 @@ from ..trace.moments import RunningMoments
 def covariance_eigenvalues(moments: RunningMoments, keep: np.ndarray | None = None) -> np.ndarray:
     """Eigenvalues of the (ddof=1) covariance (of the channels ``keep`` only, when given),
     ascending, float64, clipped at 0."""
-    cov = moments.covariance(ddof=1).double().cpu().numpy()
+    cov = moments.covariance(ddof=1).double().cpu()
     if keep is not None:
-        cov = cov[np.ix_(keep, keep)]
-    return np.clip(np.linalg.eigvalsh(cov), 0.0, None)
+        keep = np.asarray(keep)
+        index = torch.as_tensor(np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64))
+        cov = cov[index][:, index]
+    # torch's own LAPACK, not numpy's: alternating the two libraries' thread pools on a 2-core
+    # machine made each 576 x 576 eigvalsh ~3x slower (33 vs 11 ms) than either alone
+    return np.clip(torch.linalg.eigvalsh(cov).numpy(), 0.0, None)
 
 
 def shape_metrics(evals: np.ndarray) -> dict:
