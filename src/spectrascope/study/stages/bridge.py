@@ -74,7 +74,8 @@ def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.
     """Exact mean ablation of every block on the pooled sample: damages pooled and per domain.
 
     Every domain's texts are one sweep (run in length groups, so short arithmetic texts do not
-    pay for a 128-token text's padding); rows are labeled by domain for the per-domain intervals."""
+    pay for a 128-token text's padding); rows are labeled by domain for the per-domain intervals
+    (none for a domain of fewer than :data:`MIN_INTERVAL_TEXTS` texts)."""
     loaded, b = ctx.loaded(), ctx.budget
     per_domain = max(2, b.layer_sweep_tokens // len(domains))
     metrics = [text_loss(loaded, c.texts, per_domain, b.seq_len, name=c.name) for c in domains]
@@ -86,11 +87,27 @@ def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.
     labels = np.concatenate([[m.name] * m.n_rows for m in metrics])
     tables = [damage_intervals(sweep, pooled, b.n_boot, ctx.seed).assign(domain="pooled")]
     for m in metrics:
-        tables.append(damage_intervals(sweep, pooled, b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name))
+        own = damage_intervals(sweep, pooled, b.n_boot, ctx.seed, rows=labels == m.name).assign(domain=m.name)
+        tables.append(without_thin_intervals(own))
     table = pd.concat(tables, ignore_index=True)
     table["baseline"] = float(sweep.baseline.reduce())
     table["mode"] = b.ablation_mode.value
     return table
+
+
+MIN_INTERVAL_TEXTS = 8
+"""Fewer texts than this give no bootstrap interval (NaN): resampling two or three texts gives a
+range, not a 95 % interval. The layer sweep's 256 tokens of a 128-token-text domain are 2 texts;
+its pooled rows and the domain ablations (>= 16 texts) are not affected."""
+
+
+def without_thin_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``damage_lo`` / ``damage_hi`` set to NaN where ``n_rows`` < :data:`MIN_INTERVAL_TEXTS`."""
+    thin = table["n_rows"] < MIN_INTERVAL_TEXTS
+    return table.assign(
+        damage_lo=table["damage_lo"].mask(thin),
+        damage_hi=table["damage_hi"].mask(thin),
+    )
 
 
 def domain_ablations(
