@@ -14,6 +14,18 @@ def test_agreement_is_relative_to_the_largest_logit():
     assert not resumed_agrees(full[:, :2], full)  # another shape never agrees
 
 
+def test_agreement_compares_every_chunk_of_a_batch():
+    from spectrascope.trace.resume import AGREEMENT_CHUNK_ROWS
+
+    full = torch.zeros(3, AGREEMENT_CHUNK_ROWS, 5)  # (batch, pos, vocab): 3 chunks of rows
+    full[0, 0, 0] = -99.0  # the scale is the largest |logit|: 99 + 1 = 100, tolerance 0.01
+    off = full.clone()
+    off[2, -1, 4] += 0.011  # in the last chunk
+    assert not resumed_agrees(off, full)
+    off[2, -1, 4] = 0.009
+    assert resumed_agrees(off, full)
+
+
 def test_agreement_is_remembered_per_model_layer_and_masking():
     from torch import nn
 
