@@ -485,11 +485,11 @@ def test_mean_reference_of_a_padded_batch_equals_its_texts_one_by_one(tiny_llama
 
 def test_resume_is_checked_once_per_model_and_layer(tiny_llama, monkeypatch):
     """A second sweep resumed at the same layer of the same model reuses the first one's check."""
-    import spectrascope.mech.ablation_sweep as sweep_module
+    import spectrascope.trace.resume as resume_module
 
     calls = []
-    original = sweep_module.resumed_agrees
-    monkeypatch.setattr(sweep_module, "resumed_agrees", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = resume_module.resumed_agrees
+    monkeypatch.setattr(resume_module, "resumed_agrees", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = copy.deepcopy(tiny_llama)  # a model no other test has resumed
     ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(3))
     for _ in range(2):

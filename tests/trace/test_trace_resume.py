@@ -37,3 +37,19 @@ def test_agreement_is_remembered_per_model_layer_and_masking():
     assert resume_known_to_agree(a, 3, masked=True)
     assert not resume_known_to_agree(a, 3, masked=False) and not resume_known_to_agree(a, 2, masked=True)
     assert not resume_known_to_agree(b, 3, masked=True)
+
+
+def test_resume_checked_runs_the_resumed_forward_only_until_it_agrees_once():
+    from torch import nn
+
+    from spectrascope.trace.resume import resume_checked
+
+    hf, full, runs = nn.Linear(2, 2), torch.tensor([[1.0, 2.0]]), []
+
+    def resumed(offset: float):
+        return lambda: runs.append(offset) or full + offset
+
+    assert not resume_checked(hf, 4, True, resumed(1.0), full)  # disagrees: not remembered
+    assert resume_checked(hf, 4, True, resumed(0.0), full)
+    assert resume_checked(hf, 4, True, resumed(5.0), full)  # remembered: not run again
+    assert runs == [1.0, 0.0]

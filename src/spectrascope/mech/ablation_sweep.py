@@ -51,13 +51,7 @@ from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
-from spectrascope.trace.resume import (
-    forward_from_layer,
-    remember_agreement,
-    resumable,
-    resume_known_to_agree,
-    resumed_agrees,
-)
+from spectrascope.trace.resume import forward_from_layer, resumable, resume_checked
 from spectrascope.trace.sites import SiteKind, site_name
 from spectrascope.trace.tracer import model_output_tensor
 
@@ -160,10 +154,7 @@ def _resume_agrees(
     """Whether the forward from ``layer`` reproduces the full forward's logits (else warn); checked
     once per model, layer and masking in a process."""
     masked = metric.attention_mask is not None
-    if resume_known_to_agree(hf, layer, masked):
-        return True
-    if resumed_agrees(_logits(hf, metric, chunk, layer, cache), logits):
-        remember_agreement(hf, layer, masked)
+    if resume_checked(hf, layer, masked, lambda: _logits(hf, metric, chunk, layer, cache), logits):
         return True
     warnings.warn(
         "ablation sweep: resuming the forward at a layer does not reproduce the full forward on this "

@@ -138,14 +138,10 @@ def resume_checked(
     logits_to_keep: torch.Tensor | None = None,
 ) -> bool:
     """Whether the forward resumed at ``layer`` from the clean ``hidden`` (batch, pos, d)
-    reproduces ``full_logits`` (checked once per model, layer and masking in a process)."""
-    from ..trace.resume import forward_from_layer, remember_agreement, resume_known_to_agree, resumed_agrees
+    reproduces ``full_logits`` (:func:`spectrascope.trace.resume.resume_checked`)."""
+    from ..trace import resume
 
-    masked = attention_mask is not None
-    if resume_known_to_agree(binding.hf, layer, masked):
-        return True
-    resumed = forward_from_layer(binding.loaded, layer, hidden, attention_mask, logits_to_keep)
-    if not resumed_agrees(resumed, full_logits):
-        return False
-    remember_agreement(binding.hf, layer, masked)
-    return True
+    def resumed() -> torch.Tensor:
+        return resume.forward_from_layer(binding.loaded, layer, hidden, attention_mask, logits_to_keep)
+
+    return resume.resume_checked(binding.hf, layer, attention_mask is not None, resumed, full_logits)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -135,3 +136,17 @@ def resume_known_to_agree(hf: nn.Module, layer: int, masked: bool) -> bool:
 def remember_agreement(hf: nn.Module, layer: int, masked: bool) -> None:
     """Record that the forward of ``hf`` resumed at ``layer`` reproduced the full forward."""
     _AGREED.setdefault(hf, set()).add((layer, masked))
+
+
+def resume_checked(
+    hf: nn.Module, layer: int, masked: bool, resumed: Callable[[], torch.Tensor], full: torch.Tensor
+) -> bool:
+    """Whether ``hf``'s forward resumed at ``layer`` reproduces the full forward's logits ``full``
+    (:func:`resumed_agrees`); ``resumed()`` runs the resumed forward, only when this model, layer
+    and masking were not checked before in this process (:func:`resume_known_to_agree`)."""
+    if resume_known_to_agree(hf, layer, masked):
+        return True
+    if not resumed_agrees(resumed(), full):
+        return False
+    remember_agreement(hf, layer, masked)
+    return True
