@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .models.tensor_source import TensorSource
 
-NESTED = ("options", "budget")
+NESTED = ("options", "budget", "corpora")
 """Fingerprint entries whose own keys are named one by one in :func:`differences`."""
 
 

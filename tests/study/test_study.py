@@ -101,8 +101,28 @@ def test_resume_skips_finished_stages(study, tiny_model_dir):
     assert (out / "bridge" / "layer_damage.parquet").exists()
     info = json.loads((out / "study.json").read_text())
     assert info["resumed"] == ["weights", "activations", "mechanisms"]
+    assert info["device"] == "cpu" and list(info["corpora"]) == ["calendar", "arithmetic"]
     assert info["seconds"].keys() == set(TABLES)
     assert all(info["seconds"][s] == json.loads((out / s / "done.json").read_text())["seconds"] for s in TABLES)
+
+
+def test_resume_with_a_circuit_budget_reuses_the_finished_stage(tiny_model_dir, tmp_path):
+    """The default budget's circuit tasks are a tuple that done.json stores as a list."""
+    from spectrascope.circuits.study import CircuitBudget
+
+    budget = StudyBudget.small().with_overrides(corpora="calendar", circuits=CircuitBudget())
+    run_study(str(tiny_model_dir), tmp_path, budget=budget, stages=["weights"])
+    run_study(str(tiny_model_dir), tmp_path, budget=budget, stages=["weights"], resume=True)
+    assert json.loads((tmp_path / "study.json").read_text())["resumed"] == ["weights"]
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tiny_model_dir, tmp_path, monkeypatch):
+    from spectrascope.errors import OptionError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(OptionError, match="CUDA is not available"):
+        run_study(str(tiny_model_dir), tmp_path / "out", budget=StudyBudget.small(), device="cuda")
+    assert not (tmp_path / "out").exists()
 
 
 def test_budget_refuses_an_unknown_ablation_mode():

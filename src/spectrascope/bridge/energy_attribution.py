@@ -65,7 +65,7 @@ def gradient_x_input(hf_model, input_ids: torch.Tensor) -> np.ndarray:
     with frozen_parameters(hf_model):
         e = embed.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(log_likelihood_from_embeddings(hf_model, e, input_ids).sum(), e)
-    return (grad * embed).sum(-1)[0].detach().numpy()
+    return (grad * embed).sum(-1)[0].detach().cpu().numpy()
 
 
 def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np.ndarray, np.ndarray, float]:
@@ -79,7 +79,7 @@ def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np
         (grad,) = torch.autograd.grad(f.sum(), e)
         gxi = (grad * embed).sum(-1)[0]
         # alpha = t^3 with midpoint t: dense near the baseline, where pre-norm models change fast
-        t = (torch.arange(steps, dtype=embed.dtype) + 0.5) / steps
+        t = (torch.arange(steps, dtype=embed.dtype, device=embed.device) + 0.5) / steps
         alphas, weights = t**3, 3 * t**2 / steps
         total = torch.zeros_like(embed)
         for start in range(0, steps, PATH_ROWS):  # a few path points per backward: memory of PATH_ROWS forwards
@@ -90,7 +90,7 @@ def attributions(hf_model, input_ids: torch.Tensor, steps: int = 32) -> tuple[np
         ig = (total * embed).sum(-1)[0]
     with torch.no_grad():
         f0 = log_likelihood_from_embeddings(hf_model, torch.zeros_like(embed), input_ids)
-    return gxi.detach().numpy(), ig.detach().numpy(), float(f.item() - f0.item())
+    return gxi.detach().cpu().numpy(), ig.detach().cpu().numpy(), float(f.item() - f0.item())
 
 
 AGREEMENT_PAIRS = (
@@ -124,15 +124,15 @@ def text_attribution_rows(
     if ids.shape[1] < 4:
         return []
     _, cache = run_with_cache(loaded.hf, ids, [first_site, last_site])
-    e_first = references[first_site].energy(cache[first_site][0]).numpy()
-    e_last = references[last_site].energy(cache[last_site][0]).numpy()
+    e_first = references[first_site].energy(cache[first_site][0]).cpu().numpy()
+    e_last = references[last_site].energy(cache[last_site][0]).cpu().numpy()
     if steps > 0:
         gxi, ig, delta = attributions(loaded.hf, ids, steps)
         gap = abs(float(ig.sum()) - delta) / abs(delta) if delta != 0 else float("nan")
     else:
         gxi = gradient_x_input(loaded.hf, ids)
         ig, gap = np.full(ids.shape[1], np.nan), float("nan")
-    tokens = loaded.tokenizer.convert_ids_to_tokens(ids[0])
+    tokens = loaded.tokenizer.convert_ids_to_tokens(ids[0].tolist())
     return [
         {
             "text": text_id,

@@ -11,7 +11,7 @@ import typer
 from ..study.budget import BudgetPreset
 from ..study.stages.registry import DEFAULT_STAGE_NAMES, STAGE_NAMES
 from . import DEFAULT_WORKERS, app, console, option_aliases, writes_out
-from .options import DEFAULT_MODEL, CorpusOpt, ModelArg, OutOpt, SeedOpt
+from .options import DEFAULT_MODEL, CorpusOpt, ModelArg, OutOpt, SeedOpt, require_device
 
 option_aliases("study", corpora="corpus")
 
@@ -59,9 +59,15 @@ def study(
         int, typer.Option("--workers", min=1, help="worker processes for the weight spectra")
     ] = DEFAULT_WORKERS,
     resume: Annotated[
-        bool, typer.Option("--resume", help="skip stages finished earlier with the same model, seed and budgets")
+        bool,
+        typer.Option(
+            "--resume", help="skip stages finished earlier with the same model, seed, device, corpus texts and budgets"
+        ),
     ] = False,
     seed: SeedOpt = 0,
+    device: Annotated[
+        str, typer.Option("--device", help="where the model runs and the SAE trains: cpu, cuda (cuda:N) or auto")
+    ] = "cpu",
 ) -> None:
     """The main job: weights, activations, mechanisms, the bridge and SAE features (--stages all: also circuits) on one model; tables plus OUT/report.html."""
     from ..errors import OptionError
@@ -87,6 +93,7 @@ def study(
         show_progress=True,
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
         budget=chosen,
+        device=require_device(device),
         log=lambda line: console.print(f"[bold]study[/bold] {line}"),
     )
     console.print(f"report: {report}")

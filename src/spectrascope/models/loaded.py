@@ -150,7 +150,8 @@ def _one_line(err: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def _device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine has, else an OptionError naming ``device``."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -359,7 +360,7 @@ def load_model(
     Raises:
         SpectrascopeError (SourceError, ModelNotInstalledError) with a one-line message.
     """
-    dev, dt = _device(device), _dtype(dtype)
+    dev, dt = resolve_device(device), _dtype(dtype)
     if is_toy_name(name_or_path):
         from ..mech.toy_models import load_toy_induction
 

@@ -113,6 +113,7 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
         seed=ctx.seed,
         out=out / "sae",
         show_progress=ctx.show_progress,
+        device=ctx.device,
     )
     seq_len = ctx.budget.seq_len
     tables = {"sae_quality": evaluate_sae(sae, loaded, site, corpora, b.eval_tokens, seq_len, seed=ctx.seed)}

@@ -25,6 +25,7 @@ the default, and :meth:`StudyBudget.large` (more texts and edits; tens of minute
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 
@@ -151,12 +152,11 @@ class StudyBudget:
             raise OptionError("budget {option} is empty: give at least one domain", option="corpora")
 
     def to_dict(self) -> dict:
-        """Every budget by name (JSON-ready: enums as their values, tuples as lists)."""
+        """Every budget by name, as JSON reads it back (enums as their values, tuples as lists at
+        every depth): a fingerprint recorded in ``done.json`` compares equal to a fresh one."""
         out = asdict(self)
         out["ablation_mode"] = self.ablation_mode.value
-        out["ablation_layers"] = list(self.ablation_layers)
-        out["spectral_edits"] = list(self.spectral_edits)
-        return out
+        return json.loads(json.dumps(out))
 
     @classmethod
     def from_dict(cls, values: dict) -> StudyBudget:

@@ -15,7 +15,9 @@ from .budget import StudyBudget
 @dataclass
 class StudyContext:
     """Everything the stages share. Stages return their tables; the runner writes them under
-    ``out/<stage>/<table>.parquet`` (and .csv); a later stage reads them with :meth:`read`."""
+    ``out/<stage>/<table>.parquet`` (and .csv); a later stage reads them with :meth:`read`.
+    ``device`` is where the model runs and the SAE trains ("cpu", "cuda", "cuda:N"); the weight
+    spectra run on the CPU workers either way."""
 
     model: str
     out: Path
@@ -23,14 +25,15 @@ class StudyContext:
     workers: int = 1
     seed: int = 0
     show_progress: bool = False
+    device: str = "cpu"
     _loaded: Any = field(default=None, repr=False)
 
     def loaded(self):
-        """The runnable model (loaded on first use)."""
+        """The runnable model (loaded on first use, on :attr:`device`)."""
         if self._loaded is None:
             from ..models.loaded import load_model
 
-            self._loaded = load_model(self.model)
+            self._loaded = load_model(self.model, device=self.device)
         return self._loaded
 
     def table_path(self, stage: str, table: str) -> Path:

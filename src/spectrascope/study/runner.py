@@ -4,7 +4,8 @@ Each stage's tables are written to ``OUT/<stage>/`` under temporary names and re
 complete; its ``done.json`` marker (seconds and fingerprint) is written last. Without
 ``resume`` every requested stage is computed again (its folder replaced). With ``resume`` a
 stage is skipped only when its marker's fingerprint equals the current one (model files, seed,
-budgets, version); a different fingerprint is refused in one line that says what differs.
+device, the corpora's texts, budgets, version); a different fingerprint is refused in one line
+that says what differs.
 Before any work, every table a requested stage reads must be produced earlier in this run or
 exist from a finished stage with the same fingerprint.
 """
@@ -25,7 +26,7 @@ from ..outdir import OutputFolder
 from ..tables import write_table
 from .budget import StudyBudget
 from .context import StudyContext
-from .fingerprint import differences, stage_fingerprint
+from .fingerprint import differences, stage_fingerprint, study_identity
 from .stage import Stage
 from .stages.registry import BY_NAME, DEFAULT_STAGE_NAMES, STAGE_NAMES, STAGES
 
@@ -97,6 +98,7 @@ def run_study(
     stages: Sequence[str] | None = None,
     budget: StudyBudget | None = None,
     log: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Run the study and return the path of ``report.html``.
 
@@ -108,6 +110,8 @@ def run_study(
             switch features off); ``["all"]``: also the circuits.
         resume: skip stages finished earlier with the same fingerprint (see the module docstring).
         log: optional callable(str) for progress lines.
+        device: where the model runs and the SAE trains ("cpu", "cuda", "cuda:N"; checked before
+            any work). Part of each stage's fingerprint: a resume never mixes devices.
 
     ``OUT/study.json`` records every budget by name, each stage's seconds (for a resumed stage,
     those of the run that finished it) and which stages were resumed.
@@ -115,8 +119,11 @@ def run_study(
     out = Path(out)
     budget = budget or StudyBudget()
     plan = _plan(stages, budget)
+    from ..models.loaded import resolve_device
+
+    device = str(resolve_device(device))
     with OutputFolder(out, option="out"):  # checked writable and held by this run, before any work
-        return _run(model, out, plan, workers, resume, seed, show_progress, budget, log)
+        return _run(model, out, plan, workers, resume, seed, show_progress, budget, log, device)
 
 
 def _run(
@@ -129,9 +136,11 @@ def _run(
     show_progress: bool,
     budget: StudyBudget,
     log: Callable[[str], None] | None,
+    device: str,
 ) -> Path:
-    ctx = StudyContext(str(model), out, budget, workers, seed, show_progress)
-    fingerprints = {s.name: stage_fingerprint(s.name, model, seed, budget) for s in STAGES}
+    ctx = StudyContext(str(model), out, budget, workers, seed, show_progress, device)
+    identity = study_identity(model, seed, budget, device)
+    fingerprints = {s.name: stage_fingerprint(s.name, identity) for s in STAGES}
     if resume:
         for stage in plan:
             marker = _marker(out, stage.name)
@@ -181,6 +190,8 @@ def _run(
             {
                 "model": str(model),
                 "seed": seed,
+                "device": device,
+                "corpora": identity["corpora"],
                 "stages": [s.name for s in plan],
                 "seconds": timings,
                 "resumed": resumed,
