@@ -428,6 +428,22 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
     )
 
 
+CORRELATION_COLUMNS = (
+    "family",
+    "metric",
+    "target",
+    "n",
+    "rho",
+    "p_value",
+    "q_value",
+    "rho_given_order",
+    "p_given_order",
+    "p_shift",
+    "rho_trimmed",
+    "p_trimmed",
+)
+
+
 def correlation_section(t: StudyTables, model: str) -> Section | None:
     corr = t.get("bridge", "correlation")
     if corr is None:
@@ -439,10 +455,17 @@ def correlation_section(t: StudyTables, model: str) -> Section | None:
             (
                 "Spearman rank correlation between spectral metrics and causal importance (exact ablation damage), "
                 "with permutation p-values and Benjamini-Hochberg q-values within each family; only q < 0.05 is a finding."
-            )
+            ),
+            (
+                "Relabeling treats layers as exchangeable; they are not (neighbours resemble each other, both series "
+                "can drift with depth, the first and last blocks are extremes of their own). For layers three checks "
+                "try to break each correlation: the partial correlation given depth (rho_given_order), circular "
+                "shifts of one series along the layers, which keep each series' smoothness (p_shift, at least 1/n), "
+                "and the correlation without the first and last layer (rho_trimmed)."
+            ),
         ],
         [],
-        [corr[["family", "metric", "target", "n", "rho", "p_value", "q_value"]]],
+        [corr[[c for c in CORRELATION_COLUMNS if c in corr]]],
     )
 
 

@@ -180,9 +180,13 @@ def _layer_table(ctx: StudyContext, layer_damage: pd.DataFrame) -> pd.DataFrame:
 def _correlations(ctx: StudyContext, layer_table: pd.DataFrame) -> pd.DataFrame:
     """Both families (layers, heads) with q-values computed within each family."""
     families = [
-        correlation_table(layer_table, list(LAYER_METRICS), ["attn_damage", "mlp_damage"], seed=ctx.seed).assign(
-            family="layers"
-        )
+        correlation_table(
+            layer_table.sort_values("layer"),
+            list(LAYER_METRICS),
+            ["attn_damage", "mlp_damage"],
+            seed=ctx.seed,
+            ordered=True,
+        ).assign(family="layers")
     ]
     heads = _head_table(ctx)
     if heads is not None:
