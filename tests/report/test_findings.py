@@ -100,6 +100,35 @@ def test_correlations_are_claimed_by_their_q_value_not_their_p_value(tmp_path):
     assert "none of 3 rank correlations survives" in line and "2 have p < 0.05 uncorrected" in line
 
 
+def test_a_surviving_layer_correlation_says_which_checks_it_holds_and_which_break_it(tmp_path):
+    corr = pd.DataFrame(
+        {
+            "family": ["layers"] * 2,
+            "metric": ["activation_alpha", "activation_effective_rank"],
+            "target": ["mlp_damage"] * 2,
+            "rho": [-0.57, -0.46],
+            "p_value": [0.001, 0.006],
+            "q_value": [0.018, 0.036],
+            "n": [30, 30],
+            "rho_given_order": [-0.58, -0.48],
+            "p_given_order": [0.001, 0.004],
+            "p_shift": [1 / 30, 2 / 30],
+            "rho_trimmed": [-0.48, -0.34],
+            "p_trimmed": [0.008, 0.087],
+        }
+    )
+    (line,) = correlation_findings(_tables(tmp_path, bridge__correlation=corr))
+    assert "2 of 2 correlations survive" in line
+    assert (
+        "activation_alpha vs mlp_damage holds given depth (rho -0.58, p = 0.001), against circular shifts of the "
+        "layers (p = 0.033; at least 1/n = 0.033) and without the first and last layer (rho -0.48, p = 0.008)."
+    ) in line
+    assert (
+        "activation_effective_rank vs mlp_damage does not hold against circular shifts of the layers "
+        "(p = 0.067; at least 1/n = 0.033) or without the first and last layer (rho -0.34, p = 0.087)."
+    ) in line
+
+
 def test_attribution_verdict_follows_the_q_value(tmp_path):
     agree = pd.DataFrame(
         [
@@ -135,7 +164,9 @@ def test_attribution_states_the_position_controlled_correlation(tmp_path):
     assert "survives (q = 0.030)" in line
 
 
-def test_alignment_states_the_sign_test(tmp_path):
+def test_alignment_is_tested_with_the_layer_transition_as_the_unit(tmp_path):
+    """One pair per transition: 9 of 10 above (sign test p = 0.0215, as for pairs); thirds of the
+    10 transitions are 4, 3 and 3 of them."""
     align = pd.DataFrame(
         {
             "writer_layer": range(10),
@@ -145,10 +176,30 @@ def test_alignment_states_the_sign_test(tmp_path):
         }
     )
     (line,) = alignment_findings(_tables(tmp_path, bridge__alignment=align))
-    assert "9 of 10 pairs exceed their shuffled counterpart, more often than chance (sign test p = 0.0215)" in line
-    align["enrichment"] = [2.0] * 6 + [0.5] * 4
+    assert "the excess over the shuffle is positive (signed-rank test over transitions p = " in line
+    assert "and the median pair is above in 9 of 10 transitions (sign test p = 0.0215)" in line
+    assert "by thirds of depth 100%, 100%, 67%" in line
+    align["enrichment"] = [2.0] * 6 + [-0.5] * 4
     (line,) = alignment_findings(_tables(tmp_path / "b", bridge__alignment=align))
-    assert "not more often than chance" in line
+    assert "the excess over the shuffle is not clearly positive" in line
+
+
+def test_pairs_of_one_transition_are_not_counted_as_independent_tests(tmp_path):
+    """12 transitions of 10 pairs: 8 transitions entirely above, 4 entirely below. As 120
+    independent pairs 80 above would be a sign-test p of 3e-4; per transition it is 8 of 12."""
+    rows = [
+        {
+            "writer_layer": step,
+            "reader_layer": step + 1,
+            "enrichment": 2.0 if step < 8 else 0.0,
+            "enrichment_shuffled": 1.0,
+        }
+        for step in range(12)
+        for _ in range(10)
+    ]
+    (line,) = alignment_findings(_tables(tmp_path, bridge__alignment=pd.DataFrame(rows)))
+    assert "not clearly positive" in line and "the median pair is above in 8 of 12 transitions" in line
+    assert "67% [" in line and "of the 120 pairs are above (bootstrap over transitions)" in line
 
 
 def test_circuit_rows_give_size_and_faithfulness_intervals_or_say_why_not(tmp_path):
