@@ -26,7 +26,8 @@ import pandas as pd
 
 def table_difference(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, float, float, int]]:
     """(column, max |a - b|, median |a - b| / |b|, rows with a number in one table only) per
-    numeric column, largest relative gap first; tables with the same rows in the same order."""
+    numeric column: rows with a number in one table only first, then the largest median
+    relative gap, then the largest absolute one; tables with the same rows in the same order."""
     out = []
     for column in [c for c in a.columns if a[c].dtype.kind in "fiu" and c in b.columns]:
         x, y = a[column].to_numpy(float), b[column].to_numpy(float)
@@ -37,7 +38,7 @@ def table_difference(a: pd.DataFrame, b: pd.DataFrame) -> list[tuple[str, float,
         gap = np.abs(x[both] - y[both])
         relative = gap / np.maximum(np.abs(y[both]), np.finfo(float).tiny)
         out.append((column, float(gap.max()), float(np.median(relative)), one_only))
-    return sorted(out, key=lambda r: (-r[3], -r[2]))
+    return sorted(out, key=lambda r: (-r[3], -r[2], -r[1]))
 
 
 def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
