@@ -8,6 +8,7 @@ import pandas as pd
 
 from spectrascope.activations.controls import RANDOM_TOKENS
 from spectrascope.report.findings import (
+    ablation_findings,
     activation_findings,
     alignment_findings,
     attribution_findings,
@@ -39,6 +40,8 @@ def _overlap_rows(role: str, intervals: list[tuple[float, float]], domain_prefix
             "role": role,
             "domain": f"{domain_prefix}{i}",
             "layer": 0,
+            "block": 0,
+            "d_in": 64,
             "enrichment": (lo + hi) / 2,
             "enrichment_lo": lo,
             "enrichment_hi": hi,
@@ -60,6 +63,8 @@ def test_overlap_is_stated_only_when_two_thirds_of_the_intervals_exclude_one(tmp
                 "role": "k",
                 "domain": RANDOM_TOKENS,
                 "layer": 0,
+                "block": 0,
+                "d_in": 64,
                 "enrichment": 1.07,
                 "enrichment_lo": 0.9,
                 "enrichment_hi": 1.2,
@@ -69,9 +74,14 @@ def test_overlap_is_stated_only_when_two_thirds_of_the_intervals_exclude_one(tmp
     lines = overlap_findings(_tables(tmp_path, activations__overlap=pd.DataFrame(rows)))
     assert len(lines) == 2
     k_line, v_line = sorted(lines)
-    assert k_line.startswith("The power-law tails of k matrices read more") and "100%" in k_line
-    assert "random tokens: 1.07x" in k_line
-    assert "of v matrices read less" in v_line and "67%" in v_line
+    assert (
+        k_line.startswith("The power-law tails of k matrices (median 3 of 64 directions) read more")
+        and "100%" in k_line
+    )
+    # the domains' median 1.25 against the control's 1.07 in the one layer
+    assert "random tokens: 1.07x; the domains' median is above random tokens' in 1 of 1 layers)" in k_line
+    assert "of v matrices (median 3 of 64 directions) read less" in v_line and "67%" in v_line
+    assert v_line.endswith("(layer, domain) pairs (robust view).")  # no control rows: none is named
 
 
 def test_overlap_without_a_majority_says_nothing_survives(tmp_path):
@@ -243,7 +253,7 @@ def test_weight_findings_count_analyzed_matrices_not_skipped_tensors(tmp_path):
         {"name": "norm2", "role": "norm", "status": "skipped", "reason": "a vector"},
     ]
     line = weights_findings(_tables(tmp_path, weights__weights=pd.DataFrame(rows)), "toy")[0]
-    assert line.startswith("Weight spectra: 3 of 4 analyzed matrices of toy have a power-law fit (2 other tensors")
+    assert line.startswith("Weight spectra: a power-law fit ran on 3 of 4 analyzed matrices of toy (2 other tensors")
     assert "67% have alpha in [2, 6]" in line and "median alpha 4.00" in line
 
 
@@ -307,7 +317,10 @@ def test_adjacent_cka_median_is_stated_with_its_jackknife_interval(tmp_path):
     )
     tables = _tables(tmp_path, activations__cka=cka, activations__cka_null=null, activations__cka_adjacent=medians)
     (line,) = cka_findings(tables)
-    assert "on 4096 tokens, median: robust 0.85 [0.81, 0.89] (permuted-token null: |CKA| <= 0.004)" in line
+    assert (
+        "on 4096 tokens, median: robust 0.85 [0.81, 0.89] (permuted-token null: |CKA| <= 0.004; lowest 0.80, "
+        "layers 1 to 2)"
+    ) in line
     assert "jackknife over 16 groups of consecutive texts" in line
 
 
@@ -331,5 +344,97 @@ def test_effective_rank_at_the_interval_layer_is_stated_with_its_jackknife_inter
     acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
     lines = activation_findings(_tables(tmp_path, activations__activations=acts))
     assert "At layer 1 (intervals: delete-a-group jackknife over groups of texts)" in lines[-1]
-    assert "lowest for code 60 [55, 65] and highest for legal 100 [92, 108]; the intervals do not overlap" in lines[-1]
+    assert (
+        "lowest for code 60 [55, 65] and highest for legal 100 [92, 108]; the extremes' intervals do not overlap"
+    ) in lines[-1]
     assert "random tokens 310 [300, 320]" in lines[-1]
+
+
+def test_effective_rank_names_an_overlapping_runner_up_and_an_order_the_first_layer_already_has(tmp_path):
+    def row(domain, layer, er, lo=None, hi=None):
+        return {
+            "site": "resid_post",
+            "layer": layer,
+            "domain": domain,
+            "variant": "robust",
+            "effective_rank": er,
+            "effective_rank_lo": lo,
+            "effective_rank_hi": hi,
+            "effective_rank_null": 400.0,
+            "n_over_d": 8.0,
+        }
+
+    first = [row(d, 0, v) for d, v in (("a", 10.0), ("b", 20.0), ("c", 80.0), ("d", 90.0))]
+    later = [row("a", 3, 4.0, 3.0, 5.0), row("b", 3, 40.0, 38.0, 42.0), row("c", 3, 190.0, 185.0, 195.0)]
+    later += [row("d", 3, 197.0, 189.0, 205.0)]
+    rows = first + later
+    acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
+    line = activation_findings(_tables(tmp_path, activations__activations=acts))[-1]
+    assert "highest for d 197 [189, 205] (c 190 [185, 195] overlaps it)" in line
+    assert "lowest for a 4 [3, 5] and" in line  # b's interval does not reach a's
+    assert "The first layer already orders the domains nearly so (a 10, b 20, c 80, d 90)" in line
+    later[-1] = row("d", 3, 1.0, 0.5, 1.5)  # now d is lowest at layer 3: the first layer's order is not kept
+    rows = first + later
+    acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
+    assert "already orders" not in activation_findings(_tables(tmp_path / "b", activations__activations=acts))[-1]
+
+
+def _damage(domain: str, component: str, damage: float, half: float, edit: str = "block", n_rows: int = 20) -> dict:
+    return {
+        "domain": domain,
+        "component": component,
+        "edit": edit,
+        "damage": damage,
+        "damage_lo": damage - half,
+        "damage_hi": damage + half,
+        "n_rows": n_rows,
+    }
+
+
+def test_the_layer_sweep_names_its_thin_domains_and_an_undecided_third_place(tmp_path):
+    pooled = [
+        _damage("pooled", c, d, h, n_rows=84)
+        for c, d, h in (
+            ("mlp:0", 5.0, 0.4),
+            ("mlp:29", 1.0, 0.15),
+            ("attn:1", 0.41, 0.13),
+            ("mlp:10", 0.36, 0.1),
+            ("attn:5", 0.1, 0.05),
+        )
+    ]
+    own = [_damage(d, "mlp:0", 5.0, float("nan"), n_rows=n) for d, n in (("code", 2), ("legal", 2), ("calendar", 26))]
+    (line,) = ablation_findings(_tables(tmp_path, bridge__layer_damage=pd.DataFrame(pooled + own)))
+    assert line.startswith(
+        "Mean-ablating one block at a time (pooled domains: 84 texts, equal tokens per domain, of which code, legal "
+        "2 texts each): the most damaging are L0 MLP +5.00 [4.60, 5.40]; L29 MLP +1.00 [0.85, 1.15]; "
+        "L1 attention +0.41 [0.28, 0.54] nats"
+    )
+    assert line.endswith("(the third's interval overlaps the fourth's, L10 MLP +0.36 [0.26, 0.46]).")
+
+
+def test_both_spectral_edits_of_a_matrix_are_stated_with_the_control_against_the_domains(tmp_path):
+    """Keeping the tail hurts every domain but random tokens as much (not domain-specific);
+    removing it hurts one domain of two, so no verdict on specificity is made."""
+    name = "spectral:model.layers.15.self_attn.o_proj.weight"
+    rows = [
+        _damage("a", "mlp:15", 0.10, 0.02),
+        _damage("b", "mlp:15", 0.20, 0.02),
+        _damage(RANDOM_TOKENS, "mlp:15", 0.01, 0.005),
+        _damage("a", f"{name}:tail", 0.05, 0.01, "tail"),
+        _damage("b", f"{name}:tail", 0.15, 0.01, "tail"),
+        _damage(RANDOM_TOKENS, f"{name}:tail", 0.11, 0.02, "tail"),
+        _damage("a", f"{name}:bulk", -0.03, 0.01, "bulk"),
+        _damage("b", f"{name}:bulk", 0.02, 0.01, "bulk"),
+        _damage(RANDOM_TOKENS, f"{name}:bulk", 0.0, 0.01, "bulk"),
+    ]
+    block, pair = ablation_findings(_tables(tmp_path, bridge__ablation_domains=pd.DataFrame(rows)))
+    assert block == (
+        "L15 MLP: +0.10 to +0.20 nats across domains, every interval above 0; random tokens 0.01 [0.01, 0.01], "
+        "below every domain."
+    )
+    assert pair == (
+        "L15 self_attn.o_proj, keeping only its power-law tail: +0.05 to +0.15 nats across domains, every interval "
+        "above 0; random tokens 0.11 [0.09, 0.13], within the domains' range: not specific to the domains. "
+        "Removing the tail instead: -0.03 to +0.02 nats across domains, 1 of 2 intervals above 0; "
+        "random tokens 0.00 [-0.01, 0.01]."
+    )

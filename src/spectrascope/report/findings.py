@@ -14,12 +14,15 @@ import pandas as pd
 from scipy.stats import binomtest, wilcoxon
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
+from ..bridge.correlation import spearman
 from ..stats.bootstrap import Interval, weighted_mean_interval
 from ..weights.summary import GOOD_ALPHA, role_summary
 from .labels import edit_label
 from .tables import StudyTables
 
 Q_LEVEL = 0.05
+SHORT_TAIL = 20
+"""Tails of fewer eigenvalues than this give loose alphas (weightwatcher's small-sample regime)."""
 MOST = 2 / 3
 """A role's overlap is stated as a finding when this share of its (layer, domain) intervals
 exclude 1 in the same direction."""
@@ -44,11 +47,16 @@ def weights_findings(t: StudyTables, model: str) -> list[str]:
     skipped = (
         f" ({n_skipped} other tensors, such as norm vectors, not analyzed: reasons in the table)" if n_skipped else ""
     )
+    short = (
+        f", {int((ok['num_pl_spikes'] < SHORT_TAIL).sum())} of them on fewer than {SHORT_TAIL} tail eigenvalues"
+        if "num_pl_spikes" in ok
+        else ""
+    )
     lines = [
         (
-            f"Weight spectra: {len(ok)} of {len(analyzed)} analyzed matrices of {model} have a power-law fit{skipped}; "
-            f"{ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha {ok['alpha'].median():.2f}; "
-            f"median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."
+            f"Weight spectra: a power-law fit ran on {len(ok)} of {len(analyzed)} analyzed matrices of {model}{skipped}"
+            f"{short}; {ok['alpha'].between(*GOOD_ALPHA).mean():.0%} have alpha in [2, 6] (median alpha "
+            f"{ok['alpha'].median():.2f}; median ERG gap {ok['erg_delta'].median():.2f} in normalized units, SETOL's ideal 0)."
         )
     ]
     roles = role_summary(df).sort_values("mean_alpha")
@@ -96,9 +104,15 @@ def activation_findings(t: StudyTables) -> list[str]:
         )
         if len(sink) and sink["first_position_ratio"].max() >= 100:
             worst = sink.loc[sink["first_position_ratio"].idxmax()]
+            others = (
+                f", and other tokens reach {worst['max_ratio']:.0f}x in the same channel, which the robust view leaves out"
+                if worst["excluded"]
+                else ""
+            )
             text += (
                 f" The attention sink (first position) reaches {worst['first_position_ratio']:.0f}x a typical channel "
-                f"(channel {int(worst['channel'])}, layer {int(worst['layer'])}); every statistic leaves that position out."
+                f"(channel {int(worst['channel'])}, layer {int(worst['layer'])}){others}; every statistic leaves the "
+                f"first position out."
             )
         lines.append(text)
     robust = acts[acts["variant"] == "robust"]
@@ -121,7 +135,9 @@ def activation_findings(t: StudyTables) -> list[str]:
 
 
 def _rank_interval_line(robust: pd.DataFrame) -> list[str]:
-    """The domains' robust effective ranks at the layer with jackknife intervals, lowest and highest."""
+    """The domains' robust effective ranks at the layer with jackknife intervals, lowest and highest
+    (and the runner-up when its interval overlaps), and whether the first layer already orders the
+    domains the same way (then the ranks follow the corpora's variety more than the layers)."""
     at = robust[robust["effective_rank_lo"].notna()]
     doms = _domains(at).sort_values("effective_rank")
     if len(doms) < 2:
@@ -130,13 +146,34 @@ def _rank_interval_line(robust: pd.DataFrame) -> list[str]:
     apart = "do not overlap" if lo["effective_rank_hi"] < hi["effective_rank_lo"] else "overlap"
     control = at[at["domain"] == RANDOM_TOKENS]
     ctrl = f"; random tokens {ci(control.iloc[0], 'effective_rank', 0)}" if len(control) else ""
-    return [
-        (
-            f"At layer {int(lo['layer'])} (intervals: delete-a-group jackknife over groups of texts), the robust "
-            f"effective rank is lowest for {lo['domain']} {ci(lo, 'effective_rank', 0)} and highest for "
-            f"{hi['domain']} {ci(hi, 'effective_rank', 0)}; the intervals {apart}{ctrl}."
+    text = (
+        f"At layer {int(lo['layer'])} (intervals: delete-a-group jackknife over groups of texts), the robust "
+        f"effective rank is lowest for {lo['domain']} {ci(lo, 'effective_rank', 0)}{_runner_up(doms, 'effective_rank', 0, low=True)} "
+        f"and highest for {hi['domain']} {ci(hi, 'effective_rank', 0)}{_runner_up(doms, 'effective_rank', 0)}; "
+        f"the extremes' intervals {apart}{ctrl}."
+    )
+    first = _domains(robust[robust["layer"] == robust["layer"].min()]).set_index("domain")["effective_rank"]
+    same = first.reindex(doms["domain"]).dropna()
+    if (
+        len(same) >= 4
+        and spearman(same.to_numpy(), doms.set_index("domain").loc[same.index, "effective_rank"].to_numpy()) >= 0.8
+    ):
+        order = ", ".join(f"{d} {v:.0f}" for d, v in first.sort_values().items())
+        text += (
+            f" The first layer already orders the domains nearly so ({order}): the ranks follow how varied each "
+            f"corpus is as much as what the layers do."
         )
-    ]
+    return [text]
+
+
+def _runner_up(doms: pd.DataFrame, column: str, digits: int, low: bool = False) -> str:
+    """ " (<domain> <interval> overlaps it)" when the second lowest (``low``) or second highest of
+    ``doms`` (sorted ascending by ``column``) has an interval overlapping the extreme's, else ""."""
+    if len(doms) < 3:
+        return ""
+    extreme, second = (doms.iloc[0], doms.iloc[1]) if low else (doms.iloc[-1], doms.iloc[-2])
+    overlaps = second[f"{column}_lo"] <= extreme[f"{column}_hi"] and extreme[f"{column}_lo"] <= second[f"{column}_hi"]
+    return f" ({second['domain']} {ci(second, column, digits)} overlaps it)" if overlaps else ""
 
 
 def energy_findings(t: StudyTables) -> list[str]:
@@ -151,9 +188,11 @@ def energy_findings(t: StudyTables) -> list[str]:
     hi, lo = doms.iloc[-1], doms.iloc[0]
     separated = hi["energy_mean_lo"] > lo["energy_mean_hi"]
     text = (
-        f"Token energy at layer {int(hi['layer'])} (0.5 = typical of the pooled domains): highest for {hi['domain']} "
-        f"{ci(hi, 'energy_mean')}, lowest for {lo['domain']} {ci(lo, 'energy_mean')} (intervals over texts"
-        f"{'; they do not overlap' if separated else '; they overlap: no difference is claimed'})"
+        f"Token energy at layer {int(hi['layer'])} (0.5 = the reference texts' own average; the domains' held-out "
+        f"texts average {doms['energy_mean'].mean():.2f}): highest for {hi['domain']} {ci(hi, 'energy_mean')}"
+        f"{_runner_up(doms, 'energy_mean', 2)}, lowest for {lo['domain']} {ci(lo, 'energy_mean')}"
+        f"{_runner_up(doms, 'energy_mean', 2, low=True)} (intervals over texts"
+        f"{'; the extremes do not overlap' if separated else '; they overlap: no difference is claimed'})"
     )
     if len(control):
         text += f"; random tokens (control) {ci(control.iloc[0], 'energy_mean')}"
@@ -203,12 +242,27 @@ def overlap_findings(t: StudyTables) -> list[str]:
             continue
         direction = "more" if above >= below else "less"
         share = max(above, below)
-        control = tail[(tail["role"] == role) & (tail["domain"] == RANDOM_TOKENS)]["enrichment"].median()
+        controls = (
+            tail[(tail["role"] == role) & (tail["domain"] == RANDOM_TOKENS)].groupby("block")["enrichment"].median()
+        )
+        per_layer = g.groupby("block")["enrichment"].median().reindex(controls.index).dropna()
+        beyond = (
+            per_layer > controls.loc[per_layer.index]
+            if direction == "more"
+            else per_layer < controls.loc[per_layer.index]
+        )
+        versus = (
+            f"; the domains' median is {'above' if direction == 'more' else 'below'} random tokens' in "
+            f"{int(beyond.sum())} of {len(per_layer)} layers"
+            if len(per_layer)
+            else ""
+        )
         lines.append(
-            f"The power-law tails of {role} matrices read {direction} of each domain's input variance than random "
-            f"subspaces of the same size: median enrichment {g['enrichment'].median():.2f}x, with the interval "
-            f"over texts excluding 1 for {share:.0%} of (layer, domain) pairs (robust view; random tokens: "
-            f"{control:.2f}x)."
+            f"The power-law tails of {role} matrices (median {g['k'].median():.0f} of {g['d_in'].median():.0f} "
+            f"directions) read {direction} of each domain's input variance than random subspaces of the same size: "
+            f"median enrichment {g['enrichment'].median():.2f}x, with the interval over texts excluding 1 for "
+            f"{share:.0%} of (layer, domain) pairs (robust view"
+            f"{f'; random tokens: {controls.median():.2f}x{versus}' if len(controls) else ''})."
         )
     if not lines:
         lines.append(
@@ -222,25 +276,74 @@ def ablation_findings(t: StudyTables) -> list[str]:
     abl, layer_damage = t.get("bridge", "ablation_domains"), t.get("bridge", "layer_damage")
     lines = []
     if layer_damage is not None and len(layer_damage):
-        pooled = layer_damage[layer_damage["domain"] == "pooled"].sort_values("damage", ascending=False)
-        parts = [f"{edit_label(r['component'])} +{ci(r, 'damage')}" for _, r in pooled.head(3).iterrows()]
-        lines.append(
-            f"Mean-ablating one block at a time (pooled domains, {int(pooled['n_rows'].iloc[0])} texts): the most "
-            f"damaging are {'; '.join(parts)} nats."
-        )
+        lines.append(_layer_sweep_line(layer_damage))
     if abl is not None and len(abl):
         control = abl[abl["domain"] == RANDOM_TOKENS].set_index("component")
-        for component, g in _domains(abl).groupby("component", sort=False):
-            if not (g["damage_lo"] > 0).all():
-                continue
-            ctrl = f"; random tokens {ci(control.loc[component], 'damage')}" if component in control.index else ""
-            lines.append(
-                f"{edit_label(component)}: +{g['damage'].min():.2f} to +{g['damage'].max():.2f} nats across "
-                f"domains, every interval above 0{ctrl}."
-            )
-        if not (_domains(abl).groupby("component")["damage_lo"].min() > 0).any():
+        doms = _domains(abl)
+        spectral = doms[doms["edit"].isin(["tail", "bulk"])] if "edit" in doms else doms.iloc[:0]
+        for component, g in doms.drop(spectral.index).groupby("component", sort=False):
+            if (g["damage_lo"] > 0).all():
+                lines.append(f"{edit_label(component)}: {_damage_range(g, control, component)}.")
+        matrices = spectral["component"].str.rsplit(":", n=1).str[0]
+        for matrix, g in spectral.groupby(matrices, sort=False):
+            lines.extend(_spectral_pair_line(matrix, g, control))
+        if not (doms.groupby("component")["damage_lo"].min() > 0).any():
             lines.append("No edit of the compared layer hurts every domain with an interval above 0.")
     return lines
+
+
+def _layer_sweep_line(layer_damage: pd.DataFrame) -> str:
+    """The three most damaging blocks of the pooled sweep, what the pooled sample is made of, and
+    whether the third is told apart from the fourth."""
+    pooled = layer_damage[layer_damage["domain"] == "pooled"].sort_values("damage", ascending=False)
+    parts = [f"{edit_label(r['component'])} +{ci(r, 'damage')}" for _, r in pooled.head(3).iterrows()]
+    texts = layer_damage[layer_damage["domain"] != "pooled"].groupby("domain")["n_rows"].first()
+    thin = texts[texts < 8]
+    made_of = f"{int(pooled['n_rows'].iloc[0])} texts" + (
+        f", equal tokens per domain, of which {', '.join(thin.index)} "
+        f"{f'{int(thin.max())} texts each' if thin.min() == thin.max() else f'at most {int(thin.max())} texts each'}"
+        if len(thin)
+        else ""
+    )
+    tie = ""
+    if len(pooled) >= 4 and pooled.iloc[2]["damage_lo"] <= pooled.iloc[3]["damage_hi"]:
+        fourth = pooled.iloc[3]
+        tie = (
+            f" (the third's interval overlaps the fourth's, {edit_label(fourth['component'])} +{ci(fourth, 'damage')})"
+        )
+    return f"Mean-ablating one block at a time (pooled domains: {made_of}): the most damaging are {'; '.join(parts)} nats{tie}."
+
+
+def _damage_range(g: pd.DataFrame, control: pd.DataFrame, component: str) -> str:
+    """The domains' damage range and how many intervals exclude 0, the random-token control, and,
+    when every domain is hurt, where the control falls against the domains' range."""
+    above = int((g["damage_lo"] > 0).sum())
+    every = "every interval above 0" if above == len(g) else f"{above} of {len(g)} intervals above 0"
+    text = f"{g['damage'].min():+.2f} to {g['damage'].max():+.2f} nats across domains, {every}"
+    if component not in control.index:
+        return text
+    row = control.loc[component]
+    if above < len(g):
+        return f"{text}; random tokens {ci(row, 'damage')}"
+    if row["damage"] >= g["damage"].min():
+        where = "within" if row["damage"] <= g["damage"].max() else "above"
+        return f"{text}; random tokens {ci(row, 'damage')}, {where} the domains' range: not specific to the domains"
+    return f"{text}; random tokens {ci(row, 'damage')}, below every domain"
+
+
+def _spectral_pair_line(matrix: str, g: pd.DataFrame, control: pd.DataFrame) -> list[str]:
+    """One matrix's two spectral edits side by side: keeping only its power-law tail and removing it."""
+    by_edit = {edit: rows for edit, rows in g.groupby("edit")}
+    if "tail" not in by_edit or "bulk" not in by_edit:
+        return []
+    keep, drop = by_edit["tail"], by_edit["bulk"]
+    name = edit_label(f"{matrix}:tail").split(":")[0]
+    return [
+        (
+            f"{name}, keeping only its power-law tail: {_damage_range(keep, control, keep['component'].iloc[0])}. "
+            f"Removing the tail instead: {_damage_range(drop, control, drop['component'].iloc[0])}."
+        )
+    ]
 
 
 def correlation_findings(t: StudyTables) -> list[str]:
@@ -255,7 +358,7 @@ def correlation_findings(t: StudyTables) -> list[str]:
             lines.append(
                 f"Spectra vs causal importance ({family}): none of {len(g)} rank correlations survives "
                 f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} {'has' if nominal == 1 else 'have'} p < 0.05 uncorrected, "
-                f"{0.05 * len(g):.1f} expected by chance)."
+                f"{0.05 * len(g):.2g} expected by chance)."
             )
         else:
             parts = [
@@ -347,7 +450,11 @@ def cka_findings(t: StudyTables) -> list[str]:
         noise = null[null["variant"] == variant]["cka"].abs().max() if null is not None else np.nan
         row = None if medians is None else medians[medians["variant"] == variant]
         value = ci(row.iloc[0], "cka") if row is not None and len(row) else f"{g['cka'].median():.2f}"
-        parts.append(f"{variant} {value} (permuted-token null: |CKA| <= {noise:.3f})")
+        low = g.loc[g["cka"].idxmin()]
+        parts.append(
+            f"{variant} {value} (permuted-token null: |CKA| <= {noise:.3f}; lowest {low['cka']:.2f}, layers "
+            f"{int(low['layer_a'])} to {int(low['layer_b'])})"
+        )
     jackknife = (
         f"; intervals: delete-a-group jackknife over {int(medians['n_groups'].iloc[0])} groups of consecutive texts"
         if medians is not None and len(medians)

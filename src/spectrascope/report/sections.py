@@ -193,9 +193,10 @@ def energy_section(t: StudyTables, model: str) -> Section | None:
         "Energy landscape",
         [
             (
-                "Mean token energy at each layer's residual stream under the pooled reference Gaussian (0.5 = typical of "
-                "the pooled domains), with bootstrap intervals over texts; high energy = tokens the layer treats as "
-                "unusual. Dashed: random tokens (control)."
+                "Mean token energy at each layer's residual stream under the reference Gaussian of the calibration "
+                "texts (0.5 = those texts' own average; held-out text of the same domains sits higher, the reference "
+                "being fitted on the calibration texts), with bootstrap intervals over texts; high energy = tokens the "
+                "layer treats as unusual. Dashed: random tokens (control)."
             )
         ],
         [
