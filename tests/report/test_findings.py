@@ -438,3 +438,33 @@ def test_both_spectral_edits_of_a_matrix_are_stated_with_the_control_against_the
         "Removing the tail instead: -0.03 to +0.02 nats across domains, 1 of 2 intervals above 0; "
         "random tokens 0.00 [-0.01, 0.01]."
     )
+
+
+def test_a_robust_spectrum_held_by_one_direction_is_flagged(tmp_path):
+    def row(domain, layer, er, share, lo=None, hi=None):
+        return {
+            "site": "resid_post",
+            "layer": layer,
+            "domain": domain,
+            "variant": "robust",
+            "effective_rank": er,
+            "effective_rank_lo": lo,
+            "effective_rank_hi": hi,
+            "effective_rank_null": 400.0,
+            "n_over_d": 8.0,
+            "top_share": share,
+        }
+
+    rows = [row("a", 0, 10.0, 0.3), row("b", 0, 90.0, 0.05), row("a", 1, 4.0, 0.74, 3.0, 5.0)]
+    rows += [row("b", 1, 100.0, 0.05, 92.0, 108.0)]
+    acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
+    mean_line, layer_line = activation_findings(_tables(tmp_path, activations__activations=acts))
+    assert mean_line.endswith(
+        "One direction holds over 50% of the robust variance for a in 1 of 2 layers: there the rank describes that "
+        "direction (a few outlier tokens can make one), not the domain's spread."
+    )
+    assert (
+        "lowest for a 4 [3, 5] (one direction holds 74% of its robust variance, which a few outlier tokens"
+        in layer_line
+    )
+    assert "highest for b 100 [92, 108];" in layer_line
