@@ -324,23 +324,26 @@ def test_adjacent_cka_median_is_stated_with_its_jackknife_interval(tmp_path):
     assert "jackknife over 16 groups of consecutive texts" in line
 
 
-def test_effective_rank_at_the_interval_layer_is_stated_with_its_jackknife_interval(tmp_path):
-    def row(domain, layer, er, lo=None, hi=None):
-        return {
-            "site": "resid_post",
-            "layer": layer,
-            "domain": domain,
-            "variant": "robust",
-            "effective_rank": er,
-            "effective_rank_lo": lo,
-            "effective_rank_hi": hi,
-            "effective_rank_null": 400.0,
-            "n_over_d": 8.0,
-        }
+def _rank_row(domain: str, layer: int, er: float, lo=None, hi=None, share: float = 0.1) -> dict:
+    """A robust activation-spectrum row (effective rank, its interval where given, top share)."""
+    return {
+        "site": "resid_post",
+        "layer": layer,
+        "domain": domain,
+        "variant": "robust",
+        "effective_rank": er,
+        "effective_rank_lo": lo,
+        "effective_rank_hi": hi,
+        "effective_rank_null": 400.0,
+        "n_over_d": 8.0,
+        "top_share": share,
+    }
 
-    rows = [row("code", 0, 50.0), row("legal", 0, 90.0), row(RANDOM_TOKENS, 0, 300.0)]
-    rows += [row("code", 1, 60.0, 55.0, 65.0), row("legal", 1, 100.0, 92.0, 108.0)]
-    rows += [row(RANDOM_TOKENS, 1, 310.0, 300.0, 320.0)]
+
+def test_effective_rank_at_the_interval_layer_is_stated_with_its_jackknife_interval(tmp_path):
+    rows = [_rank_row("code", 0, 50.0), _rank_row("legal", 0, 90.0), _rank_row(RANDOM_TOKENS, 0, 300.0)]
+    rows += [_rank_row("code", 1, 60.0, 55.0, 65.0), _rank_row("legal", 1, 100.0, 92.0, 108.0)]
+    rows += [_rank_row(RANDOM_TOKENS, 1, 310.0, 300.0, 320.0)]
     acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
     lines = activation_findings(_tables(tmp_path, activations__activations=acts))
     assert "At layer 1 (intervals: delete-a-group jackknife over groups of texts)" in lines[-1]
@@ -351,29 +354,20 @@ def test_effective_rank_at_the_interval_layer_is_stated_with_its_jackknife_inter
 
 
 def test_effective_rank_names_an_overlapping_runner_up_and_an_order_the_first_layer_already_has(tmp_path):
-    def row(domain, layer, er, lo=None, hi=None):
-        return {
-            "site": "resid_post",
-            "layer": layer,
-            "domain": domain,
-            "variant": "robust",
-            "effective_rank": er,
-            "effective_rank_lo": lo,
-            "effective_rank_hi": hi,
-            "effective_rank_null": 400.0,
-            "n_over_d": 8.0,
-        }
-
-    first = [row(d, 0, v) for d, v in (("a", 10.0), ("b", 20.0), ("c", 80.0), ("d", 90.0))]
-    later = [row("a", 3, 4.0, 3.0, 5.0), row("b", 3, 40.0, 38.0, 42.0), row("c", 3, 190.0, 185.0, 195.0)]
-    later += [row("d", 3, 197.0, 189.0, 205.0)]
+    first = [_rank_row(d, 0, v) for d, v in (("a", 10.0), ("b", 20.0), ("c", 80.0), ("d", 90.0))]
+    later = [
+        _rank_row("a", 3, 4.0, 3.0, 5.0),
+        _rank_row("b", 3, 40.0, 38.0, 42.0),
+        _rank_row("c", 3, 190.0, 185.0, 195.0),
+    ]
+    later += [_rank_row("d", 3, 197.0, 189.0, 205.0)]
     rows = first + later
     acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
     line = activation_findings(_tables(tmp_path, activations__activations=acts))[-1]
     assert "highest for d 197 [189, 205] (c 190 [185, 195] overlaps it)" in line
     assert "lowest for a 4 [3, 5] and" in line  # b's interval does not reach a's
     assert "The first layer already orders the domains nearly so (a 10, b 20, c 80, d 90)" in line
-    later[-1] = row("d", 3, 1.0, 0.5, 1.5)  # now d is lowest at layer 3: the first layer's order is not kept
+    later[-1] = _rank_row("d", 3, 1.0, 0.5, 1.5)  # now d is lowest at layer 3: the first layer's order is not kept
     rows = first + later
     acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
     assert "already orders" not in activation_findings(_tables(tmp_path / "b", activations__activations=acts))[-1]
@@ -441,22 +435,8 @@ def test_both_spectral_edits_of_a_matrix_are_stated_with_the_control_against_the
 
 
 def test_a_robust_spectrum_held_by_one_direction_is_flagged(tmp_path):
-    def row(domain, layer, er, share, lo=None, hi=None):
-        return {
-            "site": "resid_post",
-            "layer": layer,
-            "domain": domain,
-            "variant": "robust",
-            "effective_rank": er,
-            "effective_rank_lo": lo,
-            "effective_rank_hi": hi,
-            "effective_rank_null": 400.0,
-            "n_over_d": 8.0,
-            "top_share": share,
-        }
-
-    rows = [row("a", 0, 10.0, 0.3), row("b", 0, 90.0, 0.05), row("a", 1, 4.0, 0.74, 3.0, 5.0)]
-    rows += [row("b", 1, 100.0, 0.05, 92.0, 108.0)]
+    rows = [_rank_row("a", 0, 10.0, share=0.3), _rank_row("b", 0, 90.0, share=0.05)]
+    rows += [_rank_row("a", 1, 4.0, 3.0, 5.0, share=0.74), _rank_row("b", 1, 100.0, 92.0, 108.0, share=0.05)]
     acts = pd.DataFrame(rows + [{**r, "variant": "raw"} for r in rows])
     mean_line, layer_line = activation_findings(_tables(tmp_path, activations__activations=acts))
     assert mean_line.endswith(
