@@ -15,7 +15,7 @@ from scipy.stats import binomtest, wilcoxon
 
 from ..activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS
 from ..bridge.correlation import spearman
-from ..stats.bootstrap import Interval, weighted_mean_interval
+from ..stats.bootstrap import MIN_INTERVAL_UNITS, Interval, weighted_mean_interval
 from ..weights.summary import GOOD_ALPHA, role_summary
 from .labels import edit_label
 from .tables import StudyTables
@@ -332,7 +332,7 @@ def _layer_sweep_line(layer_damage: pd.DataFrame) -> str:
     pooled = layer_damage[layer_damage["domain"] == "pooled"].sort_values("damage", ascending=False)
     parts = [f"{edit_label(r['component'])} +{ci(r, 'damage')}" for _, r in pooled.head(3).iterrows()]
     texts = layer_damage[layer_damage["domain"] != "pooled"].groupby("domain")["n_rows"].first()
-    thin = texts[texts < 8]
+    thin = texts[texts < MIN_INTERVAL_UNITS]
     made_of = f"{int(pooled['n_rows'].iloc[0])} texts" + (
         f", equal tokens per domain, of which {', '.join(thin.index)} "
         f"{f'{int(thin.max())} texts each' if thin.min() == thin.max() else f'at most {int(thin.max())} texts each'}"

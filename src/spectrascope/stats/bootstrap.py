@@ -26,6 +26,9 @@ import numpy as np
 
 DEFAULT_N_BOOT = 1000
 DEFAULT_LEVEL = 0.95
+MIN_INTERVAL_UNITS = 8
+"""Fewer units (texts) than this give no interval in the study's tables: resampling two or three
+texts gives a range, not a 95 % interval."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
 from ...mech.metrics import NextTokenLoss, text_loss, token_pool
 from ...mech.references import held_out_texts
+from ...stats.bootstrap import MIN_INTERVAL_UNITS
 from ...stats.multiple_testing import bh_qvalues
 from ..context import StudyContext
 
@@ -95,10 +96,10 @@ def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.
     return table
 
 
-MIN_INTERVAL_TEXTS = 8
-"""Fewer texts than this give no bootstrap interval (NaN): resampling two or three texts gives a
-range, not a 95 % interval. The layer sweep's 256 tokens of a 128-token-text domain are 2 texts;
-its pooled rows and the domain ablations (>= 16 texts) are not affected."""
+MIN_INTERVAL_TEXTS = MIN_INTERVAL_UNITS
+"""Fewer texts than this give no bootstrap interval (NaN; :data:`~spectrascope.stats.bootstrap.MIN_INTERVAL_UNITS`).
+The layer sweep's 256 tokens of a 128-token-text domain are 2 texts; its pooled rows and the
+domain ablations (>= 16 texts) are not affected."""
 
 
 def without_thin_intervals(table: pd.DataFrame) -> pd.DataFrame:
