@@ -454,3 +454,17 @@ def test_tokenize_rejects_empty_input_and_bad_max_length(tmp_path):
     with pytest.raises(SpectrascopeError, match="max_length"):
         loaded.tokenize(["the cat"], max_length=0)
     assert loaded.tokenize("the cat", max_length=8)["input_ids"].tolist() == [[2, 3]]
+
+
+def test_one_device_check_for_the_api_and_the_cli(monkeypatch):
+    """Device "auto" is cuda when present, else cpu; the CLI's --device goes through the same check."""
+    from spectrascope.cli.options import require_device
+    from spectrascope.errors import OptionError
+    from spectrascope.models.loaded import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and require_device("auto") == "cpu"
+    with pytest.raises(OptionError, match="CUDA is not available here"):
+        require_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda") and require_device("auto") == "cuda"

@@ -41,17 +41,7 @@ DEFAULT_OUT = Path("spectrascope-out")
 
 def require_device(device: str) -> str:
     """``device`` if it names a device this machine has ("auto" resolves to cuda when present),
-    else an OptionError naming ``--device``."""
-    import torch
+    else an OptionError naming ``--device`` (:func:`spectrascope.models.loaded.resolve_device`)."""
+    from ..models.loaded import resolve_device
 
-    from ..errors import OptionError
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        raise OptionError(f"--device {device!r} is not a device (use cpu, cuda, cuda:N or auto)") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"--device {device} asked for, but this machine has no CUDA device (use cpu or auto)")
-    return device
+    return str(resolve_device(device))

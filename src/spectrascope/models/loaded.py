@@ -151,15 +151,18 @@ def _one_line(err: BaseException) -> str:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device this machine has, else an OptionError naming ``device``."""
+    """``device`` as a torch device this machine has ("auto": cuda when present, else cpu), else
+    an OptionError naming ``device``. The one device check of the API and the CLI."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise OptionError(f"unknown {{option}} {device!r} ({_one_line(err)})", option="device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"{{option}} {device!r}: CUDA is not available here (use cpu)", option="device")
+        raise OptionError(f"{{option}} {device!r}: CUDA is not available here (use cpu or auto)", option="device")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise OptionError(f"{{option}} {device!r}: MPS is not available here (use cpu)", option="device")
+        raise OptionError(f"{{option}} {device!r}: MPS is not available here (use cpu or auto)", option="device")
     return dev
 
 
