@@ -124,8 +124,8 @@ def text_attribution_rows(
     if ids.shape[1] < 4:
         return []
     _, cache = run_with_cache(loaded.hf, ids, [first_site, last_site])
-    e_first = references[first_site].energy(cache[first_site][0]).cpu().numpy()
-    e_last = references[last_site].energy(cache[last_site][0]).cpu().numpy()
+    e_first = references[first_site].energy(cache[first_site][0]).numpy()
+    e_last = references[last_site].energy(cache[last_site][0]).numpy()
     if steps > 0:
         gxi, ig, delta = attributions(loaded.hf, ids, steps)
         gap = abs(float(ig.sum()) - delta) / abs(delta) if delta != 0 else float("nan")
