@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-STAGES = ("weights", "activations", "mechanisms", "bridge", "features")
+from spectrascope.study.stages.registry import DEFAULT_STAGE_NAMES
 
 
 def read_corpora_from(stdlib: Path) -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--stdlib", type=Path, default=None)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--stages", default=",".join(DEFAULT_STAGE_NAMES))
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     if args.stdlib is not None:
