@@ -65,6 +65,28 @@ def test_cka_matrix_from_float32_terms_equals_cka():
         assert m.query("layer_a == 1 and layer_b == 1")["cka"].item() == pytest.approx(1.0, rel=1e-6)
 
 
+def test_cka_matrix_robust_variant_equals_cka_without_the_excluded_channels():
+    """The robust rows come from the raw cross products with the excluded rows and columns
+    dropped; they equal CKA recomputed on the layers with those channels removed."""
+    from spectrascope.bridge.alignment import cka_matrix
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((400, 16)).astype(np.float32)
+    X[:, 3] *= 300  # a massive channel that dominates the raw kernel
+    Y = (X @ rng.standard_normal((16, 12)) + rng.standard_normal((400, 12))).astype(np.float32)
+    Y[:, [0, 5]] += 500 * rng.standard_normal((400, 1)).astype(np.float32)
+    excluded = {0: np.array([3]), 1: np.array([0, 5])}
+    m = cka_matrix({0: X, 1: Y}, excluded=excluded)
+    assert set(m["variant"]) == {"raw", "robust"} and len(m) == 8
+    robust = m[m["variant"] == "robust"].set_index(["layer_a", "layer_b"])["cka"]
+    raw = m[m["variant"] == "raw"].set_index(["layer_a", "layer_b"])["cka"]
+    Xr, Yr = np.delete(X, [3], axis=1), np.delete(Y, [0, 5], axis=1)
+    assert robust[0, 1] == pytest.approx(cka(Xr, Yr), rel=1e-5)
+    assert robust[1, 0] == robust[0, 1] and robust[1, 1] == pytest.approx(1.0, rel=1e-6)
+    assert raw[0, 1] == pytest.approx(cka(X, Y), rel=1e-5)
+    assert abs(raw[0, 1] - robust[0, 1]) > 0.05  # the massive channels moved the raw value
+
+
 def test_leave_one_group_out_hsic_equals_recomputing_without_the_group():
     from spectrascope.bridge.cka import _hsic_terms, leave_one_group_out_hsic
 

@@ -77,24 +77,51 @@ def alignment_table(
     return pd.DataFrame(rows)
 
 
-def cka_matrix(layers: dict[int, np.ndarray], debiased: bool = True) -> pd.DataFrame:
+def cka_matrix(
+    layers: dict[int, np.ndarray], debiased: bool = True, excluded: dict[int, np.ndarray] | None = None
+) -> pd.DataFrame:
     """CKA (:func:`~spectrascope.bridge.cka.cka`) between every pair of layers' activations of the
-    same tokens: long table layer_a, layer_b, cka (symmetric, both orders).
+    same tokens: long table layer_a, layer_b, cka, variant (symmetric, both orders).
 
-    The activations stay in their dtype (float32 from the study: a model's worth of float64
-    copies would be ~0.6 GB at 4,096 tokens x 30 layers x 576); the per-layer terms are
-    computed once in float64 and each pair costs one (d, n) x (n, d) product, whose float32
-    rounding moves CKA by ~1e-7.
+    Variant ``raw``; and with ``excluded`` (layer -> channels), also ``robust``: those channels
+    left out of each layer (the same CKA as setting them to 0), from the same cross products
+    X_a^T X_b with the excluded rows and columns dropped, so both variants cost one (d, n) x (n, d)
+    product per pair (the self-HSICs are the pairs (a, a)). The activations stay in their dtype
+    (float32 from the study: a model's worth of float64 copies would be ~0.6 GB at 4,096 tokens
+    x 30 layers x 576); the per-token terms are float64, and the float32 rounding of the
+    products moves CKA by ~1e-7.
     """
-    from .cka import LayerTerms, cka_from_terms
+    from ..activations.massive import keep_channels
+    from .cka import TokenTerms, hsic_from_cross
 
     keys = sorted(layers)
-    terms = {k: LayerTerms.of(layers[k], debiased) for k in keys}
-    rows = []
+    X = {k: np.asarray(layers[k]) for k in keys}
+    if not debiased:
+        X = {k: v - v.mean(axis=0) for k, v in X.items()}
+    keeps: dict[str, dict[int, np.ndarray | None]] = {"raw": dict.fromkeys(keys)}
+    if excluded is not None:
+        keeps["robust"] = {
+            k: keep_channels(X[k].shape[1], np.asarray(excluded.get(k, ()), dtype=np.int64)) for k in keys
+        }
+    terms = {
+        (variant, k): (TokenTerms.of(X[k], keep[k]) if debiased else None)
+        for variant, keep in keeps.items()
+        for k in keys
+    }
+    hsic: dict[tuple[str, int, int], float] = {}
     for i, a in enumerate(keys):
         for b in keys[i:]:
-            c = cka_from_terms(terms[a], terms[b])
-            rows.append({"layer_a": a, "layer_b": b, "cka": c})
-            if a != b:
-                rows.append({"layer_a": b, "layer_b": a, "cka": c})
+            cross = (X[a].T @ X[b]).astype(np.float64)
+            for variant, keep in keeps.items():
+                part = cross if keep[a] is None else cross[np.ix_(keep[a], keep[b])]
+                hsic[variant, a, b] = hsic_from_cross(part, terms[variant, a], terms[variant, b])
+    rows = []
+    for variant in keeps:
+        for i, a in enumerate(keys):
+            for b in keys[i:]:
+                own_a, own_b = hsic[variant, a, a], hsic[variant, b, b]  # NaN for a constant layer
+                c = hsic[variant, a, b] / np.sqrt(own_a * own_b) if own_a > 0 and own_b > 0 else np.nan
+                rows.append({"layer_a": a, "layer_b": b, "cka": float(c), "variant": variant})
+                if a != b:
+                    rows.append({"layer_a": b, "layer_b": a, "cka": float(c), "variant": variant})
     return pd.DataFrame(rows)

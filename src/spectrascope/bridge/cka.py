@@ -76,47 +76,33 @@ def cka(X: np.ndarray, Y: np.ndarray, debiased: bool = True) -> float:
 
 
 @dataclass(frozen=True)
-class LayerTerms:
-    """One representation's per-token terms, computed once for many pairs (:func:`cka_from_terms`).
+class TokenTerms:
+    """One representation's per-token terms (computed once for many pairs, :func:`hsic_from_cross`).
 
     Attributes:
-        X: (n, d) the representation (its own dtype; centered for the biased estimator).
-        sq: (n,) float64 |x_i|^2; k: (n,) float64 (K~ 1)_i; self_hsic: HSIC(X, X).
-        debiased: which estimator the terms are for.
+        sq: (n,) float64 |x_i|^2; k: (n,) float64 (K~ 1)_i (see the module docstring).
     """
 
-    X: np.ndarray
     sq: np.ndarray
     k: np.ndarray
-    self_hsic: float
-    debiased: bool
 
     @classmethod
-    def of(cls, X: np.ndarray, debiased: bool = True) -> LayerTerms:
-        X = np.asarray(X)
-        if not debiased:
-            X = X - X.mean(axis=0)
-        X64 = X.astype(np.float64)
+    def of(cls, X: np.ndarray, keep: np.ndarray | None = None) -> TokenTerms:
+        """The terms of X (n, d), or of X with only the channels ``keep`` (the others set to 0)."""
+        X64 = np.asarray(X, dtype=np.float64)
+        if keep is not None:
+            X64 = X64[:, keep]
         sq = np.einsum("ij,ij->i", X64, X64)
-        k = X64 @ X64.sum(axis=0) - sq
-        del X64
-        terms = cls(X, sq, k, 0.0, debiased)
-        return cls(X, sq, k, _pair_hsic(terms, terms), debiased)
+        return cls(sq, X64 @ X64.sum(axis=0) - sq)
 
 
-def _pair_hsic(a: LayerTerms, b: LayerTerms) -> float:
-    """HSIC of two representations from their terms (unbiased, or the biased one up to a constant)."""
-    cross = (a.X.T @ b.X).astype(np.float64)
-    if not a.debiased:
+def hsic_from_cross(cross: np.ndarray, a: TokenTerms | None, b: TokenTerms | None) -> float:
+    """HSIC of two representations of the same tokens from their cross product X^T Y (d1, d2),
+    float64: unbiased from their :class:`TokenTerms`, or, with None for both, the biased one up
+    to a constant (of centered X and Y)."""
+    if a is None or b is None:
         return float(np.sum(cross**2))
     return _unbiased_hsic(float(np.sum(cross**2) - np.dot(a.sq, b.sq)), a.k, b.k)
-
-
-def cka_from_terms(a: LayerTerms, b: LayerTerms) -> float:
-    """CKA of two representations of the same tokens from their :class:`LayerTerms`."""
-    if a.self_hsic <= 0 or b.self_hsic <= 0:
-        return float("nan")
-    return float(_pair_hsic(a, b) / np.sqrt(a.self_hsic * b.self_hsic))
 
 
 def leave_one_group_out_hsic(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -170,27 +170,31 @@ CKA_GROUPS = 16
 def _cka_tables(
     pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Debiased CKA between every pair of layers (raw, robust: ``pooled``'s excluded channels are
-    set to 0 in place, after the raw view), a permuted-token null for
-    adjacent layers (the same tokens' order shuffled in one layer: no shared structure), and the
-    median over adjacent pairs with a delete-a-group jackknife interval (:data:`CKA_GROUPS`
-    groups of consecutive tokens, each a few texts of one domain)."""
-    tables, nulls, medians = [], [], []
+    """Debiased CKA between every pair of layers (raw and robust: the sites' excluded channels
+    left out, both from one product per pair), a permuted-token null for adjacent layers (the
+    same tokens' order shuffled in one layer: no shared structure), and the median over
+    adjacent pairs with a delete-a-group jackknife interval (:data:`CKA_GROUPS` groups of
+    consecutive tokens, each a few texts of one domain). ``pooled``'s excluded channels are set
+    to 0 in place for the robust null and jackknife (a zero channel adds nothing to a linear
+    kernel: the same as leaving it out, without a second copy of every layer, ~280 MB at 4,096
+    tokens)."""
+    nulls, medians = [], []
     rng = np.random.default_rng(seed)
     n = len(pooled[sites[0]])
     groups = np.arange(n) * CKA_GROUPS // n
+    layers = {layer: pooled[site] for layer, site in enumerate(sites)}
+    drop = {layer: np.asarray(excluded[site], dtype=np.int64) for layer, site in enumerate(sites)}
+    table = cka_matrix(layers, excluded=drop).assign(n_tokens=n)
     for variant in ("raw", "robust"):
-        if variant == "robust":  # a zero channel adds nothing to a linear kernel: the same CKA as leaving
-            for site in sites:  # it out, without a second copy of every layer (~280 MB at 4,096 tokens)
-                pooled[site][:, np.asarray(excluded[site], dtype=np.int64)] = 0.0
-        layers = {layer: pooled[site] for layer, site in enumerate(sites)}
-        table = cka_matrix(layers).assign(variant=variant, n_tokens=n)
-        tables.append(table)
+        if variant == "robust":
+            for layer, X in layers.items():
+                X[:, drop[layer]] = 0.0
+        mine = table[table["variant"] == variant]
         for layer in range(len(sites) - 1):
-            Y = layers[layer + 1][rng.permutation(len(layers[layer + 1]))]
+            Y = layers[layer + 1][rng.permutation(n)]
             nulls.append({"variant": variant, "layer_a": layer, "layer_b": layer + 1, "cka": cka(layers[layer], Y)})
         if len(sites) > 1:
-            adjacent = table[table["layer_b"] == table["layer_a"] + 1].sort_values("layer_a")["cka"].to_numpy()
+            adjacent = mine[mine["layer_b"] == mine["layer_a"] + 1].sort_values("layer_a")["cka"].to_numpy()
             replicates = adjacent_cka_replicates([layers[k] for k in sorted(layers)], groups)
             median = float(np.median(adjacent))
             lo, hi = jackknife_interval(median, np.median(replicates, axis=0))
@@ -206,4 +210,4 @@ def _cka_tables(
                     "n_tokens": n,
                 }
             )
-    return pd.concat(tables, ignore_index=True), pd.DataFrame(nulls), pd.DataFrame(medians)
+    return table, pd.DataFrame(nulls), pd.DataFrame(medians)
