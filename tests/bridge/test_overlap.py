@@ -157,3 +157,29 @@ def test_shares_stay_exact_with_a_massive_channel():
     got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
     for part in ("tail", "erg", "bulk"):
         assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)
+
+
+def test_readers_of_one_input_are_projected_together_and_split_back():
+    """Two matrices reading one input (a tall one, projected on its leading modes, and a wide one,
+    on all of them; as q and k read one input) give the rows each gives when hooked on its own."""
+    rng = np.random.default_rng(6)
+    subs = {
+        "tall": matrix_subspaces(rng.standard_t(3, size=(60, 40))),
+        "wide": matrix_subspaces(rng.standard_t(3, size=(25, 40))),
+    }
+    texts = [
+        rng.standard_normal((int(rng.integers(5, 40)), 40)) * rng.uniform(0.2, 3, size=40) + 2.0 for _ in range(14)
+    ]
+    together = InputShares({"x": nn.Identity()}, {"x": ["tall", "wide"]}, subs, {"x": np.array([1, 9])})
+    _feed(together, texts)
+    rows, modes = together.finish("d", n_boot=100)
+    for name, sub in subs.items():
+        alone = InputShares({"x": nn.Identity()}, {"x": [name]}, {name: sub}, {"x": np.array([1, 9])})
+        _feed(alone, texts)
+        expected, expected_modes = alone.finish("d", n_boot=100)
+        got = [r for r in rows if r["name"] == name]
+        assert len(got) == len(expected) == 6  # 3 parts x 2 variants
+        for a, b in zip(got, expected, strict=True):
+            for column in ("share", "share_lo", "share_hi", "k", "n_tokens", "n_units"):
+                assert a[column] == pytest.approx(b[column], rel=1e-5)
+        np.testing.assert_allclose(modes[name], expected_modes[name], rtol=1e-5)
