@@ -1,4 +1,6 @@
-"""Freed large blocks leave the resident size once the mmap threshold is fixed (glibc)."""
+"""The CLI's heap policy (glibc): blocks below the threshold come from the heap and are reused;
+freed ones in the middle of the heap stay resident until the trimming thread, once the process
+is above its size limit, hands them back."""
 
 from __future__ import annotations
 
@@ -6,18 +8,20 @@ import subprocess
 import sys
 
 SCRIPT = """
-import sys, numpy as np, psutil
-from spectrascope.heap import return_large_frees, release_memory
-if sys.argv[1] == "fixed":
-    assert return_large_frees()
+import sys, time, numpy as np, psutil
+from spectrascope.heap import LARGE_BLOCK_BYTES, TRIM_INTERVAL_S, return_large_frees, trim_periodically
+assert return_large_frees()
+if sys.argv[1] != "no-trim":
+    limit = 0 if sys.argv[1] == "trim" else 1 << 50
+    assert trim_periodically(above_bytes=limit) and trim_periodically(above_bytes=limit)  # one thread
 p = psutil.Process()
-big = np.ones(2 << 20); del big            # a freed 16 MiB block raises glibc's dynamic threshold
 base = p.memory_info().rss
-blocks = [np.ones(1 << 19) for _ in range(100)]  # 100 x 4 MiB
-keep = np.ones(10)
+blocks = [np.ones(1 << 19) for _ in range(100)]  # 100 x 4 MiB: below the threshold, from the heap
+assert blocks[0].nbytes < LARGE_BLOCK_BYTES
+top = np.ones(1 << 19)  # a live block above them: the heap's top cannot shrink past it
 del blocks
+time.sleep(4 * TRIM_INTERVAL_S)
 print((p.memory_info().rss - base) / 2**20)
-release_memory()
 """
 
 
@@ -26,6 +30,7 @@ def _retained_mib(mode: str) -> float:
     return float(out.stdout.strip())
 
 
-def test_fixed_threshold_returns_freed_blocks_that_the_default_keeps():
-    assert _retained_mib("default") > 8  # glibc's dynamic threshold: 4 MiB blocks came from the heap
-    assert _retained_mib("fixed") < 2
+def test_freed_heap_blocks_leave_only_when_the_trimming_thread_finds_the_process_too_large():
+    assert _retained_mib("no-trim") > 300  # 400 MiB freed below a live block: still resident
+    assert _retained_mib("under-limit") > 300  # the thread runs, but the process is below its limit
+    assert _retained_mib("trim") < 16  # above the limit (0 here): handed back within the interval

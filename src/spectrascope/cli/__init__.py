@@ -106,9 +106,10 @@ def _interrupted() -> None:
 
 def main() -> None:
     """Console-script entry point with one-line user errors and interrupts."""
-    from ..heap import return_large_frees
+    from ..heap import return_large_frees, trim_periodically
 
-    return_large_frees()  # large freed tensors leave the resident size (see spectrascope.heap)
+    return_large_frees()  # freed memory is reused, and leaves the resident size (see spectrascope.heap)
+    trim_periodically()
     _register_commands()
     try:
         with raise_on_signals():
