@@ -159,7 +159,7 @@ def test_shares_stay_exact_with_a_massive_channel():
         assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)
 
 
-def test_readers_of_one_input_are_projected_together_and_split_back():
+def test_matrices_reading_one_input_give_the_rows_each_gives_alone():
     """Two matrices reading one input (a tall one, projected on its leading modes, and a wide one,
     on all of them; as q and k read one input) give the rows each gives when hooked on its own."""
     rng = np.random.default_rng(6)
