@@ -305,6 +305,12 @@ def test_top_induction_head_is_stated_with_its_interval(tmp_path):
     )
     assert "the top induction head by attention is 2.3 (score 0.61 [0.55, 0.66]; interval over sequences)" in lines[0]
     assert "2.3 +0.400 [0.200, 0.600]" in lines[1]
+    with_control = heads.assign(damage_first_copy=[0.01], damage_first_copy_lo=[-0.02], damage_first_copy_hi=[0.04])
+    lines = mechanism_findings(
+        _tables(tmp_path / "control", mechanisms__head_scores=scores, mechanisms__ablation_heads=with_control)
+    )
+    assert "2.3 +0.400 [0.200, 0.600] (first copy +0.010 [-0.020, +0.040])" in lines[1]
+    assert "the same ablation on the first copy, which induction cannot predict" in lines[1]
 
 
 def test_adjacent_cka_median_is_stated_with_its_jackknife_interval(tmp_path):

@@ -94,6 +94,14 @@ def test_induction_head_is_found_and_its_ablation_hurts(study):
     heads = _table(out, "mechanisms", "ablation_heads").set_index(["layer", "head"])
     assert len(heads) == 270 and (heads["first_copy_loss"] > heads["baseline"] + 5).all()
     assert heads.loc[(18, 6), "confirmed"] and heads.loc[(18, 6), "damage_lo"] > 0
+    # the control: every confirmed head also ablated on the first copy, with its interval
+    confirmed = heads[heads["confirmed"]]
+    assert (
+        confirmed["damage_first_copy"].notna().all()
+        and heads.loc[~heads["confirmed"], "damage_first_copy"].isna().all()
+    )
+    assert (confirmed["damage_first_copy_lo"] <= confirmed["damage_first_copy"]).all()
+    assert (confirmed["damage_first_copy"] <= confirmed["damage_first_copy_hi"]).all()
 
 
 def test_domains_live_in_the_tails_of_the_mlp_gate_and_k(study):

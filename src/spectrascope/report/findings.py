@@ -252,14 +252,30 @@ def mechanism_findings(t: StudyTables) -> list[str]:
     ]
     hurt = confirmed[confirmed["damage_lo"] > 0]
     if len(hurt):
-        parts = [f"{int(r['layer'])}.{int(r['head'])} +{ci(r, 'damage', 3)}" for _, r in hurt.head(4).iterrows()]
+        control = "damage_first_copy" in hurt
+        parts = [
+            f"{int(r['layer'])}.{int(r['head'])} +{ci(r, 'damage', 3)}"
+            + (f" (first copy {_signed_ci(r, 'damage_first_copy')})" if control else "")
+            for _, r in hurt.head(4).iterrows()
+        ]
         lines.append(
             f"Mean-ablating single heads raises that loss (re-measured on {int(confirmed['n_confirm'].iloc[0])} fresh "
-            f"sequences; intervals exclude 0): {'; '.join(parts)} nats."
+            f"sequences; intervals exclude 0"
+            + (
+                "; in parentheses the same ablation on the first copy, which induction cannot predict"
+                if control
+                else ""
+            )
+            + f"): {'; '.join(parts)} nats."
         )
     else:
         lines.append("No single head's mean ablation raises the induction loss with an interval that excludes 0.")
     return lines
+
+
+def _signed_ci(row, column: str, digits: int = 3) -> str:
+    """``+estimate [lo, hi]`` with every number's sign (an effect that may be negative)."""
+    return f"{row[column]:+.{digits}f} [{row[f'{column}_lo']:+.{digits}f}, {row[f'{column}_hi']:+.{digits}f}]"
 
 
 def _score(row, kind: str) -> str:

@@ -268,9 +268,20 @@ def mechanisms_section(t: StudyTables, model: str) -> Section | None:
                 "Δ loss (nats)",
             )
         )
+        control = [c for c in ("damage_first_copy", "damage_first_copy_lo", "damage_first_copy_hi") if c in confirmed]
         tables.append(
             confirmed[
-                ["layer", "head", "damage", "damage_lo", "damage_hi", "damage_screen", "induction", "previous_token"]
+                [
+                    "layer",
+                    "head",
+                    "damage",
+                    "damage_lo",
+                    "damage_hi",
+                    *control,
+                    "damage_screen",
+                    "induction",
+                    "previous_token",
+                ]
             ]
         )
     return Section("mechanisms", "Logit lens and attention heads", [], figs, tables)

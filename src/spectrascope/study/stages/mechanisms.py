@@ -7,7 +7,9 @@
   (``sweep_sequences``, a screen), then the heads it ranks highest together with the top
   induction and previous-token heads re-measured on ``head_sequences`` *fresh* sequences
   (selection and measurement on different data: no winner's curse), with bootstrap intervals
-  over sequences. The reference of mean ablation is other repeated sequences.
+  over sequences, and on the first copy of the same sequences (``damage_first_copy``: the
+  control, a loss induction cannot lower). The reference of mean ablation is other repeated
+  sequences.
 
 Tables: head_scores, lens, ablation_heads.
 """
@@ -61,6 +63,13 @@ def induction_sweep(ctx: StudyContext, scores: pd.DataFrame) -> pd.DataFrame:
         columns={"n_rows": "n_confirm"}
     )
     first = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 2, copy="first")
+    # the control: the same ablations on the first copy of the same sequences, which induction
+    # cannot predict (a head that raises both losses alike is not specific to induction)
+    first_copy = ablation_rows(loaded, candidates, first, b.ablation_mode, reference)
+    first_table = damage_intervals(first_copy, first, b.n_boot, ctx.seed)[
+        ["component", "damage", "damage_lo", "damage_hi"]
+    ].rename(columns=lambda c: c.replace("damage", "damage_first_copy"))
+    confirmed_table = confirmed_table.merge(first_table, on="component", how="left")
     table = screen_table.drop(columns="kind").merge(confirmed_table, on="component", how="left")
     table["confirmed"] = table["damage"].notna()
     table["mode"] = b.ablation_mode.value
