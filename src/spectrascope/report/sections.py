@@ -257,14 +257,24 @@ def mechanisms_section(t: StudyTables, model: str) -> Section | None:
         confirmed = confirmed.assign(
             head_name=confirmed["layer"].astype(str) + "." + confirmed["head"].astype(str), measure="confirmed"
         )
+        bars, title = confirmed, "induction-loss increase"
+        if "damage_first_copy" in confirmed:  # the control beside each head: the first copy's loss
+            first = confirmed.assign(
+                measure="first copy (control)",
+                damage=confirmed["damage_first_copy"],
+                damage_lo=confirmed["damage_first_copy_lo"],
+                damage_hi=confirmed["damage_first_copy_hi"],
+            )
+            bars = pd.concat([confirmed.assign(measure="second copy (induction)"), first])
+            title = "loss increase on the second copy (induction) and on the first (control)"
         figs.append(
             bars_with_intervals(
-                confirmed,
+                bars,
                 "head_name",
                 "damage",
                 "measure",
-                f"Confirmed on {int(confirmed['n_confirm'].iloc[0])} fresh sequences: induction-loss "
-                "increase (95% interval over sequences)",
+                f"Confirmed on {int(confirmed['n_confirm'].iloc[0])} fresh sequences: {title} "
+                "(95% intervals over sequences)",
                 "Δ loss (nats)",
             )
         )
