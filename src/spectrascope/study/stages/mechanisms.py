@@ -74,7 +74,7 @@ def induction_sweep(ctx: StudyContext, scores: pd.DataFrame) -> pd.DataFrame:
     table["confirmed"] = table["damage"].notna()
     table["mode"] = b.ablation_mode.value
     # the two copies' losses on the same fresh sequences, each with its interval over them
-    for name, rows in (("baseline", confirmed.baseline), ("first_copy_loss", first.rows(loaded))):
+    for name, rows in (("baseline", confirmed.baseline), ("first_copy_loss", first_copy.baseline)):
         interval = weighted_mean_interval(rows.values.numpy(), rows.weights.numpy(), b.n_boot, ctx.seed)
         for column, value in interval.columns(name).items():
             table[column] = value
