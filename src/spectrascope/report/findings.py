@@ -28,9 +28,11 @@ MOST = 2 / 3
 exclude 1 in the same direction."""
 
 
-def ci(row, column: str, digits: int = 2) -> str:
-    """``estimate [lo, hi]`` of ``column`` in a row with ``column_lo`` / ``column_hi``."""
-    return f"{row[column]:.{digits}f} [{row[f'{column}_lo']:.{digits}f}, {row[f'{column}_hi']:.{digits}f}]"
+def ci(row, column: str, digits: int = 2, signed: bool = False) -> str:
+    """``estimate [lo, hi]`` of ``column`` in a row with ``column_lo`` / ``column_hi`` (``signed``:
+    every number with its sign, for an effect that may be negative)."""
+    f = f"{'+' if signed else ''}.{digits}f"
+    return f"{row[column]:{f}} [{row[f'{column}_lo']:{f}}, {row[f'{column}_hi']:{f}}]"
 
 
 def _domains(df: pd.DataFrame) -> pd.DataFrame:
@@ -255,7 +257,7 @@ def mechanism_findings(t: StudyTables) -> list[str]:
         control = "damage_first_copy" in hurt
         parts = [
             f"{int(r['layer'])}.{int(r['head'])} +{ci(r, 'damage', 3)}"
-            + (f" (first copy {_signed_ci(r, 'damage_first_copy')})" if control else "")
+            + (f" (first copy {ci(r, 'damage_first_copy', 3, signed=True)})" if control else "")
             for _, r in hurt.head(4).iterrows()
         ]
         lines.append(
@@ -271,11 +273,6 @@ def mechanism_findings(t: StudyTables) -> list[str]:
     else:
         lines.append("No single head's mean ablation raises the induction loss with an interval that excludes 0.")
     return lines
-
-
-def _signed_ci(row, column: str, digits: int = 3) -> str:
-    """``+estimate [lo, hi]`` with every number's sign (an effect that may be negative)."""
-    return f"{row[column]:+.{digits}f} [{row[f'{column}_lo']:+.{digits}f}, {row[f'{column}_hi']:+.{digits}f}]"
 
 
 def _score(row, kind: str) -> str:
