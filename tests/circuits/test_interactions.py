@@ -53,7 +53,10 @@ def test_spex_finds_the_planted_pair(toy):
     assert result.model_calls <= 1000 < 2 ** len(result.players)
     pairs = result.top(order=2, n=2)
     assert pairs["players"].iloc[0] == (a, b)
-    assert abs(pairs["value"].iloc[0]) > 3 * abs(pairs["value"].iloc[1])
+    # SPEX's decoder keeps or drops the small pairs depending on the CPU's float32 rounding (on
+    # one machine it returned the planted pair alone): the planted pair must beat whatever is left.
+    runner_up = abs(pairs["value"].iloc[1]) if len(pairs) > 1 else 0.0
+    assert abs(pairs["value"].iloc[0]) > 3 * runner_up
     assert result.full_value > 5 and abs(result.empty_value) < 2
     loo = result.tokens.set_index("position")["loo"]
     assert loo[1 + a] > 5 and loo[1 + b] > 5  # removing either breaks the induction

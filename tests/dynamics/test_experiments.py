@@ -48,7 +48,9 @@ def test_grokking_uses_a_handful_of_key_frequencies(grokking):
     summary = json.loads((grokking / "summary.json").read_text())
     p = GrokkingConfig.quick().p
     keys = summary["key_frequencies"]
-    assert 1 <= len(keys) <= 8 and all(1 <= k <= (p - 1) // 2 for k in keys)
+    # fewer than half of the (p - 1) / 2 = 21 frequencies: the quick run ends with 7 on torch's
+    # avx512 code path and 9 on its avx2 one (the training trajectory is not bit-stable across CPUs)
+    assert 1 <= len(keys) and 2 * len(keys) < (p - 1) // 2 and all(1 <= k <= (p - 1) // 2 for k in keys)
     measures = pd.read_csv(grokking / "progress_measures.csv").set_index("step")
     final = measures.iloc[-1]
     assert final["key_share"] > 0.5 > measures["key_share"].iloc[0]  # sparse in Fourier at the end, not at init
