@@ -576,3 +576,54 @@ def test_metric_rows_reduce_to_the_metric(tiny_llama):
     rows = metric.rows(tiny_llama)
     assert rows.values.shape == (4,) and rows.weights.tolist() == [4.0] * 4
     assert float(rows.reduce()) == pytest.approx(metric(tiny_llama), abs=1e-12)
+
+
+def test_joint_metric_scores_each_part_on_its_own_positions(tiny_llama):
+    """Two losses of one batch (positions 1-3 and 5-8) and a logit difference read from one
+    forward: each column equals the part scored alone, whether the forward kept the union of
+    the positions or every one; batches that differ are refused."""
+    from spectrascope.mech.metrics import JointMetric
+
+    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(8))
+    first = NextTokenLoss(ids, target_positions=[1, 2, 3])
+    second = NextTokenLoss(ids, target_positions=[5, 6, 7, 8])
+    joint = JointMetric([first, second])
+    assert joint.logit_positions.tolist() == [0, 1, 2, 4, 5, 6, 7]
+    with torch.no_grad():
+        every = tiny_llama(input_ids=ids).logits
+        kept = tiny_llama(input_ids=ids, logits_to_keep=joint.logit_positions).logits
+    assert kept.shape[1] == 7
+    for logits in (every, kept):
+        parts = JointMetric.split(joint.row_scores(logits))
+        for part, alone in zip(parts, (first, second), strict=True):
+            np.testing.assert_allclose(part.values, alone.row_scores(every).values, atol=1e-6)
+            np.testing.assert_array_equal(part.weights, alone.row_scores(every).weights)
+    assert joint.score(every).tolist() == pytest.approx([float(first.score(every)), float(second.score(every))])
+    with pytest.raises(SpectrascopeError, match="one batch"):
+        JointMetric([first, NextTokenLoss(ids.flip(0))])
+    with pytest.raises(SpectrascopeError, match="direction"):
+        JointMetric([first, LogitDifference(ids, 3, 4)])
+
+
+def test_sweep_of_a_joint_metric_equals_a_sweep_per_part(tiny_llama):
+    """Heads, a block and a spectral edit on the two copies of a batch, read from one sweep:
+    every row and component equals the sweep of that copy alone."""
+    from spectrascope.mech.metrics import JointMetric
+
+    ids = torch.randint(0, 50, (6, 10), generator=torch.Generator().manual_seed(9))
+    first = NextTokenLoss(ids, target_positions=range(1, 5))
+    second = NextTokenLoss(ids, target_positions=range(6, 10))
+    components = [
+        Head(0, 1),
+        Head(2, 3),
+        MlpBlock(1),
+        SpectralComponent("model.layers.1.self_attn.o_proj.weight", "tail"),
+    ]
+    reference = torch.randint(0, 50, (4, 10), generator=torch.Generator().manual_seed(10))
+    joint = ablation_rows(tiny_llama, components, JointMetric([first, second]), "mean", reference, max_batch_tokens=24)
+    for part, alone in zip(joint.split(), (first, second), strict=True):
+        own = ablation_rows(tiny_llama, components, alone, "mean", reference, max_batch_tokens=24)
+        np.testing.assert_allclose(part.baseline.values, own.baseline.values, rtol=0, atol=1e-6)
+        for component in components:
+            np.testing.assert_allclose(part.ablated[component].values, own.ablated[component].values, atol=1e-6)
+            assert not torch.equal(part.ablated[component].values, part.baseline.values)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 
 import pandas as pd
 import pytest
@@ -55,7 +56,10 @@ def tiny_model_dir(tmp_path_factory):
 def study(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     budget = StudyBudget.small().with_overrides(corpora="calendar,arithmetic")
-    report = run_study(str(tiny_model_dir), out, budget=budget)
+    with warnings.catch_warnings():
+        # the sweeps resume and take the activation pass's clean forward without a fallback
+        warnings.filterwarnings("error", message="ablation sweep")
+        report = run_study(str(tiny_model_dir), out, budget=budget)
     return out, report, budget
 
 
@@ -166,3 +170,27 @@ def test_the_middle_layers_robust_effective_rank_has_its_jackknife_interval(stud
     assert set(with_interval["variant"]) == {"robust"} and with_interval["layer"].nunique() == 1
     assert (with_interval["effective_rank_lo"] <= with_interval["effective_rank"]).all()
     assert (with_interval["effective_rank"] <= with_interval["effective_rank_hi"]).all()
+
+
+def test_the_domain_ablations_take_their_clean_forward_from_the_activation_pass(study, tiny_model_dir):
+    """The activation stage keeps each domain loss's clean forward; the bridge's baselines are
+    those losses, which equal the model's own forward of the loss texts."""
+    from spectrascope.bridge.clean_losses import FILE_NAME, CleanLosses
+    from spectrascope.corpora import corpus_texts
+    from spectrascope.mech.metrics import text_loss
+    from spectrascope.models.loaded import load_model
+
+    out, _, budget = study
+    stored = CleanLosses.load(out / "activations" / FILE_NAME)
+    assert stored is not None and set(stored.domains) == {"calendar", "arithmetic"}
+    loaded = load_model(str(tiny_model_dir))
+    table = pd.read_parquet(out / "bridge" / "ablation_domains.parquet")
+    for corpus in corpus_texts(budget.corpora):
+        metric = text_loss(
+            loaded, corpus.texts, budget.loss_tokens, budget.seq_len, name=corpus.name, min_texts=budget.min_loss_texts
+        )
+        clean = stored.clean_pass(corpus.name, metric, budget.edited_layers(loaded.arch.n_layers))
+        assert clean is not None
+        baseline = table.loc[table["domain"] == corpus.name, "baseline"]
+        assert baseline.nunique() == 1 and baseline.iloc[0] == pytest.approx(float(clean.baseline.reduce()), abs=1e-12)
+        assert float(clean.baseline.reduce()) == pytest.approx(float(metric.rows(loaded).reduce()), rel=1e-5)

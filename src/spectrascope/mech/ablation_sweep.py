@@ -46,7 +46,7 @@ from spectrascope.mech.ablation import (
     resolve_components,
 )
 from spectrascope.mech.components import ActivationComponent, Component, WeightComponent
-from spectrascope.mech.metrics import Metric, NextTokenLoss, RowScores, as_hf, keep_logits
+from spectrascope.mech.metrics import JointMetric, Metric, NextTokenLoss, RowScores, as_hf, keep_logits
 from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
@@ -76,6 +76,33 @@ class SweepRows:
 
     baseline: RowScores
     ablated: dict[Component, RowScores]
+
+    def split(self) -> list[SweepRows]:
+        """One sweep per part of a :class:`~spectrascope.mech.metrics.JointMetric` (whose row
+        scores are (rows, parts)), in the parts' order."""
+        baselines = JointMetric.split(self.baseline)
+        ablated = {c: JointMetric.split(s) for c, s in self.ablated.items()}
+        return [SweepRows(b, {c: parts[i] for c, parts in ablated.items()}) for i, b in enumerate(baselines)]
+
+
+@dataclass(frozen=True)
+class CleanPass:
+    """A sweep's clean forward computed elsewhere (the activation pass over the same texts:
+    :mod:`spectrascope.bridge.clean_losses`): the metric's per-row scores and the clean
+    ``resid_pre`` of the edited layers.
+
+    Attributes:
+        baseline: (rows,) row scores, rows in the order of the metric's batch.
+        resid: layer -> (rows, pos, d_model), padded like the metric's batch.
+    """
+
+    baseline: RowScores
+    resid: dict[int, torch.Tensor]
+
+
+CLEAN_PASS_RTOL = 1e-4
+"""A given clean pass agrees with the sweep's own forward of its first row when no loss and no
+residual entry is off by more than this x (largest magnitude + 1)."""
 
 
 def component_layer(component: Component) -> int | None:
@@ -146,6 +173,36 @@ def _clean_pass(
     cache = {layer: torch.cat(v) for layer, v in cached.items()} if prefix else None
     assert first_logits is not None  # a metric has at least one row, so there is a chunk
     return RowScores.cat(parts), cache, first_logits
+
+
+def _given_clean_pass(
+    hf: nn.Module, metric: Metric, layers: list[int], clean: CleanPass, rows: torch.Tensor
+) -> tuple[RowScores, dict[int, torch.Tensor], torch.Tensor] | None:
+    """The rows ``rows`` of a given clean pass, cut to the group's width, and the logits of the
+    sweep's own forward of its first row, if that forward agrees with it (losses and residuals;
+    else None, with a warning)."""
+    width = _ids(metric).shape[1]
+    baseline = RowScores(clean.baseline.values[rows], clean.baseline.weights[rows])
+    cache = {layer: clean.resid[layer][rows, :width] for layer in layers}
+    own, own_cache, logits = _clean_pass(hf, metric, [slice(0, 1)], layers, True)
+    assert own_cache is not None  # asked for (prefix=True)
+    real = slice(None) if metric.attention_mask is None else metric.attention_mask[0].bool()  # padding: any value
+    agrees = _close(own.values, baseline.values[:1]) and all(
+        _close(own_cache[layer][0, real], cache[layer][0, real]) for layer in layers
+    )
+    if agrees:
+        return baseline, cache, logits
+    warnings.warn(
+        "ablation sweep: the given clean pass does not match this model's forward; computing it again",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    scale = float(b.abs().max()) + 1.0 if b.numel() else 1.0
+    return a.shape == b.shape and float((a.double() - b.double()).abs().max()) <= CLEAN_PASS_RTOL * scale
 
 
 def _resume_agrees(
@@ -304,14 +361,18 @@ def ablation_rows(
     show_progress: bool = False,
     replacements: Mapping[Component, Replacement] | None = None,
     group_lengths: bool = True,
+    clean: CleanPass | None = None,
 ) -> SweepRows:
     """Per-row metric values with each component ablated on its own, and without ablation.
 
     Args: as :func:`ablation_sweep`, and ``replacements``: the activation components'
         replacements computed once by :func:`~spectrascope.mech.ablation.reference_values`
         (several sweeps with one reference need it once; None: computed from ``reference``),
-        and ``group_lengths``: (batched) run a padded loss in :func:`length_groups`, each at its
-        own width (False: one group padded to the longest text; the same numbers, slower).
+        ``group_lengths``: (batched) run a padded loss in :func:`length_groups`, each at its
+        own width (False: one group padded to the longest text; the same numbers, slower),
+        and ``clean``: the clean forward computed elsewhere (used when the sweep resumes and it
+        holds every edited layer; its first row is checked against a forward of the sweep's
+        own, else it is computed again).
     Returns:
         :class:`SweepRows` (rows in the order of the metric's batch; components in the order given).
     """
@@ -333,9 +394,20 @@ def ablation_rows(
     row_groups = length_groups(metric) if grouped else [torch.arange(_ids(metric).shape[0])]
     groups: list[_Group] = []
     resume = prefix and bool(layers)
+    if clean is not None and not (resume and set(layers) <= set(clean.resid)):
+        clean = None
     for rows in row_groups:
         part = metric if len(row_groups) == 1 else cast(NextTokenLoss, metric).subset(rows)
         chunks = row_chunks(part, hf, max_batch_tokens)
+        given = _given_clean_pass(hf, part, layers, clean, rows) if clean is not None else None
+        if given is not None:
+            given_baseline, given_cache, row_logits = given
+            if not groups:  # the resume checked on the first row (the given pass's own check ran it)
+                resume = _resume_agrees(hf, part, slice(0, 1), layers[-1], given_cache, row_logits)
+            if resume:
+                groups.append(_Group(rows, part, chunks, given_baseline, given_cache))
+                continue
+        clean = None  # a given pass that failed a check is not used for the other groups
         baseline, cache, first_logits = _clean_pass(hf, part, chunks, layers, resume)
         if cache is not None and not groups:  # checked on the first group's first chunk
             resume = _resume_agrees(hf, part, chunks[0], layers[-1], cache, first_logits)

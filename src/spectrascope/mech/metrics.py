@@ -15,7 +15,9 @@ Metrics:
   padding ignored, optionally restricted to some target positions (e.g. the second copy
   of a repeated sequence: :func:`repeated_loss`; a corpus: :func:`corpus_loss`);
 - :class:`LogitDifference`: logit of the correct minus the logit of the wrong next token at
-  the last real position of each prompt, averaged (:func:`logit_difference`).
+  the last real position of each prompt, averaged (:func:`logit_difference`);
+- :class:`JointMetric`: several metrics of one batch read from the same forwards (one sweep
+  instead of one per metric).
 
 Repeated random sequences (the induction setting): :func:`repeated_random_tokens`,
 :func:`repeated_batch`; the ordinary (non-special) token ids of a model: :func:`token_pool`.
@@ -541,6 +543,74 @@ class LogitsFunction(Metric):
         return RowScores(values, torch.ones_like(values))
 
 
+class JointMetric(Metric):
+    """Several metrics of one batch read from the same forwards, each at its own positions (e.g.
+    the loss on the first and on the second copy of repeated sequences): a sweep over it runs
+    every forward once instead of once per metric.
+
+    Its row scores are (rows, parts): column i holds part i's values and weights (:meth:`split`
+    separates them; :meth:`~spectrascope.mech.ablation_sweep.SweepRows.split` a whole sweep's).
+    The forward keeps the logits at the union of the parts' positions.
+
+    Raises:
+        SpectrascopeError: no part, parts on different batches, or parts that disagree on which
+            direction is worse.
+    """
+
+    def __init__(self, parts: Sequence[Metric], name: str = "joint") -> None:
+        if not parts:
+            raise SpectrascopeError("a joint metric needs at least one metric")
+        first = parts[0]
+        for part in parts:
+            if part.input_ids is None or first.input_ids is None or not torch.equal(part.input_ids, first.input_ids):
+                raise SpectrascopeError("the metrics of a joint metric must score one batch (the same input ids)")
+            if not torch.equal(
+                _valid_mask(part.input_ids, part.attention_mask), _valid_mask(first.input_ids, first.attention_mask)
+            ):
+                raise SpectrascopeError("the metrics of a joint metric must score one batch (the same attention mask)")
+            if part.higher_is_worse != first.higher_is_worse:
+                raise SpectrascopeError("the metrics of a joint metric must agree on which direction is worse")
+        self.parts = list(parts)
+        self.name = name
+        self.input_ids = first.input_ids
+        self.attention_mask = first.attention_mask
+        self.higher_is_worse = first.higher_is_worse
+        positions = [p.logit_positions for p in self.parts]
+        self._positions: torch.Tensor | None = (
+            None
+            if any(q is None for q in positions)
+            else torch.unique(torch.cat([q for q in positions if q is not None]))
+        )
+
+    @property
+    def logit_positions(self) -> torch.Tensor | None:
+        return self._positions
+
+    def row_scores(self, logits: torch.Tensor, rows: slice = slice(None)) -> RowScores:
+        """(rows, parts) values and weights: each part scored on its own positions' logits."""
+        scores = [part.row_scores(self._logits_of(part, logits), rows) for part in self.parts]
+        return RowScores(
+            torch.stack([s.values for s in scores], dim=1), torch.stack([s.weights for s in scores], dim=1)
+        )
+
+    def _logits_of(self, part: Metric, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` at ``part``'s positions: columns of the union when the forward kept only
+        those, else (every position given) as they are (each part then picks its own)."""
+        own = part.logit_positions
+        if own is None or self._positions is None or logits.shape[1] != self._positions.numel():
+            return logits
+        return logits[:, torch.searchsorted(self._positions, own).to(logits.device)]
+
+    @staticmethod
+    def split(scores: RowScores) -> list[RowScores]:
+        """Per part, its (rows,) row scores from a joint metric's (rows, parts) ones."""
+        return [RowScores(scores.values[:, i], scores.weights[:, i]) for i in range(scores.values.shape[1])]
+
+    def score(self, logits: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """(parts,) each part's metric over rows ``rows``, float64."""
+        return torch.stack([s.reduce() for s in self.split(self.row_scores(logits, rows))])
+
+
 def as_metric(metric: Metric | Callable[[torch.Tensor], torch.Tensor]) -> Metric:
     """A :class:`Metric` from a metric or a plain function of the logits (:class:`LogitsFunction`)."""
     if isinstance(metric, Metric):
@@ -596,27 +666,34 @@ def text_loss(
     """
     from spectrascope.activations.batching import pad_rows
 
-    if max_tokens < 2:
-        raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
     model = as_model(model).require_causal_lm("a next-token loss")
     tokenizer = model.tokenizer
     if tokenizer is None:
         raise SpectrascopeError(f"model {model.name!r} has no tokenizer: cannot compute a loss on text")
-    rows: list[list[int]] = []
-    total = 0
-    for text in texts:
-        ids = tokenizer(text, truncation=True, max_length=seq_len)["input_ids"]
-        if len(ids) < 2:
-            continue
-        rows.append(list(ids))
-        total += len(ids)
-        if total >= max_tokens:
-            break
+    rows = [ids for _, ids in loss_texts(tokenizer, texts, max_tokens, seq_len)]
     if len(rows) < max(1, min_texts):
         raise SpectrascopeError(f"{name}: only {len(rows)} text(s) of at least 2 tokens; need {max(1, min_texts)}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids, mask = pad_rows(rows, pad)
     return NextTokenLoss(input_ids.to(model.device), mask.to(model.device), name=name)
+
+
+def loss_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int, seq_len: int) -> list[tuple[int, list[int]]]:
+    """(index in ``texts``, token ids) of the rows of :func:`text_loss`: the first texts of at
+    least 2 tokens, each truncated to ``seq_len``, until ``max_tokens`` tokens are collected."""
+    if max_tokens < 2:
+        raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
+    rows: list[tuple[int, list[int]]] = []
+    total = 0
+    for index, text in enumerate(texts):
+        ids = tokenizer(text, truncation=True, max_length=seq_len)["input_ids"]
+        if len(ids) < 2:
+            continue
+        rows.append((index, list(ids)))
+        total += len(ids)
+        if total >= max_tokens:
+            break
+    return rows
 
 
 def corpus_loss(

@@ -151,6 +151,10 @@ class StudyBudget:
         if not self.corpora.strip():
             raise OptionError("budget {option} is empty: give at least one domain", option="corpora")
 
+    def edited_layers(self, n_layers: int) -> list[int]:
+        """The layers of the per-domain ablations: :attr:`ablation_layers`, else the middle one."""
+        return list(self.ablation_layers) or [n_layers // 2]
+
     def to_dict(self) -> dict:
         """Every budget by name, as JSON reads it back (enums as their values, tuples as lists at
         every depth): a fingerprint recorded in ``done.json`` compares equal to a fresh one."""

@@ -19,7 +19,9 @@ compare), feeding:
 - a pooled sample of the same tokens at every layer for CKA (debiased, raw and robust, with a
   permuted-token null);
 
-and the energy-vs-attribution comparison over texts.
+and the energy-vs-attribution comparison over texts. The same passes keep the clean forward of
+the bridge's domain losses (their texts are the first of these; ``clean_losses.safetensors``,
+:mod:`spectrascope.bridge.clean_losses`).
 
 Tables: activations, energy, massive_activations, overlap, overlap_modes, cka, cka_null, cka_adjacent,
 energy_tokens, energy_agreement.
@@ -36,6 +38,8 @@ from ...activations.domain_pass import SiteSample
 from ...activations.run import calibrate, calibration_batches, measure_domain
 from ...bridge.alignment import cka_matrix
 from ...bridge.cka import adjacent_cka_replicates, cka
+from ...bridge.clean_losses import FILE_NAME as CLEAN_LOSSES_FILE
+from ...bridge.clean_losses import CleanLosses, loss_capture
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
 from ...bridge.overlap_run import (
     input_sources,
@@ -79,6 +83,10 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     labels = {key: (INPUT_LABELS.get(roles[key][1], f"{roles[key][1]}_in"), roles[key][0]) for key in modules}
     calibration = calibrate(loaded, domains, sites, b.calibration_tokens, b.seq_len, modules, labels, ctx.show_progress)
 
+    # the domain losses' clean forward of the bridge's ablations, kept from these passes
+    edited = b.edited_layers(loaded.arch.n_layers)
+    found = {c.name: loss_capture(loaded, c.texts, b.loss_tokens, b.seq_len, edited) for c in domains}
+    captures = {name: capture for name, capture in found.items() if capture is not None}
     spectra, energy, overlap_rows, mode_shares, samples = [], [], [], {}, []
     per_domain_cka = max(4, b.cka_tokens // len(domains))
     runs = [
@@ -101,7 +109,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
             batches,
             sites,
             calibration,
-            [shares] + ([sample] if sample else []),
+            [shares] + ([sample] if sample else []) + ([captures[domain]] if domain in captures else []),
             n_boot=b.n_boot,
             seed=ctx.seed,
             show_progress=ctx.show_progress,
@@ -114,6 +122,10 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
         if sample is not None:
             mode_shares[domain] = modes
             samples.append(sample.arrays())
+    folder = ctx.out / "activations"
+    folder.mkdir(parents=True, exist_ok=True)
+    CleanLosses.from_captures(captures).save(folder / CLEAN_LOSSES_FILE)
+    del captures
     # the singular vectors (~290 MB on SmolLM2) and the CKA sample (~280 MB) are freed before
     # the weights are shuffled (a permutation index and a copy of the embedding are then held)
     del subspaces, shares

@@ -6,7 +6,9 @@
 - **Domain ablations**: at ``ablation_layers`` (default: the middle layer), the attention and MLP blocks and the spectral edits of the layer's output
   projections (keep only the power-law tail, keep only the bulk, remove the top-k directions),
   (``spectral_edits``) each on every domain's own loss (``loss_tokens`` from >= ``min_loss_texts`` texts) and on the
-  random-token control; damages with intervals over texts.
+  random-token control; damages with intervals over texts. The domains' clean forward (their
+  baseline losses and the residual the edits resume from) is the activation stage's, when it
+  kept it (:mod:`spectrascope.bridge.clean_losses`).
 - **Correlations**: Spearman's rho between spectral metrics and causal importance, across layers
   (one family) and across heads (another), with permutation p-values and BH q-values.
 - **Alignment**: overlap of each writer's output tail with later readers' input tails (readers'
@@ -27,6 +29,8 @@ import torch
 
 from ...activations.controls import RANDOM_TOKENS, randomized_weights
 from ...bridge.alignment import READERS, WRITERS, alignment_table
+from ...bridge.clean_losses import FILE_NAME as CLEAN_LOSSES_FILE
+from ...bridge.clean_losses import CleanLosses
 from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
@@ -52,7 +56,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
     replacements = reference_values(loaded.hf, blocks, b.ablation_mode, reference)  # once for every sweep
     layer_damage = layer_sweep(ctx, domains, reference, replacements)
-    layers = list(b.ablation_layers) or [loaded.arch.n_layers // 2]
+    layers = b.edited_layers(loaded.arch.n_layers)
     ablations = domain_ablations(ctx, domains, reference, roles, layers, replacements)
     layer_table = _layer_table(ctx, layer_damage)
     correlation = _correlations(ctx, layer_table)
@@ -124,6 +128,7 @@ def domain_ablations(
         text_loss(loaded, c.texts, b.loss_tokens, b.seq_len, name=c.name, min_texts=b.min_loss_texts) for c in domains
     ]
     losses.append(_random_token_loss(ctx))
+    stored = CleanLosses.load(ctx.out / "activations" / CLEAN_LOSSES_FILE)  # the activation pass's clean forward
     tables = []
     for metric in losses:
         sweep = ablation_rows(
@@ -134,6 +139,7 @@ def domain_ablations(
             reference,
             show_progress=ctx.show_progress,
             replacements=replacements,
+            clean=None if stored is None else stored.clean_pass(metric.name, metric, layers),
         )
         table = damage_intervals(sweep, metric, b.n_boot, ctx.seed)
         table.insert(0, "domain", metric.name)

@@ -8,8 +8,8 @@
   induction and previous-token heads re-measured on ``head_sequences`` *fresh* sequences
   (selection and measurement on different data: no winner's curse), with bootstrap intervals
   over sequences, and on the first copy of the same sequences (``damage_first_copy``: the
-  control, a loss induction cannot lower). The reference of mean ablation is other repeated
-  sequences.
+  control, a loss induction cannot lower; read from the same forwards). The reference of mean
+  ablation is other repeated sequences.
 
 Tables: head_scores, lens, ablation_heads.
 """
@@ -23,7 +23,7 @@ from ...mech.ablation_sweep import ablation_rows, damage_intervals
 from ...mech.components import Head
 from ...mech.head_scores import head_scores
 from ...mech.logit_lens import logit_lens
-from ...mech.metrics import REPEAT_LENGTH, repeated_loss
+from ...mech.metrics import REPEAT_LENGTH, JointMetric, repeated_loss
 from ...mech.references import other_sequences
 from ...stats.bootstrap import weighted_mean_interval
 from ..context import StudyContext
@@ -57,15 +57,16 @@ def induction_sweep(ctx: StudyContext, scores: pd.DataFrame) -> pd.DataFrame:
     )
     candidates = _candidates(screen_table, scores, b.confirm_heads)
     confirm_metric = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 2, copy="second")
-    confirmed = ablation_rows(loaded, candidates, confirm_metric, b.ablation_mode, reference)
+    # the control: the same ablations on the first copy of the same sequences, which induction
+    # cannot predict (a head that raises both losses alike is not specific to induction); read
+    # from the same forwards as the second copy's loss
+    first = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 2, copy="first")
+    both = JointMetric([confirm_metric, first])
+    confirmed, first_copy = ablation_rows(loaded, candidates, both, b.ablation_mode, reference).split()
     confirmed_table = damage_intervals(confirmed, confirm_metric, b.n_boot, ctx.seed)
     confirmed_table = confirmed_table[["component", "damage", "damage_lo", "damage_hi", "n_rows"]].rename(
         columns={"n_rows": "n_confirm"}
     )
-    first = repeated_loss(loaded, n_seq=b.head_sequences, seed=ctx.seed + 2, copy="first")
-    # the control: the same ablations on the first copy of the same sequences, which induction
-    # cannot predict (a head that raises both losses alike is not specific to induction)
-    first_copy = ablation_rows(loaded, candidates, first, b.ablation_mode, reference)
     first_table = damage_intervals(first_copy, first, b.n_boot, ctx.seed)[
         ["component", "damage", "damage_lo", "damage_hi"]
     ].rename(columns=lambda c: c.replace("damage", "damage_first_copy"))
