@@ -51,7 +51,7 @@ from ...bridge.overlap_run import (
 )
 from ...corpora import Corpus, corpus_texts
 from ...mech.metrics import token_pool
-from ...stats.jackknife import jackknife_interval
+from ...stats.jackknife import bounded_jackknife_interval
 from ...trace.sites import SiteKind, site_name
 from ..context import StudyContext
 
@@ -209,7 +209,7 @@ def _cka_tables(
             adjacent = mine[mine["layer_b"] == mine["layer_a"] + 1].sort_values("layer_a")["cka"].to_numpy()
             replicates = adjacent_cka_replicates([layers[k] for k in sorted(layers)], groups)
             median = float(np.median(adjacent))
-            lo, hi = jackknife_interval(median, np.median(replicates, axis=0))
+            lo, hi = bounded_jackknife_interval(median, np.median(replicates, axis=0))
             medians.append(
                 {
                     "variant": variant,
