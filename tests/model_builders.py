@@ -86,6 +86,32 @@ def tiny_bert() -> BertForMaskedLM:
     return BertForMaskedLM(cfg).eval()
 
 
+def minilm_llama_dir(folder: Path, n_layers: int = 2, special_ids: bool = True) -> Path:
+    """A tiny random Llama (d_model 32, MLP 64, 4 heads, 2 KV heads; torch seed 0) reading the
+    bundled MiniLM tokenizer's ids, saved with that tokenizer in ``folder`` (a model the study and
+    the text metrics can load); its BOS / EOS ids are the tokenizer's [CLS] / [SEP] when
+    ``special_ids``."""
+    import transformers
+
+    from spectrascope.models.zoo import bundled_path
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
+    torch.manual_seed(0)
+    ids = {"bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id} if special_ids else {}
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=tokenizer.vocab_size,
+        **ids,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
 def plain_state(module_or_dict) -> dict[str, torch.Tensor]:
     """Detached, contiguous, storage-independent copies (what save_file accepts)."""
     items = (

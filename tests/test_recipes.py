@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import transformers
-from model_builders import tiny_llama
+from model_builders import minilm_llama_dir, tiny_llama
 
 from spectrascope import analyze_weights, as_model, list_sites
 from spectrascope.errors import ArchitectureError, InputError
@@ -107,22 +106,7 @@ def test_recipe_component_kind_one_class():
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from spectrascope.models.zoo import bundled_path
-
-    folder = tmp_path_factory.mktemp("recipe_model")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=tokenizer.vocab_size,
-    )
-    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return minilm_llama_dir(tmp_path_factory.mktemp("recipe_model"), special_ids=False)
 
 
 def test_recipe_study_stage_and_report_section(monkeypatch, tmp_path, tiny_model_dir):

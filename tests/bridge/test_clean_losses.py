@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import transformers
+from model_builders import minilm_llama_dir
 
 from spectrascope.activations.batching import text_batches
 from spectrascope.bridge.clean_losses import CleanLosses, loss_capture
@@ -17,7 +17,6 @@ from spectrascope.mech.ablation_sweep import CleanPass, ablation_rows
 from spectrascope.mech.components import AttnBlock, MlpBlock, SpectralComponent
 from spectrascope.mech.metrics import RowScores, text_loss
 from spectrascope.models.loaded import load_model
-from spectrascope.models.zoo import bundled_path
 from spectrascope.trace.passes import run_pass
 
 TEXTS = [
@@ -35,22 +34,7 @@ LOSS_TOKENS, SEQ_LEN, LAYER = 50, 16, 1
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(bundled_path("minilm-l6")), local_files_only=True)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=tokenizer.vocab_size,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return load_model(str(folder))
+    return load_model(str(minilm_llama_dir(tmp_path_factory.mktemp("tiny"), n_layers=3)))
 
 
 def _captured(loaded, activation_tokens: int = 400, layers=(LAYER,)):

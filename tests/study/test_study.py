@@ -7,9 +7,8 @@ import warnings
 import pandas as pd
 import pytest
 import torch
-import transformers
+from model_builders import minilm_llama_dir
 
-from spectrascope.models.zoo import bundled_path
 from spectrascope.study import StudyBudget, run_study
 
 TABLES = {
@@ -33,23 +32,7 @@ TABLES = {
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    tok_dir = bundled_path("minilm-l6")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=tokenizer.vocab_size,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-    )
-    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return minilm_llama_dir(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

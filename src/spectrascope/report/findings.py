@@ -506,7 +506,8 @@ def cka_findings(t: StudyTables) -> list[str]:
             f"{int(low['layer_a'])} to {int(low['layer_b'])})"
         )
     jackknife = (
-        f"; intervals: delete-a-group jackknife over {int(medians['n_groups'].iloc[0])} groups of consecutive texts"
+        f"; intervals: delete-a-group jackknife over {int(medians['n_groups'].iloc[0])} groups of consecutive texts, "
+        "on Fisher's z scale"
         if medians is not None and len(medians)
         else ""
     )

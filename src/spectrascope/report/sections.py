@@ -442,7 +442,8 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
                 "Overlap of the directions each layer writes (o / down tails) with those later layers read (q, k, v, gate, "
                 "up tails, norm gains folded in), relative to random subspaces, with the same pairs after shuffling the "
                 "weights as the null; and debiased CKA of the residual stream (robust view first), its median over "
-                "adjacent layers with a delete-a-group jackknife interval (groups of consecutive texts)."
+                "adjacent layers with a delete-a-group jackknife interval (groups of consecutive texts; on Fisher's z "
+                "scale, so it stays below 1)."
             )
         ],
         figs,
