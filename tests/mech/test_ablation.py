@@ -599,6 +599,8 @@ def test_joint_metric_scores_each_part_on_its_own_positions(tiny_llama):
             np.testing.assert_allclose(part.values, alone.row_scores(every).values, atol=1e-6)
             np.testing.assert_array_equal(part.weights, alone.row_scores(every).weights)
     assert joint.score(every).tolist() == pytest.approx([float(first.score(every)), float(second.score(every))])
+    with pytest.raises(SpectrascopeError, match="one value per part"):
+        joint(tiny_llama)
     with pytest.raises(SpectrascopeError, match="one batch"):
         JointMetric([first, NextTokenLoss(ids.flip(0))])
     with pytest.raises(SpectrascopeError, match="direction"):

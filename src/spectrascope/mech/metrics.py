@@ -610,6 +610,11 @@ class JointMetric(Metric):
         """(parts,) each part's metric over rows ``rows``, float64."""
         return torch.stack([s.reduce() for s in self.split(self.row_scores(logits, rows))])
 
+    def __call__(self, model: ModelLike) -> float:
+        raise SpectrascopeError(
+            "a joint metric has one value per part: score its forward with .score(logits) or .rows(model)"
+        )
+
 
 def as_metric(metric: Metric | Callable[[torch.Tensor], torch.Tensor]) -> Metric:
     """A :class:`Metric` from a metric or a plain function of the logits (:class:`LogitsFunction`)."""
