@@ -51,7 +51,7 @@ from spectrascope.models.handle import as_model
 from spectrascope.progress import progress_bar
 from spectrascope.stats.bootstrap import weighted_mean_interval
 from spectrascope.trace import hooks, run_with_cache
-from spectrascope.trace.resume import forward_from_layer, resumable, resume_checked
+from spectrascope.trace.resume import forward_from_layer, resumable, resume_checked, resumed_agrees
 from spectrascope.trace.sites import SiteKind, site_name
 from spectrascope.trace.tracer import model_output_tensor
 
@@ -187,8 +187,9 @@ def _given_clean_pass(
     own, own_cache, logits = _clean_pass(hf, metric, [slice(0, 1)], layers, True)
     assert own_cache is not None  # asked for (prefix=True)
     real = slice(None) if metric.attention_mask is None else metric.attention_mask[0].bool()  # padding: any value
-    agrees = _close(own.values, baseline.values[:1]) and all(
-        _close(own_cache[layer][0, real], cache[layer][0, real]) for layer in layers
+    # the resume check's rule: no entry off by more than rtol x (largest magnitude + 1)
+    agrees = resumed_agrees(own.values, baseline.values[:1], CLEAN_PASS_RTOL) and all(
+        resumed_agrees(own_cache[layer][0, real], cache[layer][0, real], CLEAN_PASS_RTOL) for layer in layers
     )
     if agrees:
         return baseline, cache, logits
@@ -198,11 +199,6 @@ def _given_clean_pass(
         stacklevel=4,
     )
     return None
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    scale = float(b.abs().max()) + 1.0 if b.numel() else 1.0
-    return a.shape == b.shape and float((a.double() - b.double()).abs().max()) <= CLEAN_PASS_RTOL * scale
 
 
 def _resume_agrees(
