@@ -86,6 +86,55 @@ def test_shares_from_per_text_sums_equal_the_covariance_formula():
         )
 
 
+def test_mode_plan_by_hand():
+    """rank = d_in = 10, tail 2, ERG tail 8, 3 top modes: leading modes only would project 8,
+    trailing ones 3 + 7 = 10, the mixed plan 3 leading + 2 trailing = 5 (chosen); a wide matrix
+    projects all of its modes."""
+    from spectrascope.bridge.input_shares import ModePlan
+    from spectrascope.bridge.subspaces import MatrixSubspaces
+
+    def sub(rank, d_in, n_tail, n_erg):
+        return MatrixSubspaces(None, np.ones(rank), np.eye(rank, d_in, dtype=np.float32), n_tail, n_erg, 2.0, 1.0)
+
+    plan = ModePlan.of(sub(10, 10, 2, 8), top_modes=3)
+    assert (plan.lead, plan.trail, plan.n_projected, plan.prefixes) == (3, 8, 5, (2, 8))
+    assert list(plan.rows()) == [0, 1, 2, 8, 9]
+    # modes = coordinate axes: R_2 = x0^2 + x1^2 directly, R_8 = |x|^2 - x8^2 - x9^2, then x0^2..x2^2
+    x = torch.arange(1.0, 11.0)[None, :]
+    squares = x[:, plan.rows()].square()
+    got = plan.token_sums(squares, x.square().sum(dim=1))
+    assert got.tolist() == [[1 + 4, 385 - 81 - 100, 1, 4, 9]]
+    assert ModePlan.of(sub(10, 10, 2, 3), top_modes=3).rows() == slice(0, 3)  # leading: 3 modes
+    trailing = ModePlan.of(sub(10, 10, 9, 9), top_modes=1)  # 1 leading + 1 trailing instead of 9
+    assert (trailing.lead, trailing.trail, trailing.n_projected) == (1, 9, 2)
+    wide = ModePlan.of(sub(4, 10, 1, 2), top_modes=3)
+    assert (wide.lead, wide.n_projected, wide.prefixes) == (4, 4, (1, 2, 4))
+
+
+@pytest.mark.parametrize("n_tail, n_erg", [(3, 30), (30, 3), (36, 36), (0, 38), (2, 5), (40, 40)])
+def test_every_mode_plan_gives_the_covariance_formula(n_tail, n_erg):
+    """Whichever modes are projected (leading, trailing from a part's end, or both), the tail,
+    ERG-tail and bulk shares and the top modes' equal the covariance formula, raw and robust."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(8)
+    sub = replace(matrix_subspaces(rng.standard_t(3, size=(60, 40))), n_tail=n_tail, n_erg=n_erg)
+    texts = [rng.standard_normal((int(rng.integers(5, 30)), 40)) * rng.uniform(0.2, 3, size=40) + 1.0 for _ in range(9)]
+    collector = _collector(sub, excluded=[4])
+    _feed(collector, texts)
+    rows, modes = collector.finish("d", n_boot=50)
+    X = np.concatenate(texts)
+    Xr = X.copy()
+    Xr[:, 4] = 0.0
+    got = {(r["part"], r["variant"]): r["share"] for r in rows}
+    for variant, data in (("raw", X), ("robust", Xr)):
+        C = np.cov(data.T)
+        for part in ("tail", "erg", "bulk"):
+            assert got[(part, variant)] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5, abs=1e-7)
+    C = np.cov(X.T)
+    np.testing.assert_allclose(modes["W"], [variance_share(C, sub.Vt[i : i + 1].T) for i in range(10)], rtol=1e-5)
+
+
 def test_projecting_the_leading_modes_equals_projecting_all_of_them():
     """A square matrix's bulk from the total minus the tail (few modes projected) equals the sum
     over every bulk mode (all modes projected), raw and robust, estimate and interval."""
@@ -155,6 +204,28 @@ def test_shares_stay_exact_with_a_massive_channel():
     rows, _ = collector.finish("d", n_boot=50)
     C = np.cov(np.concatenate(texts).T)
     got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
+    for part in ("tail", "erg", "bulk"):
+        assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)
+
+
+def test_robust_shares_stay_exact_when_the_excluded_channel_fires_on_some_tokens():
+    """A channel of 3,000 on one token in ten, 0 elsewhere (shifting by a mean cannot remove it),
+    left out of the robust view: the robust total is the other channels' sum of squares, not
+    |x|^2 minus that channel's square (float32 would lose the rest of the sum to cancellation)."""
+    rng = np.random.default_rng(9)
+    sub = matrix_subspaces(rng.standard_t(3, size=(60, 40)))
+    texts = []
+    for _ in range(10):
+        t = rng.standard_normal((int(rng.integers(20, 60)), 40))
+        t[:, 5] = np.where(rng.random(len(t)) < 0.1, 3000.0, 0.0)
+        texts.append(t)
+    collector = _collector(sub, excluded=[5])
+    _feed(collector, texts)
+    rows, _ = collector.finish("d", n_boot=50)
+    X = np.concatenate(texts)
+    X[:, 5] = 0.0
+    C = np.cov(X.T)
+    got = {r["part"]: r["share"] for r in rows if r["variant"] == "robust"}
     for part in ("tail", "erg", "bulk"):
         assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)
 
