@@ -113,3 +113,23 @@ def test_adjacent_replicates_equal_cka_without_each_group():
         keep = groups != g
         assert reps[0, g] == pytest.approx(cka(A[keep], B[keep]), rel=1e-9)
         assert reps[1, g] == pytest.approx(cka(B[keep], C[keep]), rel=1e-9, abs=1e-12)
+
+
+def test_replicates_by_variant_equal_the_replicates_without_the_excluded_channels():
+    """A variant leaving channels out (one of them 1,000x the others, so its squares dominate the
+    sums it is subtracted from) gives the replicates of the layers with those channels deleted."""
+    from spectrascope.bridge.cka import adjacent_cka_replicates, adjacent_replicates_by_variant
+
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((80, 7))
+    B = A @ rng.standard_normal((7, 6)) + 0.5 * rng.standard_normal((80, 6))
+    C = B[:, :5] + rng.standard_normal((80, 5))
+    A[:, 2] *= 1000.0
+    B[:, 0] *= 1000.0
+    groups = np.arange(80) * 8 // 80
+    dropped = [np.array([2]), np.array([0, 4]), None]
+    got = adjacent_replicates_by_variant([A, B, C], groups, {"raw": [None] * 3, "robust": dropped})
+    np.testing.assert_allclose(got["raw"], adjacent_cka_replicates([A, B, C], groups), rtol=1e-12)
+    kept = [np.delete(A, [2], axis=1), np.delete(B, [0, 4], axis=1), C]
+    np.testing.assert_allclose(got["robust"], adjacent_cka_replicates(kept, groups), rtol=1e-9)
+    assert np.abs(got["robust"] - got["raw"]).max() > 0.01  # the dropped channels mattered

@@ -14,6 +14,9 @@ Also CKA between the layers' activations (on a sample of tokens, debiased: see c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -77,20 +80,34 @@ def alignment_table(
     return pd.DataFrame(rows)
 
 
-def cka_matrix(
-    layers: dict[int, np.ndarray], debiased: bool = True, excluded: dict[int, np.ndarray] | None = None
-) -> pd.DataFrame:
-    """CKA (:func:`~spectrascope.bridge.cka.cka`) between every pair of layers' activations of the
-    same tokens: long table layer_a, layer_b, cka, variant (symmetric, both orders).
+@dataclass(frozen=True)
+class LayerHsics:
+    """The HSIC of every pair of layers' activations, per variant (see :func:`layer_hsics`).
 
-    Variant ``raw``; and with ``excluded`` (layer -> channels), also ``robust``: those channels
-    left out of each layer (the same CKA as setting them to 0), from the same cross products
-    X_a^T X_b with the excluded rows and columns dropped, so both variants cost one (d, n) x (n, d)
-    product per pair (the self-HSICs are the pairs (a, a)). The activations stay in their dtype
-    (float32 from the study: a model's worth of float64 copies would be ~0.6 GB at 4,096 tokens
-    x 30 layers x 576); the per-token terms are float64, and the float32 rounding of the
-    products moves CKA by ~1e-7.
+    Attributes:
+        keys: the layers, sorted.
+        keeps: variant -> layer -> the kept channels (None: all).
+        terms: (variant, layer) -> its :class:`~spectrascope.bridge.cka.TokenTerms` (None: biased CKA).
+        hsic: (variant, a, b) -> HSIC of layers a <= b.
     """
+
+    keys: list[int]
+    keeps: dict[str, dict[int, np.ndarray | None]]
+    terms: dict[tuple[str, int], Any]
+    hsic: dict[tuple[str, int, int], float]
+
+    def cka(self, variant: str, a: int, b: int, cross_hsic: float | None = None) -> float:
+        """CKA of layers a and b (NaN for a constant layer); ``cross_hsic`` replaces their HSIC
+        (each layer's own HSIC stays: a permutation of one layer's tokens leaves it unchanged)."""
+        own_a, own_b = self.hsic[variant, a, a], self.hsic[variant, b, b]
+        xy = self.hsic[variant, min(a, b), max(a, b)] if cross_hsic is None else cross_hsic
+        return float(xy / np.sqrt(own_a * own_b)) if own_a > 0 and own_b > 0 else float("nan")
+
+
+def layer_hsics(
+    layers: dict[int, np.ndarray], debiased: bool = True, excluded: dict[int, np.ndarray] | None = None
+) -> LayerHsics:
+    """HSIC between every pair of layers' activations of the same tokens (see :func:`cka_matrix`)."""
     from ..activations.massive import keep_channels
     from .cka import TokenTerms, hsic_from_cross
 
@@ -115,13 +132,35 @@ def cka_matrix(
             for variant, keep in keeps.items():
                 part = cross if keep[a] is None else cross[np.ix_(keep[a], keep[b])]
                 hsic[variant, a, b] = hsic_from_cross(part, terms[variant, a], terms[variant, b])
+    return LayerHsics(keys, keeps, terms, hsic)
+
+
+def cka_matrix(
+    layers: dict[int, np.ndarray], debiased: bool = True, excluded: dict[int, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """CKA (:func:`~spectrascope.bridge.cka.cka`) between every pair of layers' activations of the
+    same tokens: long table layer_a, layer_b, cka, variant (symmetric, both orders).
+
+    Variant ``raw``; and with ``excluded`` (layer -> channels), also ``robust``: those channels
+    left out of each layer (the same CKA as setting them to 0), from the same cross products
+    X_a^T X_b with the excluded rows and columns dropped, so both variants cost one (d, n) x (n, d)
+    product per pair (the self-HSICs are the pairs (a, a)). The activations stay in their dtype
+    (float32 from the study: a model's worth of float64 copies would be ~0.6 GB at 4,096 tokens
+    x 30 layers x 576); the per-token terms are float64, and the float32 rounding of the
+    products moves CKA by ~1e-7.
+    """
+    return cka_table(layer_hsics(layers, debiased, excluded))
+
+
+def cka_table(hsics: LayerHsics) -> pd.DataFrame:
+    """The long table of :func:`cka_matrix` from :func:`layer_hsics`."""
     rows = []
-    for variant in keeps:
+    keys = hsics.keys
+    for variant in hsics.keeps:
         for i, a in enumerate(keys):
             for b in keys[i:]:
-                own_a, own_b = hsic[variant, a, a], hsic[variant, b, b]  # NaN for a constant layer
-                c = hsic[variant, a, b] / np.sqrt(own_a * own_b) if own_a > 0 and own_b > 0 else np.nan
-                rows.append({"layer_a": a, "layer_b": b, "cka": float(c), "variant": variant})
+                c = hsics.cka(variant, a, b)
+                rows.append({"layer_a": a, "layer_b": b, "cka": c, "variant": variant})
                 if a != b:
-                    rows.append({"layer_a": b, "layer_b": a, "cka": float(c), "variant": variant})
+                    rows.append({"layer_a": b, "layer_b": a, "cka": c, "variant": variant})
     return pd.DataFrame(rows)

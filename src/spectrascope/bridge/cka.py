@@ -105,43 +105,124 @@ def hsic_from_cross(cross: np.ndarray, a: TokenTerms | None, b: TokenTerms | Non
     return _unbiased_hsic(float(np.sum(cross**2) - np.dot(a.sq, b.sq)), a.k, b.k)
 
 
+@dataclass(frozen=True)
+class GroupTerms:
+    """One representation's per-token terms with each group of tokens left out in turn.
+
+    Attributes:
+        sq: (n,) float64 |x_i|^2 (over the kept channels).
+        k: (n, G) float64 (K~ 1)_i without group g: x_i . (s_x - s_x^g) - |x_i|^2, s_x^g the
+            sum of group g's tokens (one (n, d) x (d, G) product for all groups).
+    """
+
+    sq: np.ndarray
+    k: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray, members: list[np.ndarray], keep: np.ndarray | None = None) -> GroupTerms:
+        """The terms of X (n, d), or of its channels ``keep`` only; ``members``: each group's tokens."""
+        X64 = np.asarray(X if keep is None else X[:, keep], dtype=np.float64)
+        sq = np.einsum("ij,ij->i", X64, X64)
+        sums = np.array([X64[m].sum(axis=0) for m in members])  # (G, d)
+        return cls(sq, X64 @ (sums.sum(axis=0)[None, :] - sums).T - sq[:, None])
+
+
+def group_crosses(X: np.ndarray, Y: np.ndarray, members: list[np.ndarray]) -> np.ndarray:
+    """(G, d1, d2) float64 cross products X_g^T Y_g of each group's tokens (in the inputs' dtype,
+    as :func:`~spectrascope.bridge.alignment.cka_matrix`); they add up to X^T Y."""
+    return np.stack([X[m].T @ Y[m] for m in members]).astype(np.float64)
+
+
+def _left_out_traces(crosses: np.ndarray, drops: list[tuple[np.ndarray, np.ndarray] | None]) -> np.ndarray:
+    """(len(drops), G) ||X^T Y - X_g^T Y_g||_F^2 for each group g, over all channels (None) or
+    without the dropped (rows, columns): their squares are set to 0 and the rest summed again
+    (subtracting them from the full sum would lose the rest to cancellation when a dropped
+    channel is massive: 1e-4 relative at 1,000x), without copying the kept part."""
+    cross = crosses.sum(axis=0)
+    dropping = [v for v, drop in enumerate(drops) if drop is not None]
+    out = np.empty((len(drops), crosses.shape[0]))
+    for g in range(crosses.shape[0]):
+        squares = cross - crosses[g]
+        squares *= squares
+        out[:, g] = float(squares.sum())
+        for v in dropping:
+            rows, columns = drops[v]  # type: ignore[misc]
+            kept = squares.copy() if v != dropping[-1] else squares
+            kept[rows] = 0.0
+            kept[:, columns] = 0.0
+            out[v, g] = float(kept.sum())
+    return out
+
+
+def _leave_one_out(traces: np.ndarray, a: GroupTerms, b: GroupTerms, index: np.ndarray) -> np.ndarray:
+    """(G,) unbiased HSIC with each group left out, from :func:`_left_out_traces` (G,) and the terms."""
+    out = np.empty(traces.size)
+    for g in range(traces.size):
+        inside = index != g
+        trace = float(traces[g] - np.dot(a.sq[inside], b.sq[inside]))
+        out[g] = _unbiased_hsic(trace, a.k[inside, g], b.k[inside, g])
+    return out
+
+
+def _groups(groups: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(index of each token's group (n,), the tokens of each group) of group labels (n,)."""
+    labels, index = np.unique(groups, return_inverse=True)
+    return index, [np.flatnonzero(index == g) for g in range(labels.size)]
+
+
 def leave_one_group_out_hsic(X: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """(G,) unbiased HSIC of X (n, d1) and Y (n, d2) with each group of tokens left out in turn.
 
     ``groups`` (n,) labels the tokens (G distinct labels, in sorted order). Every term of the
-    module docstring is a sum over tokens, so each group's part is subtracted from the full sums:
-    the cross products X_g^T Y_g of the groups (in the inputs' dtype, as :func:`cka_matrix`)
-    add up to one (d1, n) x (n, d2) product, and (K~ 1)_i without group g is
-    x_i . (s_x - s_x^g) - |x_i|^2, one (n, d1) x (d1, G) product for all groups.
+    module docstring is a sum over tokens, so each group's part is subtracted from the full sums
+    (:func:`group_crosses`, :class:`GroupTerms`).
     """
-    labels, index = np.unique(groups, return_inverse=True)
+    index, members = _groups(groups)
     X, Y = np.asarray(X), np.asarray(Y)
-    members = [np.flatnonzero(index == g) for g in range(labels.size)]
-    crosses = [(X[m].T @ Y[m]).astype(np.float64) for m in members]
-    cross = np.sum(crosses, axis=0)
-    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
-    x_sq, y_sq = np.einsum("ij,ij->i", X64, X64), np.einsum("ij,ij->i", Y64, Y64)
-    sx = np.array([X64[m].sum(axis=0) for m in members])  # (G, d1)
-    sy = np.array([Y64[m].sum(axis=0) for m in members])
-    kx_all = X64 @ (sx.sum(axis=0)[None, :] - sx).T - x_sq[:, None]  # (n, G): (K~ 1)_i without group g
-    ly_all = Y64 @ (sy.sum(axis=0)[None, :] - sy).T - y_sq[:, None]
-    out = np.empty(labels.size)
-    for g in range(labels.size):
-        inside = index != g
-        trace = float(np.sum((cross - crosses[g]) ** 2) - np.dot(x_sq[inside], y_sq[inside]))
-        out[g] = _unbiased_hsic(trace, kx_all[inside, g], ly_all[inside, g])
-    return out
+    traces = _left_out_traces(group_crosses(X, Y, members), [None])[0]
+    return _leave_one_out(traces, GroupTerms.of(X, members), GroupTerms.of(Y, members), index)
 
 
 def adjacent_cka_replicates(layers: list[np.ndarray], groups: np.ndarray) -> np.ndarray:
     """(len(layers) - 1, G) debiased CKA of each layer with the next, each group of tokens left
-    out in turn (the delete-a-group jackknife replicates of :func:`cka`); each layer's own HSIC
-    replicates are computed once."""
-    own = [leave_one_group_out_hsic(X, X, groups) for X in layers]
-    out = []
+    out in turn (the delete-a-group jackknife replicates of :func:`cka`)."""
+    return adjacent_replicates_by_variant(layers, groups, {"raw": [None] * len(layers)})["raw"]
+
+
+def adjacent_replicates_by_variant(
+    layers: list[np.ndarray], groups: np.ndarray, excluded: dict[str, list[np.ndarray | None]]
+) -> dict[str, np.ndarray]:
+    """:func:`adjacent_cka_replicates` of several variants, each leaving some channels of every
+    layer out (``excluded``: variant -> per layer the channels left out, None = none): one set
+    of group cross products per pair of layers serves every variant (:func:`_left_out_traces`),
+    and each layer's own HSIC replicates are computed once."""
+    from ..activations.massive import keep_channels
+
+    index, members = _groups(groups)
+    variants = list(excluded)
+    terms = {
+        (variant, i): GroupTerms.of(X, members, None if drop is None else keep_channels(X.shape[1], drop))
+        for variant in variants
+        for i, (X, drop) in enumerate(zip(layers, excluded[variant], strict=True))
+    }
+
+    def channels(variant: str, i: int) -> np.ndarray:
+        drop = excluded[variant][i]
+        return np.zeros(0, dtype=np.int64) if drop is None else np.asarray(drop, dtype=np.int64)
+
+    def replicates(i: int, j: int) -> dict[str, np.ndarray]:
+        drops = [(channels(v, i), channels(v, j)) for v in variants]
+        drops = [None if rows.size + columns.size == 0 else (rows, columns) for rows, columns in drops]
+        traces = _left_out_traces(group_crosses(layers[i], layers[j], members), drops)
+        return {v: _leave_one_out(traces[n], terms[v, i], terms[v, j], index) for n, v in enumerate(variants)}
+
+    own = [replicates(i, i) for i in range(len(layers))]
+    out: dict[str, list[np.ndarray]] = {variant: [] for variant in variants}
     for i in range(len(layers) - 1):
-        xy = leave_one_group_out_hsic(layers[i], layers[i + 1], groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ok = (own[i] > 0) & (own[i + 1] > 0)
-            out.append(np.where(ok, xy / np.sqrt(np.where(ok, own[i] * own[i + 1], 1.0)), np.nan))
-    return np.array(out).reshape(len(layers) - 1, -1)
+        xy = replicates(i, i + 1)
+        for variant in variants:
+            a, b = own[i][variant], own[i + 1][variant]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ok = (a > 0) & (b > 0)
+                out[variant].append(np.where(ok, xy[variant] / np.sqrt(np.where(ok, a * b, 1.0)), np.nan))
+    return {variant: np.array(rows).reshape(len(layers) - 1, len(members)) for variant, rows in out.items()}

@@ -36,8 +36,8 @@ from ...activations.batching import text_batches
 from ...activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS, random_token_batches, randomized_weights
 from ...activations.domain_pass import SiteSample
 from ...activations.run import calibrate, calibration_batches, measure_domain
-from ...bridge.alignment import cka_matrix
-from ...bridge.cka import adjacent_cka_replicates, cka
+from ...bridge.alignment import cka_table, layer_hsics
+from ...bridge.cka import TokenTerms, adjacent_replicates_by_variant, hsic_from_cross
 from ...bridge.clean_losses import FILE_NAME as CLEAN_LOSSES_FILE
 from ...bridge.clean_losses import CleanLosses, loss_capture
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
@@ -184,32 +184,46 @@ def _cka_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Debiased CKA between every pair of layers (raw and robust: the sites' excluded channels
     left out, both from one product per pair), a permuted-token null for adjacent layers (the
-    same tokens' order shuffled in one layer: no shared structure), and the median over
-    adjacent pairs with a delete-a-group jackknife interval (:data:`CKA_GROUPS` groups of
-    consecutive tokens, each a few texts of one domain). ``pooled``'s excluded channels are set
-    to 0 in place for the robust null and jackknife (a zero channel adds nothing to a linear
-    kernel: the same as leaving it out, without a second copy of every layer, ~280 MB at 4,096
-    tokens)."""
+    same tokens' order shuffled in one layer: no shared structure; each layer's own HSIC is
+    unchanged by it, so one product per pair again), and the median over adjacent pairs with a
+    delete-a-group jackknife interval (:data:`CKA_GROUPS` groups of consecutive tokens, each a
+    few texts of one domain; :func:`~spectrascope.bridge.cka.adjacent_replicates_by_variant`)."""
     nulls, medians = [], []
     rng = np.random.default_rng(seed)
     n = len(pooled[sites[0]])
     groups = np.arange(n) * CKA_GROUPS // n
     layers = {layer: pooled[site] for layer, site in enumerate(sites)}
     drop = {layer: np.asarray(excluded[site], dtype=np.int64) for layer, site in enumerate(sites)}
-    table = cka_matrix(layers, excluded=drop).assign(n_tokens=n)
-    for variant in ("raw", "robust"):
-        if variant == "robust":
-            for layer, X in layers.items():
-                X[:, drop[layer]] = 0.0
-        mine = table[table["variant"] == variant]
-        for layer in range(len(sites) - 1):
-            Y = layers[layer + 1][rng.permutation(n)]
-            nulls.append({"variant": variant, "layer_a": layer, "layer_b": layer + 1, "cka": cka(layers[layer], Y)})
-        if len(sites) > 1:
+    hsics = layer_hsics(layers, excluded=drop)
+    table = cka_table(hsics).assign(n_tokens=n)
+    for layer in range(len(sites) - 1):
+        permuted = rng.permutation(n)
+        cross = (layers[layer].T @ layers[layer + 1][permuted]).astype(np.float64)
+        for variant, keep in hsics.keeps.items():
+            rows, columns = keep[layer], keep[layer + 1]
+            part = cross if rows is None else cross[np.ix_(rows, columns)]
+            other = hsics.terms[variant, layer + 1]
+            xy = hsic_from_cross(part, hsics.terms[variant, layer], TokenTerms(other.sq[permuted], other.k[permuted]))
+            nulls.append(
+                {
+                    "variant": variant,
+                    "layer_a": layer,
+                    "layer_b": layer + 1,
+                    "cka": hsics.cka(variant, layer, layer + 1, xy),
+                }
+            )
+    if len(sites) > 1:
+        ordered = [layers[k] for k in sorted(layers)]
+        dropped = {
+            variant: [None if keep[k] is None else drop[k] for k in sorted(layers)]
+            for variant, keep in hsics.keeps.items()
+        }
+        replicates = adjacent_replicates_by_variant(ordered, groups, dropped)
+        for variant in hsics.keeps:
+            mine = table[table["variant"] == variant]
             adjacent = mine[mine["layer_b"] == mine["layer_a"] + 1].sort_values("layer_a")["cka"].to_numpy()
-            replicates = adjacent_cka_replicates([layers[k] for k in sorted(layers)], groups)
             median = float(np.median(adjacent))
-            lo, hi = bounded_jackknife_interval(median, np.median(replicates, axis=0))
+            lo, hi = bounded_jackknife_interval(median, np.median(replicates[variant], axis=0))
             medians.append(
                 {
                     "variant": variant,
@@ -222,4 +236,4 @@ def _cka_tables(
                     "n_tokens": n,
                 }
             )
-    return table, pd.DataFrame(nulls), pd.DataFrame(medians)
+    return table, pd.DataFrame(nulls).sort_values(["variant", "layer_a"], ignore_index=True), pd.DataFrame(medians)
