@@ -398,12 +398,36 @@ class NextTokenLoss(Metric):
             logits = logits[:, positions]
         target_ids = self.input_ids[rows][:, positions + 1].to(logits.device)
         counted = self.targets[rows][:, positions + 1].to(logits.device)
-        logits = logits.float()  # fused log-softmax + pick: a quarter faster than logsumexp - gather
-        flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_ids.reshape(-1), reduction="none")
+        flat = token_nll(logits.float().reshape(-1, logits.shape[-1]), target_ids.reshape(-1))
         nll = flat.view(target_ids.shape).double()
         n = counted.sum(dim=1).double()
         total = (nll * counted).sum(dim=1)
         return RowScores(total / n.clamp_min(1.0), n)
+
+
+NLL_CHUNK_ROWS = 64
+"""Positions whose cross-entropy :func:`token_nll` takes at a time."""
+
+
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(n,) negative log-likelihood of ``targets`` (n,) under ``logits`` (n, vocab), float32.
+
+    torch's fused log-softmax + pick (a quarter faster than logsumexp - gather), taken
+    :data:`NLL_CHUNK_ROWS` positions at a time: its (n, vocab) log-probabilities then stay in
+    the cache (64 x 49,152 float32 = 12.6 MB) instead of a write and a read of up to the
+    sweeps' 256 MB of logits; the same numbers bit for bit, 25-35 % faster on 1,365 positions of
+    SmolLM2's vocabulary (59-77 vs 92-98 ms, two cores, alternating in one process).
+    """
+    if logits.shape[0] <= NLL_CHUNK_ROWS:
+        return F.cross_entropy(logits, targets, reduction="none")
+    return torch.cat(
+        [
+            F.cross_entropy(
+                logits[start : start + NLL_CHUNK_ROWS], targets[start : start + NLL_CHUNK_ROWS], reduction="none"
+            )
+            for start in range(0, logits.shape[0], NLL_CHUNK_ROWS)
+        ]
+    )
 
 
 def _position_mask(selection: torch.Tensor | Sequence[int], shape: torch.Size) -> torch.Tensor:
