@@ -62,3 +62,43 @@ def test_length_chunks_keep_the_full_width_of_left_padding():
 
     valid = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
     assert [width for _, width in length_chunks(valid, max_tokens=100)] == [4]
+
+
+def test_batching_by_length_takes_the_same_texts_with_less_padding(bert_tokenizer):
+    """The same texts and tokens as in text order (the budget still cuts the text where it runs
+    out), batched shortest first: fewer padded positions."""
+    from spectrascope.activations.batching import text_batches
+
+    texts = [" ".join(["word"] * n) for n in [1, 9, 2, 8, 1, 7, 3, 9, 2, 6] * 3]
+    in_order = list(text_batches(bert_tokenizer, texts, max_tokens=150, batch_tokens=40))
+    by_length = list(text_batches(bert_tokenizer, texts, max_tokens=150, batch_tokens=40, by_length=True))
+
+    def rows(batches):
+        return {
+            int(i): b.input_ids[r, : int(b.attention_mask[r].sum())].tolist()
+            for b in batches
+            for r, i in enumerate(b.text_index)
+        }
+
+    assert rows(by_length) == rows(in_order)
+    assert sum(int(b.stats_mask.sum()) for b in by_length) == 150
+    assert sum(b.input_ids.numel() for b in by_length) < sum(b.input_ids.numel() for b in in_order)
+    lengths = [int(n) for b in by_length for n in b.attention_mask.sum(dim=1)]
+    assert lengths == sorted(lengths)
+
+
+def test_first_tokens_follow_the_text_index_not_the_batch_order():
+    import torch
+
+    from spectrascope.activations.batching import first_tokens
+    from spectrascope.trace.passes import TextBatch
+
+    def batch(texts, counts):
+        width = max(counts) + 1
+        stats = torch.tensor([[0] + [1] * n + [0] * (width - 1 - n) for n in counts])
+        return TextBatch(torch.zeros_like(stats), (stats > 0) | (torch.arange(width) == 0), stats, torch.tensor(texts))
+
+    # texts 0..3 hold 4, 2, 5, 3 statistic tokens, run as texts 3 and 1, then 0 and 2
+    batches = [batch([3, 1], [3, 2]), batch([0, 2], [4, 5])]
+    assert first_tokens(batches, 9) == {0: 4, 1: 2, 2: 3}  # 4 + 2 + the first 3 of text 2
+    assert first_tokens(batches, 100) == {0: 4, 1: 2, 2: 5, 3: 3}

@@ -111,3 +111,22 @@ def test_group_moments_give_the_effective_rank_jackknife_over_texts(tiny_lm):
     replicate = replicates[list(groups.groups).index(0)]
     expected = shape_metrics(np.clip(np.linalg.eigvalsh(np.cov(X.T)), 0, None))["effective_rank"]
     assert replicate == pytest.approx(expected, rel=1e-8)
+
+
+def test_the_cka_sample_is_the_same_whatever_order_the_texts_ran_in(tiny_lm):
+    """The first 150 statistic tokens of the texts in index order, at every site, ordered by text
+    and position, from a pass in text order and one batched by length."""
+    from spectrascope.activations.batching import first_tokens
+    from spectrascope.activations.domain_pass import SiteSample
+
+    texts = [" ".join(["word"] * n) + " end" for n in [1, 9, 2, 8, 1, 7, 3, 9, 2, 6] * 4]
+    sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    samples = []
+    for by_length in (False, True):
+        batches = list(text_batches(tiny_lm.tokenizer, texts, 300, batch_tokens=64, by_length=by_length))
+        sample = SiteSample(sites, first_tokens(batches, 150))
+        run_pass(tiny_lm.hf, batches, [sample])
+        samples.append(sample.arrays())
+    for site in sites:
+        assert samples[0][site].shape == (150, samples[0][site].shape[1])
+        np.testing.assert_allclose(samples[1][site], samples[0][site], rtol=1e-5, atol=1e-6)

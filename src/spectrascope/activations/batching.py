@@ -11,7 +11,7 @@ once ``max_tokens`` statistic tokens have been yielded. Every row remembers whic
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -69,8 +69,17 @@ def text_batches(
     seq_len: int = 128,
     batch_tokens: int = 2048,
     skip_first: bool = True,
+    by_length: bool = False,
 ) -> Iterator[TextBatch]:
     """Yield :class:`TextBatch` es over ``texts`` until ``max_tokens`` statistic tokens.
+
+    The texts are taken in order until the budget is spent (the last one cut to fit). With
+    ``by_length``, those same texts are batched shortest first, so a batch pads its rows to a
+    similar length: on the study's short-text domains (5 to 20 tokens) a pass in text order
+    computes 1.5-1.9x its real tokens (geography: 8,833 positions for 5,079 tokens), by length
+    1.0-1.1x. Every statistic kept per text or summed over tokens is the same either way (up to
+    float rounding); what depends on the order of the rows is the caller's (e.g. the first tokens
+    of a pass: use the text index, :func:`first_tokens`).
 
     Raises:
         OptionError: max_tokens < 1. InputError: no tokenizer. CorpusError: no tokens at all.
@@ -80,17 +89,31 @@ def text_batches(
     if tokenizer is None:
         raise InputError("this model has no tokenizer: cannot tokenize a corpus")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    remaining = max_tokens
-    pending: list[tuple[int, list[int]]] = []
-
-    def flush(items: list[tuple[int, list[int]]]) -> TextBatch:
-        ids, mask = pad_rows([r for _, r in items], pad_id)
-        stats = mask.clone()
-        if skip_first:
-            stats[:, 0] = 0
-        return TextBatch(ids, mask, stats, torch.tensor([i for i, _ in items], dtype=torch.long))
-
+    items = _budgeted_texts(tokenizer, texts, max_tokens, seq_len, skip_first)
+    if by_length:
+        items = iter(sorted(items, key=lambda item: len(item[1])))
     produced = False
+    pending: list[tuple[int, list[int]]] = []
+    for item in items:
+        widest = max([len(item[1])] + [len(r) for _, r in pending])
+        if pending and widest * (len(pending) + 1) > batch_tokens:
+            yield _batch(pending, pad_id, skip_first)
+            produced = True
+            pending = []
+        pending.append(item)
+    if pending:
+        yield _batch(pending, pad_id, skip_first)
+        produced = True
+    if not produced:
+        raise CorpusError("the corpus produced no tokens")
+
+
+def _budgeted_texts(
+    tokenizer, texts: Sequence[str], max_tokens: int, seq_len: int, skip_first: bool
+) -> Iterator[tuple[int, list[int]]]:
+    """(text index, token ids) of the texts in order until ``max_tokens`` statistic tokens (the
+    last text cut to fit; texts without a statistic token skipped), tokenized 64 at a time."""
+    remaining = max_tokens
     texts = list(texts)
     for start in range(0, len(texts), 64):
         encoded = tokenizer(texts[start : start + 64], truncation=True, max_length=seq_len)["input_ids"]
@@ -101,21 +124,34 @@ def text_batches(
             if usable > remaining:
                 ids = ids[: remaining + (1 if skip_first else 0)]
                 usable = remaining
-            widest = max([len(ids)] + [len(r) for _, r in pending])
-            if pending and widest * (len(pending) + 1) > batch_tokens:
-                yield flush(pending)
-                produced = True
-                pending = []
-            pending.append((start + offset, list(ids)))
+            yield start + offset, list(ids)
             remaining -= usable
             if remaining == 0:
-                yield flush(pending)
                 return
-    if pending:
-        yield flush(pending)
-        produced = True
-    if not produced:
-        raise CorpusError("the corpus produced no tokens")
+
+
+def _batch(items: list[tuple[int, list[int]]], pad_id: int, skip_first: bool) -> TextBatch:
+    ids, mask = pad_rows([r for _, r in items], pad_id)
+    stats = mask.clone()
+    if skip_first:
+        stats[:, 0] = 0
+    return TextBatch(ids, mask, stats, torch.tensor([i for i, _ in items], dtype=torch.long))
+
+
+def first_tokens(batches: Iterable[TextBatch], max_tokens: int) -> dict[int, int]:
+    """Text index -> how many of its statistic tokens are among the first ``max_tokens`` of the
+    texts in index order (whatever order the batches hold them in); texts beyond are absent."""
+    counts: dict[int, int] = {}
+    for batch in batches:
+        for text, n in zip(batch.text_index.tolist(), batch.stats_mask.sum(dim=1).tolist(), strict=True):
+            counts[int(text)] = counts.get(int(text), 0) + int(n)
+    allowance, left = {}, max_tokens
+    for text in sorted(counts):
+        if left <= 0:
+            break
+        allowance[text] = min(counts[text], left)
+        left -= allowance[text]
+    return allowance
 
 
 def token_batches(

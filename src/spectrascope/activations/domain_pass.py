@@ -62,31 +62,56 @@ class GroupMoments:
 
 @dataclass
 class SiteSample:
-    """The first ``max_tokens`` statistic tokens' vectors at each site (float32, CPU): a sample
-    of the same tokens at every site, for CKA."""
+    """The same statistic tokens' vectors at each site (float32, CPU), for CKA: of each text in
+    ``allowance`` (text index -> n), its first n statistic tokens (:func:`~spectrascope.activations.batching.first_tokens`).
+
+    :meth:`arrays` orders them by text and position whatever order the pass ran the texts in
+    (a pass batched by length holds the same sample)."""
 
     sites: list[str]
-    max_tokens: int
+    allowance: Mapping[int, int]
     parts: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    taken: dict[str, int] = field(default_factory=dict)
+    keys: list[torch.Tensor] = field(default_factory=list)
 
     def site_functions(self, state: PassState) -> Mapping[str, Callable]:
         def record(activation: torch.Tensor, name: str) -> None:
-            room = self.max_tokens - self.taken.get(name, 0)
-            if room <= 0:
+            chosen = self._chosen(state)
+            if chosen is None:
                 return
-            vectors = token_vectors(activation)[state.stat][:room].float().cpu()
-            self.parts.setdefault(name, []).append(vectors)
-            self.taken[name] = self.taken.get(name, 0) + vectors.shape[0]
+            if name == self.sites[0]:
+                self._key(state, chosen)
+            self.parts.setdefault(name, []).append(
+                token_vectors(activation)[chosen.to(activation.device)].float().cpu()
+            )
 
         return {site: record for site in self.sites}
+
+    def _chosen(self, state: PassState) -> torch.Tensor | None:
+        """(rows, pos) mask of this batch's sampled tokens, or None when it has none."""
+        batch = state.batch
+        assert batch is not None
+        stat = batch.stats_mask.bool().cpu()
+        quota = torch.tensor([self.allowance.get(int(t), 0) for t in batch.text_index.tolist()])
+        if not int(quota.sum()):
+            return None
+        return stat & (torch.cumsum(stat, dim=1) <= quota[:, None])
+
+    def _key(self, state: PassState, chosen: torch.Tensor) -> None:
+        """Each sampled token's (text index, position), in the order its vectors were taken."""
+        batch = state.batch
+        assert batch is not None
+        texts = batch.text_index.cpu()[:, None].expand_as(chosen)[chosen]
+        positions = torch.arange(chosen.shape[1])[None, :].expand_as(chosen)[chosen]
+        self.keys.append(torch.stack([texts, positions], dim=1))
 
     def module_hooks(self, state: PassState) -> Mapping[nn.Module, PreHook]:
         return {}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """site -> (n, d) float32 array (the same n tokens at every site)."""
-        return {site: torch.cat(parts).numpy() for site, parts in self.parts.items()}
+        """site -> (n, d) float32 array (the same n tokens at every site, by text and position)."""
+        keys = torch.cat(self.keys).numpy() if self.keys else np.zeros((0, 2), dtype=np.int64)
+        order = np.lexsort((keys[:, 1], keys[:, 0]))  # by text, then position
+        return {site: torch.cat(parts).numpy()[order] for site, parts in self.parts.items()}
 
 
 @dataclass

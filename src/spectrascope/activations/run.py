@@ -281,7 +281,7 @@ def run_activations(
     calibration = calibrate(loaded, domains, names, calibration_tokens, seq_len, show_progress=show_progress)
     spectra, energy = [], []
     for corpus in domains:
-        batches = text_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len)
+        batches = text_batches(loaded.tokenizer, corpus.texts, max_tokens, seq_len, by_length=True)
         s, e = measure_domain(
             loaded,
             corpus.name,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...activations.batching import text_batches
+from ...activations.batching import first_tokens, text_batches
 from ...activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS, random_token_batches, randomized_weights
 from ...activations.domain_pass import SiteSample
 from ...activations.run import calibrate, calibration_batches, measure_domain
@@ -89,20 +89,16 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     captures = {name: capture for name, capture in found.items() if capture is not None}
     spectra, energy, overlap_rows, mode_shares, samples = [], [], [], {}, []
     per_domain_cka = max(4, b.cka_tokens // len(domains))
-    runs = [
-        (c.name, text_batches(loaded.tokenizer, c.texts, b.activation_tokens, b.seq_len), b.activation_tokens)
+    runs = [  # batched by length: short texts are not padded to long ones (the same texts)
+        (c.name, list(text_batches(loaded.tokenizer, c.texts, b.activation_tokens, b.seq_len, by_length=True)))
         for c in domains
     ]
     runs.append(
-        (
-            RANDOM_TOKENS,
-            random_token_batches(token_pool(loaded), b.activation_tokens, b.seq_len, ctx.seed),
-            b.activation_tokens,
-        )
+        (RANDOM_TOKENS, list(random_token_batches(token_pool(loaded), b.activation_tokens, b.seq_len, ctx.seed)))
     )
-    for domain, batches, total in runs:
+    for domain, batches in runs:
         shares = overlap_collector(hf, roles, subspaces, calibration.input_excluded)
-        sample = SiteSample(sites, per_domain_cka) if domain != RANDOM_TOKENS else None
+        sample = SiteSample(sites, first_tokens(batches, per_domain_cka)) if domain != RANDOM_TOKENS else None
         s, e = measure_domain(
             loaded,
             domain,
@@ -113,7 +109,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
             n_boot=b.n_boot,
             seed=ctx.seed,
             show_progress=ctx.show_progress,
-            total=total,
+            total=b.activation_tokens,
             interval_site=sites[len(sites) // 2],
         )
         spectra, energy = spectra + s, energy + e
