@@ -145,8 +145,10 @@ def _left_out_traces(crosses: np.ndarray, drops: list[tuple[np.ndarray, np.ndarr
         squares = cross - crosses[g]
         squares *= squares
         out[:, g] = float(squares.sum())
-        for v in dropping:
-            rows, columns = drops[v]  # type: ignore[misc]
+        for v, drop in enumerate(drops):
+            if drop is None:
+                continue
+            rows, columns = drop
             kept = squares.copy() if v != dropping[-1] else squares
             kept[rows] = 0.0
             kept[:, columns] = 0.0
@@ -211,8 +213,8 @@ def adjacent_replicates_by_variant(
         return np.zeros(0, dtype=np.int64) if drop is None else np.asarray(drop, dtype=np.int64)
 
     def replicates(i: int, j: int) -> dict[str, np.ndarray]:
-        drops = [(channels(v, i), channels(v, j)) for v in variants]
-        drops = [None if rows.size + columns.size == 0 else (rows, columns) for rows, columns in drops]
+        pairs = [(channels(v, i), channels(v, j)) for v in variants]
+        drops = [None if rows.size + columns.size == 0 else (rows, columns) for rows, columns in pairs]
         traces = _left_out_traces(group_crosses(layers[i], layers[j], members), drops)
         return {v: _leave_one_out(traces[n], terms[v, i], terms[v, j], index) for n, v in enumerate(variants)}
 
