@@ -230,6 +230,34 @@ def test_robust_shares_stay_exact_when_the_excluded_channel_fires_on_some_tokens
         assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)
 
 
+def test_parts_read_off_trailing_modes_with_a_large_channel_in_them_stay_within_1e7():
+    """A channel of 3,000 on one token in ten that lies in the trailing modes (its column scaled
+    down: the matrix's weakest direction): the ERG tail, read as |x|^2 minus the trailing modes,
+    is a share of ~4e-5, and every share equals the formula to 1e-7 absolute (module docstring)."""
+    from dataclasses import replace
+
+    from spectrascope.bridge.input_shares import ModePlan
+
+    rng = np.random.default_rng(10)
+    W = rng.standard_normal((60, 40))
+    W[:, 5] *= 1e-3
+    sub = replace(matrix_subspaces(W), n_tail=3, n_erg=30)
+    plan = ModePlan.of(sub, 10)
+    assert plan.trail < plan.rank  # the mixed plan: modes 30.. are projected
+    texts = []
+    for _ in range(12):
+        t = rng.standard_normal((int(rng.integers(20, 60)), 40))
+        t[:, 5] = np.where(rng.random(len(t)) < 0.1, 3000.0, 0.0)
+        texts.append(t)
+    collector = _collector(sub)
+    _feed(collector, texts)
+    rows, _ = collector.finish("d", n_boot=20)
+    C = np.cov(np.concatenate(texts).T)
+    got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
+    for part in ("tail", "erg", "bulk"):
+        assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5, abs=1e-7)
+
+
 def test_matrices_reading_one_input_give_the_rows_each_gives_alone():
     """Two matrices reading one input (a tall one, projected on its leading modes, and a wide one,
     on all of them; as q and k read one input) give the rows each gives when hooked on its own."""
