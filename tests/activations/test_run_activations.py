@@ -130,3 +130,19 @@ def test_the_cka_sample_is_the_same_whatever_order_the_texts_ran_in(tiny_lm):
     for site in sites:
         assert samples[0][site].shape == (150, samples[0][site].shape[1])
         np.testing.assert_allclose(samples[1][site], samples[0][site], rtol=1e-5, atol=1e-6)
+
+
+def test_a_cka_sample_whose_sites_disagree_is_refused():
+    """A site recorded once more than the keys (a module run twice in a forward) is an error, not a
+    silently misaligned sample."""
+    import torch
+
+    from spectrascope.activations.domain_pass import SiteSample
+    from spectrascope.errors import SpectrascopeError
+
+    sample = SiteSample(["a", "b"], {0: 2})
+    sample.keys.append(torch.tensor([[0, 1], [0, 2]]))
+    sample.parts["a"] = [torch.zeros(2, 3)]
+    sample.parts["b"] = [torch.zeros(2, 3), torch.zeros(2, 3)]
+    with pytest.raises(SpectrascopeError, match="CKA sample of b holds 4 tokens, 2 keyed"):
+        sample.arrays()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SpectrascopeError
 from ..trace.moments import RunningMoments
 from ..trace.passes import PassState, PreHook, token_vectors
 from .massive import ChannelStats
@@ -111,7 +112,11 @@ class SiteSample:
         """site -> (n, d) float32 array (the same n tokens at every site, by text and position)."""
         keys = torch.cat(self.keys).numpy() if self.keys else np.zeros((0, 2), dtype=np.int64)
         order = np.lexsort((keys[:, 1], keys[:, 0]))  # by text, then position
-        return {site: torch.cat(parts).numpy()[order] for site, parts in self.parts.items()}
+        out = {site: torch.cat(parts).numpy() for site, parts in self.parts.items()}
+        for site, values in out.items():  # one record per site and batch, as the keys (sites[0]'s)
+            if len(values) != len(keys):
+                raise SpectrascopeError(f"the CKA sample of {site} holds {len(values)} tokens, {len(keys)} keyed")
+        return {site: values[order] for site, values in out.items()}
 
 
 @dataclass
