@@ -189,6 +189,17 @@ def test_bootstrap_units_group_short_texts_and_keep_long_ones_apart():
     assert units.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2] and n == 3
 
 
+def _assert_raw_shares_equal_the_formula(sub, texts, **tolerance):
+    """The collector's raw tail, ERG-tail and bulk shares of ``texts`` against the covariance formula."""
+    collector = _collector(sub)
+    _feed(collector, texts)
+    rows, _ = collector.finish("d", n_boot=20)
+    C = np.cov(np.concatenate(texts).T)
+    got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
+    for part in ("tail", "erg", "bulk"):
+        assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), **tolerance)
+
+
 def test_shares_stay_exact_with_a_massive_channel():
     """A channel whose mean (3,000) is far above its spread (1): the shifted float32 sums still
     give the float64 covariance formula's shares (an unshifted float32 sum of squares would not)."""
@@ -199,13 +210,7 @@ def test_shares_stay_exact_with_a_massive_channel():
         t = rng.standard_normal((int(rng.integers(20, 60)), 40))
         t[:, 5] += 3000.0
         texts.append(t)
-    collector = _collector(sub)
-    _feed(collector, texts)
-    rows, _ = collector.finish("d", n_boot=50)
-    C = np.cov(np.concatenate(texts).T)
-    got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
-    for part in ("tail", "erg", "bulk"):
-        assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5)
+    _assert_raw_shares_equal_the_formula(sub, texts, rel=1e-5)
 
 
 def test_robust_shares_stay_exact_when_the_excluded_channel_fires_on_some_tokens():
@@ -249,13 +254,7 @@ def test_parts_read_off_trailing_modes_with_a_large_channel_in_them_stay_within_
         t = rng.standard_normal((int(rng.integers(20, 60)), 40))
         t[:, 5] = np.where(rng.random(len(t)) < 0.1, 3000.0, 0.0)
         texts.append(t)
-    collector = _collector(sub)
-    _feed(collector, texts)
-    rows, _ = collector.finish("d", n_boot=20)
-    C = np.cov(np.concatenate(texts).T)
-    got = {r["part"]: r["share"] for r in rows if r["variant"] == "raw"}
-    for part in ("tail", "erg", "bulk"):
-        assert got[part] == pytest.approx(variance_share(C, sub.reads(part)), rel=1e-5, abs=1e-7)
+    _assert_raw_shares_equal_the_formula(sub, texts, rel=1e-5, abs=1e-7)
 
 
 def test_matrices_reading_one_input_give_the_rows_each_gives_alone():
