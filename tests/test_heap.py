@@ -1,6 +1,7 @@
-"""The CLI's heap policy (glibc): blocks below the threshold come from the heap and are reused;
-freed ones in the middle of the heap stay resident until the trimming thread, once the process
-is above its size limit, hands them back."""
+"""The CLI's heap policy (glibc): blocks below the threshold come from the heap and are reused
+(also at the heap's top: allocated again without page faults); freed ones in the middle of the
+heap stay resident until the trimming thread, once the process is above its size limit, hands
+them back."""
 
 from __future__ import annotations
 
@@ -34,3 +35,29 @@ def test_freed_heap_blocks_leave_only_when_the_trimming_thread_finds_the_process
     assert _retained_mib("no-trim") > 300  # 400 MiB freed below a live block: still resident
     assert _retained_mib("under-limit") > 300  # the thread runs, but the process is below its limit
     assert _retained_mib("trim") < 16  # above the limit (0 here): handed back within the interval
+
+
+REUSE_SCRIPT = """
+import ctypes, resource, sys, numpy as np
+from spectrascope.heap import LARGE_BLOCK_BYTES, M_MMAP_THRESHOLD, return_large_frees
+if sys.argv[1] == "policy":
+    assert return_large_frees()
+else:  # the mmap threshold alone (glibc's trim threshold left at its 128 KiB default)
+    assert ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+blocks = [np.ones(1 << 19) for _ in range(50)]  # 50 x 4 MiB below the threshold, at the heap's top
+del blocks
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+blocks = [np.ones(1 << 19) for _ in range(50)]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults_on_reuse(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", REUSE_SCRIPT, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def test_blocks_freed_at_the_heaps_top_are_reused_without_page_faults():
+    pages = 50 * (4 << 20) // 4096  # 51,200 pages of 4 KiB
+    assert _faults_on_reuse("mmap-threshold-only") > pages // 10  # the top was handed back, faulted in again
+    assert _faults_on_reuse("policy") < pages // 100

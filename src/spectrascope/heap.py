@@ -9,8 +9,10 @@ stays in the resident size until ``malloc_trim`` hands its pages back.
 
 The policy (:func:`return_large_frees` and :func:`trim_periodically`, both called by the CLI):
 blocks below :data:`LARGE_BLOCK_BYTES` (256 MiB: a layer's activations, a chunk of logits)
-come from the heap and are reused, and a daemon thread looks at the resident size every
-:data:`TRIM_INTERVAL_S` and calls ``malloc_trim`` when it is above :data:`TRIM_ABOVE_BYTES`.
+come from the heap and are reused; glibc does not shrink the heap's top on its own (its trim
+threshold is set to :data:`KEEP_TOP_BYTES`), and a daemon thread looks at the resident size
+every :data:`TRIM_INTERVAL_S` and calls ``malloc_trim`` when it is above :data:`TRIM_ABOVE_BYTES`.
+
 Measured on SmolLM2 (one domain's activation pass of 4,608 tokens, and the exact ablations of
 one domain, each in its own process): a fixed 1 MiB threshold (this module's earlier policy)
 spent 16 s of system time on page faults and took 23.6 s for the pass (15.5 s with glibc's
@@ -18,9 +20,15 @@ default) and 55 s for the ablations (41.5 s). glibc's default (its threshold ris
 kept up to 4.8 GB resident through a default study. Whole default studies on SmolLM2 (2 idle
 cores, the converted model cached; stages' seconds, peak resident by ``/usr/bin/time -v``): a
 fixed 32 MiB threshold without trimming 845.6 s and 3.78 GB; with ``malloc_trim`` every second
-whatever the size 879.0 s and 2.48 GB (the bridge's reuse of its logits lost); this policy
-834.2 s and 2.44 GB (96 s of system time against 229 s for the 1 MiB policy's 962 s in a fresh
-clone).
+whatever the size 879.0 s and 2.48 GB (the bridge's reuse of its logits lost); the 256 MiB
+threshold with the thread 834.2 s and 2.44 GB (96 s of system time against 229 s for the 1 MiB
+policy's 962 s in a fresh clone).
+
+Fixing the mmap threshold also fixes glibc's trim threshold (otherwise twice the threshold) at
+its 128 KiB default: every free at the heap's top gave its pages back, and the next forward
+faulted them in again. A forward of SmolLM2's layers 15-29 on 4,096 tokens (each policy in its
+own process, three alternations, best of three): 0.93-1.11 s of system time and 2.11-2.60 s with
+the threshold at 128 KiB, 0.04-0.08 s and 1.81-2.05 s with it at 1 GiB.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ import os
 import threading
 import time
 
+M_TRIM_THRESHOLD = -1
+"""glibc's ``mallopt`` parameter number of the trim threshold (free bytes at the heap's top that
+make ``free`` shrink the heap)."""
+
 M_MMAP_THRESHOLD = -3
 """glibc's ``mallopt`` parameter number of the mmap threshold."""
 
@@ -39,6 +51,10 @@ LARGE_BLOCK_BYTES = 256 << 20
 
 TRIM_INTERVAL_S = 0.25
 """Seconds between two looks at the resident size by :func:`trim_periodically`."""
+
+KEEP_TOP_BYTES = 1 << 30
+"""Free bytes at the heap's top that glibc keeps before it shrinks the heap itself (1 GiB;
+``mallopt`` takes a C int)."""
 
 TRIM_ABOVE_BYTES = 2 << 30
 """Resident size above which :func:`trim_periodically` gives freed heap pages back (2 GiB)."""
@@ -53,14 +69,18 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def return_large_frees(threshold: int = LARGE_BLOCK_BYTES) -> bool:
-    """Fix glibc's mmap threshold at ``threshold`` bytes for this process (True if set).
+def return_large_frees(threshold: int = LARGE_BLOCK_BYTES, keep_top: int = KEEP_TOP_BYTES) -> bool:
+    """Fix glibc's mmap threshold at ``threshold`` bytes and its trim threshold at ``keep_top``
+    bytes for this process (True if both are set): blocks below ``threshold`` come from the heap,
+    and freed ones at its top stay for reuse until ``keep_top`` bytes are free there (or
+    :func:`trim_periodically` finds the process large).
 
     Called once by the CLI; a library caller decides for its own process."""
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    mapped = bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    return mapped and bool(libc.mallopt(M_TRIM_THRESHOLD, int(keep_top)))
 
 
 def resident_bytes() -> int:
