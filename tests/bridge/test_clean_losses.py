@@ -94,6 +94,18 @@ def test_other_texts_layers_or_domains_get_no_clean_pass(loaded, stored):
     assert stored.clean_pass("texts", longer, [LAYER]) is None
 
 
+def test_a_loss_over_the_first_captured_texts_gets_their_rows(loaded, stored):
+    full = stored.clean_pass("texts", text_loss(loaded, TEXTS, LOSS_TOKENS, SEQ_LEN, name="texts"), [LAYER])
+    shorter = text_loss(loaded, TEXTS, 20, SEQ_LEN, name="texts")  # a smaller budget of the same texts
+    assert full is not None and shorter.n_rows == 3
+    clean = stored.clean_pass("texts", shorter, [LAYER])
+    assert clean is not None
+    torch.testing.assert_close(clean.baseline.values, full.baseline.values[:3], rtol=0, atol=0)
+    width = shorter.input_ids.shape[1]
+    torch.testing.assert_close(clean.resid[LAYER], full.resid[LAYER][:3, :width], rtol=0, atol=0)
+    np.testing.assert_allclose(clean.baseline.values, shorter.rows(loaded).values, rtol=1e-5)
+
+
 def test_a_clean_pass_that_does_not_match_the_model_is_computed_again(loaded, stored):
     metric = text_loss(loaded, TEXTS, LOSS_TOKENS, SEQ_LEN, name="texts")
     clean = stored.clean_pass("texts", metric, [LAYER])

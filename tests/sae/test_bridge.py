@@ -154,3 +154,37 @@ def test_grouped_removal_scores_equal_one_padded_batch(tiny):
     for got, want in zip(grouped.clean, padded.clean, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(grouped.removed([1, 4, 7]), padded.removed([1, 4, 7]), rtol=1e-5, atol=1e-6)
+
+
+def test_removal_scores_take_a_matching_clean_pass_and_recompute_a_wrong_one(tiny):
+    """A clean forward computed elsewhere (per-text losses and the residual at the resume block)
+    is taken, group by group, when it matches the model, and gives the same removals; one that
+    does not match is refused with a warning and the clean forward run again."""
+    import warnings
+
+    from spectrascope.mech.ablation_sweep import CleanPass
+    from spectrascope.mech.metrics import RowScores, corpus_loss
+    from spectrascope.sae.bridge import GroupedRemovalScores
+    from spectrascope.trace import run_with_cache
+
+    torch.manual_seed(3)
+    sae = build_sae("relu", 32, 16)
+    binding = bind_site(tiny, sae, "blocks.0.hook_resid_post")
+    metric = corpus_loss(tiny, "geography", max_tokens=300, seq_len=32)
+    _, cache = run_with_cache(
+        tiny.hf, metric.input_ids, ["blocks.1.hook_resid_pre"], attention_mask=metric.attention_mask
+    )
+    own = metric.rows(tiny)
+    marked = CleanPass(RowScores(own.values + 1e-6, own.weights), {1: cache["blocks.1.hook_resid_pre"]})
+    computed = GroupedRemovalScores(binding, metric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        given = GroupedRemovalScores(binding, metric, marked)
+    np.testing.assert_array_equal(given.clean[0], marked.baseline.values.numpy())  # taken, not computed again
+    np.testing.assert_allclose(given.removed([1, 4, 7]), computed.removed([1, 4, 7]), rtol=1e-5, atol=1e-6)
+    wrong = CleanPass(own, {1: cache["blocks.1.hook_resid_pre"].clone()})
+    wrong.resid[1][:, 1] += 1.0  # another model's residual
+    with pytest.warns(RuntimeWarning, match="does not match"):
+        refused = GroupedRemovalScores(binding, metric, wrong)
+    np.testing.assert_allclose(refused.clean[0], computed.clean[0], rtol=0, atol=0)
+    np.testing.assert_allclose(refused.removed([1, 4, 7]), computed.removed([1, 4, 7]), rtol=1e-5, atol=1e-6)

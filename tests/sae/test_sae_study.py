@@ -141,3 +141,30 @@ def test_bridge_rows_are_read_from_the_bridge_table_not_measured_again(tmp_path)
     _, bridge_line = _ablation_sentences(pd.concat([features, got], ignore_index=True))
     assert "up to 3 per domain" in bridge_line and "median 32 texts, against 8 here" in bridge_line
     assert "median damage +0.300" in bridge_line and "above zero in 6 of 6" in bridge_line
+
+
+def test_feature_removals_resume_from_the_activation_stages_clean_pass(tiny, tmp_path):
+    """The activation stage keeps the residual at the block after the SAE's site (none when the
+    budget trains no SAE, or the site is the last block's); the stage reads it back for a loss
+    over the first of the same texts."""
+    from spectrascope.activations.batching import text_batches
+    from spectrascope.bridge.clean_losses import FILE_NAME, CleanLosses, loss_capture
+    from spectrascope.corpora import corpus_texts
+    from spectrascope.mech.metrics import corpus_loss
+    from spectrascope.sae.study import _stored_clean, removal_layer
+    from spectrascope.trace.passes import run_pass
+
+    assert removal_layer(StudyBudget.small(), 30) is None
+    assert removal_layer(StudyBudget(), 30) == 16
+    assert removal_layer(StudyBudget(features=SaeBudget(layer=29)), 30) is None
+    texts = corpus_texts("calendar")[0].texts
+    capture = loss_capture(tiny, texts, 200, 64, [1])
+    run_pass(tiny.hf, text_batches(tiny.tokenizer, texts, 400, 64), [capture])
+    assert _stored_clean(tmp_path, ["calendar"], ["calendar"], 0) is None  # no file yet
+    (tmp_path / "activations").mkdir()
+    CleanLosses.from_captures({"calendar": capture}).save(tmp_path / "activations" / FILE_NAME)
+    clean = _stored_clean(tmp_path, ["calendar"], ["calendar"], 0)
+    metric = corpus_loss(tiny, "calendar", max_tokens=48, seq_len=64)
+    given = clean("calendar", metric)
+    assert given is not None and set(given.resid) == {1} and given.resid[1].shape[0] == metric.n_rows
+    assert _stored_clean(tmp_path, ["calendar"], ["calendar"], 1)("calendar", metric) is None  # block 2 not kept

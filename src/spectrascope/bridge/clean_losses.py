@@ -203,25 +203,27 @@ class CleanLosses:
 
     def clean_pass(self, domain: str, metric: NextTokenLoss, layers: Sequence[int]) -> CleanPass | None:
         """The sweep's clean pass for ``metric`` (the loss of ``domain``'s texts) when its rows are
-        the captured texts, in order, and every layer in ``layers`` was kept; else None."""
+        the first of the captured texts, in order (all of them for the bridge's loss; the first
+        for a smaller budget of the same texts, e.g. the SAE stage's), and every layer in
+        ``layers`` was kept; else None."""
         found = self.domains.get(domain)
-        if found is None or metric.attention_mask is None or len(found.ids) != metric.n_rows:
+        if found is None or metric.attention_mask is None or len(found.ids) < metric.n_rows:
             return None
         if not set(layers) <= set(found.resid):
             return None
+        rows, width = metric.input_ids.shape
         lengths = metric.attention_mask.sum(dim=1).cpu()
-        for row, ids in enumerate(found.ids):
+        for row, ids in enumerate(found.ids[:rows]):
             if int(lengths[row]) != len(ids) or not torch.equal(metric.input_ids[row, : len(ids)].cpu(), ids):
                 return None
-        rows, width = metric.input_ids.shape
         resid = {}
         for layer in layers:
-            parts = found.resid[layer]
+            parts = found.resid[layer][:rows]
             padded = torch.zeros(rows, width, parts[0].shape[-1], dtype=parts[0].dtype)
             for row, part in enumerate(parts):
                 padded[row, : part.shape[0]] = part
             resid[layer] = padded.to(metric.input_ids.device)
-        return CleanPass(RowScores(found.values.clone(), found.weights.clone()), resid)
+        return CleanPass(RowScores(found.values[:rows].clone(), found.weights[:rows].clone()), resid)
 
 
 def _domains(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> dict[str, DomainClean]:

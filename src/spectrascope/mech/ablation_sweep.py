@@ -99,6 +99,12 @@ class CleanPass:
     baseline: RowScores
     resid: dict[int, torch.Tensor]
 
+    def subset(self, rows: torch.Tensor, width: int) -> CleanPass:
+        """The pass of rows ``rows`` (in that order), residuals cut to ``width`` positions (a
+        length group of the metric: :meth:`~spectrascope.mech.metrics.NextTokenLoss.subset`)."""
+        baseline = RowScores(self.baseline.values[rows], self.baseline.weights[rows])
+        return CleanPass(baseline, {layer: resid[rows, :width] for layer, resid in self.resid.items()})
+
 
 CLEAN_PASS_RTOL = 1e-4
 """A given clean pass agrees with the sweep's own forward of its first row when no loss and no
@@ -181,9 +187,8 @@ def _given_clean_pass(
     """The rows ``rows`` of a given clean pass, cut to the group's width, and the logits of the
     sweep's own forward of its first row, if that forward agrees with it (losses and residuals;
     else None, with a warning)."""
-    width = _ids(metric).shape[1]
-    baseline = RowScores(clean.baseline.values[rows], clean.baseline.weights[rows])
-    cache = {layer: clean.resid[layer][rows, :width] for layer in layers}
+    given = clean.subset(rows, _ids(metric).shape[1])
+    baseline, cache = given.baseline, {layer: given.resid[layer] for layer in layers}
     own, own_cache, logits = _clean_pass(hf, metric, [slice(0, 1)], layers, True)
     assert own_cache is not None  # asked for (prefix=True)
     real = slice(None) if metric.attention_mask is None else metric.attention_mask[0].bool()  # padding: any value

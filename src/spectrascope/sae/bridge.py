@@ -32,8 +32,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,10 @@ from ..trace.sites import SiteKind
 from .base import SaeError, SparseAutoencoder
 from .registry import build_sae
 from .sites import SiteBinding, resume_checked, resume_layer
+
+if TYPE_CHECKING:
+    from ..mech.ablation_sweep import CleanPass
+    from ..mech.metrics import RowScores
 
 SPECTRA_COLUMNS = [
     "matrix",
@@ -298,9 +303,13 @@ class FeatureRemovalScores:
     Args:
         binding: the model, site and SAE.
         metric: a next-token loss over a batch (:func:`~spectrascope.mech.metrics.corpus_loss`).
+        clean: that clean forward computed elsewhere (the study's activation pass over the same
+            texts: :meth:`~spectrascope.bridge.clean_losses.CleanLosses.clean_pass`), used when
+            it holds the resume layer and its first row agrees with a forward of this model's
+            own (else computed again, with a warning when it disagrees).
     """
 
-    def __init__(self, binding: SiteBinding, metric: Any) -> None:
+    def __init__(self, binding: SiteBinding, metric: Any, clean: CleanPass | None = None) -> None:
         from ..mech.metrics import keep_logits
         from ..trace.sites import site_name
         from ..trace.tracer import model_output_tensor, run_with_cache
@@ -311,6 +320,8 @@ class FeatureRemovalScores:
         self._layer = self._resume_layer()
         self._hidden: torch.Tensor | None = None
         with torch.no_grad():
+            if clean is not None and self._layer is not None and self._take(clean, self._layer):
+                return
             if self._layer is None:
                 logits = model_output_tensor(binding.hf(**self._kwargs, use_cache=False))
             else:
@@ -330,6 +341,47 @@ class FeatureRemovalScores:
                     self._layer = self._hidden = None
         self.clean = self._scores(logits)
 
+    def _take(self, clean: CleanPass, layer: int) -> bool:
+        """Use ``clean`` (its residual at ``layer`` and per-text losses) when its first row agrees
+        with this model's own forward of it and the forward resumed from it reproduces the full
+        one (the rule of :data:`~spectrascope.mech.ablation_sweep.CLEAN_PASS_RTOL`)."""
+        from ..mech.ablation_sweep import CLEAN_PASS_RTOL
+        from ..mech.metrics import keep_logits
+        from ..trace.resume import resumed_agrees
+        from ..trace.sites import site_name
+        from ..trace.tracer import run_with_cache
+
+        if layer not in clean.resid:
+            return False
+        metric, first, resid = self.metric, slice(0, 1), site_name(layer, SiteKind.RESID_PRE)
+        mask = None if metric.attention_mask is None else metric.attention_mask[first]
+        logits, cache = run_with_cache(
+            self.binding.hf,
+            metric.input_ids[first],
+            [resid],
+            attention_mask=mask,
+            use_cache=False,
+            **keep_logits(self.binding.hf, metric.logit_positions),
+        )
+        own = metric.row_scores(logits, first).detached()
+        given = clean.resid[layer]
+        real = slice(None) if mask is None else mask[0].bool()  # padding: any value
+        if not (
+            resumed_agrees(own.values, clean.baseline.values[:1], CLEAN_PASS_RTOL)
+            and resumed_agrees(cache[resid][0, real], given[0, real], CLEAN_PASS_RTOL)
+        ):
+            warnings.warn(
+                "feature removal: the given clean pass does not match this model's forward; computing it again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return False
+        if not resume_checked(self.binding, layer, given[first], logits, mask, metric.logit_positions):
+            return False
+        self._hidden = given
+        self.clean = _arrays(clean.baseline)
+        return True
+
     def _resume_layer(self) -> int | None:
         return resume_layer(self.binding)
 
@@ -342,8 +394,7 @@ class FeatureRemovalScores:
         )
 
     def _scores(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.metric.row_scores(logits).detached()
-        return scores.values.numpy().astype(np.float64), scores.weights.numpy().astype(np.float64)
+        return _arrays(self.metric.row_scores(logits).detached())
 
     @torch.no_grad()
     def removed(self, features: Sequence[int]) -> np.ndarray:
@@ -367,17 +418,26 @@ class FeatureRemovalScores:
         return self._scores(logits)[0]
 
 
+def _arrays(scores: RowScores) -> tuple[np.ndarray, np.ndarray]:
+    """(values, weights) of row scores as float64 arrays."""
+    return scores.values.cpu().numpy().astype(np.float64), scores.weights.cpu().numpy().astype(np.float64)
+
+
 class GroupedRemovalScores:
     """:class:`FeatureRemovalScores` of a padded loss run per length group
     (:func:`~spectrascope.mech.ablation_sweep.length_groups`, each group at its own width): the
     same per-text scores, in the batch's text order, without paying for the padding of short
     texts (calendar, arithmetic and geography texts are 5 to 20 tokens)."""
 
-    def __init__(self, binding: SiteBinding, metric: Any) -> None:
+    def __init__(self, binding: SiteBinding, metric: Any, clean: CleanPass | None = None) -> None:
         from ..mech.ablation_sweep import length_groups
 
         groups = length_groups(metric)
-        self._parts = [FeatureRemovalScores(binding, metric if len(groups) == 1 else metric.subset(g)) for g in groups]
+        self._parts = []
+        for g in groups:
+            part = metric if len(groups) == 1 else metric.subset(g)
+            given = None if clean is None else clean.subset(g, part.input_ids.shape[1])
+            self._parts.append(FeatureRemovalScores(binding, part, given))
         self._order = np.argsort(torch.cat(groups).numpy(), kind="stable")
         self.clean = (self._joined([p.clean[0] for p in self._parts]), self._joined([p.clean[1] for p in self._parts]))
 
@@ -400,6 +460,7 @@ def feature_ablation(
     seed: int = 0,
     reference: Any = None,
     n_boot: int = 1000,
+    clean: Callable[[str, Any], CleanPass | None] | None = None,
 ) -> pd.DataFrame:
     """Domain-loss damage of removing domain-selective features vs random features vs components.
 
@@ -410,6 +471,8 @@ def feature_ablation(
             to ablate on the same metric (mean ablation over ``reference``; None: none).
         reference: the mean-ablation reference batch (None: the domain's own batch).
         n_boot: bootstrap resamples of the texts.
+        clean: (domain, its loss metric) -> the clean forward of those texts computed elsewhere,
+            or None (see :class:`FeatureRemovalScores`); None: every clean forward is run here.
     Returns:
         a DataFrame of :data:`ABLATION_COLUMNS`.
     """
@@ -423,7 +486,7 @@ def feature_ablation(
     for domain, features in features_by_domain.items():
         features = list(features)
         metric = corpus_loss(binding.loaded, domain, max_tokens=loss_tokens, seq_len=seq_len, seed=seed)
-        scorer = GroupedRemovalScores(binding, metric)
+        scorer = GroupedRemovalScores(binding, metric, None if clean is None else clean(domain, metric))
         base, weights = scorer.clean
         baseline = float((base * weights).sum() / weights.sum())
 

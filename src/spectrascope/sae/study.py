@@ -83,6 +83,16 @@ class SaeBudget:
         return cls(**{k: v for k, v in dict(settings).items() if k in known})
 
 
+def removal_layer(budget: Any, n_layers: int) -> int | None:
+    """The block the feature removals resume at (after the SAE's ``resid_post`` site), whose
+    clean residual the activation stage keeps for them; None when the budget trains no SAE."""
+    if getattr(budget, "features", None) is None:
+        return None
+    b = SaeBudget.from_study(budget)
+    layer = (b.layer if b.layer is not None else n_layers // 2) + 1
+    return layer if layer < n_layers else None
+
+
 def run(ctx: Any) -> dict[str, pd.DataFrame]:
     """Train, evaluate and measure one SAE; return the tables of :data:`PRODUCES`."""
     from ..corpora import corpus_texts
@@ -127,12 +137,26 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
     live = report.ranking["feature"].tolist()
     tables["sae_overlap"] = feature_tail_overlap(binding, top, live, seed=ctx.seed)
     by_item = {item: top.get(name, []) for item, name in zip(items, names, strict=True)}
-    features = feature_ablation(binding, by_item, live, b.loss_tokens, seq_len, seed=ctx.seed).assign(source="features")
+    features = feature_ablation(
+        binding, by_item, live, b.loss_tokens, seq_len, seed=ctx.seed, clean=_stored_clean(ctx.out, names, items, layer)
+    ).assign(source="features")
     components = _bridge_rows(ctx.out, dict(zip(names, items, strict=True)))
     both = pd.concat([features, components], ignore_index=True) if len(components) else features
     order = both["domain"].map(items.index).to_numpy()
     tables["sae_ablation"] = both.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     return tables
+
+
+def _stored_clean(out: Path, names: list[str], items: list[str], layer: int):
+    """(domain item, loss metric) -> the activation stage's clean forward of those texts
+    resumed after ``layer`` (:mod:`spectrascope.bridge.clean_losses`), or None (no such file)."""
+    from ..bridge.clean_losses import FILE_NAME, CleanLosses
+
+    stored = CleanLosses.load(Path(out) / "activations" / FILE_NAME)
+    if stored is None:
+        return None
+    name_of = dict(zip(items, names, strict=True))
+    return lambda item, metric: stored.clean_pass(name_of[item], metric, [layer + 1])
 
 
 def _top_features(ranking: pd.DataFrame, domains: list[str], n: int) -> dict[str, list[int]]:

@@ -21,7 +21,8 @@ compare), feeding:
 
 and the energy-vs-attribution comparison over texts. The same passes keep the clean forward of
 the bridge's domain losses (their texts are the first of these; ``clean_losses.safetensors``,
-:mod:`spectrascope.bridge.clean_losses`).
+:mod:`spectrascope.bridge.clean_losses`), at the edited layers and at the block the SAE stage's
+feature removals resume at.
 
 Tables: activations, energy, massive_activations, overlap, overlap_modes, cka, cka_null, cka_adjacent,
 energy_tokens, energy_agreement.
@@ -51,6 +52,7 @@ from ...bridge.overlap_run import (
 )
 from ...corpora import Corpus, corpus_texts
 from ...mech.metrics import token_pool
+from ...sae.study import removal_layer
 from ...stats.jackknife import bounded_jackknife_interval
 from ...trace.sites import SiteKind, site_name
 from ..context import StudyContext
@@ -83,9 +85,12 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     labels = {key: (INPUT_LABELS.get(roles[key][1], f"{roles[key][1]}_in"), roles[key][0]) for key in modules}
     calibration = calibrate(loaded, domains, sites, b.calibration_tokens, b.seq_len, modules, labels, ctx.show_progress)
 
-    # the domain losses' clean forward of the bridge's ablations, kept from these passes
-    edited = b.edited_layers(loaded.arch.n_layers)
-    found = {c.name: loss_capture(loaded, c.texts, b.loss_tokens, b.seq_len, edited) for c in domains}
+    # the domain losses' clean forward of the bridge's ablations (and of the SAE stage's feature
+    # removals, over the first of the same texts), kept from these passes
+    kept = set(b.edited_layers(loaded.arch.n_layers))
+    removals = removal_layer(b, loaded.arch.n_layers)
+    kept |= set() if removals is None else {removals}
+    found = {c.name: loss_capture(loaded, c.texts, b.loss_tokens, b.seq_len, sorted(kept)) for c in domains}
     captures = {name: capture for name, capture in found.items() if capture is not None}
     spectra, energy, overlap_rows, mode_shares, samples = [], [], [], {}, []
     per_domain_cka = max(4, b.cka_tokens // len(domains))
