@@ -21,7 +21,10 @@ clean forward). The file is trusted as the activation stage's tables are: the st
 removes a stage's folder before running it and the bridge requires that stage's finished,
 fingerprinted tables; the sweep still checks the first row against a forward of its own.
 
-Sizes on SmolLM2-135M: 4,096 tokens x 576 x 4 bytes = 9.4 MB per domain and edited layer.
+The SAE stage's feature removals read the same file: their loss is over the first of the same
+texts (a smaller budget), and the activation stage keeps the block after the SAE's site too.
+
+Sizes on SmolLM2-135M: 4,096 tokens x 576 x 4 bytes = 9.4 MB per domain and kept layer.
 """
 
 from __future__ import annotations

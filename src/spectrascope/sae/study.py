@@ -23,12 +23,16 @@ report sections from the tables (whatever exists).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ..mech.ablation_sweep import CleanPass
 
 STAGE = "features"
 PRODUCES = (
@@ -147,7 +151,9 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _stored_clean(out: Path, names: list[str], items: list[str], layer: int):
+def _stored_clean(
+    out: Path, names: list[str], items: list[str], layer: int
+) -> Callable[[str, Any], CleanPass | None] | None:
     """(domain item, loss metric) -> the activation stage's clean forward of those texts
     resumed after ``layer`` (:mod:`spectrascope.bridge.clean_losses`), or None (no such file)."""
     from ..bridge.clean_losses import FILE_NAME, CleanLosses
