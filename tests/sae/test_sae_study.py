@@ -145,26 +145,37 @@ def test_bridge_rows_are_read_from_the_bridge_table_not_measured_again(tmp_path)
 
 def test_feature_removals_resume_from_the_activation_stages_clean_pass(tiny, tmp_path):
     """The activation stage keeps the residual at the block after the SAE's site (none when the
-    budget trains no SAE, or the site is the last block's); the stage reads it back for a loss
-    over the first of the same texts."""
+    budget trains no SAE, or the site is the last block's); the features stage reads it back for
+    a loss over the first of the same texts, only when that stage finished with this study's
+    fingerprint."""
+    import json
+
     from spectrascope.activations.batching import text_batches
     from spectrascope.bridge.clean_losses import FILE_NAME, CleanLosses, loss_capture
     from spectrascope.corpora import corpus_texts
     from spectrascope.mech.metrics import corpus_loss
     from spectrascope.sae.study import _stored_clean, removal_layer
+    from spectrascope.study.context import MARKER
     from spectrascope.trace.passes import run_pass
 
     assert removal_layer(StudyBudget.small(), 30) is None
     assert removal_layer(StudyBudget(), 30) == 16
     assert removal_layer(StudyBudget(features=SaeBudget(layer=29)), 30) is None
+    tiny.arch = type("Arch", (), {"n_layers": 2, "d_model": 32})()
     texts = corpus_texts("calendar")[0].texts
     capture = loss_capture(tiny, texts, 200, 64, [1])
     run_pass(tiny.hf, text_batches(tiny.tokenizer, texts, 400, 64), [capture])
-    assert _stored_clean(tmp_path, ["calendar"], ["calendar"], 0) is None  # no file yet
+    ctx = StudyContext("tiny", tmp_path, StudyBudget(), fingerprints={"activations": {"seed": 0}})
     (tmp_path / "activations").mkdir()
     CleanLosses.from_captures({"calendar": capture}).save(tmp_path / "activations" / FILE_NAME)
-    clean = _stored_clean(tmp_path, ["calendar"], ["calendar"], 0)
     metric = corpus_loss(tiny, "calendar", max_tokens=48, seq_len=64)
+    assert _stored_clean(ctx, ["calendar"], ["calendar"], 0) is None  # no marker: not this study's
+    marker = tmp_path / "activations" / MARKER
+    marker.write_text(json.dumps({"fingerprint": {"seed": 1}}))
+    assert _stored_clean(ctx, ["calendar"], ["calendar"], 0) is None  # another study's
+    marker.write_text(json.dumps({"fingerprint": {"seed": 0}}))
+    clean = _stored_clean(ctx, ["calendar"], ["calendar"], 0)
+    assert clean is not None
     given = clean("calendar", metric)
     assert given is not None and set(given.resid) == {1} and given.resid[1].shape[0] == metric.n_rows
-    assert _stored_clean(tmp_path, ["calendar"], ["calendar"], 1)("calendar", metric) is None  # block 2 not kept
+    assert _stored_clean(ctx, ["calendar"], ["calendar"], 1)("calendar", metric) is None  # block 2 not kept

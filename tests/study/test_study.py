@@ -177,3 +177,25 @@ def test_the_domain_ablations_take_their_clean_forward_from_the_activation_pass(
         baseline = table.loc[table["domain"] == corpus.name, "baseline"]
         assert baseline.nunique() == 1 and baseline.iloc[0] == pytest.approx(float(clean.baseline.reduce()), abs=1e-12)
         assert float(clean.baseline.reduce()) == pytest.approx(float(metric.rows(loaded).reduce()), rel=1e-5)
+
+
+def test_stages_can_tell_which_finished_stages_are_this_studys(study, tiny_model_dir, monkeypatch):
+    """The runner gives its context every stage's fingerprint, so a stage may trust an earlier
+    stage's files (beyond its required tables) only when they are this study's."""
+    from spectrascope.study import runner
+
+    seen = []
+
+    class Recording(runner.StudyContext):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self)
+
+    monkeypatch.setattr(runner, "StudyContext", Recording)
+    out, _, budget = study
+    run_study(str(tiny_model_dir), out, budget=budget, resume=True)  # every stage skipped
+    assert seen and seen[0].finished("activations") and seen[0].finished("bridge")
+    assert not seen[0].finished("features")  # the small budget has no SAE stage
+    assert not runner.StudyContext("m", out, budget).finished("activations")  # no fingerprints: trust nothing
+    other = {name: {**fingerprint, "seed": 1} for name, fingerprint in seen[0].fingerprints.items()}
+    assert not runner.StudyContext("m", out, budget, fingerprints=other).finished("activations")

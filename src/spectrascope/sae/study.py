@@ -13,8 +13,10 @@ writes each as ``OUT/sae/<table>.parquet`` + .csv) trains one SAE on the middle 
 
 It also leaves two artifacts in ``OUT/features/``: the SAE (``sae/``, a SAELens folder with its
 training log) and the activation store (``activations/``, resumable). It reads
-``bridge/ablation_domains`` when that table exists (the components it compares with), so it
-runs after the bridge stage but does not require it.
+``bridge/ablation_domains`` (the components it compares with) and the activation stage's clean
+forward of the loss texts (``activations/clean_losses.safetensors``, where its feature removals
+resume) when those stages finished in the folder with this study's fingerprint, so it runs
+after them but does not require them.
 
 Budgets come from the study budget's ``features`` field (a :class:`SaeBudget`); the small
 study budget has none, and then the stage does not run. :func:`features_sections` builds the
@@ -142,9 +144,10 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
     tables["sae_overlap"] = feature_tail_overlap(binding, top, live, seed=ctx.seed)
     by_item = {item: top.get(name, []) for item, name in zip(items, names, strict=True)}
     features = feature_ablation(
-        binding, by_item, live, b.loss_tokens, seq_len, seed=ctx.seed, clean=_stored_clean(ctx.out, names, items, layer)
+        binding, by_item, live, b.loss_tokens, seq_len, seed=ctx.seed, clean=_stored_clean(ctx, names, items, layer)
     ).assign(source="features")
-    components = _bridge_rows(ctx.out, dict(zip(names, items, strict=True)))
+    fresh = ctx.finished("bridge")  # this study's bridge (same fingerprint), not another run's table
+    components = _bridge_rows(ctx.out, dict(zip(names, items, strict=True))) if fresh else pd.DataFrame()
     both = pd.concat([features, components], ignore_index=True) if len(components) else features
     order = both["domain"].map(items.index).to_numpy()
     tables["sae_ablation"] = both.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
@@ -152,13 +155,17 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
 
 
 def _stored_clean(
-    out: Path, names: list[str], items: list[str], layer: int
+    ctx: Any, names: list[str], items: list[str], layer: int
 ) -> Callable[[str, Any], CleanPass | None] | None:
     """(domain item, loss metric) -> the activation stage's clean forward of those texts
-    resumed after ``layer`` (:mod:`spectrascope.bridge.clean_losses`), or None (no such file)."""
+    resumed after ``layer`` (:mod:`spectrascope.bridge.clean_losses`); None when that stage has
+    not finished in this folder with this study's fingerprint (model, seed, device, corpora,
+    budgets, version: ``ctx.finished``) or left no such file."""
     from ..bridge.clean_losses import FILE_NAME, CleanLosses
 
-    stored = CleanLosses.load(Path(out) / "activations" / FILE_NAME)
+    if not ctx.finished("activations"):
+        return None
+    stored = CleanLosses.load(Path(ctx.out) / "activations" / FILE_NAME)
     if stored is None:
         return None
     name_of = dict(zip(items, names, strict=True))

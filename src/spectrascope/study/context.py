@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,21 @@ import pandas as pd
 
 from ..errors import InputError
 from .budget import StudyBudget
+from .fingerprint import differences
+
+MARKER = "done.json"
+"""A finished stage's marker in its folder: seconds, time and fingerprint, written last."""
+
+
+def read_marker(out: Path, stage: str) -> dict | None:
+    """The marker of ``stage`` in study folder ``out`` (None when missing or unreadable)."""
+    path = Path(out) / stage / MARKER
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -17,7 +33,8 @@ class StudyContext:
     """Everything the stages share. Stages return their tables; the runner writes them under
     ``out/<stage>/<table>.parquet`` (and .csv); a later stage reads them with :meth:`read`.
     ``device`` is where the model runs and the SAE trains ("cpu", "cuda", "cuda:N"); the weight
-    spectra run on the CPU workers either way."""
+    spectra run on the CPU workers either way. ``fingerprints`` (stage -> fingerprint, set by the
+    runner) tell :meth:`finished` whose files a stage may trust."""
 
     model: str
     out: Path
@@ -26,6 +43,7 @@ class StudyContext:
     seed: int = 0
     show_progress: bool = False
     device: str = "cpu"
+    fingerprints: dict[str, dict] = field(default_factory=dict)
     _loaded: Any = field(default=None, repr=False)
 
     def loaded(self):
@@ -35,6 +53,13 @@ class StudyContext:
 
             self._loaded = load_model(self.model, device=self.device)
         return self._loaded
+
+    def finished(self, stage: str) -> bool:
+        """Whether ``stage``'s folder holds a finished run with this study's fingerprint (this
+        run's, or an earlier one with the same inputs): what a later stage may read beyond the
+        tables it requires (False when the runner gave no fingerprints)."""
+        marker, expected = read_marker(self.out, stage), self.fingerprints.get(stage)
+        return marker is not None and expected is not None and not differences(marker.get("fingerprint", {}), expected)
 
     def table_path(self, stage: str, table: str) -> Path:
         return self.out / stage / f"{table}.parquet"

@@ -25,22 +25,11 @@ from ..heap import release_memory
 from ..outdir import OutputFolder
 from ..tables import write_table
 from .budget import StudyBudget
-from .context import StudyContext
+from .context import MARKER, StudyContext
+from .context import read_marker as _marker
 from .fingerprint import differences, stage_fingerprint, study_identity
 from .stage import Stage
 from .stages.registry import BY_NAME, DEFAULT_STAGE_NAMES, STAGE_NAMES, STAGES
-
-MARKER = "done.json"
-
-
-def _marker(out: Path, stage: str) -> dict | None:
-    path = out / stage / MARKER
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
 
 
 def _plan(stages: Sequence[str] | None, budget: StudyBudget) -> list[Stage]:
@@ -138,9 +127,9 @@ def _run(
     log: Callable[[str], None] | None,
     device: str,
 ) -> Path:
-    ctx = StudyContext(str(model), out, budget, workers, seed, show_progress, device)
     identity = study_identity(model, seed, budget, device)
     fingerprints = {s.name: stage_fingerprint(s.name, identity) for s in STAGES}
+    ctx = StudyContext(str(model), out, budget, workers, seed, show_progress, device, fingerprints)
     if resume:
         for stage in plan:
             marker = _marker(out, stage.name)
