@@ -27,8 +27,8 @@ policy's 962 s in a fresh clone).
 Fixing the mmap threshold also fixes glibc's trim threshold (otherwise twice the threshold) at
 its 128 KiB default: every free at the heap's top gave its pages back, and the next forward
 faulted them in again. A forward of SmolLM2's layers 15-29 on 4,096 tokens (each policy in its
-own process, three alternations, best of three): 0.93-1.11 s of system time and 2.11-2.60 s with
-the threshold at 128 KiB, 0.04-0.08 s and 1.81-2.05 s with it at 1 GiB.
+own process, three alternations, each process's best of three): 2.11-2.44 s with the threshold
+at 128 KiB (0.50-1.11 s of system time per forward), 1.81-2.01 s with it at 1 GiB (0.04-0.21 s).
 """
 
 from __future__ import annotations

@@ -25,8 +25,7 @@ from ..heap import release_memory
 from ..outdir import OutputFolder
 from ..tables import write_table
 from .budget import StudyBudget
-from .context import MARKER, StudyContext
-from .context import read_marker as _marker
+from .context import MARKER, StudyContext, read_marker
 from .fingerprint import differences, stage_fingerprint, study_identity
 from .stage import Stage
 from .stages.registry import BY_NAME, DEFAULT_STAGE_NAMES, STAGE_NAMES, STAGES
@@ -57,7 +56,7 @@ def _check_inputs(plan: list[Stage], out: Path, fingerprints: dict[str, dict]) -
             source, table = needed.split("/")
             if needed in produced:
                 continue
-            marker = _marker(out, source)
+            marker = read_marker(out, source)
             fresh = marker is not None and not differences(marker.get("fingerprint", {}), fingerprints[source])
             if not fresh or not (out / source / f"{table}.parquet").exists():
                 why = "is missing" if marker is None else "was computed with other inputs"
@@ -132,7 +131,7 @@ def _run(
     ctx = StudyContext(str(model), out, budget, workers, seed, show_progress, device, fingerprints)
     if resume:
         for stage in plan:
-            marker = _marker(out, stage.name)
+            marker = read_marker(out, stage.name)
             if marker is not None:
                 changed = differences(marker.get("fingerprint", {}), fingerprints[stage.name])
                 if changed:
@@ -144,7 +143,7 @@ def _run(
     _check_inputs(plan, out, fingerprints)
     timings, resumed = {}, []
     for stage in plan:
-        marker = _marker(out, stage.name)
+        marker = read_marker(out, stage.name)
         if resume and marker is not None:
             timings[stage.name] = marker["seconds"]
             resumed.append(stage.name)
