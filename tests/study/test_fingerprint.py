@@ -25,6 +25,16 @@ def test_the_device_is_part_of_the_fingerprint():
     assert differences(cpu, cuda) == ["device"]
 
 
+def test_the_attention_implementation_is_part_of_the_fingerprint(monkeypatch):
+    """sdpa and eager round differently: a run under the other implementation is not this one's."""
+    from spectrascope.study import context
+
+    ours = study_identity("smollm2-135m", 0, StudyBudget.small())
+    monkeypatch.setattr(context, "STUDY_ATTENTION", "eager")
+    other = study_identity("smollm2-135m", 0, StudyBudget.small())
+    assert differences(ours, other) == ["attention"]
+
+
 def test_the_corpora_are_identified_by_their_texts_not_their_names(tmp_path, monkeypatch):
     """The code corpus follows the interpreter's standard library: other files, other identity."""
     budget = StudyBudget.small().with_overrides(corpora="code,calendar")

@@ -299,8 +299,13 @@ def _weight_edit_scores(hf: nn.Module, component: Component, groups: list[_Group
     return out
 
 
-LENGTH_SLACK = 0.25
-"""A length group of a padded loss ends at the first row shorter than (1 - slack) x its longest."""
+LENGTH_SLACK = 0.1
+"""A length group of a padded loss ends at the first row shorter than (1 - slack) x its longest.
+
+0.1 rather than 0.25: on the study's six domain losses (4,096 tokens each) the padded
+positions fall from 7.8 % to 3.2 % of the forwards (0.5 % at 0.05, in 38 groups instead of 23),
+and three edits of arithmetic's loss took 24.0-24.3 s instead of 26.6-27.5 s (alternating, one
+process), with the same losses to 6 digits."""
 
 
 def length_groups(metric: Metric, slack: float = LENGTH_SLACK) -> list[torch.Tensor]:

@@ -63,6 +63,8 @@ class SaeBudget:
         loss_tokens: tokens per domain of the feature-removal losses (1,024: eight texts of 128,
             so the intervals over texts have texts to resample).
         top_features: domain-selective features per domain used by overlap and ablation.
+        random_draws: draws of as many random live features, the control of each removal (each
+            draw is one forward over the domain's loss texts; the study's default takes 3).
         cards: feature cards in the report.
     """
 
@@ -77,6 +79,7 @@ class SaeBudget:
     feature_tokens: int = 1024
     loss_tokens: int = 1024
     top_features: int = 5
+    random_draws: int = 5
     cards: int = 6
 
     @classmethod
@@ -144,7 +147,14 @@ def run(ctx: Any) -> dict[str, pd.DataFrame]:
     tables["sae_overlap"] = feature_tail_overlap(binding, top, live, seed=ctx.seed)
     by_item = {item: top.get(name, []) for item, name in zip(items, names, strict=True)}
     features = feature_ablation(
-        binding, by_item, live, b.loss_tokens, seq_len, seed=ctx.seed, clean=_stored_clean(ctx, names, items, layer)
+        binding,
+        by_item,
+        live,
+        b.loss_tokens,
+        seq_len,
+        n_random=b.random_draws,
+        seed=ctx.seed,
+        clean=_stored_clean(ctx, names, items, layer),
     ).assign(source="features")
     fresh = ctx.finished("bridge")  # this study's bridge (same fingerprint), not another run's table
     components = _bridge_rows(ctx.out, dict(zip(names, items, strict=True))) if fresh else pd.DataFrame()

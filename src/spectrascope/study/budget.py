@@ -12,12 +12,14 @@ ablations packed and resumed at the edited layer):
 - ``loss_tokens`` = 4,096 per domain from >= 16 texts (32 texts of 128 tokens): each domain
   loss of the per-domain ablations; intervals are over texts, so the number of texts matters.
 - ``head_sequences`` = 32 repeated random sequences for head scores and for confirming the
-  most damaging heads of the induction sweep; ``sweep_sequences`` (4) for the exact sweep of
-  every head that picks them.
+  most damaging heads of the induction sweep; ``sweep_sequences`` (3) for the exact sweep of
+  every head that picks them (a screen: what it picks is re-measured on fresh sequences).
 - ``cka_tokens`` = 4,096 pooled tokens for CKA (debiased; ~0 for unrelated representations).
-- ``layer_sweep_tokens`` = 1,536 pooled tokens (256 per domain: two 128-token texts, or ~18
-  short ones) for the exact mean ablation of every attention and MLP block (the causal
-  importance the spectra are correlated with; the correlation reads the pooled damage).
+- ``layer_sweep_tokens`` = 1,024 pooled tokens (170 per domain: a 128-token text and part of
+  another, or ~15 short ones) for the exact mean ablation of every attention and MLP block (the
+  causal importance the spectra are correlated with; the correlation reads the pooled damage,
+  over ~60 texts). It was 1,536 until the study had to fit 12 minutes on a slower 2-core
+  machine (see the README's "Measured performance").
 
 Presets: :meth:`StudyBudget.small` (tests, smoke runs; statistics not meant to be read),
 the default, and :meth:`StudyBudget.large` (more texts and edits; tens of minutes).
@@ -103,12 +105,12 @@ class StudyBudget:
     control_tokens: int = 2048
     loss_tokens: int = 4096
     min_loss_texts: int = 16
-    layer_sweep_tokens: int = 1536
+    layer_sweep_tokens: int = 1024
     ablation_layers: tuple[int, ...] = ()
     top_k: int = 8
     spectral_edits: tuple[str, ...] = ("tail", "bulk")
     head_sequences: int = 32
-    sweep_sequences: int = 4
+    sweep_sequences: int = 3
     confirm_heads: int = 12
     attribution_texts: int = 24
     ig_steps: int = 0
@@ -116,7 +118,9 @@ class StudyBudget:
     ablation_mode: AblationMode = AblationMode.MEAN
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
-    features: SaeBudget | None = field(default_factory=lambda: SaeBudget(store_tokens=30_000, train_tokens=60_000))
+    features: SaeBudget | None = field(
+        default_factory=lambda: SaeBudget(store_tokens=30_000, train_tokens=60_000, random_draws=3)
+    )
     circuits: CircuitBudget | None = field(default_factory=CircuitBudget)
 
     def __post_init__(self) -> None:

@@ -38,11 +38,14 @@ def corpus_identity(corpora: str, seed: int) -> dict[str, str]:
 def study_identity(model: str | Path, seed: int, budget: StudyBudget, device: str = "cpu") -> dict:
     """What every stage's results depend on. ``device`` is part of it: float32 sums on a GPU
     differ from the CPU's in the last digits, so a resume never mixes the two."""
+    from .context import STUDY_ATTENTION  # context imports this module
+
     return {
         "version": __version__,
         "model": model_identity(model),
         "seed": int(seed),
         "device": str(device),
+        "attention": str(STUDY_ATTENTION or "default"),
         "corpora": corpus_identity(budget.corpora, seed),
         "budget": budget.to_dict(),
     }
