@@ -29,7 +29,7 @@ TEXTS = [
     "x",
     "The end of the list of texts is here, after every other one.",
 ]
-LOSS_TOKENS, SEQ_LEN, LAYER = 50, 16, 1
+LOSS_TOKENS, SEQ_LEN, LAYER = 45, 16, 1
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def _components():
 
 def test_captured_losses_and_residuals_are_the_sweeps_own(loaded, stored):
     metric = text_loss(loaded, TEXTS, LOSS_TOKENS, SEQ_LEN, name="texts")
-    assert metric.n_rows == 5  # 6 + 2 + 16 + 16 (truncated) + 10 tokens: 50 reached
+    assert metric.n_rows == 5  # 6 + 2 + 16 + 16 (truncated) + 10 tokens: 5 + 1 + 15 + 15 + 9 = 45 targets reached
     clean = stored.clean_pass("texts", metric, [LAYER])
     assert clean is not None
     own = metric.rows(loaded)

@@ -25,3 +25,15 @@ def test_token_nll_in_chunks_equals_one_cross_entropy_bit_for_bit(n):
     got = token_nll(logits, targets)
     assert got.shape == (n,)
     assert torch.equal(got, F.cross_entropy(logits, targets, reduction="none"))
+
+
+def test_loss_texts_count_target_tokens(tiny):
+    """Texts of 5, 2 and 6 tokens ([CLS] ... [SEP]) score 4, 1 and 5 targets: a budget of 5 takes
+    two texts (4 + 1), a budget of 6 three; a text of one token (none to score) is skipped."""
+    from spectrascope.mech.metrics import loss_texts
+
+    texts = ["a b c", "", "d e f g"]
+    assert [len(tiny.tokenizer(t)["input_ids"]) for t in texts] == [5, 2, 6]
+    assert [i for i, _ in loss_texts(tiny.tokenizer, texts, 5, 16)] == [0, 1]
+    assert [i for i, _ in loss_texts(tiny.tokenizer, texts, 6, 16)] == [0, 1, 2]
+    assert [i for i, _ in loss_texts(tiny.tokenizer, texts, 4, 16)] == [0]

@@ -98,3 +98,33 @@ def test_bad_input(tiny, tmp_path):
     build_store(tiny, SITE, "calendar", 100, tmp_path / "s")
     with pytest.raises(SaeError, match="other settings"):
         build_store(tiny, SITE, "calendar", 200, tmp_path / "s")
+
+
+def test_by_length_rebatches_the_same_rows_longest_first():
+    """Rows of lengths 3, 7, 2, 5 (two batches in text order) come back 7, 5, 3, 2 with their ids,
+    masks and kept tokens unchanged, each batch at its longest row's width and within budget."""
+    from spectrascope.sae.store import TextBatch, by_length
+
+    def batch(rows: list[list[int]], texts: list[int]) -> TextBatch:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), -1, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        keep = mask.bool().clone()
+        keep[:, 0] = False
+        return TextBatch(ids, mask, keep, torch.tensor(texts, dtype=torch.int32))
+
+    rows = {10: [1, 2, 3], 11: [4, 5, 6, 7, 8, 9, 10], 12: [11, 12], 13: [13, 14, 15, 16, 17]}
+    given = [batch([rows[10], rows[11]], [10, 11]), batch([rows[12], rows[13]], [12, 13])]
+    out = list(by_length(given, pad=0, batch_tokens=14))
+    assert [b.input_ids.shape for b in out] == [torch.Size([2, 7]), torch.Size([2, 3])]  # 7 x 2 <= 14; 3 x 2
+    assert [t for b in out for t in b.texts.tolist()] == [11, 13, 10, 12]
+    for b in out:
+        for r, text in enumerate(b.texts.tolist()):
+            n = len(rows[text])
+            assert b.input_ids[r, :n].tolist() == rows[text] and int(b.attention_mask[r].sum()) == n
+            assert b.keep[r].tolist() == [False] + [True] * (n - 1) + [False] * (b.input_ids.shape[1] - n)
+            assert (b.input_ids[r, n:] == 0).all()
+    assert [b.input_ids.shape[0] for b in by_length(given, pad=0, batch_tokens=1)] == [1, 1, 1, 1]  # a row at least

@@ -7,7 +7,7 @@ import warnings
 import pandas as pd
 import pytest
 import torch
-from model_builders import minilm_llama_dir
+from model_builders import N_LAYERS, minilm_llama_dir
 
 from spectrascope.study import StudyBudget, run_study
 
@@ -199,3 +199,39 @@ def test_stages_can_tell_which_finished_stages_are_this_studys(study, tiny_model
     assert not runner.StudyContext("m", out, budget).finished("activations")  # no fingerprints: trust nothing
     other = {name: {**fingerprint, "seed": 1} for name, fingerprint in seen[0].fingerprints.items()}
     assert not runner.StudyContext("m", out, budget, fingerprints=other).finished("activations")
+
+
+def test_the_mean_ablation_reference_is_kept_by_the_calibration_pass(study, tiny_model_dir, monkeypatch):
+    """The bridge's block means come from the activation stage's file when that stage is this
+    study's (no forward run for them), and a context that cannot trust it recomputes the same
+    means from the calibration texts."""
+    from spectrascope.corpora import corpus_texts
+    from spectrascope.mech.ablation import PositionMeans
+    from spectrascope.mech.mean_reference import FILE_NAME
+    from spectrascope.study import runner
+    from spectrascope.study.stages import bridge
+
+    out, _, budget = study
+    assert (out / "activations" / FILE_NAME).exists()
+    seen = []
+
+    class Recording(runner.StudyContext):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self)
+
+    monkeypatch.setattr(runner, "StudyContext", Recording)
+    run_study(str(tiny_model_dir), out, budget=budget, resume=True)  # every stage skipped
+    domains = corpus_texts(budget.corpora, seed=0)
+    computed = bridge.block_replacements(runner.StudyContext(str(tiny_model_dir), out, budget), domains)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the kept means were not used")
+
+    monkeypatch.setattr(bridge, "run_pass", no_pass)
+    kept = bridge.block_replacements(seen[0], domains)
+    assert set(kept) == set(computed) and len(kept) == 2 * N_LAYERS
+    for component, means in kept.items():
+        assert isinstance(means, PositionMeans)
+        torch.testing.assert_close(means.first, computed[component].first, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(means.rest, computed[component].rest, rtol=1e-5, atol=1e-6)

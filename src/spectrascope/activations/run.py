@@ -110,18 +110,20 @@ def calibrate(
     input_modules: Mapping[str, nn.Module] | None = None,
     input_labels: Mapping[str, tuple[str, int]] | None = None,
     show_progress: bool = False,
+    extra: Sequence[Collector] = (),
 ) -> Calibration:
     """One pass over the calibration texts: references, excluded channels, the massive table.
 
     ``input_modules`` (key -> module) adds the inputs of weight matrices; ``input_labels`` gives
-    each key's (site label, layer) in the massive table.
+    each key's (site label, layer) in the massive table; ``extra`` collectors ride along (the
+    study's mean-ablation reference, :class:`~spectrascope.mech.mean_reference.MeanReference`).
     """
     moments, channels = SiteMoments(sites), SiteChannels(sites)
     inputs = InputChannels(dict(input_modules or {}))
     run_pass(
         loaded.hf,
         calibration_batches(loaded.tokenizer, domains, per_domain, seq_len),
-        [moments, channels, inputs],
+        [moments, channels, inputs, *extra],
         description="calibration",
         show_progress=show_progress,
         total=per_domain * len(domains),

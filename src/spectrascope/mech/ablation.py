@@ -69,6 +69,12 @@ def all_heads(model: ModelLike) -> list[Head]:
     return [Head(layer, head) for layer in range(n_layers) for head in range(n_heads)]
 
 
+def all_blocks(model: ModelLike) -> list[AttnBlock | MlpBlock]:
+    """Every attention and MLP block of the model: attention then MLP, layer by layer."""
+    n_layers, _ = _shape(as_hf(model))
+    return [c for layer in range(n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
+
+
 def resolve_components(model: Any, components: Component | str | Iterable[Component | str]) -> list[Component]:
     """Components from objects, names, a comma-separated string, or ``"all"`` (every head),
     ``"all-attn"``, ``"all-mlp"``; each checked against the model (:func:`check_component`)."""

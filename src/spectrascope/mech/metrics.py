@@ -687,8 +687,8 @@ def text_loss(
 ) -> NextTokenLoss:
     """Loss on the first ``texts``, one right-padded batch (one text per row; padding ignored).
 
-    Texts are tokenized one by one (truncated to ``seq_len`` tokens) until ``max_tokens`` tokens
-    are collected.
+    Texts are tokenized one by one (truncated to ``seq_len`` tokens) until ``max_tokens`` target
+    tokens are collected (a text of n tokens scores n - 1: its first token is never predicted).
 
     Raises:
         SpectrascopeError: no tokenizer, ``max_tokens`` < 2, or fewer than ``min_texts`` usable texts.
@@ -709,7 +709,9 @@ def text_loss(
 
 def loss_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int, seq_len: int) -> list[tuple[int, list[int]]]:
     """(index in ``texts``, token ids) of the rows of :func:`text_loss`: the first texts of at
-    least 2 tokens, each truncated to ``seq_len``, until ``max_tokens`` tokens are collected."""
+    least 2 tokens, each truncated to ``seq_len``, until ``max_tokens`` target tokens (n - 1 of a
+    text of n) are collected. Counting targets, not tokens, keeps a budget of short texts
+    honest: 4,096 tokens of ~9-token arithmetic texts score only ~3,700."""
     if max_tokens < 2:
         raise SpectrascopeError(f"max_tokens must be at least 2 (got {max_tokens})")
     rows: list[tuple[int, list[int]]] = []
@@ -719,7 +721,7 @@ def loss_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int, seq_len: i
         if len(ids) < 2:
             continue
         rows.append((index, list(ids)))
-        total += len(ids)
+        total += len(ids) - 1
         if total >= max_tokens:
             break
     return rows

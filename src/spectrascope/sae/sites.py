@@ -19,7 +19,7 @@ import torch
 from ..trace.sites import SiteKind, parse_site
 from .base import SaeError, SparseAutoencoder
 from .massive import MASSIVE_FACTOR, massive_mask
-from .store import TextBatch, is_held_out, resolve_site, site_width, text_batches
+from .store import TextBatch, by_length, is_held_out, resolve_site, site_width, text_batches
 
 RESIDUAL_KINDS = (SiteKind.RESID_PRE, SiteKind.RESID_MID, SiteKind.RESID_POST, SiteKind.ATTN_OUT, SiteKind.MLP_OUT)
 """Sites whose vectors live in the residual stream (d_model): decoder directions there can be
@@ -79,10 +79,13 @@ class SiteBinding:
     def held_out_batches(
         self, texts: list[str], max_tokens: int, seq_len: int, skip_first: bool = True
     ) -> Iterator[TextBatch]:
-        """Batches of a corpus's held-out texts (:func:`~spectrascope.sae.store.is_held_out`)."""
+        """Batches of a corpus's held-out texts (:func:`~spectrascope.sae.store.is_held_out`): the
+        first ones up to ``max_tokens`` kept tokens, batched longest first (:func:`~spectrascope.sae.store.by_length`)."""
+        tokenizer = self.loaded.tokenizer
         indices = [i for i in range(len(texts)) if is_held_out(i)]
-        for batch, _ in text_batches(self.loaded.tokenizer, texts, indices, max_tokens, seq_len, skip_first):
-            yield batch
+        batches = (batch for batch, _ in text_batches(tokenizer, texts, indices, max_tokens, seq_len, skip_first))
+        pad = getattr(tokenizer, "pad_token_id", None)
+        yield from by_length(batches, pad if pad is not None else 0)
 
 
 def as_loaded(model: Any) -> Any:

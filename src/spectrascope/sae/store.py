@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,34 @@ def text_batches(
         after_last = cursor + 1
     if rows:
         yield flush(), after_last
+
+
+def by_length(batches: Iterable[TextBatch], pad: int, batch_tokens: int = BATCH_TOKENS) -> Iterator[TextBatch]:
+    """The rows of ``batches`` (the same texts, ids and kept tokens) re-batched longest first, each
+    batch padded to its first row's length and holding at most ``batch_tokens`` positions (one
+    row at least): short texts are no longer padded to a long neighbour's length. Held-out
+    batches of calendar, arithmetic and geography texts (5 to 20 tokens) were 1.5-1.9 positions
+    per kept token in text order."""
+    rows: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    for batch in batches:
+        for r in range(batch.input_ids.shape[0]):
+            n = int(batch.attention_mask[r].sum())
+            rows.append((int(batch.texts[r]), batch.input_ids[r, :n], batch.keep[r, :n]))
+    rows.sort(key=lambda row: -row[1].numel())  # stable: equal lengths keep the texts' order
+    start = 0
+    while start < len(rows):
+        width = rows[start][1].numel()
+        stop = start + max(1, batch_tokens // max(width, 1))
+        part = rows[start:stop]
+        input_ids = torch.full((len(part), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(part), width), dtype=torch.long)
+        keep = torch.zeros((len(part), width), dtype=torch.bool)
+        for i, (_, ids, kept) in enumerate(part):
+            input_ids[i, : ids.numel()] = ids
+            mask[i, : ids.numel()] = 1
+            keep[i, : ids.numel()] = kept
+        yield TextBatch(input_ids, mask, keep, torch.tensor([t for t, _, _ in part], dtype=torch.int32))
+        start = stop
 
 
 def site_activations(hf: torch.nn.Module, batch: TextBatch, site: str, device: torch.device) -> torch.Tensor:

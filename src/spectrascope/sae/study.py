@@ -60,8 +60,8 @@ class SaeBudget:
         arch, expansion, k: the SAE (d_sae = expansion x d_model).
         store_tokens, train_tokens: activations collected, training tokens (epochs repeat).
         eval_tokens, feature_tokens: held-out tokens per domain for quality and features.
-        loss_tokens: tokens per domain of the feature-removal losses (1,024: eight texts of 128,
-            so the intervals over texts have texts to resample).
+        loss_tokens: target tokens per domain of the feature-removal losses (1,024: nine texts
+            of 128, so the intervals over texts have texts to resample).
         top_features: domain-selective features per domain used by overlap and ablation.
         random_draws: draws of as many random live features, the control of each removal (each
             draw is one forward over the domain's loss texts; the study's default takes 3).

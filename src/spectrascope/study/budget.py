@@ -9,17 +9,18 @@ ablations packed and resumed at the edited layer):
   at n / d = 8 the noise edge sits at (1 + 1/sqrt 8)^2 = 1.83x the mean eigenvalue, so
   the power-law tail and the effective rank measure the domain, not the sample. Tables give
   n / d beside every activation spectrum.
-- ``loss_tokens`` = 4,096 per domain from >= 16 texts (32 texts of 128 tokens): each domain
-  loss of the per-domain ablations; intervals are over texts, so the number of texts matters.
+- ``loss_tokens`` = 4,096 target tokens (predicted tokens: a text's first is not) per domain
+  from >= 16 texts (33 texts of 128 tokens, ~450 arithmetic texts): each domain loss of the
+  per-domain ablations; intervals are over texts, so the number of texts matters.
 - ``head_sequences`` = 32 repeated random sequences for head scores and for confirming the
   most damaging heads of the induction sweep; ``sweep_sequences`` (3) for the exact sweep of
   every head that picks them (a screen: what it picks is re-measured on fresh sequences).
 - ``cka_tokens`` = 4,096 pooled tokens for CKA (debiased; ~0 for unrelated representations).
-- ``layer_sweep_tokens`` = 1,024 pooled tokens (170 per domain: a 128-token text and part of
-  another, or ~15 short ones) for the exact mean ablation of every attention and MLP block (the
-  causal importance the spectra are correlated with; the correlation reads the pooled damage,
-  over ~60 texts). It was 1,536 until the study had to fit 12 minutes on a slower 2-core
-  machine (see the README's "Measured performance").
+- ``layer_sweep_tokens`` = 720 pooled target tokens (120 per domain: one 128-token text, or
+  ~14 short ones) for the exact mean ablation of every attention and MLP block (the causal
+  importance the spectra are correlated with; the correlation reads the pooled damage, over ~45
+  texts). It was 1,536 until the study had to fit 12 minutes on a slower 2-core machine (see
+  the README's "Limits").
 
 Presets: :meth:`StudyBudget.small` (tests, smoke runs; statistics not meant to be read),
 the default, and :meth:`StudyBudget.large` (more texts and edits; tens of minutes).
@@ -69,9 +70,9 @@ class StudyBudget:
         control_tokens: tokens of the random-token loss of the per-domain ablations (the
             activation controls, random tokens and randomized weights, take
             ``activation_tokens``: their spectra are compared at the domains' n / d).
-        loss_tokens: tokens per domain of each domain loss in the per-domain ablations.
+        loss_tokens: target tokens per domain of each domain loss in the per-domain ablations.
         min_loss_texts: the fewest texts a domain loss may come from.
-        layer_sweep_tokens: pooled tokens of the exact ablation of every attention and MLP block.
+        layer_sweep_tokens: pooled target tokens of the exact ablation of every attention and MLP block.
         ablation_layers: layers with the per-domain spectral vs component comparison;
             empty = the middle layer.
         top_k: singular directions removed by the "drop_top" spectral edit.
@@ -105,7 +106,7 @@ class StudyBudget:
     control_tokens: int = 2048
     loss_tokens: int = 4096
     min_loss_texts: int = 16
-    layer_sweep_tokens: int = 1024
+    layer_sweep_tokens: int = 720
     ablation_layers: tuple[int, ...] = ()
     top_k: int = 8
     spectral_edits: tuple[str, ...] = ("tail", "bulk")
@@ -119,7 +120,7 @@ class StudyBudget:
     lens_prompt: str = "The capital of France is"
     lens_target: str = " Paris"
     features: SaeBudget | None = field(
-        default_factory=lambda: SaeBudget(store_tokens=30_000, train_tokens=60_000, random_draws=3)
+        default_factory=lambda: SaeBudget(store_tokens=20_000, train_tokens=60_000, random_draws=3)
     )
     circuits: CircuitBudget | None = field(default_factory=CircuitBudget)
 

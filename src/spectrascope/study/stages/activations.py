@@ -19,7 +19,9 @@ compare), feeding:
 - a pooled sample of the same tokens at every layer for CKA (debiased, raw and robust, with a
   permuted-token null);
 
-and the energy-vs-attribution comparison over texts. The same passes keep the clean forward of
+and the energy-vs-attribution comparison over texts. The calibration pass also keeps the
+bridge's mean-ablation reference (every block's mean over the calibration texts, the first
+position apart: ``mean_reference.safetensors``, :mod:`spectrascope.mech.mean_reference`). The same passes keep the clean forward of
 the bridge's domain losses (their texts are the first of these; ``clean_losses.safetensors``,
 :mod:`spectrascope.bridge.clean_losses`), at the edited layers and at the block the SAE stage's
 feature removals resume at.
@@ -51,6 +53,9 @@ from ...bridge.overlap_run import (
     overlap_table,
 )
 from ...corpora import Corpus, corpus_texts
+from ...mech.ablation import AblationMode, all_blocks
+from ...mech.mean_reference import FILE_NAME as MEANS_FILE
+from ...mech.mean_reference import MeanReference, save_means
 from ...mech.metrics import token_pool
 from ...sae.study import removal_layer
 from ...stats.jackknife import bounded_jackknife_interval
@@ -83,7 +88,22 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     subspaces = model_subspaces(hf, roles)
     modules, _ = input_sources(hf, roles, list(subspaces))
     labels = {key: (INPUT_LABELS.get(roles[key][1], f"{roles[key][1]}_in"), roles[key][0]) for key in modules}
-    calibration = calibrate(loaded, domains, sites, b.calibration_tokens, b.seq_len, modules, labels, ctx.show_progress)
+    means = MeanReference(all_blocks(loaded)) if b.ablation_mode is AblationMode.MEAN else None
+    calibration = calibrate(
+        loaded,
+        domains,
+        sites,
+        b.calibration_tokens,
+        b.seq_len,
+        modules,
+        labels,
+        ctx.show_progress,
+        [means] if means else [],
+    )
+    folder = ctx.out / "activations"
+    folder.mkdir(parents=True, exist_ok=True)
+    if means is not None:  # the bridge's mean-ablation reference, from the same pass
+        save_means(folder / MEANS_FILE, means.values(next(hf.parameters()).dtype))
 
     # the domain losses' clean forward of the bridge's ablations (and of the SAE stage's feature
     # removals, over the first of the same texts), kept from these passes
@@ -123,8 +143,6 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
         if sample is not None:
             mode_shares[domain] = modes
             samples.append(sample.arrays())
-    folder = ctx.out / "activations"
-    folder.mkdir(parents=True, exist_ok=True)
     CleanLosses.from_captures(captures).save(folder / CLEAN_LOSSES_FILE)
     del captures
     # the singular vectors (~290 MB on SmolLM2) and the CKA sample (~280 MB) are freed before

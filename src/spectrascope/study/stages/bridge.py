@@ -16,7 +16,8 @@
   matrices' entries shuffled (the randomized-weights null).
 
 Mean ablation replaces a block by its mean over the calibration texts of every domain (never
-the measured texts), the attention sink kept apart.
+the measured texts), the attention sink kept apart; the activation stage's calibration pass
+keeps those means (:func:`block_replacements`).
 
 Tables: layer_damage, ablation_domains, layers, correlation, alignment.
 """
@@ -28,19 +29,22 @@ import pandas as pd
 import torch
 
 from ...activations.controls import RANDOM_TOKENS, randomized_weights
+from ...activations.run import calibration_batches
 from ...bridge.alignment import READERS, WRITERS, alignment_table
 from ...bridge.clean_losses import FILE_NAME as CLEAN_LOSSES_FILE
 from ...bridge.clean_losses import CleanLosses
 from ...bridge.correlation import correlation_table
 from ...bridge.overlap_run import model_roles, model_subspaces
 from ...corpora import corpus_texts
-from ...mech.ablation import reference_values
+from ...mech.ablation import AblationMode, Replacement, all_blocks, reference_values
 from ...mech.ablation_sweep import ablation_rows, damage_intervals
-from ...mech.components import AttnBlock, MlpBlock, SpectralComponent, WeightComponent
+from ...mech.components import ActivationComponent, AttnBlock, MlpBlock, SpectralComponent, WeightComponent
+from ...mech.mean_reference import FILE_NAME as MEANS_FILE
+from ...mech.mean_reference import MeanReference, load_means
 from ...mech.metrics import NextTokenLoss, text_loss, token_pool
-from ...mech.references import held_out_texts
 from ...stats.bootstrap import MIN_INTERVAL_UNITS
 from ...stats.multiple_testing import bh_qvalues
+from ...trace.passes import run_pass
 from ..context import StudyContext
 
 EDITED_ROLES = ("o", "mlp_down", "mlp_out")
@@ -52,12 +56,10 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     loaded, b = ctx.loaded(), ctx.budget
     domains = corpus_texts(b.corpora, seed=ctx.seed)
     roles = model_roles(loaded.hf)
-    reference = calibration_reference(ctx, domains)
-    blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
-    replacements = reference_values(loaded.hf, blocks, b.ablation_mode, reference)  # once for every sweep
-    layer_damage = layer_sweep(ctx, domains, reference, replacements)
+    replacements = block_replacements(ctx, domains)  # once for every sweep
+    layer_damage = layer_sweep(ctx, domains, replacements)
     layers = b.edited_layers(loaded.arch.n_layers)
-    ablations = domain_ablations(ctx, domains, reference, roles, layers, replacements)
+    ablations = domain_ablations(ctx, domains, roles, layers, replacements)
     layer_table = _layer_table(ctx, layer_damage)
     correlation = _correlations(ctx, layer_table)
     return {
@@ -69,13 +71,26 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     }
 
 
-def calibration_reference(ctx: StudyContext, domains) -> dict[str, torch.Tensor]:
-    """The mean-ablation reference: the calibration texts of every domain (the end of each corpus)."""
-    b = ctx.budget
-    return held_out_texts(ctx.loaded(), b.corpora, b.calibration_tokens, b.seq_len, ctx.seed)
+def block_replacements(ctx: StudyContext, domains) -> dict[ActivationComponent, Replacement]:
+    """What replaces each attention and MLP block: zeros, or (mean mode) its means over the
+    calibration texts of every domain (the end of each corpus, never measured), the first
+    position apart. The activation stage's calibration pass kept them when it finished here with
+    this study's fingerprint; otherwise the same pass is run again for them alone."""
+    loaded, b = ctx.loaded(), ctx.budget
+    blocks = all_blocks(loaded)
+    if b.ablation_mode is not AblationMode.MEAN:
+        return dict(reference_values(loaded.hf, blocks, b.ablation_mode, None))
+    device = next(loaded.hf.parameters()).device
+    if ctx.finished("activations"):
+        kept = load_means(ctx.out / "activations" / MEANS_FILE, blocks, device)
+        if kept is not None:
+            return dict(kept)
+    means = MeanReference(blocks)
+    run_pass(loaded.hf, calibration_batches(loaded.tokenizer, domains, b.calibration_tokens, b.seq_len), [means])
+    return dict(means.values(next(loaded.hf.parameters()).dtype))
 
 
-def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.DataFrame:
+def layer_sweep(ctx: StudyContext, domains, replacements) -> pd.DataFrame:
     """Exact mean ablation of every block on the pooled sample: damages pooled and per domain.
 
     Every domain's texts are one sweep (run in length groups, so short arithmetic texts do not
@@ -84,10 +99,10 @@ def layer_sweep(ctx: StudyContext, domains, reference, replacements=None) -> pd.
     loaded, b = ctx.loaded(), ctx.budget
     per_domain = max(2, b.layer_sweep_tokens // len(domains))
     metrics = [text_loss(loaded, c.texts, per_domain, b.seq_len, name=c.name) for c in domains]
-    blocks = [c for layer in range(loaded.arch.n_layers) for c in (AttnBlock(layer), MlpBlock(layer))]
+    blocks = all_blocks(loaded)
     pooled = NextTokenLoss.cat(metrics, name="pooled")
     sweep = ablation_rows(
-        loaded, blocks, pooled, b.ablation_mode, reference, show_progress=ctx.show_progress, replacements=replacements
+        loaded, blocks, pooled, b.ablation_mode, show_progress=ctx.show_progress, replacements=replacements
     )
     labels = np.concatenate([[m.name] * m.n_rows for m in metrics])
     tables = [damage_intervals(sweep, pooled, b.n_boot, ctx.seed).assign(domain="pooled")]
@@ -115,9 +130,7 @@ def without_thin_intervals(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def domain_ablations(
-    ctx: StudyContext, domains, reference, roles, layers: list[int], replacements=None
-) -> pd.DataFrame:
+def domain_ablations(ctx: StudyContext, domains, roles, layers: list[int], replacements) -> pd.DataFrame:
     """Blocks and spectral edits at ``layers`` on every domain's own loss and the random-token control."""
     loaded, b = ctx.loaded(), ctx.budget
     edits: list = [c for layer in layers for c in (AttnBlock(layer), MlpBlock(layer))]
@@ -136,7 +149,6 @@ def domain_ablations(
             edits,
             metric,
             b.ablation_mode,
-            reference,
             show_progress=ctx.show_progress,
             replacements=replacements,
             clean=None if stored is None else stored.clean_pass(metric.name, metric, layers),
