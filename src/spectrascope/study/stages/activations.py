@@ -21,10 +21,10 @@ compare), feeding:
 
 and the energy-vs-attribution comparison over texts. The calibration pass also keeps the
 bridge's mean-ablation reference (every block's mean over the calibration texts, the first
-position apart: ``mean_reference.safetensors``, :mod:`spectrascope.mech.mean_reference`). The same passes keep the clean forward of
-the bridge's domain losses (their texts are the first of these; ``clean_losses.safetensors``,
-:mod:`spectrascope.bridge.clean_losses`), at the edited layers and at the block the SAE stage's
-feature removals resume at.
+position apart: ``mean_reference.safetensors``, :mod:`spectrascope.mech.mean_reference`). The
+domain passes keep the clean forward of the bridge's domain losses (their texts are the first
+of these; ``clean_losses.safetensors``, :mod:`spectrascope.bridge.clean_losses`), at the edited
+layers and at the block the SAE stage's feature removals resume at.
 
 Tables: activations, energy, massive_activations, overlap, overlap_modes, cka, cka_null, cka_adjacent,
 energy_tokens, energy_agreement.
