@@ -410,6 +410,9 @@ def test_the_layer_sweep_names_its_thin_domains_and_an_undecided_third_place(tmp
         "L1 attention +0.41 [0.28, 0.54] nats"
     )
     assert line.endswith("(the third's interval overlaps the fourth's, L10 MLP +0.36 [0.26, 0.46]).")
+    one = [_damage(d, "mlp:0", 5.0, float("nan"), n_rows=1) for d in ("code", "legal")]
+    (line,) = ablation_findings(_tables(tmp_path, bridge__layer_damage=pd.DataFrame(pooled + one)))
+    assert "of which code, legal 1 text each)" in line
 
 
 def test_both_spectral_edits_of_a_matrix_are_stated_with_the_control_against_the_domains(tmp_path):

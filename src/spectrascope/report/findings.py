@@ -349,9 +349,10 @@ def _layer_sweep_line(layer_damage: pd.DataFrame) -> str:
     parts = [f"{edit_label(r['component'])} +{ci(r, 'damage')}" for _, r in pooled.head(3).iterrows()]
     texts = layer_damage[layer_damage["domain"] != "pooled"].groupby("domain")["n_rows"].first()
     thin = texts[texts < MIN_INTERVAL_UNITS]
+    most = _texts(int(thin.max())) if len(thin) else ""
     made_of = f"{int(pooled['n_rows'].iloc[0])} texts" + (
         f", equal tokens per domain, of which {', '.join(thin.index)} "
-        f"{f'{int(thin.max())} texts each' if thin.min() == thin.max() else f'at most {int(thin.max())} texts each'}"
+        f"{f'{most} each' if thin.min() == thin.max() else f'at most {most} each'}"
         if len(thin)
         else ""
     )
@@ -362,6 +363,11 @@ def _layer_sweep_line(layer_damage: pd.DataFrame) -> str:
             f" (the third's interval overlaps the fourth's, {edit_label(fourth['component'])} +{ci(fourth, 'damage')})"
         )
     return f"Mean-ablating one block at a time (pooled domains: {made_of}): the most damaging are {'; '.join(parts)} nats{tie}."
+
+
+def _texts(n: int) -> str:
+    """``n`` texts in words: "1 text", "2 texts"."""
+    return f"{n} text" if n == 1 else f"{n} texts"
 
 
 def _damage_range(g: pd.DataFrame, control: pd.DataFrame, component: str) -> str:
