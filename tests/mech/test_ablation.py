@@ -237,8 +237,18 @@ def test_batched_sweep_equals_one_at_a_time(tiny_llama, mode):
         fast = ablation_sweep(tiny_llama, components, metric, mode, reference)  # stacked + resumed at the layer
     stacked = ablation_sweep(tiny_llama, components, metric, mode, reference, reuse_prefix=False, max_batch_tokens=60)
     assert list(fast["component"]) == [c.name for c in components]
-    np.testing.assert_allclose(fast["value"], slow["value"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(stacked["value"], slow["value"], rtol=0, atol=1e-12)
+    # rows of 9 and 6 tokens run in length groups, each at its own width; transformers' eager
+    # attention takes its softmax in float32 whatever the model's dtype, and on some CPUs that
+    # rounds differently by width (2.3e-8 nats seen on an AMD EPYC): float32's tolerance here,
+    # float64's below, where every edit runs the batch at one width
+    np.testing.assert_allclose(fast["value"], slow["value"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(stacked["value"], slow["value"], rtol=0, atol=1e-6)
+    padded = ablation_rows(tiny_llama, components, metric, mode, reference, group_lengths=False)
+    whole = ablation_rows(tiny_llama, components, metric, mode, reference, batched=False)
+    for component in components:
+        np.testing.assert_allclose(
+            padded.ablated[component].values, whole.ablated[component].values, rtol=0, atol=1e-12
+        )
     assert (slow["effect"].abs() > 1e-6).all()  # every component matters a little in a random model
 
 

@@ -179,9 +179,8 @@ def test_the_domain_ablations_take_their_clean_forward_from_the_activation_pass(
         assert float(clean.baseline.reduce()) == pytest.approx(float(metric.rows(loaded).reduce()), rel=1e-5)
 
 
-def test_stages_can_tell_which_finished_stages_are_this_studys(study, tiny_model_dir, monkeypatch):
-    """The runner gives its context every stage's fingerprint, so a stage may trust an earlier
-    stage's files (beyond its required tables) only when they are this study's."""
+def _record_contexts(monkeypatch) -> list:
+    """The contexts the runner makes from now on, in order (its ``StudyContext`` patched to record them)."""
     from spectrascope.study import runner
 
     seen = []
@@ -192,6 +191,15 @@ def test_stages_can_tell_which_finished_stages_are_this_studys(study, tiny_model
             seen.append(self)
 
     monkeypatch.setattr(runner, "StudyContext", Recording)
+    return seen
+
+
+def test_stages_can_tell_which_finished_stages_are_this_studys(study, tiny_model_dir, monkeypatch):
+    """The runner gives its context every stage's fingerprint, so a stage may trust an earlier
+    stage's files (beyond its required tables) only when they are this study's."""
+    from spectrascope.study import runner
+
+    seen = _record_contexts(monkeypatch)
     out, _, budget = study
     run_study(str(tiny_model_dir), out, budget=budget, resume=True)  # every stage skipped
     assert seen and seen[0].finished("activations") and seen[0].finished("bridge")
@@ -213,14 +221,7 @@ def test_the_mean_ablation_reference_is_kept_by_the_calibration_pass(study, tiny
 
     out, _, budget = study
     assert (out / "activations" / FILE_NAME).exists()
-    seen = []
-
-    class Recording(runner.StudyContext):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen.append(self)
-
-    monkeypatch.setattr(runner, "StudyContext", Recording)
+    seen = _record_contexts(monkeypatch)
     run_study(str(tiny_model_dir), out, budget=budget, resume=True)  # every stage skipped
     domains = corpus_texts(budget.corpora, seed=0)
     computed = bridge.block_replacements(runner.StudyContext(str(tiny_model_dir), out, budget), domains)
