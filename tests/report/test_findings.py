@@ -12,6 +12,7 @@ from spectrascope.report.findings import (
     activation_findings,
     alignment_findings,
     attribution_findings,
+    budget_findings,
     circuit_findings,
     cka_findings,
     correlation_findings,
@@ -20,6 +21,7 @@ from spectrascope.report.findings import (
     weights_findings,
 )
 from spectrascope.report.tables import StudyTables
+from spectrascope.study.budget import StudyBudget
 
 
 def _tables(tmp_path: Path, **tables: pd.DataFrame) -> StudyTables:
@@ -481,3 +483,14 @@ def test_structure_spikes_are_counted_against_what_noise_gives(tmp_path):
         "unstructured heavy-tailed matrix gives about 1), 1 has correlation traps (large entries that spike even "
         "when shuffled)."
     )
+
+
+def test_a_budget_below_the_statistics_minimums_is_called_a_smoke_run(tmp_path):
+    acts = pd.DataFrame({"d": [64, 64], "n_over_d": [4.0, 4.0]})
+    t = _tables(tmp_path, activations__activations=acts)
+    short = StudyBudget().with_overrides(activation_tokens=256, head_sequences=8)
+    (line,) = budget_findings(t, short)
+    assert line.startswith("This is a smoke run, not a result")
+    assert "activation_tokens 256 (512), head_sequences 8 (32) wanted" in line  # 8 x d = 8 x 64
+    assert budget_findings(t, StudyBudget()) == []  # 4,608 >= 512 and every other minimum met
+    assert budget_findings(t, None) == []

@@ -62,6 +62,9 @@ def test_every_stage_finishes_and_every_matrix_fits(study):
         "attribution",
     ]:
         assert f"<section id='{section}'>" in html, section
+    overview = html.split("<section id='overview'>")[1].split("</section>")[0]
+    assert "This is a smoke run, not a result" in overview  # the small budget says what it is
+    assert "activation_tokens 256 (4,608)" in overview  # 8 x d = 8 x 576
 
 
 def test_massive_channels_are_found_and_the_robust_view_is_less_dominated(study):

@@ -9,6 +9,8 @@ interval (``estimate [lo, hi]``, 95 %) and the control it is compared against.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, wilcoxon
@@ -19,6 +21,9 @@ from ..stats.bootstrap import MIN_INTERVAL_UNITS, Interval, weighted_mean_interv
 from ..weights.summary import GOOD_ALPHA, role_summary
 from .labels import edit_label
 from .tables import StudyTables
+
+if TYPE_CHECKING:
+    from ..study.budget import StudyBudget
 
 Q_LEVEL = 0.05
 SHORT_TAIL = 20
@@ -577,9 +582,27 @@ def circuit_findings(t: StudyTables) -> list[str]:
     return lines
 
 
-def overview(t: StudyTables, model: str) -> list[str]:
-    """Every finding, in the report's order."""
-    out: list[str] = []
+def budget_findings(t: StudyTables, budget: StudyBudget | None) -> list[str]:
+    """One sentence when the study's budgets are below what its statistics need (a smoke run)."""
+    if budget is None:
+        return []
+    acts = t.get("activations", "activations")
+    d_model = int(acts["d"].max()) if acts is not None and len(acts) else None  # widest covariance
+    short = budget.shortfalls(d_model)
+    if not short:
+        return []
+    return [
+        "This is a smoke run, not a result: its budgets are below what the statistics need ("
+        + ", ".join(short)
+        + " wanted), so the intervals and tests below are not to be read as findings "
+        "(run the default budget)."
+    ]
+
+
+def overview(t: StudyTables, model: str, budget: StudyBudget | None = None) -> list[str]:
+    """Every finding, in the report's order; first, a smoke-run warning when ``budget`` is below
+    what the statistics need (:meth:`StudyBudget.shortfalls`)."""
+    out: list[str] = budget_findings(t, budget)
     for part in (
         weights_findings(t, model),
         activation_findings(t),

@@ -16,7 +16,7 @@ from .tables import StudyTables
 def build_report(ctx) -> Path:
     """Write ``report.html`` (and static PNGs under figures/) from the study's tables."""
     tables = StudyTables(ctx.out)
-    sections = [Section("overview", "Overview", overview(tables, ctx.model))]
+    sections = [Section("overview", "Overview", overview(tables, ctx.model, ctx.budget))]
     sections += [s for build in SECTIONS if (s := build(tables, ctx.model)) is not None]
     sections += features_sections(ctx.out)
     sections += circuit_report_sections(ctx.out / "circuits")

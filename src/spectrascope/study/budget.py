@@ -50,6 +50,13 @@ class BudgetPreset(str, Enum):
     """Twice the tokens, more edits and layers: tens of minutes."""
 
 
+TOKENS_PER_DIMENSION = 8
+"""The fewest statistic tokens per residual dimension of an activation covariance (n / d)."""
+
+STATISTIC_MINIMUMS = {"cka_tokens": 4096, "loss_tokens": 4096, "min_loss_texts": 16, "head_sequences": 32}
+"""The fewest tokens, texts or sequences each statistic reads before its intervals mean what
+they say (the module docstring; ``activation_tokens`` is :data:`TOKENS_PER_DIMENSION` x d)."""
+
 OPTIONAL_COUNTS = ("ig_steps",)
 """Budget counts where 0 means "skip" (every other count must be at least 1)."""
 
@@ -159,6 +166,26 @@ class StudyBudget:
     def edited_layers(self, n_layers: int) -> list[int]:
         """The layers of the per-domain ablations: :attr:`ablation_layers`, else the middle one."""
         return list(self.ablation_layers) or [n_layers // 2]
+
+    def shortfalls(self, d_model: int | None = None) -> list[str]:
+        """The budgets below what their statistics need, each as "name value (minimum)".
+
+        Args:
+            d_model: the dimension d of the widest activation covariance (the residual width
+                at the study's sites); with it, ``activation_tokens`` is checked against
+                :data:`TOKENS_PER_DIMENSION` x d (SmolLM2-135M: 8 x 576 = 4,608).
+
+        Returns:
+            An empty list for the default budget on SmolLM2; the small preset lists every one.
+        """
+        wanted = dict(STATISTIC_MINIMUMS)
+        if d_model:
+            wanted = {"activation_tokens": TOKENS_PER_DIMENSION * d_model, **wanted}
+        return [
+            f"{name} {getattr(self, name):,} ({least:,})"
+            for name, least in wanted.items()
+            if getattr(self, name) < least
+        ]
 
     def to_dict(self) -> dict:
         """Every budget by name, as JSON reads it back (enums as their values, tuples as lists at
