@@ -16,6 +16,7 @@ from spectrascope.report.findings import (
     circuit_findings,
     cka_findings,
     correlation_findings,
+    energy_findings,
     mechanism_findings,
     overlap_findings,
     weights_findings,
@@ -74,8 +75,8 @@ def test_overlap_is_stated_only_when_two_thirds_of_the_intervals_exclude_one(tmp
         ]
     )
     lines = overlap_findings(_tables(tmp_path, activations__overlap=pd.DataFrame(rows)))
-    assert len(lines) == 2
-    k_line, v_line = sorted(lines)
+    assert len(lines) == 3
+    k_line, v_line, q_line = lines  # the decided roles in order, then the undecided ones
     assert (
         k_line.startswith("The power-law tails of k matrices (median 3 of 64 directions) read more")
         and "100%" in k_line
@@ -84,6 +85,11 @@ def test_overlap_is_stated_only_when_two_thirds_of_the_intervals_exclude_one(tmp
     assert "random tokens: 1.07x; the domains' median is above random tokens' in 1 of 1 layers)" in k_line
     assert "of v matrices (median 3 of 64 directions) read less" in v_line and "67%" in v_line
     assert v_line.endswith("(layer, domain) pairs (robust view).")  # no control rows: none is named
+    # q: 1 of 3 intervals above 1, none below: said plainly, not dropped
+    assert q_line == (
+        "The power-law tails of the other roles read neither consistently more nor less than random "
+        "subspaces (share of (layer, domain) intervals above 1 / below 1: q 33% / 0%; robust view)."
+    )
 
 
 def test_overlap_without_a_majority_says_nothing_survives(tmp_path):
@@ -440,7 +446,7 @@ def test_both_spectral_edits_of_a_matrix_are_stated_with_the_control_against_the
     assert pair == (
         "L15 self_attn.o_proj, keeping only its power-law tail: +0.05 to +0.15 nats across domains, every interval "
         "above 0; random tokens 0.11 [0.09, 0.13], within the domains' range: not specific to the domains. "
-        "Removing the tail instead: -0.03 to +0.02 nats across domains, 1 of 2 intervals above 0; "
+        "Removing the tail instead: -0.03 to +0.02 nats across domains, 1 of 2 intervals above 0, 1 below; "
         "random tokens 0.00 [-0.01, 0.01]."
     )
 
@@ -494,3 +500,61 @@ def test_a_budget_below_the_statistics_minimums_is_called_a_smoke_run(tmp_path):
     assert "activation_tokens 256 (512), head_sequences 8 (32) wanted" in line  # 8 x d = 8 x 64
     assert budget_findings(t, StudyBudget()) == []  # 4,608 >= 512 and every other minimum met
     assert budget_findings(t, None) == []
+
+
+def test_robust_cka_comes_first_and_says_which_channels_it_leaves_out(tmp_path):
+    rows = []
+    for variant, values, excluded in (("raw", [0.99, 0.07], 0), ("robust", [0.98, 0.5], 12)):
+        for (a, b), value in zip([(0, 1), (1, 2)], values, strict=True):
+            rows.append({"layer_a": a, "layer_b": b, "cka": value, "variant": variant, "n_tokens": 4098})
+            rows[-1]["n_excluded"] = excluded
+    (line,) = cka_findings(_tables(tmp_path, activations__cka=pd.DataFrame(rows)))
+    assert line.index("robust 0.74") < line.index("raw 0.53")  # medians of the two adjacent pairs
+    assert "lowest 0.50, layers 1 to 2, the 12 channels massive at any layer left out of every layer)" in line
+    assert "lowest 0.07, layers 1 to 2)" in line
+
+
+def _energy(domain: str, mean: float) -> dict:
+    return {
+        "layer": 0,
+        "domain": domain,
+        "energy_mean": mean,
+        "energy_mean_lo": mean - 0.02,
+        "energy_mean_hi": mean + 0.02,
+    }
+
+
+def test_a_random_token_control_above_every_domain_is_said_to_read_distance_not_knowledge(tmp_path):
+    rows = [_energy("a", 0.3), _energy("b", 0.9), _energy(RANDOM_TOKENS, 1.2)]
+    (line,) = energy_findings(_tables(tmp_path, activations__energy=pd.DataFrame(rows)))
+    assert "highest for b 0.90 [0.88, 0.92]" in line and "lowest for a 0.30 [0.28, 0.32]" in line
+    assert line.endswith(
+        "random tokens (control) 1.20 [1.18, 1.22], above every domain: the energy reads distance from the "
+        "reference texts, not domain knowledge."
+    )
+    rows[-1] = _energy(RANDOM_TOKENS, 0.5)  # inside the domains' range: nothing added
+    (line,) = energy_findings(_tables(tmp_path / "inside", activations__energy=pd.DataFrame(rows)))
+    assert line.endswith("random tokens (control) 0.50 [0.48, 0.52].")
+
+
+def test_head_correlations_say_their_damages_come_from_the_sweeps_screen(tmp_path):
+    corr = pd.DataFrame(
+        {
+            "family": ["heads", "layers"],
+            "metric": ["ov_alpha", "alpha"],
+            "target": ["damage_screen", "mlp_damage"],
+            "rho": [0.1, 0.2],
+            "p_value": [0.3, 0.2],
+            "q_value": [0.3, 0.3],
+            "n": [270, 30],
+        }
+    )
+    heads = pd.DataFrame({"layer": [0], "head": [0], "damage_screen": [0.1], "n_screen": [3]})
+    heads_line, layers_line = correlation_findings(
+        _tables(tmp_path, bridge__correlation=corr, mechanisms__ablation_heads=heads)
+    )
+    assert heads_line.startswith(
+        "Spectra vs causal importance (heads (a head's damage: the loss on repeated random text's second copy, "
+        "from the sweep's screen of 3 sequences)): none of 1"
+    )
+    assert layers_line.startswith("Spectra vs causal importance (layers): none of 1")

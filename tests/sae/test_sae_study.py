@@ -60,6 +60,7 @@ def test_ablation_sentences_state_intervals_and_the_random_feature_control():
             {
                 "domain": "code",
                 "kind": "features",
+                "n_removed": 5,
                 "damage": 0.05,
                 "damage_lo": 0.02,
                 "damage_hi": 0.08,
@@ -70,6 +71,7 @@ def test_ablation_sentences_state_intervals_and_the_random_feature_control():
             {
                 "domain": "legal",
                 "kind": "features",
+                "n_removed": 3,
                 "damage": 0.0,
                 "damage_lo": -0.01,
                 "damage_hi": 0.01,
@@ -83,6 +85,7 @@ def test_ablation_sentences_state_intervals_and_the_random_feature_control():
         ]
     )
     features_line, head_line = _ablation_sentences(table)
+    assert features_line.startswith("Removing each domain's 3-5 most selective features changes its loss")
     assert "code +0.050 [+0.020, +0.080]; legal +0.000 [-0.010, +0.010]" in features_line
     assert "above zero in 1 and below zero in 0 of 2 domains" in features_line
     assert "median damage +0.200" in head_line and "above zero in 1 of 2" in head_line

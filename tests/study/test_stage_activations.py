@@ -30,3 +30,24 @@ def test_robust_cka_by_zeroed_channels_equals_leaving_them_out():
     assert list(medians["variant"]) == ["raw", "robust"] and (medians["n_pairs"] == 2).all()
     assert (medians["cka_lo"] <= medians["cka"]).all() and (medians["cka"] <= medians["cka_hi"]).all()
     assert len(null) == 4
+
+
+def test_robust_cka_leaves_the_union_of_every_layers_channels_out_of_every_layer():
+    # channel 3 dominates every layer but is flagged only at layer a; the robust view must not
+    # compare layer a without it against layer b with it
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((300, 10))
+    sites = ["a", "b", "c"]
+    pooled = {s: (base @ rng.standard_normal((10, 10)) + 0.3 * rng.standard_normal((300, 10))) for s in sites}
+    spike = 100.0 * rng.standard_normal(300)
+    for s in sites:
+        pooled[s][:, 3] = spike
+        pooled[s] = pooled[s].astype(np.float32)
+    excluded = {"a": np.array([3]), "b": np.array([7]), "c": np.array([], dtype=np.int64)}
+    kept = [c for c in range(10) if c not in (3, 7)]  # the union {3, 7}, at every layer
+    table, _, _ = _cka_tables(pooled, excluded, sites, seed=0)
+    robust = table[table["variant"] == "robust"].set_index(["layer_a", "layer_b"])["cka"]
+    assert robust[(0, 1)] == pytest.approx(cka(pooled["a"][:, kept], pooled["b"][:, kept]), rel=1e-5)
+    assert robust[(1, 2)] == pytest.approx(cka(pooled["b"][:, kept], pooled["c"][:, kept]), rel=1e-5)
+    assert set(table.loc[table["variant"] == "robust", "n_excluded"]) == {2}
+    assert set(table.loc[table["variant"] == "raw", "n_excluded"]) == {0}

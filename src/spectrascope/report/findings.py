@@ -239,7 +239,10 @@ def energy_findings(t: StudyTables) -> list[str]:
         f"{'; the extremes do not overlap' if separated else '; they overlap: no difference is claimed'})"
     )
     if len(control):
-        text += f"; random tokens (control) {ci(control.iloc[0], 'energy_mean')}"
+        row = control.iloc[0]
+        text += f"; random tokens (control) {ci(row, 'energy_mean')}"
+        if row["energy_mean"] > hi["energy_mean"]:
+            text += ", above every domain: the energy reads distance from the reference texts, not domain knowledge"
     return [text + "."]
 
 
@@ -289,11 +292,12 @@ def overlap_findings(t: StudyTables) -> list[str]:
     if overlap is None or overlap.empty:
         return []
     tail = overlap[(overlap["part"] == "tail") & (overlap["variant"] == "robust") & (overlap["k"] > 0)]
-    lines = []
+    lines, mixed = [], []
     for role, g in _domains(tail).groupby("role"):
         above = (g["enrichment_lo"] > 1).mean()
         below = (g["enrichment_hi"] < 1).mean()
         if max(above, below) < MOST:
+            mixed.append(f"{role} {above:.0%} / {below:.0%}")
             continue
         direction = "more" if above >= below else "less"
         share = max(above, below)
@@ -323,6 +327,11 @@ def overlap_findings(t: StudyTables) -> list[str]:
         lines.append(
             "Eigenmode overlap: for no role do two thirds of the tails read more (or less) of the domains' "
             "variance than random subspaces (robust view, intervals over texts)."
+        )
+    elif mixed:
+        lines.append(
+            f"The power-law tails of the other roles read neither consistently more nor less than random "
+            f"subspaces (share of (layer, domain) intervals above 1 / below 1: {'; '.join(mixed)}; robust view)."
         )
     return lines
 
@@ -378,8 +387,8 @@ def _texts(n: int) -> str:
 def _damage_range(g: pd.DataFrame, control: pd.DataFrame, component: str) -> str:
     """The domains' damage range and how many intervals exclude 0, the random-token control, and,
     when every domain is hurt, where the control falls against the domains' range."""
-    above = int((g["damage_lo"] > 0).sum())
-    every = "every interval above 0" if above == len(g) else f"{above} of {len(g)} intervals above 0"
+    above, below = int((g["damage_lo"] > 0).sum()), int((g["damage_hi"] < 0).sum())
+    every = "every interval above 0" if above == len(g) else f"{above} of {len(g)} intervals above 0, {below} below"
     text = f"{g['damage'].min():+.2f} to {g['damage'].max():+.2f} nats across domains, {every}"
     if component not in control.index:
         return text
@@ -412,12 +421,20 @@ def correlation_findings(t: StudyTables) -> list[str]:
     if corr is None or corr.empty:
         return []
     lines = []
+    heads = t.get("mechanisms", "ablation_heads")
+    screen = (
+        f" (a head's damage: the loss on repeated random text's second copy, from the sweep's screen of "
+        f"{int(heads['n_screen'].iloc[0])} sequences)"
+        if heads is not None and len(heads) and "n_screen" in heads
+        else ""
+    )
     for family, g in corr.groupby("family"):
         survivors = g[g["q_value"] < Q_LEVEL].sort_values("q_value")
         nominal = int((g["p_value"] < 0.05).sum())
+        about = screen if family == "heads" else ""
         if survivors.empty:
             lines.append(
-                f"Spectra vs causal importance ({family}): none of {len(g)} rank correlations survives "
+                f"Spectra vs causal importance ({family}{about}): none of {len(g)} rank correlations survives "
                 f"Benjamini-Hochberg at q < {Q_LEVEL} ({nominal} {'has' if nominal == 1 else 'have'} p < 0.05 uncorrected, "
                 f"{0.05 * len(g):.2g} expected by chance)."
             )
@@ -429,7 +446,7 @@ def correlation_findings(t: StudyTables) -> list[str]:
             checked = [_order_check_text(r) for _, r in survivors.head(4).iterrows()]
             checks = f" Checks that try to break them (uncorrected): {' '.join(checked)}" if all(checked) else ""
             lines.append(
-                f"Spectra vs causal importance ({family}): {len(survivors)} of {len(g)} correlations survive "
+                f"Spectra vs causal importance ({family}{about}): {len(survivors)} of {len(g)} correlations survive "
                 f"BH at q < {Q_LEVEL}: {'; '.join(parts)}.{checks}"
             )
     return lines
@@ -507,14 +524,19 @@ def cka_findings(t: StudyTables) -> list[str]:
     medians = t.get("activations", "cka_adjacent")
     adjacent = cka[cka["layer_b"] == cka["layer_a"] + 1]
     parts = []
-    for variant, g in adjacent.groupby("variant"):
+    for variant, g in sorted(adjacent.groupby("variant"), key=lambda item: item[0] != "robust"):  # robust first
         noise = null[null["variant"] == variant]["cka"].abs().max() if null is not None else np.nan
         row = None if medians is None else medians[medians["variant"] == variant]
         value = ci(row.iloc[0], "cka") if row is not None and len(row) else f"{g['cka'].median():.2f}"
         low = g.loc[g["cka"].idxmin()]
+        left_out = (
+            f", the {int(g['n_excluded'].iloc[0])} channels massive at any layer left out of every layer"
+            if variant == "robust" and "n_excluded" in g
+            else ""
+        )
         parts.append(
             f"{variant} {value} (permuted-token null: |CKA| <= {noise:.3f}; lowest {low['cka']:.2f}, layers "
-            f"{int(low['layer_a'])} to {int(low['layer_b'])})"
+            f"{int(low['layer_a'])} to {int(low['layer_b'])}{left_out})"
         )
     jackknife = (
         f"; intervals: delete-a-group jackknife over {int(medians['n_groups'].iloc[0])} groups of consecutive texts, "

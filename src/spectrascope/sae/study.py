@@ -328,6 +328,16 @@ def _overview(folder: Path, quality: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _removed(features: pd.DataFrame) -> str:
+    """How many features each domain's removal took out: "5 ", "2-5 " when domains differ, or ""
+    when the table does not say."""
+    counts = features["n_removed"].dropna() if "n_removed" in features else pd.Series(dtype=float)
+    if counts.empty:
+        return ""
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} " if low == high else f"{low}-{high} "
+
+
 def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
     """What removing features did to each domain's loss, against random features and components."""
     lines = []
@@ -340,7 +350,8 @@ def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
         )
         excess = features.dropna(subset=["excess_lo"])
         lines.append(
-            f"Removing each domain's selective features changes its loss by (nats per token, 95 % bootstrap "
+            f"Removing each domain's {_removed(features)}most selective features changes its loss by (nats per "
+            f"token, 95 % bootstrap "
             f"over texts): {per_domain}. Against as many random live features (the control) the excess is "
             f"above zero in {int((excess['excess_lo'] > 0).sum())} and below zero in "
             f"{int((excess['excess_hi'] < 0).sum())} of {len(excess)} domains."

@@ -113,7 +113,7 @@ def run(ctx: StudyContext) -> dict[str, pd.DataFrame]:
     found = {c.name: loss_capture(loaded, c.texts, b.loss_tokens, b.seq_len, sorted(kept)) for c in domains}
     captures = {name: capture for name, capture in found.items() if capture is not None}
     spectra, energy, overlap_rows, mode_shares, samples = [], [], [], {}, []
-    per_domain_cka = max(4, b.cka_tokens // len(domains))
+    per_domain_cka = max(4, -(-b.cka_tokens // len(domains)))  # equal shares, at least cka_tokens pooled
     runs = [  # batched by length: short texts are not padded to long ones (the same texts)
         (c.name, list(text_batches(loaded.tokenizer, c.texts, b.activation_tokens, b.seq_len, by_length=True)))
         for c in domains
@@ -201,20 +201,27 @@ CKA_GROUPS = 16
 def _cka_tables(
     pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Debiased CKA between every pair of layers (raw and robust: the sites' excluded channels
-    left out, both from one product per pair), a permuted-token null for adjacent layers (the
+    """Debiased CKA between every pair of layers (raw and robust, both from one product per pair),
+    a permuted-token null for adjacent layers (the
     same tokens' order shuffled in one layer: no shared structure; each layer's own HSIC is
     unchanged by it, so one product per pair again), and the median over adjacent pairs with a
     delete-a-group jackknife interval (:data:`CKA_GROUPS` groups of consecutive tokens, each a
-    few texts of one domain; :func:`~spectrascope.bridge.cka.adjacent_replicates_by_variant`)."""
+    few texts of one domain; :func:`~spectrascope.bridge.cka.adjacent_replicates_by_variant`).
+
+    The robust variant leaves out, at every layer, each channel that is excluded at any site (the
+    union, 12 channels on SmolLM2-135M): the residual stream's channels persist across layers,
+    so a per-layer set would compare a layer in which a channel is left out with a neighbour in
+    which it still dominates, and CKA would read the change of the set rather than of the layers."""
     nulls, medians = [], []
     rng = np.random.default_rng(seed)
     n = len(pooled[sites[0]])
     groups = np.arange(n) * CKA_GROUPS // n
     layers = {layer: pooled[site] for layer, site in enumerate(sites)}
-    drop = {layer: np.asarray(excluded[site], dtype=np.int64) for layer, site in enumerate(sites)}
+    union = np.unique(np.concatenate([np.asarray(excluded[site], dtype=np.int64) for site in sites]))
+    drop = dict.fromkeys(range(len(sites)), union)
     hsics = layer_hsics(layers, excluded=drop)
     table = cka_table(hsics).assign(n_tokens=n)
+    table["n_excluded"] = np.where(table["variant"] == "robust", len(union), 0)  # channels left out
     for layer in range(len(sites) - 1):
         permuted = rng.permutation(n)
         cross = (layers[layer].T @ layers[layer + 1][permuted]).astype(np.float64)
