@@ -554,7 +554,7 @@ def test_head_correlations_say_their_damages_come_from_the_sweeps_screen(tmp_pat
         _tables(tmp_path, bridge__correlation=corr, mechanisms__ablation_heads=heads)
     )
     assert heads_line.startswith(
-        "Spectra vs causal importance (heads (a head's damage: the loss on repeated random text's second copy, "
-        "from the sweep's screen of 3 sequences)): none of 1"
+        "Spectra vs causal importance (heads; a head's damage is the loss on repeated random text's second copy, "
+        "from the sweep's screen of 3 sequences): none of 1"
     )
     assert layers_line.startswith("Spectra vs causal importance (layers): none of 1")

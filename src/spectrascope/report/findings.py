@@ -423,8 +423,8 @@ def correlation_findings(t: StudyTables) -> list[str]:
     lines = []
     heads = t.get("mechanisms", "ablation_heads")
     screen = (
-        f" (a head's damage: the loss on repeated random text's second copy, from the sweep's screen of "
-        f"{int(heads['n_screen'].iloc[0])} sequences)"
+        f"; a head's damage is the loss on repeated random text's second copy, from the sweep's screen of "
+        f"{int(heads['n_screen'].iloc[0])} sequences"
         if heads is not None and len(heads) and "n_screen" in heads
         else ""
     )
