@@ -351,8 +351,7 @@ def _ablation_sentences(ablation: pd.DataFrame) -> list[str]:
         excess = features.dropna(subset=["excess_lo"])
         lines.append(
             f"Removing each domain's {_removed(features)}most selective features changes its loss by (nats per "
-            f"token, 95 % bootstrap "
-            f"over texts): {per_domain}. Against as many random live features (the control) the excess is "
+            f"token, 95 % bootstrap over texts): {per_domain}. Against as many random live features (the control) the excess is "
             f"above zero in {int((excess['excess_lo'] > 0).sum())} and below zero in "
             f"{int((excess['excess_hi'] < 0).sum())} of {len(excess)} domains."
         )

@@ -202,10 +202,9 @@ def _cka_tables(
     pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Debiased CKA between every pair of layers (raw and robust, both from one product per pair),
-    a permuted-token null for adjacent layers (the
-    same tokens' order shuffled in one layer: no shared structure; each layer's own HSIC is
-    unchanged by it, so one product per pair again), and the median over adjacent pairs with a
-    delete-a-group jackknife interval (:data:`CKA_GROUPS` groups of consecutive tokens, each a
+    a permuted-token null for adjacent layers (the same tokens' order shuffled in one layer: no
+    shared structure; each layer's own HSIC is unchanged by it, so one product per pair again),
+    and the median over adjacent pairs with a delete-a-group jackknife interval (:data:`CKA_GROUPS` groups of consecutive tokens, each a
     few texts of one domain; :func:`~spectrascope.bridge.cka.adjacent_replicates_by_variant`).
 
     The robust variant leaves out, at every layer, each channel that is excluded at any site (the
