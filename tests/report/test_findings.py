@@ -558,3 +558,28 @@ def test_head_correlations_say_their_damages_come_from_the_sweeps_screen(tmp_pat
         "from the sweep's screen of 3 sequences): none of 1"
     )
     assert layers_line.startswith("Spectra vs causal importance (layers): none of 1")
+
+
+def test_a_lowest_cka_that_a_few_tokens_make_is_said_so(tmp_path):
+    cka = pd.DataFrame(
+        {"layer_a": [0, 1, 2], "layer_b": [1, 2, 3], "cka": [0.98, 0.18, 0.97], "variant": "robust", "n_tokens": 4098}
+    )
+    medians = pd.DataFrame(
+        {
+            "variant": ["robust"],
+            "cka": [0.97],
+            "cka_lo": [0.95],
+            "cka_hi": [0.99],
+            "n_groups": [16],
+            "n_pairs": [3],
+            "lowest_layer_a": [1],
+            "lowest_cka": [0.18],
+            "lowest_cka_without_top_tokens": [0.96],
+            "n_top_tokens": [41],
+        }
+    )
+    (line,) = cka_findings(_tables(tmp_path, activations__cka=cka, activations__cka_adjacent=medians))
+    assert "lowest 0.18, layers 1 to 2; 0.96 without the 41 tokens of largest norm: a few tokens make it)" in line
+    medians["lowest_cka_without_top_tokens"] = 0.30  # still low without them: no verdict
+    (line,) = cka_findings(_tables(tmp_path / "low", activations__cka=cka, activations__cka_adjacent=medians))
+    assert "lowest 0.18, layers 1 to 2; 0.30 without the 41 tokens of largest norm)" in line

@@ -536,7 +536,7 @@ def cka_findings(t: StudyTables) -> list[str]:
         )
         parts.append(
             f"{variant} {value} (permuted-token null: |CKA| <= {noise:.3f}; lowest {low['cka']:.2f}, layers "
-            f"{int(low['layer_a'])} to {int(low['layer_b'])}{left_out})"
+            f"{int(low['layer_a'])} to {int(low['layer_b'])}{left_out}{_few_tokens(row, int(low['layer_a']))})"
         )
     jackknife = (
         f"; intervals: delete-a-group jackknife over {int(medians['n_groups'].iloc[0])} groups of consecutive texts, "
@@ -550,6 +550,21 @@ def cka_findings(t: StudyTables) -> list[str]:
             f"{'; '.join(parts)}{jackknife}."
         )
     ]
+
+
+def _few_tokens(row: pd.DataFrame | None, layer_a: int) -> str:
+    """The lowest adjacent CKA (layers ``layer_a``, ``layer_a + 1``) again without the tokens of
+    largest norm, and whether they make it (it then reaches the median's interval)."""
+    if row is None or not len(row) or "lowest_cka_without_top_tokens" not in row:
+        return ""
+    r = row.iloc[0]
+    if int(r["lowest_layer_a"]) != layer_a:
+        return ""
+    verdict = ": a few tokens make it" if r["lowest_cka_without_top_tokens"] >= r["cka_lo"] else ""
+    return (
+        f"; {r['lowest_cka_without_top_tokens']:.2f} without the {int(r['n_top_tokens'])} tokens of largest "
+        f"norm{verdict}"
+    )
 
 
 def attribution_findings(t: StudyTables) -> list[str]:

@@ -40,7 +40,7 @@ from ...activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS, random_to
 from ...activations.domain_pass import SiteSample
 from ...activations.run import calibrate, calibration_batches, measure_domain
 from ...bridge.alignment import cka_table, layer_hsics
-from ...bridge.cka import TokenTerms, adjacent_replicates_by_variant, hsic_from_cross
+from ...bridge.cka import TokenTerms, adjacent_replicates_by_variant, cka, hsic_from_cross
 from ...bridge.clean_losses import FILE_NAME as CLEAN_LOSSES_FILE
 from ...bridge.clean_losses import CleanLosses, loss_capture
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
@@ -197,6 +197,27 @@ def _attribution_tokens(ctx: StudyContext, domains: list[Corpus], references, fi
 CKA_GROUPS = 16
 """Groups of consecutive pooled tokens (about consecutive texts) of the CKA jackknife."""
 
+TOP_TOKEN_SHARE = 0.01
+"""Share of the pooled tokens, those of largest norm, left out to check the lowest adjacent CKA."""
+
+
+def cka_without_top_tokens(X: np.ndarray, Y: np.ndarray, share: float = TOP_TOKEN_SHARE) -> tuple[float, int]:
+    """Debiased CKA of X and Y, (n, d1) and (n, d2) rows of the same tokens, without the ``share``
+    of tokens whose norm is largest relative to its layer's median token norm at either layer.
+
+    Linear CKA weighs each token by its squared norm, so a handful of tokens far above the rest
+    (massive values in channels that are not flagged) can set it alone. Returns the CKA and how
+    many tokens were left out.
+    """
+
+    def relative(Z: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(np.asarray(Z, dtype=np.float64), axis=1)
+        return norms / np.median(norms)
+
+    ratio = np.maximum(relative(X), relative(Y))
+    kept = ratio <= np.quantile(ratio, 1 - share)
+    return cka(X[kept], Y[kept]), int((~kept).sum())
+
 
 def _cka_tables(
     pooled: dict[str, np.ndarray], excluded: dict[str, np.ndarray], sites: list[str], seed: int
@@ -249,6 +270,10 @@ def _cka_tables(
             adjacent = mine[mine["layer_b"] == mine["layer_a"] + 1].sort_values("layer_a")["cka"].to_numpy()
             median = float(np.median(adjacent))
             lo, hi = bounded_jackknife_interval(median, np.median(replicates[variant], axis=0))
+            a = int(np.argmin(adjacent))  # is the lowest pair made by a few tokens?
+            keep = hsics.keeps[variant]
+            X, Y = (layers[k] if keep[k] is None else layers[k][:, keep[k]] for k in (a, a + 1))
+            without, n_left_out = cka_without_top_tokens(X, Y)
             medians.append(
                 {
                     "variant": variant,
@@ -259,6 +284,10 @@ def _cka_tables(
                     "n_pairs": adjacent.size,
                     "n_groups": CKA_GROUPS,
                     "n_tokens": n,
+                    "lowest_layer_a": a,
+                    "lowest_cka": float(adjacent[a]),
+                    "lowest_cka_without_top_tokens": without,
+                    "n_top_tokens": n_left_out,
                 }
             )
     return table, pd.DataFrame(nulls).sort_values(["variant", "layer_a"], ignore_index=True), pd.DataFrame(medians)
