@@ -580,6 +580,6 @@ def test_a_lowest_cka_that_a_few_tokens_make_is_said_so(tmp_path):
     )
     (line,) = cka_findings(_tables(tmp_path, activations__cka=cka, activations__cka_adjacent=medians))
     assert "lowest 0.18, layers 1 to 2; 0.96 without the 41 tokens of largest norm: a few tokens make it)" in line
-    medians["lowest_cka_without_top_tokens"] = 0.30  # still low without them: no verdict
+    medians["lowest_cka_without_top_tokens"] = 0.50  # under half the gap to the median 0.97 closed: no verdict
     (line,) = cka_findings(_tables(tmp_path / "low", activations__cka=cka, activations__cka_adjacent=medians))
-    assert "lowest 0.18, layers 1 to 2; 0.30 without the 41 tokens of largest norm)" in line
+    assert "lowest 0.18, layers 1 to 2; 0.50 without the 41 tokens of largest norm)" in line
