@@ -443,7 +443,9 @@ def alignment_section(t: StudyTables, model: str) -> Section | None:
                 "up tails, norm gains folded in), relative to random subspaces, with the same pairs after shuffling the "
                 "weights as the null; and debiased CKA of the residual stream (robust view first), its median over "
                 "adjacent layers with a delete-a-group jackknife interval (groups of consecutive texts; on Fisher's z "
-                "scale, so it stays below 1)."
+                "scale, so it stays below 1). Linear CKA weighs each token by its squared norm: the table's "
+                "lowest_cka_without_top_tokens is the lowest adjacent pair again without the 1 % of tokens of largest "
+                "norm, and where it is near the median, blocks in the maps below are those few tokens, not the layers."
             )
         ],
         figs,
