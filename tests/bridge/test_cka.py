@@ -4,7 +4,7 @@ representations give ~0 at the study's sample size; invariances."""
 import numpy as np
 import pytest
 
-from spectrascope.bridge.cka import cka
+from spectrascope.bridge.cka import cka, cka_without_top_tokens
 
 
 def _hsic_unbiased_kernel(K, L):
@@ -133,3 +133,13 @@ def test_replicates_by_variant_equal_the_replicates_without_the_excluded_channel
     kept = [np.delete(A, [2], axis=1), np.delete(B, [0, 4], axis=1), C]
     np.testing.assert_allclose(got["robust"], adjacent_cka_replicates(kept, groups), rtol=1e-9)
     assert np.abs(got["robust"] - got["raw"]).max() > 0.01  # the dropped channels mattered
+
+
+def test_a_few_tokens_of_large_norm_that_set_cka_alone_are_found_by_leaving_them_out():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((400, 8))
+    Y = X @ np.linalg.qr(rng.standard_normal((8, 8)))[0]  # the same representation rotated: CKA 1
+    X[:4] = 300.0 * rng.standard_normal((4, 8))  # 4 tokens (1 %) of huge norm, unrelated in Y
+    assert cka(X, Y) < 0.2
+    without, n_left_out = cka_without_top_tokens(X, Y)
+    assert n_left_out == 4 and without == pytest.approx(cka(X[4:], Y[4:]), rel=1e-9) and without > 0.99

@@ -4,8 +4,8 @@ place, equals CKA with those channels left out; the adjacent median carries its 
 import numpy as np
 import pytest
 
-from spectrascope.bridge.cka import cka
-from spectrascope.study.stages.activations import _cka_tables, cka_without_top_tokens
+from spectrascope.bridge.cka import cka, cka_without_top_tokens
+from spectrascope.study.stages.activations import _cka_tables
 
 
 def test_robust_cka_by_zeroed_channels_equals_leaving_them_out():
@@ -51,16 +51,6 @@ def test_robust_cka_leaves_the_union_of_every_layers_channels_out_of_every_layer
     assert robust[(1, 2)] == pytest.approx(cka(pooled["b"][:, kept], pooled["c"][:, kept]), rel=1e-5)
     assert set(table.loc[table["variant"] == "robust", "n_excluded"]) == {2}
     assert set(table.loc[table["variant"] == "raw", "n_excluded"]) == {0}
-
-
-def test_a_few_tokens_of_large_norm_that_set_cka_alone_are_found_by_leaving_them_out():
-    rng = np.random.default_rng(2)
-    X = rng.standard_normal((400, 8))
-    Y = X @ np.linalg.qr(rng.standard_normal((8, 8)))[0]  # the same representation rotated: CKA 1
-    X[:4] = 300.0 * rng.standard_normal((4, 8))  # 4 tokens (1 %) of huge norm, unrelated in Y
-    assert cka(X, Y) < 0.2
-    without, n_left_out = cka_without_top_tokens(X, Y)
-    assert n_left_out == 4 and without == pytest.approx(cka(X[4:], Y[4:]), rel=1e-9) and without > 0.99
 
 
 def test_the_adjacent_medians_check_their_lowest_pair_without_its_top_tokens():

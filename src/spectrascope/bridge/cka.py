@@ -20,6 +20,9 @@ O(n d1 d2) time and O(d1 d2) memory, never as an n x n kernel:
     tr(K~ L~)       = ||X^T Y||_F^2 - sum_i |x_i|^2 |y_i|^2
     1^T K~ 1        = |sum_i x_i|^2 - sum_i |x_i|^2
     1^T K~ L~ 1     = sum_i (x_i . s_x - |x_i|^2)(y_i . s_y - |y_i|^2),   s_x = sum_i x_i
+
+Each token weighs with its squared norm, so a few tokens of very large norm can set CKA alone:
+:func:`cka_without_top_tokens` measures it again without them.
 """
 
 from __future__ import annotations
@@ -73,6 +76,28 @@ def cka(X: np.ndarray, Y: np.ndarray, debiased: bool = True) -> float:
     if xx <= 0 or yy <= 0:
         return float("nan")
     return float(xy / np.sqrt(xx * yy))
+
+
+TOP_TOKEN_SHARE = 0.01
+"""Share of the pooled tokens, those of largest norm, left out to check the lowest adjacent CKA."""
+
+
+def cka_without_top_tokens(X: np.ndarray, Y: np.ndarray, share: float = TOP_TOKEN_SHARE) -> tuple[float, int]:
+    """Debiased CKA of X and Y, (n, d1) and (n, d2) rows of the same tokens, without the ``share``
+    of tokens whose norm is largest relative to its layer's median token norm at either layer.
+
+    Linear CKA weighs each token by its squared norm, so a handful of tokens far above the rest
+    (massive values in channels that are not flagged) can set it alone. Returns the CKA and how
+    many tokens were left out.
+    """
+
+    def relative(Z: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(np.asarray(Z, dtype=np.float64), axis=1)
+        return norms / np.median(norms)
+
+    ratio = np.maximum(relative(X), relative(Y))
+    kept = ratio <= np.quantile(ratio, 1 - share)
+    return cka(X[kept], Y[kept]), int((~kept).sum())
 
 
 @dataclass(frozen=True)

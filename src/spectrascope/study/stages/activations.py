@@ -40,7 +40,7 @@ from ...activations.controls import RANDOM_TOKENS, RANDOMIZED_WEIGHTS, random_to
 from ...activations.domain_pass import SiteSample
 from ...activations.run import calibrate, calibration_batches, measure_domain
 from ...bridge.alignment import cka_table, layer_hsics
-from ...bridge.cka import TokenTerms, adjacent_replicates_by_variant, cka, hsic_from_cross
+from ...bridge.cka import TokenTerms, adjacent_replicates_by_variant, cka_without_top_tokens, hsic_from_cross
 from ...bridge.clean_losses import FILE_NAME as CLEAN_LOSSES_FILE
 from ...bridge.clean_losses import CleanLosses, loss_capture
 from ...bridge.energy_attribution import agreement_table, text_attribution_rows
@@ -196,27 +196,6 @@ def _attribution_tokens(ctx: StudyContext, domains: list[Corpus], references, fi
 
 CKA_GROUPS = 16
 """Groups of consecutive pooled tokens (about consecutive texts) of the CKA jackknife."""
-
-TOP_TOKEN_SHARE = 0.01
-"""Share of the pooled tokens, those of largest norm, left out to check the lowest adjacent CKA."""
-
-
-def cka_without_top_tokens(X: np.ndarray, Y: np.ndarray, share: float = TOP_TOKEN_SHARE) -> tuple[float, int]:
-    """Debiased CKA of X and Y, (n, d1) and (n, d2) rows of the same tokens, without the ``share``
-    of tokens whose norm is largest relative to its layer's median token norm at either layer.
-
-    Linear CKA weighs each token by its squared norm, so a handful of tokens far above the rest
-    (massive values in channels that are not flagged) can set it alone. Returns the CKA and how
-    many tokens were left out.
-    """
-
-    def relative(Z: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(np.asarray(Z, dtype=np.float64), axis=1)
-        return norms / np.median(norms)
-
-    ratio = np.maximum(relative(X), relative(Y))
-    kept = ratio <= np.quantile(ratio, 1 - share)
-    return cka(X[kept], Y[kept]), int((~kept).sum())
 
 
 def _cka_tables(
